@@ -1,0 +1,1 @@
+"""EV charge point controller: the evse daemon and its pure station core."""

@@ -1,0 +1,245 @@
+"""The safety supervisor of one EVSE: what the pilot and the contactor must do now.
+
+Theory of operation
+-------------------
+Everything that decides whether energy may flow lives in this file. It does no I/O and
+reads no clock: the control loop calls ``Supervisor.step(now, inputs)`` at the pilot
+sampling rate with a monotonic time in seconds and what the hardware and the station
+model say, and applies the returned ``Output`` to the pilot generator and the contactor.
+
+Each step does three things, in this order:
+
+1. **Faults.** Hardware conditions (residual current, contactor feedback disagreeing
+   with the command, the EV diode missing, the meter silent, sustained over-current, a
+   driver failing) become the set ``faults``. Residual current and contactor faults
+   latch until ``reset()`` (a restart): the EVSE stays unavailable after the cause goes.
+   Over-current holds until the EV is unplugged; the others follow their condition.
+   A new fault drives the pilot to -12 V (state F) for at least ``FAULT_HOLD_F_S``;
+   a latched fault keeps it there.
+2. **Pilot.** PWM runs only while an EV is connected (B, C or D; D only with
+   ventilation), the station model authorizes energy, the limit is at least 6 A and no
+   fault other than a missing diode is active (the diode can only be re-checked with
+   PWM running). The duty changes at most once per ``DUTY_CHANGE_INTERVAL_S``.
+3. **Contactor.** See ``CLOSE_REQUIRES`` and ``OPEN_WHEN`` below: the whole rule set.
+
+Time budgets (the property tests check every one):
+
+- Pilot leaves C/D, or any fault: open in the same step the change is confirmed. With
+  two confirmations at the default 50 Hz that is under 60 ms from the physical change,
+  inside the 100 ms of ``OPEN_BUDGET_S``.
+- C with everything allowed: close in the step after PWM is seen with the diode,
+  well inside ``CLOSE_BUDGET_S``.
+- PWM removed while the EV stays in C: open after ``PWM_OFF_OPEN_S`` under load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from controller.pilot import (
+    CONNECTED,
+    CpState,
+    PilotDetector,
+    PilotMode,
+    PilotSample,
+    classify,
+    current_for_duty,
+    diode_present,
+    duty_for_current,
+)
+
+# Timing, IEC 61851-1 Annex A.
+OPEN_BUDGET_S = 0.100  # Table A.6 seq. 8.1: EV stops requesting -> contactor open
+CLOSE_BUDGET_S = 3.0  # Table A.6 seq. 4: EV requests (C) -> contactor closed
+PWM_OFF_OPEN_S = 6.0  # Table A.6 seq. 10.2: PWM removed, EV stays in C -> open under load
+DUTY_CHANGE_INTERVAL_S = 5.0  # A.2.3: offered current changes at most once per 5 s
+FAULT_HOLD_F_S = 0.300  # Table A.5: state F held at least 300 ms after a fault
+OVERCURRENT_FACTOR = 1.10  # soft over-current: above (offered + 0.5 A) x 1.10 ...
+OVERCURRENT_MARGIN_A = 0.5
+OVERCURRENT_TIME_S = 7.0  # ... for longer than this (the standard allows no less than 6 s)
+FEEDBACK_TIMEOUT_S = 0.5  # contactor feedback must follow a command within this
+
+
+class Fault(StrEnum):
+    RCD = "rcd"
+    CONTACTOR_WELD = "contactor_weld"
+    CONTACTOR_STUCK = "contactor_stuck"
+    DIODE = "diode"
+    METER = "meter_offline"
+    OVERCURRENT = "overcurrent"
+    HARDWARE = "hardware"
+
+
+LATCHED = frozenset({Fault.RCD, Fault.CONTACTOR_WELD, Fault.CONTACTOR_STUCK})
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What the hardware measured and the station model allows, at one step."""
+
+    sample: PilotSample
+    feedback_closed: bool = False
+    rcd_tripped: bool = False
+    meter_ok: bool = True
+    hardware_ok: bool = True
+    current_a: float | None = None  # highest phase current measured, None if unknown
+    authorized: bool = False
+    limit_a: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    pilot: PilotMode
+    duty_percent: float  # 100 steady, 0 at -12 V
+    contactor: bool
+    cp: CpState
+    faults: frozenset[Fault]
+
+    @property
+    def offered_a(self) -> float:
+        return current_for_duty(self.duty_percent) if self.pilot is PilotMode.PWM else 0.0
+
+
+@dataclass
+class Supervisor:
+    max_current_a: float
+    ventilation: bool = False
+    feedback_timeout_s: float = FEEDBACK_TIMEOUT_S
+    detector: PilotDetector = field(default_factory=PilotDetector)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Power-on state; the only way to clear a latched fault."""
+        self.cp = self.detector.state
+        self.faults: frozenset[Fault] = frozenset()
+        self.pilot = PilotMode.STEADY
+        self.duty = 100.0
+        self.contactor = False
+        self._hold_until = float("-inf")
+        self._duty_changed_at = float("-inf")
+        self._pwm_off_since: float | None = None
+        self._mismatch_since: float | None = None
+        self._overcurrent_since: float | None = None
+        self._diode_seen = False
+        self._diode_missing = False
+        self._overcurrent = False
+
+    def step(self, now: float, inputs: Inputs) -> Output:
+        pwm_during_sample = self.pilot is PilotMode.PWM
+        self.cp = self.detector.feed(inputs.sample)
+        self._update_faults(now, inputs, pwm_during_sample)
+        self._update_pilot(now, inputs)
+        self._update_contactor(now, inputs, pwm_during_sample)
+        return Output(self.pilot, self.duty, self.contactor, self.cp, self.faults)
+
+    def energy_allowed_state(self) -> bool:
+        return self.cp is CpState.C or (self.cp is CpState.D and self.ventilation)
+
+    # -- 1. faults ---------------------------------------------------------------------
+
+    def _update_faults(self, now: float, inputs: Inputs, pwm_during_sample: bool) -> None:
+        if self.cp not in CONNECTED:
+            self._diode_seen = self._diode_missing = False
+            if self.cp is CpState.A:
+                self._overcurrent = False
+        elif pwm_during_sample and classify(inputs.sample.high_v) in CONNECTED:
+            # Judge the diode only on a sample that itself shows the EV: during a change
+            # of state (C -> E, say) the confirmed state still lags behind the sample.
+            present = diode_present(inputs.sample)
+            self._diode_seen, self._diode_missing = present, not present
+        if not pwm_during_sample:
+            self._diode_seen = False
+
+        if inputs.feedback_closed == self.contactor:
+            self._mismatch_since = None
+        elif self._mismatch_since is None:
+            self._mismatch_since = now
+        feedback_fault = (
+            self._mismatch_since is not None and now - self._mismatch_since >= self.feedback_timeout_s
+        )
+
+        offered = self.max_offered_a() if pwm_during_sample else 0.0
+        threshold = (offered + OVERCURRENT_MARGIN_A) * OVERCURRENT_FACTOR
+        if self.contactor and pwm_during_sample and (inputs.current_a or 0.0) > threshold:
+            if self._overcurrent_since is None:
+                self._overcurrent_since = now
+            if now - self._overcurrent_since >= OVERCURRENT_TIME_S:
+                self._overcurrent = True
+        else:
+            self._overcurrent_since = None
+
+        active = {
+            Fault.RCD: inputs.rcd_tripped,
+            Fault.CONTACTOR_WELD: feedback_fault and inputs.feedback_closed,
+            Fault.CONTACTOR_STUCK: feedback_fault and not inputs.feedback_closed,
+            Fault.DIODE: self._diode_missing,
+            Fault.METER: not inputs.meter_ok,
+            Fault.OVERCURRENT: self._overcurrent,
+            Fault.HARDWARE: not inputs.hardware_ok,
+        }
+        faults = frozenset(f for f, on in active.items() if on) | (self.faults & LATCHED)
+        if faults - self.faults:
+            self._hold_until = now + FAULT_HOLD_F_S
+        self.faults = faults
+
+    def max_offered_a(self) -> float:
+        return current_for_duty(self.duty) if self.pilot is PilotMode.PWM else 0.0
+
+    # -- 2. pilot ----------------------------------------------------------------------
+
+    def _update_pilot(self, now: float, inputs: Inputs) -> None:
+        was_pwm = self.pilot is PilotMode.PWM
+        target = duty_for_current(min(inputs.limit_a, self.max_current_a))
+        if now < self._hold_until or self.faults & LATCHED:
+            self.pilot, self.duty = PilotMode.NEGATIVE, 0.0
+        elif (
+            target is not None
+            and inputs.authorized
+            and self.cp in CONNECTED
+            and (self.cp is not CpState.D or self.ventilation)
+            and not self.faults - {Fault.DIODE}
+        ):
+            if not was_pwm:
+                self.pilot, self.duty, self._duty_changed_at = PilotMode.PWM, target, now
+            elif target != self.duty and now - self._duty_changed_at >= DUTY_CHANGE_INTERVAL_S:
+                self.duty, self._duty_changed_at = target, now
+        else:
+            self.pilot, self.duty = PilotMode.STEADY, 100.0
+        if self.pilot is PilotMode.PWM:
+            self._pwm_off_since = None
+        elif was_pwm:
+            self._pwm_off_since = now
+
+    # -- 3. contactor ------------------------------------------------------------------
+    #
+    # CLOSE_REQUIRES: pilot confirmed C (or D with ventilation), PWM running now and
+    #   during the sample, the diode seen in that sample, no fault, session authorized.
+    # OPEN_WHEN: any fault; pilot at -12 V; pilot confirmed outside C (D without
+    #   ventilation counts as outside); PWM removed for PWM_OFF_OPEN_S.
+
+    def _update_contactor(self, now: float, inputs: Inputs, pwm_during_sample: bool) -> None:
+        if self.contactor:
+            pwm_grace_over = self._pwm_off_since is not None and now - self._pwm_off_since >= PWM_OFF_OPEN_S
+            if (
+                self.faults
+                or self.pilot is PilotMode.NEGATIVE
+                or not self.energy_allowed_state()
+                or pwm_grace_over
+            ):
+                self._command_contactor(False)
+        elif (
+            self.energy_allowed_state()
+            and self.pilot is PilotMode.PWM
+            and pwm_during_sample
+            and self._diode_seen
+            and not self.faults
+            and inputs.authorized
+        ):
+            self._command_contactor(True)
+
+    def _command_contactor(self, closed: bool) -> None:
+        self.contactor = closed
+        self._mismatch_since = None

@@ -1,0 +1,249 @@
+"""Property test of the safety supervisor.
+
+A hypothesis state machine plays the physical world around one EVSE: the EV moves
+between pilot states, its diode goes missing, the residual-current sensor trips, the
+meter falls silent, the contactor welds or sticks, the EV draws more than offered, and
+the station model grants and withdraws authorization and limits. Time advances on a
+simulated clock in control-loop steps. After every step it checks the properties the
+README lists under "Safety".
+"""
+
+from __future__ import annotations
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from controller.pilot import CpState, PilotMode
+from controller.safety import (
+    CLOSE_BUDGET_S,
+    DUTY_CHANGE_INTERVAL_S,
+    FAULT_HOLD_F_S,
+    OPEN_BUDGET_S,
+    PWM_OFF_OPEN_S,
+    Fault,
+    Inputs,
+    Output,
+    Supervisor,
+)
+from drivers.sim import pilot_levels
+
+EV_STATES = [CpState.A, CpState.B, CpState.C, CpState.D, CpState.E]
+EPS = 1e-9
+
+
+class SupervisorMachine(RuleBasedStateMachine):
+    @initialize(
+        period=st.sampled_from([0.005, 0.01, 0.02]),
+        ventilation=st.booleans(),
+        max_current=st.sampled_from([6.0, 16.0, 32.0, 63.0, 80.0]),
+    )
+    def setup(self, period: float, ventilation: bool, max_current: float) -> None:
+        self.period = period
+        self.sup = Supervisor(max_current_a=max_current, ventilation=ventilation)
+        self.now = 0.0
+        # the physical world
+        self.ev = CpState.A
+        self.diode = True
+        self.rcd = False
+        self.meter_ok = True
+        self.contactor_mode = "normal"  # "weld" | "stuck"
+        self.physical_closed = False
+        self.overdraw = False
+        self.authorized = False
+        self.limit = 32.0
+        # what the checks remember
+        self.last: Output | None = None
+        self.forbidden_since: float | None = None
+        self.good_since: float | None = None
+        self.pwm_off_since: float | None = None
+        self.hold_until = float("-inf")
+        self.duty_changed_at: float | None = None
+        self.open_commanded_at: float | None = None
+        self.close_commanded_at: float | None = None
+
+    # -- the world changes ---------------------------------------------------------
+
+    @rule(state=st.sampled_from(EV_STATES))
+    def ev_moves(self, state: CpState) -> None:
+        self.ev = state
+
+    @rule(present=st.booleans())
+    def diode(self, present: bool) -> None:
+        self.diode = present
+
+    @rule(tripped=st.booleans())
+    def residual_current(self, tripped: bool) -> None:
+        self.rcd = tripped
+
+    @rule(ok=st.booleans())
+    def meter(self, ok: bool) -> None:
+        self.meter_ok = ok
+
+    @rule(mode=st.sampled_from(["normal", "normal", "weld", "stuck"]))
+    def contactor_hardware(self, mode: str) -> None:
+        self.contactor_mode = mode
+
+    @rule(on=st.booleans())
+    def ev_overdraws(self, on: bool) -> None:
+        self.overdraw = on
+
+    @rule(authorized=st.booleans())
+    def authorization(self, authorized: bool) -> None:
+        self.authorized = authorized
+
+    @rule(limit=st.sampled_from([0.0, 5.9, 6.0, 10.0, 16.0, 32.0, 100.0]))
+    def limit_changes(self, limit: float) -> None:
+        self.limit = limit
+
+    @precondition(lambda self: self.last is not None and Fault.RCD in self.last.faults)
+    @rule()
+    def restart(self) -> None:
+        self.sup.reset()
+        self.last = None
+        self.hold_until = float("-inf")
+        self.open_commanded_at = self.close_commanded_at = None
+
+    @rule(steps=st.integers(min_value=1, max_value=400))
+    def time_passes(self, steps: int) -> None:
+        for _ in range(steps):
+            self._step()
+
+    @rule(seconds=st.sampled_from([3.5, 6.5, 8.0]))
+    def long_wait(self, seconds: float) -> None:
+        for _ in range(int(seconds / self.period)):
+            self._step()
+
+    # -- one control step ----------------------------------------------------------
+
+    def _current(self) -> float | None:
+        if not self.meter_ok:
+            return None
+        if not self.physical_closed or self.ev not in (CpState.C, CpState.D):
+            return 0.0
+        offered = self.last.offered_a if self.last else 0.0
+        return offered + 10.0 if self.overdraw else offered
+
+    def _step(self) -> None:
+        self.now += self.period
+        mode = self.last.pilot if self.last else PilotMode.STEADY
+        inputs = Inputs(
+            sample=pilot_levels(self.ev, mode, self.diode),
+            feedback_closed=self.physical_closed,
+            rcd_tripped=self.rcd,
+            meter_ok=self.meter_ok,
+            current_a=self._current(),
+            authorized=self.authorized,
+            limit_a=self.limit,
+        )
+        previous = self.last
+        out = self.sup.step(self.now, inputs)
+        self.last = out
+        self._check(previous, out, inputs, pwm_during_sample=mode is PilotMode.PWM)
+        # the contactor hardware answers the command
+        if out.contactor:
+            self.physical_closed = self.contactor_mode != "stuck"
+        elif self.contactor_mode != "weld":
+            self.physical_closed = False
+
+    # -- the properties ------------------------------------------------------------
+
+    def _energy_state(self, state: CpState) -> bool:
+        return state is CpState.C or (state is CpState.D and self.sup.ventilation)
+
+    def _check(self, prev: Output | None, out: Output, inp: Inputs, pwm_during_sample: bool) -> None:
+        was_closed = prev.contactor if prev else False
+
+        # P1: the contactor is commanded closed only in a permitted state.
+        if out.contactor and not was_closed:
+            assert self._energy_state(out.cp), "closed outside C/D"
+            assert out.pilot is PilotMode.PWM and pwm_during_sample, "closed without PWM"
+            assert not out.faults, f"closed with faults {set(out.faults)}"
+            assert inp.authorized, "closed without authorization"
+            assert self.diode, "closed without the EV diode"
+        if out.contactor:
+            assert not out.faults, f"held closed with faults {set(out.faults)}"
+            assert out.pilot is not PilotMode.NEGATIVE, "held closed in state F"
+            assert self._energy_state(out.cp), "held closed outside C/D"
+
+        # P2: every required opening happens inside its budget.
+        physically_forbidden = (
+            not self._energy_state(self.ev)
+            or self.rcd
+            or not self.meter_ok
+            or (not self.diode and out.pilot is PilotMode.PWM)
+        )
+        if physically_forbidden:
+            if self.forbidden_since is None:
+                self.forbidden_since = self.now
+        else:
+            self.forbidden_since = None
+        if out.contactor and self.forbidden_since is not None:
+            late = self.now - self.forbidden_since
+            assert late <= OPEN_BUDGET_S + EPS, f"contactor still closed {late * 1000:.0f} ms after"
+
+        # P3: PWM removed while closed: open within 6 s.
+        if out.pilot is PilotMode.PWM:
+            self.pwm_off_since = None
+        elif prev is not None and prev.pilot is PilotMode.PWM:
+            self.pwm_off_since = self.now
+        if out.contactor and self.pwm_off_since is not None:
+            assert self.now - self.pwm_off_since <= PWM_OFF_OPEN_S + self.period + EPS
+
+        # P4: a new fault holds state F for at least 300 ms.
+        if prev is not None and out.faults - prev.faults:
+            self.hold_until = self.now + FAULT_HOLD_F_S
+        if self.now < self.hold_until - EPS:
+            assert out.pilot is PilotMode.NEGATIVE, "state F not held after a fault"
+
+        # P5: the duty changes at most once per 5 s, and never offers below 6 A or above max.
+        if out.pilot is PilotMode.PWM:
+            assert 6.0 <= out.offered_a <= self.sup.max_current_a + EPS
+            if prev is None or prev.pilot is not PilotMode.PWM:
+                self.duty_changed_at = self.now
+            elif out.duty_percent != prev.duty_percent:
+                assert self.duty_changed_at is not None
+                assert self.now - self.duty_changed_at >= DUTY_CHANGE_INTERVAL_S - EPS
+                self.duty_changed_at = self.now
+
+        # P6: a contactor that does not follow its command becomes a latched fault.
+        if out.contactor != was_closed:
+            self.open_commanded_at = None if out.contactor else self.now
+            self.close_commanded_at = self.now if out.contactor else None
+        deadline = self.sup.feedback_timeout_s + self.period + EPS
+        opened = self.open_commanded_at
+        if opened is not None and self.physical_closed and self.now - opened > deadline:
+            assert Fault.CONTACTOR_WELD in out.faults, "weld not detected"
+        closed = self.close_commanded_at
+        if closed is not None and not self.physical_closed and self.now - closed > deadline:
+            assert out.faults & {Fault.CONTACTOR_STUCK, Fault.CONTACTOR_WELD} or not out.contactor
+
+        # P7: everything allowed for 3 s -> the contactor is closed.
+        good = (
+            self._energy_state(self.ev)
+            and self.diode
+            and not self.rcd
+            and self.meter_ok
+            and self.contactor_mode == "normal"
+            and not self.overdraw
+            and self.authorized
+            and min(self.limit, self.sup.max_current_a) >= 6.0
+            and not out.faults
+        )
+        if good:
+            if self.good_since is None:
+                self.good_since = self.now
+            if self.now - self.good_since > CLOSE_BUDGET_S:
+                assert out.contactor, "not closed 3 s after everything allowed it"
+        else:
+            self.good_since = None
+
+    @invariant()
+    def latched_faults_stay(self) -> None:
+        if self.last is not None and self.last.faults & {Fault.RCD}:
+            assert self.sup.faults & {Fault.RCD}
+
+
+# HYPOTHESIS_PROFILE=thorough (see tests/conftest.py) runs many more examples.
+SupervisorMachine.TestCase.settings = settings(stateful_step_count=60, deadline=None)
+TestSupervisorProperties = SupervisorMachine.TestCase
