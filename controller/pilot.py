@@ -134,7 +134,9 @@ def duty_for_current(amps: float) -> float | None:
     if not amps >= MIN_CURRENT_A:  # also catches NaN
         return None
     amps = min(amps, MAX_CURRENT_A)
-    duty = amps / 0.6 if amps <= 51.0 else amps / 2.5 + 64.0
+    # The two ranges meet badly: 52 A by the upper formula is 84.8 %, which an EV reads
+    # with the lower one as 50.9 A. 85 % means 51 A in both, so the upper range starts there.
+    duty = amps / 0.6 if amps <= 51.0 else max(85.0, amps / 2.5 + 64.0)
     return math.floor(duty * 100 + 1e-6) / 100
 
 

@@ -13,7 +13,9 @@ Each step does three things, in this order:
    with the command, the EV diode missing, the meter silent, sustained over-current, a
    driver failing) become the set ``faults``. Residual current and contactor faults
    latch until ``reset()`` (a restart): the EVSE stays unavailable after the cause goes.
-   Over-current holds until the EV is unplugged; the others follow their condition.
+   Over-current and a missing diode hold until the EV is unplugged or, for the diode,
+   until it is measured present again (in E or F it cannot be measured, so it holds);
+   the others follow their condition.
    A new fault drives the pilot to -12 V (state F) for at least ``FAULT_HOLD_F_S``;
    a latched fault keeps it there.
 2. **Pilot.** PWM runs only while an EV is connected (B, C or D; D only with
@@ -141,11 +143,9 @@ class Supervisor:
     # -- 1. faults ---------------------------------------------------------------------
 
     def _update_faults(self, now: float, inputs: Inputs, pwm_during_sample: bool) -> None:
-        if self.cp not in CONNECTED:
-            self._diode_seen = self._diode_missing = False
-            if self.cp is CpState.A:
-                self._overcurrent = False
-        elif pwm_during_sample and classify(inputs.sample.high_v) in CONNECTED:
+        if self.cp is CpState.A:
+            self._diode_seen = self._diode_missing = self._overcurrent = False
+        elif self.cp in CONNECTED and pwm_during_sample and classify(inputs.sample.high_v) in CONNECTED:
             # Judge the diode only on a sample that itself shows the EV: during a change
             # of state (C -> E, say) the confirmed state still lags behind the sample.
             present = diode_present(inputs.sample)

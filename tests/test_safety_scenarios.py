@@ -1,0 +1,218 @@
+"""The supervisor through the sequences of IEC 61851-1 Annex A, one scenario per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.pilot import CpState, PilotMode
+from controller.safety import (
+    FAULT_HOLD_F_S,
+    OVERCURRENT_TIME_S,
+    PWM_OFF_OPEN_S,
+    Fault,
+    Inputs,
+    Output,
+    Supervisor,
+)
+from drivers.sim import pilot_levels
+
+PERIOD = 0.02  # the default 50 Hz control loop
+
+
+class World:
+    """One EVSE with an EV and a contactor that follows its command."""
+
+    def __init__(self, **supervisor: float | bool) -> None:
+        self.sup = Supervisor(max_current_a=32.0, **supervisor)  # type: ignore[arg-type]
+        self.now = 0.0
+        self.ev = CpState.A
+        self.diode = True
+        self.weld = self.stuck = self.rcd = False
+        self.meter_ok = True
+        self.current_a: float | None = None
+        self.authorized = True
+        self.limit = 32.0
+        self.closed = False
+        self.out: Output | None = None
+        self.pilots: list[tuple[float, PilotMode, float]] = []
+
+    def run(self, seconds: float) -> Output:
+        for _ in range(round(seconds / PERIOD)):
+            self.step()
+        assert self.out is not None
+        return self.out
+
+    def step(self) -> Output:
+        self.now += PERIOD
+        mode = self.out.pilot if self.out else PilotMode.STEADY
+        self.out = self.sup.step(
+            self.now,
+            Inputs(
+                sample=pilot_levels(self.ev, mode, self.diode),
+                feedback_closed=self.closed,
+                rcd_tripped=self.rcd,
+                meter_ok=self.meter_ok,
+                current_a=self.current_a,
+                authorized=self.authorized,
+                limit_a=self.limit,
+            ),
+        )
+        self.pilots.append((self.now, self.out.pilot, self.out.duty_percent))
+        if self.out.contactor:
+            self.closed = not self.stuck
+        elif not self.weld:
+            self.closed = False
+        return self.out
+
+    def until(self, condition: str, limit_s: float = 10.0) -> float:
+        """Seconds until ``condition`` holds for the output (evaluated on it)."""
+        start = self.now
+        while self.now - start < limit_s:
+            out = self.step()
+            if eval(condition, {}, {"out": out, "PilotMode": PilotMode, "Fault": Fault}):
+                return self.now - start
+        raise AssertionError(f"{condition} not reached within {limit_s} s")
+
+    def charging(self) -> World:
+        self.ev = CpState.C
+        self.until("out.contactor")
+        return self
+
+
+def test_ev_requests_energy_contactor_closes_within_3_s() -> None:
+    world = World()
+    world.ev = CpState.B
+    world.run(1.0)
+    world.ev = CpState.C
+    assert world.until("out.contactor") <= 3.0
+
+
+def test_no_closing_without_authorization() -> None:
+    world = World()
+    world.authorized = False
+    world.ev = CpState.C
+    out = world.run(5.0)
+    assert not out.contactor and out.pilot is PilotMode.STEADY
+
+
+@pytest.mark.parametrize("state", [CpState.B, CpState.A, CpState.E])
+def test_ev_leaves_c_contactor_opens_within_100_ms(state: CpState) -> None:
+    world = World().charging()
+    world.ev = state
+    assert world.until("not out.contactor") <= 0.100
+
+
+def test_state_d_needs_ventilation() -> None:
+    world = World()
+    world.ev = CpState.D
+    assert not world.run(5.0).contactor
+    vented = World(ventilation=True)
+    vented.ev = CpState.D
+    assert vented.until("out.contactor") <= 3.0
+
+
+@pytest.mark.parametrize(
+    ("fault", "attribute", "value"),
+    [(Fault.RCD, "rcd", True), (Fault.METER, "meter_ok", False)],
+)
+def test_fault_opens_within_100_ms_and_holds_state_f(fault: Fault, attribute: str, value: bool) -> None:
+    world = World().charging()
+    setattr(world, attribute, value)
+    assert world.until("not out.contactor") <= 0.100
+    assert fault in world.out.faults  # type: ignore[union-attr]
+    f_started = world.now
+    f_held = world.until("out.pilot is not PilotMode.NEGATIVE", limit_s=2.0) if fault is Fault.METER else 1.0
+    assert world.now - f_started + PERIOD >= FAULT_HOLD_F_S or f_held >= FAULT_HOLD_F_S
+
+
+def test_residual_current_latches_until_reset() -> None:
+    world = World().charging()
+    world.rcd = True
+    world.run(0.5)
+    world.rcd = False
+    out = world.run(5.0)
+    assert Fault.RCD in out.faults and out.pilot is PilotMode.NEGATIVE and not out.contactor
+    world.sup.reset()
+    assert not world.run(0.1).faults
+
+
+def test_missing_diode_never_closes_and_clears_when_it_comes_back() -> None:
+    world = World()
+    world.diode = False
+    world.ev = CpState.C
+    out = world.run(3.0)
+    assert Fault.DIODE in out.faults and not out.contactor
+    world.diode = True
+    assert world.until("out.contactor") <= 3.0
+
+
+def test_pilot_short_from_c_is_not_mistaken_for_a_missing_diode() -> None:
+    world = World().charging()
+    world.ev = CpState.E
+    world.run(0.2)
+    assert not world.out.contactor and Fault.DIODE not in world.out.faults  # type: ignore[union-attr]
+
+
+def test_weld_is_detected_when_the_contactor_is_told_to_open() -> None:
+    world = World().charging()
+    world.weld = True
+    world.ev = CpState.B
+    assert world.until("Fault.CONTACTOR_WELD in out.faults") <= 0.5 + 2 * PERIOD + 0.1
+    out = world.run(2.0)
+    assert out.pilot is PilotMode.NEGATIVE and not out.contactor
+
+
+def test_stuck_contactor_is_a_latched_fault() -> None:
+    world = World()
+    world.stuck = True
+    world.ev = CpState.C
+    world.until("Fault.CONTACTOR_STUCK in out.faults")
+    world.stuck = False
+    assert Fault.CONTACTOR_STUCK in world.run(5.0).faults
+
+
+def test_pwm_removed_and_ev_stays_in_c_opens_after_6_s() -> None:
+    world = World().charging()
+    world.limit = 0.0  # the station withdraws the offer; the EV ignores it
+    assert world.until("out.pilot is PilotMode.STEADY") <= 2 * PERIOD
+    waited = world.until("not out.contactor")
+    assert PWM_OFF_OPEN_S - PERIOD <= waited <= PWM_OFF_OPEN_S + 2 * PERIOD
+
+
+def test_limit_below_6_a_offers_nothing_and_resumes_when_it_rises() -> None:
+    world = World().charging()
+    world.limit = 5.0
+    world.ev = CpState.C
+    out = world.run(8.0)
+    assert out.pilot is PilotMode.STEADY and out.offered_a == 0 and not out.contactor
+    world.limit = 16.0
+    world.until("out.contactor")
+    assert world.out.offered_a == pytest.approx(16.0, abs=0.1)  # type: ignore[union-attr]
+
+
+def test_offered_current_changes_at_most_once_per_5_s() -> None:
+    world = World().charging()
+    for limit in (20.0, 10.0, 16.0, 25.0):
+        world.limit = limit
+        world.run(1.0)
+    duties = [(t, d) for t, mode, d in world.pilots if mode is PilotMode.PWM]
+    changes = [t for (t, d), (_, before) in zip(duties[1:], duties, strict=False) if d != before]
+    assert all(b - a >= 5.0 - 1e-9 for a, b in zip(changes, changes[1:], strict=False))
+    assert world.run(10.0).offered_a == pytest.approx(25.0, abs=0.1)
+
+
+def test_soft_overcurrent_stops_after_7_s() -> None:
+    world = World().charging()
+    world.current_a = 45.0  # offered 32 A; threshold (32 + 0.5) x 1.1 = 35.75 A
+    waited = world.until("Fault.OVERCURRENT in out.faults")
+    assert OVERCURRENT_TIME_S - PERIOD <= waited <= OVERCURRENT_TIME_S + 2 * PERIOD
+    assert not world.out.contactor  # type: ignore[union-attr]
+    world.current_a = 0.0
+    world.ev = CpState.A
+    assert Fault.OVERCURRENT not in world.run(0.5).faults
+
+
+def test_current_within_tolerance_is_not_overcurrent() -> None:
+    world = World().charging()
+    world.current_a = 35.0
+    assert world.run(10.0).contactor
