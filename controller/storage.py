@@ -1,0 +1,314 @@
+"""Persistent state: one SQLite database under ``storage.dir``.
+
+The schema grows by appending to ``MIGRATIONS``; ``PRAGMA user_version`` records how
+many have run. Every write commits before it returns, in WAL mode with
+``synchronous=FULL``, so a record reported as written survives a ``kill -9`` and a power
+cut alike.
+
+``Storage`` is synchronous and owned by one thread. ``Database`` runs it on a dedicated
+thread for the event loop, and ``WriteQueue`` orders writes and retries the head of the
+queue when the disk is full or read-only, so a failing disk delays records but never
+loses or reorders them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from drivers.base import MeterReading
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE transactions (
+        id TEXT PRIMARY KEY,
+        evse_id INTEGER NOT NULL,
+        id_tag TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        meter_start_wh REAL NOT NULL,
+        stopped_at TEXT,
+        meter_stop_wh REAL,
+        stop_reason TEXT
+    );
+    CREATE INDEX transactions_open ON transactions (stopped_at) WHERE stopped_at IS NULL;
+    CREATE TABLE meter_samples (
+        id INTEGER PRIMARY KEY,
+        transaction_id TEXT NOT NULL REFERENCES transactions (id),
+        taken_at TEXT NOT NULL,
+        context TEXT NOT NULL,
+        energy_wh REAL NOT NULL,
+        power_w REAL NOT NULL,
+        current_a TEXT NOT NULL,
+        voltage_v TEXT NOT NULL
+    );
+    CREATE INDEX meter_samples_tx ON meter_samples (transaction_id);
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+
+
+class StorageError(Exception):
+    """The database cannot be opened or written; the message says what to do.
+
+    ``retry`` is true for conditions that pass (disk full, read-only, locked, I/O error)
+    and false for a record the database will never take (a constraint it violates).
+    """
+
+    def __init__(self, message: str, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, as OCPP wants it."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class TransactionRecord:
+    id: str
+    evse_id: int
+    id_tag: str
+    started_at: datetime
+    meter_start_wh: float
+    stopped_at: datetime | None
+    meter_stop_wh: float | None
+    stop_reason: str | None
+    last_energy_wh: float  # the highest energy recorded for it
+
+
+class Storage:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(
+                f"cannot open database {path}: {exc}; check that storage.dir "
+                "exists, is writable by the evse user and the disk is not full"
+            ) from exc
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except StorageError:
+            self.db.close()
+            raise
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise StorageError(
+                f"cannot open database {path}: {exc}; check that storage.dir "
+                "exists, is writable by the evse user and the disk is not full"
+            ) from exc
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StorageError(
+                f"database {self.path} has schema version {version}, newer than "
+                f"this program knows ({len(MIGRATIONS)}); run the newer version"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self._transaction():
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+            log.info("database %s migrated to schema version %d", self.path, number)
+
+    def _transaction(self) -> Any:
+        return _Tx(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions ------------------------------------------------------------------
+
+    def start_transaction(
+        self, tx_id: str, evse_id: int, id_tag: str, started_at: datetime, meter_start_wh: float
+    ) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO transactions (id, evse_id, id_tag, started_at, meter_start_wh) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (tx_id, evse_id, id_tag, timestamp(started_at), meter_start_wh),
+        )
+
+    def stop_transaction(self, tx_id: str, stopped_at: datetime, meter_stop_wh: float, reason: str) -> None:
+        self._write(
+            "UPDATE transactions SET stopped_at = ?, meter_stop_wh = ?, stop_reason = ? "
+            "WHERE id = ? AND stopped_at IS NULL",
+            (timestamp(stopped_at), meter_stop_wh, reason, tx_id),
+        )
+
+    def add_meter_sample(self, tx_id: str, taken_at: datetime, context: str, reading: MeterReading) -> None:
+        self._write(
+            "INSERT INTO meter_samples (transaction_id, taken_at, context, energy_wh, power_w, "
+            "current_a, voltage_v) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                tx_id,
+                timestamp(taken_at),
+                context,
+                reading.energy_wh,
+                reading.power_w,
+                json.dumps(reading.current_a),
+                json.dumps(reading.voltage_v),
+            ),
+        )
+
+    def transactions(self, open_only: bool = False, limit: int = 1000) -> list[TransactionRecord]:
+        where = "WHERE t.stopped_at IS NULL" if open_only else ""
+        rows = self.db.execute(
+            "SELECT t.id, t.evse_id, t.id_tag, t.started_at, t.meter_start_wh, t.stopped_at, "
+            "t.meter_stop_wh, t.stop_reason, "
+            "max(t.meter_start_wh, coalesce((SELECT max(energy_wh) FROM meter_samples m "
+            "WHERE m.transaction_id = t.id), 0)) "
+            f"FROM transactions t {where} ORDER BY t.started_at, t.rowid LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            TransactionRecord(
+                r[0],
+                r[1],
+                r[2],
+                parse_timestamp(r[3]),
+                r[4],
+                parse_timestamp(r[5]) if r[5] else None,
+                r[6],
+                r[7],
+                r[8],
+            )
+            for r in rows
+        ]
+
+    def meter_samples(self, tx_id: str) -> list[tuple[str, str, float]]:
+        return self.db.execute(
+            "SELECT taken_at, context, energy_wh FROM meter_samples WHERE transaction_id = ? ORDER BY id",
+            (tx_id,),
+        ).fetchall()
+
+    # -- settings ----------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._write(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        try:
+            with self._transaction():
+                self.db.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            raise StorageError(
+                f"cannot write to {self.path}: {exc}; free space or fix "
+                "permissions on storage.dir, the record is kept and retried"
+            ) from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"database {self.path} refused a record: {exc}", retry=False) from exc
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        try:
+            if kind is None:
+                self.db.execute("COMMIT")
+        finally:
+            # SQLite may have rolled back by itself (disk full); never leave one open.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+
+
+class Database:
+    """``Storage`` on its own thread, awaited from the event loop."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.storage.close()
+
+
+class WriteQueue:
+    """Writes in order; a failing write is retried until it succeeds, never dropped."""
+
+    def __init__(self, database: Database, retry_s: float = 1.0) -> None:
+        self.database = database
+        self.retry_s = retry_s
+        self._queue: asyncio.Queue[tuple[Callable[[Storage], None], Callable[[], None] | None]]
+        self._queue = asyncio.Queue()
+        self._in_flight = 0
+        self.failing = False
+
+    def put(self, write: Callable[[Storage], None], then: Callable[[], None] | None = None) -> None:
+        self._queue.put_nowait((write, then))
+
+    def pending(self) -> int:
+        """Records not yet written, the one being retried included."""
+        return self._queue.qsize() + self._in_flight
+
+    async def run(self) -> None:
+        while True:
+            write, then = await self._queue.get()
+            self._in_flight = 1
+            try:
+                if await self._apply(write) and then is not None:
+                    then()
+            except Exception:
+                log.exception("storage write follow-up failed")
+            finally:
+                self._in_flight = 0
+                self._queue.task_done()
+
+    async def _apply(self, write: Callable[[Storage], None]) -> bool:
+        """Write, retrying while the condition may pass; False if the record was refused."""
+        while True:
+            try:
+                await self.database.run(write, self.database.storage)
+            except StorageError as exc:
+                if not exc.retry:
+                    log.error("%s; record skipped: %r", exc, write)
+                    return False
+                if not self.failing:
+                    log.error("%s", exc)
+                self.failing = True
+                await asyncio.sleep(self.retry_s)
+                continue
+            if self.failing:
+                log.warning("database writable again; queued records written")
+            self.failing = False
+            return True
+
+    async def flush(self) -> None:
+        await self._queue.join()
