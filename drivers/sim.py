@@ -206,6 +206,9 @@ class SimBench:
                     snapshot["evses"][str(evse.evse_id)] = {
                         "energy_wh": evse.energy_wh,
                         "ev": vars(evse.ev).copy(),
+                        # observed by tests after exit; never loaded: a coil is unpowered at start
+                        "contactor_closed": evse.contactor_closed,
+                        "pilot": evse.pilot_mode.value,
                     }
             tmp = self.state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(snapshot))

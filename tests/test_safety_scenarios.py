@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from controller.pilot import CpState, PilotMode
@@ -197,7 +199,7 @@ def test_offered_current_changes_at_most_once_per_5_s() -> None:
         world.run(1.0)
     duties = [(t, d) for t, mode, d in world.pilots if mode is PilotMode.PWM]
     changes = [t for (t, d), (_, before) in zip(duties[1:], duties, strict=False) if d != before]
-    assert all(b - a >= 5.0 - 1e-9 for a, b in zip(changes, changes[1:], strict=False))
+    assert all(b - a >= 5.0 - 1e-9 for a, b in itertools.pairwise(changes))
     assert world.run(10.0).offered_a == pytest.approx(25.0, abs=0.1)
 
 

@@ -1,0 +1,200 @@
+"""The ``evse`` command line (CONTRACTS section 1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import socket
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from controller.config import DEFAULT_PATH, EX_CONFIG, Config, ConfigError, load
+
+log = logging.getLogger("evse")
+EX_UNAVAILABLE = 69
+
+
+def _version() -> str:
+    try:
+        return version("evse-pi")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _print_problems(path: Path, error: ConfigError) -> None:
+    print(f"{path}: {len(error.problems)} problem(s):", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        return load(path)
+    except ConfigError as exc:
+        _print_problems(path, exc)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EX_CONFIG
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    from controller.daemon import Daemon, StartupError
+
+    try:
+        return asyncio.run(Daemon(config).run())
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return EX_CONFIG
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = _load(args.path)
+    if config is None:
+        return EX_CONFIG
+    modes = config.auth["mode"] + (f", OCPP {config.ocpp['version']}" if config.ocpp else ", standalone")
+    print(f"{args.path}: valid: station {config.station['id']}, {len(config.evses)} EVSE(s), auth {modes}")
+    return 0
+
+
+def _socket_path(args: argparse.Namespace) -> Path | None:
+    if getattr(args, "socket", None):
+        return Path(args.socket)
+    config = _load(args.config)
+    if config is None:
+        return None
+    if config.sim_socket is None:
+        print(f"{args.config}: no [sim] socket configured; pass --socket PATH", file=sys.stderr)
+        return None
+    return config.sim_socket
+
+
+def request(path: Path, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one rig request and return the reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    reply: dict[str, Any] = json.loads(data)
+    return reply
+
+
+def _parse_fields(pairs: list[str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            fields[key] = json.loads(raw)
+        except ValueError:
+            fields[key] = raw
+    return fields
+
+
+def _send(path: Path, message: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return request(path, message)
+    except (OSError, ValueError) as exc:
+        print(f"cannot reach the daemon at {path}: {exc}; is `evse run` running?", file=sys.stderr)
+        return None
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    path = _socket_path(args)
+    if path is None:
+        return EX_CONFIG
+    try:
+        message = {"cmd": args.command, **_parse_fields(args.fields)}
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    reply = _send(path, message)
+    if reply is None:
+        return EX_UNAVAILABLE
+    print(json.dumps(reply))
+    return 0 if reply.get("ok") is True else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    path = _socket_path(args)
+    if path is None:
+        return EX_CONFIG
+    reply = _send(path, {"cmd": "status"})
+    if reply is None:
+        return EX_UNAVAILABLE
+    reply.pop("ok", None)
+    if args.json:
+        print(json.dumps(reply))
+        return 0
+    ocpp = reply.get("ocpp", {})
+    link = f"connected, OCPP {ocpp.get('version')}" if ocpp.get("connected") else "not connected"
+    print(f"OCPP: {link}, {ocpp.get('queued', 0)} message(s) queued")
+    print(
+        f"{'EVSE':<5}{'pilot':<7}{'offer':>9}  {'contactor':<10}{'power':>10}{'energy':>12}  "
+        f"{'status':<14}transaction"
+    )
+    for e in reply.get("evses", []):
+        offer = f"{e['offered_a']:.1f} A" if e["pwm"] else "none"
+        status = e["connector_status"] + (
+            f" ({e['error_code']})" if e.get("error_code", "NoError") != "NoError" else ""
+        )
+        contactor = "closed" if e["contactor_closed"] else "open"
+        print(
+            f"{e['evse']:<5}{e['cp_state']:<7}{offer:>9}  {contactor:<10}{e['power_w']:>8.0f} W"
+            f"{e['energy_wh'] / 1000:>9.3f} kWh  {status:<14}{e['transaction_id'] or '-'}"
+        )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evse", description="EV charge point controller")
+    p.add_argument("--version", action="version", version=f"evse {_version()}")
+    sub = p.add_subparsers(dest="action", required=True)
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    run.set_defaults(func=cmd_run)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_action", required=True)
+    check = config_sub.add_parser("check", help="validate a config file")
+    check.add_argument("path", type=Path)
+    check.set_defaults(func=cmd_config_check)
+
+    sim = sub.add_parser("sim", help="send one command to a running daemon's simulation rig")
+    where = sim.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    where.add_argument("--socket", type=Path)
+    sim.add_argument("command", help="plug, charge, suspend, unplug, cp, swipe, fault, status")
+    sim.add_argument("fields", nargs="*", metavar="KEY=VALUE")
+    sim.set_defaults(func=cmd_sim)
+
+    status = sub.add_parser("status", help="show the live state of a running daemon")
+    status.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

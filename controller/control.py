@@ -1,0 +1,189 @@
+"""The control loop: samples every pilot, steps its supervisor and drives the hardware.
+
+It runs on its own OS thread, not on the event loop, so nothing the event loop does
+(OCPP traffic, TLS, JSON, SQLite) can delay it: the event loop only hands it permits
+and meter states through plain attribute writes, and it hands back ``EvseView``s through
+``call_soon_threadsafe``. The daemon shortens the interpreter's GIL switch interval so
+a busy event loop yields the GIL to this thread within about a millisecond.
+
+Only this module commands contactors, and only as its supervisor says. Whatever way the
+thread ends (stop, driver exception, interpreter shutdown), its ``finally`` opens every
+contactor and takes the PWM off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from controller.pilot import PilotMode, PilotSample
+from controller.safety import Inputs, Output, Supervisor
+from controller.station import EvseView
+from drivers.base import ContactorDriver, PilotDriver, ResidualCurrentDriver
+
+log = logging.getLogger(__name__)
+
+BROKEN_PILOT = PilotSample(0.0, 0.0)  # a pilot we cannot read is treated as shorted (E)
+
+
+@dataclass
+class LoopStats:
+    ticks: int = 0
+    late_ticks: int = 0  # started more than one period after they were due
+    max_lateness_s: float = 0.0
+    last_tick: float = 0.0
+
+
+class EvseChannel:
+    """One EVSE as the control thread sees it."""
+
+    def __init__(
+        self,
+        evse_id: int,
+        supervisor: Supervisor,
+        pilot: PilotDriver,
+        contactor: ContactorDriver,
+        rcd: ResidualCurrentDriver | None,
+    ) -> None:
+        self.evse_id = evse_id
+        self.supervisor = supervisor
+        self.pilot, self.contactor, self.rcd = pilot, contactor, rcd
+        # written by the event loop, read here: whole-object assignments are atomic
+        self.permit: tuple[bool, float] = (False, 0.0)
+        self.meter: tuple[bool, float | None] = (True, None)
+        self.view: EvseView | None = None
+        self._applied_pilot: tuple[PilotMode, float] | None = None
+        self._applied_contactor: bool | None = None
+        self._hardware_ok = True
+        self._driver_error = ""
+
+    def tick(self, now: float) -> EvseView:
+        try:
+            sample = self.pilot.sample()
+            feedback = self.contactor.feedback_closed()
+            rcd = self.rcd.tripped() if self.rcd is not None else False
+            read_ok = True
+        except Exception as exc:  # a driver failing is a fault, never the end of the loop
+            self._report_driver_error(exc)
+            sample, feedback, rcd, read_ok = BROKEN_PILOT, self.supervisor.contactor, False, False
+        authorized, limit = self.permit
+        meter_ok, current = self.meter
+        out = self.supervisor.step(
+            now,
+            Inputs(
+                sample=sample,
+                feedback_closed=feedback,
+                rcd_tripped=rcd,
+                meter_ok=meter_ok,
+                hardware_ok=read_ok and self._hardware_ok,
+                current_a=current,
+                authorized=authorized,
+                limit_a=limit,
+            ),
+        )
+        self._hardware_ok = self._apply(out)
+        if read_ok and self._hardware_ok:
+            self._driver_error = ""
+        self.view = EvseView(out.cp, out.pilot, out.duty_percent, out.offered_a, feedback, out.faults)
+        return self.view
+
+    def _apply(self, out: Output) -> bool:
+        ok = True
+        # Open before anything else: the contactor matters more than the pilot.
+        if out.contactor != self._applied_contactor:
+            try:
+                self.contactor.command(out.contactor)
+                self._applied_contactor = out.contactor
+            except Exception as exc:
+                self._report_driver_error(exc)
+                ok = False
+        pilot = (out.pilot, out.duty_percent)
+        if pilot != self._applied_pilot:
+            try:
+                self.pilot.set_output(*pilot)
+                self._applied_pilot = pilot
+            except Exception as exc:
+                self._report_driver_error(exc)
+                ok = False
+        return ok
+
+    def _report_driver_error(self, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        if message != self._driver_error:
+            log.error(
+                "EVSE %d: hardware driver failed: %s", self.evse_id, message, extra={"evse_id": self.evse_id}
+            )
+            self._driver_error = message
+
+    def make_safe(self) -> None:
+        steps: list[Callable[[], None]] = [
+            partial(self.contactor.command, False),
+            self.contactor.close,
+            self.pilot.close,
+        ]
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:
+                log.critical(
+                    "EVSE %d: could not make the hardware safe: %s",
+                    self.evse_id,
+                    exc,
+                    extra={"evse_id": self.evse_id},
+                )
+
+
+class ControlLoop(threading.Thread):
+    def __init__(
+        self,
+        channels: list[EvseChannel],
+        sample_hz: int,
+        publish: Callable[[int, EvseView], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name="control", daemon=True)
+        self.channels = channels
+        self.period = 1.0 / sample_hz
+        self.publish = publish
+        self.clock = clock
+        self.stats = LoopStats()
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        published: dict[int, EvseView] = {}
+        due = self.clock()
+        try:
+            while not self._halt.is_set():
+                now = self.clock()
+                lateness = now - due
+                if lateness > self.period:
+                    self.stats.late_ticks += 1
+                self.stats.max_lateness_s = max(self.stats.max_lateness_s, lateness)
+                for channel in self.channels:
+                    view = channel.tick(now)
+                    if published.get(channel.evse_id) != view:
+                        published[channel.evse_id] = view
+                        self.publish(channel.evse_id, view)
+                self.stats.ticks += 1
+                self.stats.last_tick = now
+                due += self.period
+                delay = due - self.clock()
+                if delay < -self.period:  # far behind (a stall): do not try to catch up
+                    due = self.clock()
+                elif delay > 0:
+                    self._halt.wait(delay)
+        except BaseException:
+            log.critical("control loop crashed; opening every contactor", exc_info=True)
+            raise
+        finally:
+            for channel in self.channels:
+                channel.make_safe()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout)

@@ -1,0 +1,372 @@
+"""The daemon: binds drivers, the control loop, the station model and storage.
+
+Threads: the control loop (``controller.control``) owns pilots and contactors; SQLite
+runs on its own thread; everything else (rig socket, meters, RFID, the station model)
+runs on the asyncio event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from controller.config import Config
+from controller.control import ControlLoop, EvseChannel
+from controller.pilot import PilotMode
+from controller.rig import Rig, RigError, serve
+from controller.safety import Supervisor
+from controller.station import (
+    Action,
+    EvseView,
+    MeterReadWanted,
+    MeterSampled,
+    Permit,
+    Station,
+    StatusChanged,
+    TokenRejected,
+    TransactionStarted,
+    TransactionStopped,
+)
+from controller.storage import Database, Storage, StorageError, WriteQueue
+from drivers.base import DriverError, MeterDriver, MeterReading, RfidDriver
+from drivers.registry import EvseDrivers, build_evse, build_rfid, make_bench
+from drivers.sim import SimBench
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "evse.db"
+METER_INTERVAL_S = 1.0
+METER_TIMEOUT_S = 2.0
+METER_FAILURES_FOR_FAULT = 3
+SHUTDOWN_FLUSH_S = 1.0
+FINAL_READING_TIMEOUT_S = 0.3
+GIL_SWITCH_INTERVAL_S = 0.001  # default 5 ms; the control thread must get the GIL quickly
+SHUTDOWN_REASON = "Reboot"
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says what to fix."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    def __init__(self, config: Config, now: Callable[[], datetime] = utcnow) -> None:
+        self.config = config
+        self.now = now
+        self.stopping = asyncio.Event()
+        self.exit_code = 0
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def _open(self) -> None:
+        config = self.config
+        try:
+            config.storage_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"storage.dir: cannot create {config.storage_dir}: {exc.strerror}") from exc
+        try:
+            self.database = Database(Storage(config.storage_dir / DB_FILE))
+        except StorageError as exc:
+            raise StartupError(str(exc)) from exc
+        self.writes = WriteQueue(self.database)
+        try:
+            self.bench: SimBench | None = make_bench(config)
+            self.drivers: dict[int, EvseDrivers] = {e.id: build_evse(e, self.bench) for e in config.evses}
+            self.rfid: RfidDriver | None = build_rfid(config, self.bench)
+        except DriverError as exc:
+            raise StartupError(str(exc)) from exc
+        self.station = Station.create(
+            {e.id: e.max_current_a for e in config.evses},
+            config.auth["mode"],
+            config.auth["allow"],
+            config.auth["free_id"],
+        )
+        self.read_now = {e.id: asyncio.Event() for e in config.evses}
+        self.channels = {
+            e.id: EvseChannel(
+                e.id,
+                Supervisor(
+                    max_current_a=e.max_current_a,
+                    ventilation=e.ventilation,
+                    feedback_timeout_s=e.contactor.options.get("feedback_timeout_s", 0.5),
+                ),
+                self.drivers[e.id].pilot,
+                self.drivers[e.id].contactor,
+                self.drivers[e.id].rcd,
+            )
+            for e in config.evses
+        }
+
+    async def _recover(self) -> None:
+        """End transactions a crash or power cut left open, exactly once, as PowerLoss."""
+        for evse_id, drivers in self.drivers.items():
+            with contextlib.suppress(DriverError, TimeoutError):
+                reading = await asyncio.wait_for(drivers.meter.read(), METER_TIMEOUT_S)
+                self._apply(self.station.meter_read(self.now(), evse_id, reading))
+        storage = self.database.storage
+        for record in await self.database.run(storage.transactions, True):
+            state = self.station.evses.get(record.evse_id)
+            energy = record.last_energy_wh
+            if state is not None and state.reading is not None:
+                energy = max(energy, state.reading.energy_wh)
+            await self.database.run(storage.stop_transaction, record.id, self.now(), energy, "PowerLoss")
+            log.warning(
+                "EVSE %d: transaction %s was interrupted (power loss or crash); ended "
+                "with reason PowerLoss at %.1f Wh",
+                record.evse_id,
+                record.id,
+                energy,
+                extra={"evse_id": record.evse_id, "transaction_id": record.id},
+            )
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self._open()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+
+        def publish(evse_id: int, view: EvseView) -> None:  # called on the control thread
+            loop.call_soon_threadsafe(self._on_view, evse_id, view)
+
+        self.control = ControlLoop(list(self.channels.values()), self.config.sample_hz, publish)
+        tasks: list[asyncio.Task[Any]] = []
+        server: asyncio.AbstractServer | None = None
+        try:
+            await self._recover()
+            self.control.start()
+            tasks.append(asyncio.create_task(self.writes.run(), name="writes"))
+            tasks += [
+                asyncio.create_task(self._poll_meter(i, d.meter), name=f"meter {i}")
+                for i, d in self.drivers.items()
+            ]
+            if self.rfid is not None:
+                tasks.append(asyncio.create_task(self._read_tokens(self.rfid), name="rfid"))
+            tasks.append(asyncio.create_task(self._tick(), name="tick"))
+            if self.config.sim_socket is not None:
+                rig = Rig(self.bench, self.status, list(self.channels))
+                try:
+                    server = await serve(rig, self.config.sim_socket)
+                except (RigError, OSError) as exc:
+                    raise StartupError(
+                        f"sim.socket: cannot listen on {self.config.sim_socket}: {exc}"
+                    ) from exc
+            log.info(
+                "station %s running: %d EVSE(s), auth mode %s, %s",
+                self.config.station["id"],
+                len(self.channels),
+                self.config.auth["mode"],
+                f"rig socket {self.config.sim_socket}" if server else "no rig socket",
+            )
+            await self.stopping.wait()
+        finally:
+            await self._shutdown(tasks, server)
+        return self.exit_code
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping: opening contactors and ending transactions")
+        self.stopping.set()
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]], server: asyncio.AbstractServer | None) -> None:
+        # Safety first: the control thread opens every contactor and stops the PWM.
+        if hasattr(self, "control"):
+            self.control.stop()
+        if hasattr(self, "station"):
+            await self._final_readings()
+            self._apply(self.station.shutdown(self.now(), SHUTDOWN_REASON))
+        if server is not None:
+            server.close()
+        if hasattr(self, "writes") and any(t.get_name() == "writes" for t in tasks):
+            try:
+                await asyncio.wait_for(self.writes.flush(), SHUTDOWN_FLUSH_S)
+            except TimeoutError:
+                log.error(
+                    "%d record(s) could not be written before exit (storage failing); "
+                    "open transactions will be ended as PowerLoss at the next start",
+                    self.writes.pending(),
+                )
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for drivers in getattr(self, "drivers", {}).values():
+            with contextlib.suppress(Exception):
+                await drivers.meter.close()
+        if getattr(self, "rfid", None) is not None:
+            with contextlib.suppress(Exception):
+                await self.rfid.close()  # type: ignore[union-attr]
+        if getattr(self, "bench", None) is not None:
+            with contextlib.suppress(OSError):
+                self.bench.save()  # type: ignore[union-attr]
+        if self.config.sim_socket is not None and server is not None:
+            with contextlib.suppress(OSError):
+                self.config.sim_socket.unlink()
+        if hasattr(self, "database"):
+            self.database.close()
+
+    async def _final_readings(self) -> None:
+        """One meter reading per EVSE after the contactors opened, for meterStop."""
+
+        async def read(evse_id: int, meter: MeterDriver) -> None:
+            with contextlib.suppress(DriverError, TimeoutError, OSError):
+                reading = await asyncio.wait_for(meter.read(), FINAL_READING_TIMEOUT_S)
+                self._apply(self.station.meter_read(self.now(), evse_id, reading))
+
+        await asyncio.gather(*(read(i, d.meter) for i, d in self.drivers.items()))
+
+    # -- event sources -----------------------------------------------------------------
+
+    def _on_view(self, evse_id: int, view: EvseView) -> None:
+        if not self.stopping.is_set():
+            self._apply(self.station.evse_seen(self.now(), evse_id, view))
+
+    async def _poll_meter(self, evse_id: int, meter: MeterDriver) -> None:
+        channel = self.channels[evse_id]
+        failures = 0
+        while True:
+            try:
+                reading = await asyncio.wait_for(meter.read(), METER_TIMEOUT_S)
+            except (DriverError, TimeoutError, OSError) as exc:
+                failures += 1
+                if failures == METER_FAILURES_FOR_FAULT:
+                    log.error(
+                        "EVSE %d: meter not answering (%d tries): %s",
+                        evse_id,
+                        failures,
+                        exc or "timeout",
+                        extra={"evse_id": evse_id},
+                    )
+                    channel.meter = (False, None)
+            else:
+                if failures >= METER_FAILURES_FOR_FAULT:
+                    log.warning("EVSE %d: meter answering again", evse_id, extra={"evse_id": evse_id})
+                failures = 0
+                channel.meter = (True, max(reading.current_a, default=0.0))
+                self._apply(self.station.meter_read(self.now(), evse_id, reading))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.read_now[evse_id].wait(), METER_INTERVAL_S)
+            self.read_now[evse_id].clear()
+
+    async def _read_tokens(self, rfid: RfidDriver) -> None:
+        async for token in rfid.tokens():
+            log.info("token %s presented", token)
+            self._apply(self.station.token_presented(self.now(), token))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._apply(self.station.tick(self.now()))
+            if not self.control.is_alive() and not self.stopping.is_set():
+                log.critical("control loop has stopped; contactors were opened. Exiting")
+                self.exit_code = 1
+                self.stop()
+
+    # -- actions -----------------------------------------------------------------------
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case TransactionStarted(tx):
+                    log.info(
+                        "EVSE %d: transaction %s started for %s at %.1f Wh",
+                        tx.evse_id,
+                        tx.id,
+                        tx.id_tag,
+                        tx.meter_start_wh,
+                        extra={"evse_id": tx.evse_id, "transaction_id": tx.id},
+                    )
+                    self.writes.put(
+                        partial(
+                            Storage.start_transaction,
+                            tx_id=tx.id,
+                            evse_id=tx.evse_id,
+                            id_tag=tx.id_tag,
+                            started_at=tx.started_at,
+                            meter_start_wh=tx.meter_start_wh,
+                        ),
+                        then=partial(self._persisted, tx.id),
+                    )
+                case TransactionStopped(tx_id, evse_id, stopped_at, meter_stop, reason):
+                    log.info(
+                        "EVSE %d: transaction %s stopped (%s) at %.1f Wh",
+                        evse_id,
+                        tx_id,
+                        reason,
+                        meter_stop,
+                        extra={"evse_id": evse_id, "transaction_id": tx_id},
+                    )
+                    self.writes.put(
+                        partial(
+                            Storage.stop_transaction,
+                            tx_id=tx_id,
+                            stopped_at=stopped_at,
+                            meter_stop_wh=meter_stop,
+                            reason=reason,
+                        )
+                    )
+                case MeterSampled(tx_id, taken_at, reading):
+                    self.writes.put(
+                        partial(
+                            Storage.add_meter_sample,
+                            tx_id=tx_id,
+                            taken_at=taken_at,
+                            context="Sample.Periodic",
+                            reading=reading,
+                        )
+                    )
+                case MeterReadWanted(evse_id):
+                    self.read_now[evse_id].set()
+                case Permit(evse_id, authorized, limit_a):
+                    self.channels[evse_id].permit = (authorized, limit_a)
+                case StatusChanged(evse_id, status, code, info):
+                    level = logging.WARNING if status == "Faulted" else logging.INFO
+                    detail = f" ({code}: {info})" if code != "NoError" else ""
+                    log.log(level, "EVSE %d: %s%s", evse_id, status, detail, extra={"evse_id": evse_id})
+                case TokenRejected(token, reason):
+                    log.warning("token %s rejected: %s", token, reason)
+
+    def _persisted(self, tx_id: str) -> None:
+        self._apply(self.station.transaction_persisted(self.now(), tx_id))
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self, evse_id: int | None) -> dict[str, Any]:
+        if evse_id is None:
+            return {
+                "evses": [self._evse_status(i) for i in self.channels],
+                "ocpp": {"connected": False, "version": None, "queued": 0},
+            }
+        return self._evse_status(evse_id)
+
+    def _evse_status(self, evse_id: int) -> dict[str, Any]:
+        view = self.channels[evse_id].view
+        state = self.station.evses[evse_id]
+        reading: MeterReading | None = state.reading
+        tx = state.tx
+        return {
+            "evse": evse_id,
+            "cp_state": view.cp.value if view else "A",
+            "pwm": bool(view and view.pilot is PilotMode.PWM),
+            "duty_percent": view.duty_percent if view else 100.0,
+            "offered_a": round(view.offered_a, 1) if view else 0.0,
+            "contactor_closed": bool(view and view.contactor_closed),
+            "power_w": round(reading.power_w, 1) if reading else 0.0,
+            "energy_wh": round(reading.energy_wh, 3) if reading else 0.0,
+            "connector_status": state.status[0] or "Available",
+            "error_code": state.status[1] or "NoError",
+            "faults": sorted(f.value for f in view.faults) if view else [],
+            "ocpp_connected": False,
+            "transaction_id": tx.id if tx and tx.persisted else None,
+        }

@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop rig: drive the EV side, RFID and faults on simulation or a bench."""

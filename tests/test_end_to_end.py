@@ -1,0 +1,238 @@
+"""The daemon as a real subprocess on simulated hardware, driven over the rig socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hil.simrig import RigReplyError, SimRig
+
+ROOT = Path(__file__).resolve().parent.parent
+SIM_CONFIG = ROOT / "config" / "evse.sim.toml"
+
+
+@dataclass
+class Station:
+    config: Path
+    proc: subprocess.Popen[bytes]
+    rig: SimRig
+    log: Path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.parent / "var"
+
+    def db(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.state_dir / "evse.db") as db:
+            return db.execute(sql, params).fetchall()
+
+    def hardware(self) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads((self.state_dir / "sim-hardware.json").read_text())
+        return state["evses"]["1"]
+
+
+def start(config: Path) -> Station:
+    log = config.parent / "daemon.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller", "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    try:
+        rig = SimRig.wait_for(config.parent / "var" / "sim.sock")
+    except OSError:
+        proc.kill()
+        raise AssertionError(f"daemon did not come up:\n{log.read_text()}") from None
+    return Station(config, proc, rig, log)
+
+
+def stop(station: Station, sig: int = signal.SIGTERM) -> int:
+    station.rig.close()
+    if station.proc.poll() is None:
+        station.proc.send_signal(sig)
+    return station.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "evse.toml"
+    shutil.copy(SIM_CONFIG, path)
+    return path
+
+
+@pytest.fixture
+def station(config: Path) -> Iterator[Station]:
+    running = start(config)
+    yield running
+    if running.proc.poll() is None:
+        stop(running, signal.SIGKILL)
+
+
+def charging(st: Station) -> dict[str, Any]:
+    st.rig.plug()
+    st.rig.charge(max_current_a=16)
+    return st.rig.wait_until(lambda s: s["contactor_closed"] and s["power_w"] > 0, timeout=5)
+
+
+def test_plug_and_charge_closes_the_contactor_and_delivers_power(station: Station) -> None:
+    station.rig.plug()
+    plugged = station.rig.wait_until(lambda s: s["cp_state"] == "B" and s["pwm"])
+    assert plugged["pwm"] and plugged["offered_a"] == 32.0 and not plugged["contactor_closed"]
+    status = charging(station)
+    assert status["connector_status"] == "Charging"
+    assert status["power_w"] == pytest.approx(16 * 230 * 3)
+    energy = station.rig.wait_until(lambda s: s["energy_wh"] > status["energy_wh"])["energy_wh"]
+    assert energy > 0
+    station.rig.suspend()
+    assert station.rig.wait_until(lambda s: not s["contactor_closed"])["connector_status"] == "SuspendedEV"
+    station.rig.unplug()
+    idle = station.rig.wait_until(lambda s: s["connector_status"] == "Available")
+    assert idle["transaction_id"] is None
+    rows = station.db("SELECT stop_reason, meter_stop_wh > meter_start_wh FROM transactions")
+    assert rows == [("EVDisconnected", 1)]
+
+
+def test_pilot_state_e_opens_the_contactor(station: Station) -> None:
+    charging(station)
+    station.rig.cp("E")
+    status = station.rig.wait_until(lambda s: not s["contactor_closed"], timeout=1)
+    assert status["cp_state"] == "E" and not status["pwm"]
+    station.rig.cp(None)
+    station.rig.wait_until(lambda s: s["contactor_closed"], timeout=5)
+
+
+def test_residual_current_trip_faults_and_latches(station: Station) -> None:
+    charging(station)
+    station.rig.fault("rcd")
+    status = station.rig.wait_until(lambda s: not s["contactor_closed"], timeout=1)
+    status = station.rig.wait_until(lambda s: s["connector_status"] == "Faulted")
+    assert status["error_code"] == "GroundFailure" and status["transaction_id"] is None
+    station.rig.fault("rcd", active=False)
+    time.sleep(1.0)
+    still = station.rig.status()
+    assert still["connector_status"] == "Faulted" and not still["contactor_closed"] and not still["pwm"]
+    assert station.db("SELECT stop_reason FROM transactions") == [("EmergencyStop",)]
+
+
+def test_welded_contactor_is_found_at_the_next_opening(station: Station) -> None:
+    charging(station)
+    station.rig.fault("contactor_weld")
+    station.rig.suspend()  # the controller opens; the contacts stay welded
+    status = station.rig.wait_until(lambda s: s["error_code"] == "PowerSwitchFailure", timeout=3)
+    assert status["connector_status"] == "Faulted" and status["contactor_closed"]  # physically
+    held = station.rig.wait_until(lambda s: s["cp_state"] == "F", timeout=1)  # EVSE not available
+    assert not held["pwm"] and held["transaction_id"] is None
+
+
+def test_missing_diode_faults_without_charging_and_recovers(station: Station) -> None:
+    tx = charging(station)["transaction_id"]
+    station.rig.fault("diode")
+    station.rig.wait_until(lambda s: not s["contactor_closed"], timeout=1)
+    status = station.rig.wait_until(lambda s: s["error_code"] == "EVCommunicationError")
+    assert status["connector_status"] == "Faulted"
+    assert status["transaction_id"] == tx  # the session waits for the EV to recover
+    time.sleep(1.0)
+    assert station.rig.status()["error_code"] == "EVCommunicationError"  # no flicker, no charging
+    assert not station.rig.status()["contactor_closed"]
+    station.rig.fault("diode", active=False)
+    station.rig.wait_until(lambda s: s["contactor_closed"] and s["connector_status"] == "Charging", timeout=5)
+
+
+def test_meter_offline_stops_the_transaction_with_the_last_good_reading(station: Station) -> None:
+    before = charging(station)
+    tx = before["transaction_id"]
+    station.rig.fault("meter_offline")
+    status = station.rig.wait_until(lambda s: s["error_code"] == "PowerMeterFailure", timeout=8)
+    assert status["transaction_id"] is None
+    status = station.rig.wait_until(lambda s: not s["contactor_closed"], timeout=1)
+    ((reason, stop_wh),) = station.db("SELECT stop_reason, meter_stop_wh FROM transactions WHERE id = ?", tx)
+    assert reason == "Other" and stop_wh == pytest.approx(status["energy_wh"], abs=0.01)
+    station.rig.fault("meter_offline", active=False)
+    resumed = station.rig.wait_until(lambda s: s["contactor_closed"] and s["transaction_id"], timeout=8)
+    assert resumed["transaction_id"] != tx
+
+
+def test_malformed_socket_lines_get_error_replies_and_the_daemon_lives(station: Station) -> None:
+    bad_lines = [
+        b"not json",
+        b"[1, 2, 3]",
+        b"\xff\xfe\x00garbage",
+        b'{"cmd": "fly"}',
+        b'{"cmd": "plug"}',
+        b'{"cmd": "plug", "evse": 9}',
+        b'{"cmd": "plug", "evse": "1"}',
+        b'{"cmd": "charge", "evse": 1, "max_current_a": -5}',
+        b'{"cmd": "cp", "evse": 1, "state": "Z"}',
+        b'{"cmd": "fault", "evse": 1, "kind": "lightning"}',
+        b'{"cmd": "swipe", "id": ""}',
+        b'{"cmd": "status", "evse": true}',
+        b"x" * 100_000,
+    ]
+    for line in bad_lines:
+        reply = station.rig.send_line(line)
+        assert reply["ok"] is False and reply["error"], line[:40]
+    assert station.rig.status()["ok"] is True
+    assert station.proc.poll() is None
+    with pytest.raises(RigReplyError):
+        station.rig.request("plug", evse=0)
+
+
+def test_sigterm_opens_the_contactor_ends_the_transaction_and_exits_0(station: Station) -> None:
+    tx = charging(station)["transaction_id"]
+    started = time.monotonic()
+    code = stop(station)
+    assert code == 0 and time.monotonic() - started < 2.0
+    hardware = station.hardware()
+    assert hardware["contactor_closed"] is False and hardware["pilot"] != "pwm"
+    assert station.db("SELECT stop_reason FROM transactions WHERE id = ?", tx) == [("Reboot",)]
+    assert not (station.state_dir / "sim.sock").exists()
+
+
+def test_kill_9_loses_no_started_transaction_and_energy_never_decreases(config: Path) -> None:
+    first = start(config)
+    status = charging(first)
+    tx = status["transaction_id"]
+    energy = first.rig.wait_until(lambda s: s["energy_wh"] > status["energy_wh"])["energy_wh"]
+    assert stop(first, signal.SIGKILL) == -signal.SIGKILL
+    assert first.db("SELECT count(*) FROM transactions WHERE id = ? AND stopped_at IS NULL", tx) == [(1,)]
+
+    second = start(config)  # a stale socket is left behind: it must be replaced
+    try:
+        again = second.rig.wait_until(lambda s: s["transaction_id"] and s["contactor_closed"], timeout=8)
+        assert again["energy_wh"] >= energy
+        assert again["transaction_id"] != tx
+        rows = second.db("SELECT stop_reason, meter_stop_wh FROM transactions WHERE id = ?", tx)
+        assert rows[0][0] == "PowerLoss" and rows[0][1] >= energy - 0.0005  # status rounds to 1 mWh
+    finally:
+        assert stop(second) == 0
+    third = start(config)  # PowerLoss is recorded exactly once
+    stop(third)
+    assert third.db("SELECT count(*) FROM transactions WHERE stop_reason = 'PowerLoss'") == [(1,)]
+
+
+def test_run_with_a_broken_config_exits_78_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "evse.toml"
+    path.write_text(SIM_CONFIG.read_text().replace("max_current_a = 32", "max_current_a = 320"))
+    result = subprocess.run(
+        [sys.executable, "-m", "controller", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 78
+    assert "evse 1: max_current_a" in result.stderr
