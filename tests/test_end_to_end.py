@@ -236,3 +236,67 @@ def test_run_with_a_broken_config_exits_78_naming_the_key(tmp_path: Path) -> Non
     )
     assert result.returncode == 78
     assert "evse 1: max_current_a" in result.stderr
+
+
+def evse_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controller", *args], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+
+
+def test_status_json_and_sim_cli_follow_the_contract(station: Station) -> None:
+    plugged = evse_cli("sim", "--config", str(station.config), "plug", "evse=1")
+    assert plugged.returncode == 0 and json.loads(plugged.stdout) == {"ok": True}
+    refused = evse_cli("sim", "--config", str(station.config), "plug", "evse=7")
+    assert refused.returncode == 1 and json.loads(refused.stdout)["ok"] is False
+    station.rig.wait_until(lambda s: s["pwm"])
+    status = evse_cli("status", "--config", str(station.config), "--json")
+    assert status.returncode == 0
+    report = json.loads(status.stdout)
+    assert report["ocpp"] == {"connected": False, "version": None, "queued": 0}
+    (evse,) = report["evses"]
+    for key in (
+        "cp_state",
+        "pwm",
+        "duty_percent",
+        "offered_a",
+        "contactor_closed",
+        "power_w",
+        "energy_wh",
+        "connector_status",
+        "ocpp_connected",
+        "transaction_id",
+    ):
+        assert key in evse
+    assert evse["cp_state"] == "B" and evse["connector_status"] == "SuspendedEV"
+    table = evse_cli("status", "--config", str(station.config))
+    assert table.returncode == 0 and "SuspendedEV" in table.stdout
+
+
+def test_list_mode_charges_only_for_an_allowed_token_and_stops_on_the_same_token(tmp_path: Path) -> None:
+    path = tmp_path / "evse.toml"
+    path.write_text(SIM_CONFIG.read_text().replace('mode = "free"', 'mode = "list"'))
+    st = start(path)
+    try:
+        st.rig.charge()
+        st.rig.swipe("DEADBEEF")  # not in auth.allow
+        time.sleep(0.5)
+        assert st.rig.status()["transaction_id"] is None and not st.rig.status()["contactor_closed"]
+        assert st.rig.status()["connector_status"] == "Preparing"
+        st.rig.swipe("04A1B2C3")
+        tx = st.rig.wait_until(lambda s: s["contactor_closed"], timeout=5)["transaction_id"]
+        st.rig.swipe("04A1B2C3")  # PWM off; this EV stays in C, so it opens after 6 s (seq. 10.2)
+        done = st.rig.wait_until(lambda s: not s["contactor_closed"] and s["transaction_id"] is None, 8)
+        assert done["connector_status"] == "Finishing"
+        assert st.db("SELECT id_tag, stop_reason FROM transactions WHERE id = ?", tx) == [
+            ("04A1B2C3", "Local")
+        ]
+    finally:
+        assert stop(st) == 0
+
+
+def test_a_second_daemon_on_the_same_socket_refuses_to_start(station: Station) -> None:
+    result = evse_cli("run", "--config", str(station.config))
+    assert result.returncode == 78
+    assert "already listening" in result.stderr
+    assert station.rig.status()["ok"] is True

@@ -8,13 +8,14 @@ and with the last pages filled, every write that needs room fails with SQLite's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -30,6 +31,21 @@ from controller.storage import (
     WriteQueue,
 )
 from drivers.base import MeterReading
+
+
+@contextlib.asynccontextmanager
+async def running_queue(storage: Storage) -> AsyncIterator[tuple[Database, WriteQueue]]:
+    """A WriteQueue running over ``storage`` for the duration of the block."""
+    database = Database(storage)
+    queue = WriteQueue(database, retry_s=0.05)
+    runner = asyncio.create_task(queue.run())
+    try:
+        yield database, queue
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        database.close()
+
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[1]
@@ -349,10 +365,7 @@ def test_write_queue_keeps_writes_in_order_while_disk_full_and_writes_all_when_s
     done: list[str] = []
 
     async def scenario() -> None:
-        database = Database(storage)
-        queue = WriteQueue(database, retry_s=0.05)
-        runner = asyncio.create_task(queue.run())
-        try:
+        async with running_queue(storage) as (database, queue):
             count = queue_while_full(storage, done)(queue)
 
             await asyncio.sleep(0.4)  # several retries of the head
@@ -377,10 +390,6 @@ def test_write_queue_keeps_writes_in_order_while_disk_full_and_writes_all_when_s
             samples = await database.run(Storage.meter_samples, storage, "tx-late")
             assert [energy for _, _, energy in samples] == [1100.0, 1200.0]
             assert await database.run(Storage.get_setting, storage, "zz-after-the-session") == "1"
-        finally:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
-            database.close()
 
     asyncio.run(scenario())
 
@@ -390,34 +399,20 @@ def test_write_queue_pending_counts_the_record_being_retried(storage: Storage) -
     done: list[str] = []
 
     async def scenario() -> None:
-        database = Database(storage)
-        queue = WriteQueue(database, retry_s=0.05)
-        runner = asyncio.create_task(queue.run())
-        try:
+        async with running_queue(storage) as (_database, queue):
             count = queue_while_full(storage, done)(queue)
             await asyncio.sleep(0.2)
             assert queue.pending() == count
-        finally:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
-            database.close()
 
     asyncio.run(scenario())
 
 
 def test_write_queue_flush_returns_at_once_when_nothing_is_queued(storage: Storage) -> None:
     async def scenario() -> None:
-        database = Database(storage)
-        queue = WriteQueue(database, retry_s=0.05)
-        runner = asyncio.create_task(queue.run())
-        try:
+        async with running_queue(storage) as (database, queue):
             await asyncio.wait_for(queue.flush(), timeout=1)
             queue.put(partial(Storage.set_setting, key="k", value="v"))
             await asyncio.wait_for(queue.flush(), timeout=5)
             assert await database.run(Storage.get_setting, storage, "k") == "v"
-        finally:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
-            database.close()
 
     asyncio.run(scenario())
