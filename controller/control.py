@@ -1,14 +1,18 @@
 """The control loop: samples every pilot, steps its supervisor and drives the hardware.
 
-It runs on its own OS thread, not on the event loop, so nothing the event loop does
+Each EVSE has its own OS thread, not the event loop, so nothing the event loop does
 (OCPP traffic, TLS, JSON, SQLite) can delay it: the event loop only hands it permits
 and meter states through plain attribute writes, and it hands back ``EvseView``s through
 ``call_soon_threadsafe``. The daemon shortens the interpreter's GIL switch interval so
 a busy event loop yields the GIL to this thread within about a millisecond.
 
-Only this module commands contactors, and only as its supervisor says. Whatever way the
-thread ends (stop, driver exception, interpreter shutdown), its ``finally`` opens every
-contactor and takes the PWM off.
+and a driver that hangs on one EVSE cannot delay another.
+
+Only this module commands contactors, and only as its supervisor says. An open command
+is repeated every tick, so a command that failed or a contactor that moved by itself is
+corrected at once. When the thread ends (stop, an exception) its ``finally`` opens the
+contactor and takes the PWM off; when it cannot end because a driver hangs, ``stop()``
+does that from the calling thread.
 """
 
 from __future__ import annotations
@@ -94,11 +98,12 @@ class EvseChannel:
     def _apply(self, out: Output) -> bool:
         ok = True
         # Open before anything else: the contactor matters more than the pilot.
-        if out.contactor != self._applied_contactor:
+        if out.contactor != self._applied_contactor or not out.contactor:
             try:
                 self.contactor.command(out.contactor)
                 self._applied_contactor = out.contactor
             except Exception as exc:
+                self._applied_contactor = None  # state unknown: command again next tick
                 self._report_driver_error(exc)
                 ok = False
         pilot = (out.pilot, out.duty_percent)
@@ -107,6 +112,7 @@ class EvseChannel:
                 self.pilot.set_output(*pilot)
                 self._applied_pilot = pilot
             except Exception as exc:
+                self._applied_pilot = None  # state unknown: command again next tick
                 self._report_driver_error(exc)
                 ok = False
         return ok
@@ -145,7 +151,7 @@ class ControlLoop(threading.Thread):
         publish: Callable[[int, EvseView], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(name="control", daemon=True)
+        super().__init__(name=f"control-{'-'.join(str(c.evse_id) for c in channels)}", daemon=True)
         self.channels = channels
         self.period = 1.0 / sample_hz
         self.publish = publish
@@ -183,7 +189,11 @@ class ControlLoop(threading.Thread):
             for channel in self.channels:
                 channel.make_safe()
 
-    def stop(self, timeout: float = 1.0) -> None:
+    def stop(self, timeout: float = 0.5) -> None:
         self._halt.set()
         if self.is_alive():
             self.join(timeout)
+        if self.is_alive():  # stuck in a driver call: its finally will not run in time
+            log.critical("control loop %s did not stop; making its hardware safe from here", self.name)
+            for channel in self.channels:
+                channel.make_safe()

@@ -141,12 +141,15 @@ class Daemon:
         def publish(evse_id: int, view: EvseView) -> None:  # called on the control thread
             loop.call_soon_threadsafe(self._on_view, evse_id, view)
 
-        self.control = ControlLoop(list(self.channels.values()), self.config.sample_hz, publish)
+        self.loops = [
+            ControlLoop([channel], self.config.sample_hz, publish) for channel in self.channels.values()
+        ]
         tasks: list[asyncio.Task[Any]] = []
         server: asyncio.AbstractServer | None = None
         try:
             await self._recover()
-            self.control.start()
+            for control in self.loops:
+                control.start()
             tasks.append(asyncio.create_task(self.writes.run(), name="writes"))
             tasks += [
                 asyncio.create_task(self._poll_meter(i, d.meter), name=f"meter {i}")
@@ -182,8 +185,8 @@ class Daemon:
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]], server: asyncio.AbstractServer | None) -> None:
         # Safety first: the control thread opens every contactor and stops the PWM.
-        if hasattr(self, "control"):
-            self.control.stop()
+        for control in getattr(self, "loops", []):
+            control.stop()
         if hasattr(self, "station"):
             await self._final_readings()
             self._apply(self.station.shutdown(self.now(), SHUTDOWN_REASON))
@@ -268,8 +271,8 @@ class Daemon:
         while True:
             await asyncio.sleep(1.0)
             self._apply(self.station.tick(self.now()))
-            if not self.control.is_alive() and not self.stopping.is_set():
-                log.critical("control loop has stopped; contactors were opened. Exiting")
+            if not all(c.is_alive() for c in self.loops) and not self.stopping.is_set():
+                log.critical("a control loop has stopped; its contactor was opened. Exiting")
                 self.exit_code = 1
                 self.stop()
 

@@ -128,10 +128,20 @@ class Supervisor:
         self._diode_seen = False
         self._diode_missing = False
         self._overcurrent = False
+        # Energy flows only while raw samples keep confirming C (or ventilated D): the
+        # detector's hysteresis suits status reporting, but a pilot that lingers in a gap
+        # or alternates between bands must not hold the contactor closed.
+        self._energy_run = 0  # consecutive raw samples in the energy band (gaps count as outside)
+        self._energy_confirmed_at = float("-inf")
 
     def step(self, now: float, inputs: Inputs) -> Output:
         pwm_during_sample = self.pilot is PilotMode.PWM
         self.cp = self.detector.feed(inputs.sample)
+        raw = classify(inputs.sample.high_v)
+        in_band = raw is CpState.C or (raw is CpState.D and self.ventilation)
+        self._energy_run = self._energy_run + 1 if in_band else 0
+        if self._energy_run >= self.detector.confirmations:
+            self._energy_confirmed_at = now
         self._update_faults(now, inputs, pwm_during_sample)
         self._update_pilot(now, inputs)
         self._update_contactor(now, inputs, pwm_during_sample)
@@ -215,10 +225,12 @@ class Supervisor:
 
     # -- 3. contactor ------------------------------------------------------------------
     #
-    # CLOSE_REQUIRES: pilot confirmed C (or D with ventilation), PWM running now and
-    #   during the sample, the diode seen in that sample, no fault, session authorized.
+    # CLOSE_REQUIRES: pilot confirmed C (or D with ventilation) and the last two raw
+    #   samples in that band, PWM running now and during the sample, the diode seen in
+    #   that sample, no fault, session authorized.
     # OPEN_WHEN: any fault; pilot at -12 V; pilot confirmed outside C (D without
-    #   ventilation counts as outside); PWM removed for PWM_OFF_OPEN_S.
+    #   ventilation counts as outside); no two consecutive raw samples in the band for
+    #   OPEN_BUDGET_S / 2; PWM removed for PWM_OFF_OPEN_S.
 
     def _update_contactor(self, now: float, inputs: Inputs, pwm_during_sample: bool) -> None:
         if self.contactor:
@@ -228,6 +240,7 @@ class Supervisor:
                 or self.pilot is PilotMode.NEGATIVE
                 or not self.energy_allowed_state()
                 or pwm_grace_over
+                or now - self._energy_confirmed_at > OPEN_BUDGET_S / 2
             ):
                 self._command_contactor(False)
         elif (
@@ -235,6 +248,7 @@ class Supervisor:
             and self.pilot is PilotMode.PWM
             and pwm_during_sample
             and self._diode_seen
+            and self._energy_confirmed_at == now
             and not self.faults
             and inputs.authorized
         ):

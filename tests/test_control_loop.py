@@ -105,3 +105,56 @@ def test_views_are_published_only_on_change(rig) -> None:  # type: ignore[no-unt
     time.sleep(0.3)
     assert len(views) == 1 and views[0][1].cp is CpState.A
     assert loop.stats.ticks >= 20
+
+
+class LyingContactor(SimContactor):
+    """Closes, then reports failure: the loop must still open it when asked."""
+
+    def command(self, closed: bool) -> None:
+        super().command(closed)
+        if closed:
+            raise OSError("relay read-back mismatch")
+
+
+def test_a_close_command_that_raised_is_still_opened(tmp_path: Path) -> None:
+    bench = SimBench({1: 3}, tmp_path / "sim.json")
+    sim = bench.evses[1]
+    channel = EvseChannel(1, Supervisor(max_current_a=32), SimPilot(sim), LyingContactor(sim), None)
+    channel.permit = (True, 32.0)
+    loop = ControlLoop([channel], 100, lambda _id, _view: None)
+    loop.start()
+    try:
+        sim.set_ev(plugged=True, requesting=True)
+        wait(lambda: sim.contactor_closed)
+        sim.set_ev(plugged=False, requesting=False)
+        wait(lambda: not sim.contactor_closed, timeout=0.5)
+    finally:
+        loop.stop()
+
+
+class HangingPilot(SimPilot):
+    hang = threading.Event()
+
+    def sample(self):  # type: ignore[no-untyped-def]
+        if self.hang.is_set():
+            time.sleep(3)
+        return super().sample()
+
+
+def test_stop_makes_the_hardware_safe_even_when_a_driver_hangs(tmp_path: Path) -> None:
+    bench = SimBench({1: 3}, tmp_path / "sim.json")
+    sim = bench.evses[1]
+    pilot = HangingPilot(sim)
+    channel = EvseChannel(1, Supervisor(max_current_a=32), pilot, SimContactor(sim), None)
+    channel.permit = (True, 32.0)
+    loop = ControlLoop([channel], 100, lambda _id, _view: None)
+    loop.start()
+    sim.set_ev(plugged=True, requesting=True)
+    wait(lambda: sim.contactor_closed)
+    pilot.hang.set()
+    time.sleep(0.05)
+    started = time.monotonic()
+    loop.stop()
+    assert time.monotonic() - started < 1.0
+    assert not sim.contactor_closed and sim.pilot_mode is PilotMode.STEADY
+    pilot.hang.clear()

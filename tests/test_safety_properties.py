@@ -10,11 +10,13 @@ README lists under "Safety".
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from controller.pilot import CpState, PilotMode
+from controller.pilot import CpState, PilotMode, PilotSample, classify, diode_present
 from controller.safety import (
     CLOSE_BUDGET_S,
     DUTY_CHANGE_INTERVAL_S,
@@ -29,6 +31,27 @@ from controller.safety import (
 from drivers.sim import pilot_levels
 
 EV_STATES = [CpState.A, CpState.B, CpState.C, CpState.D, CpState.E]
+# Raw high levels at band edges, in gaps, out of range and NaN: noise and broken wiring.
+GLITCH_VOLTS = [
+    12.0,
+    10.99,
+    10.5,
+    9.0,
+    8.0,
+    7.5,
+    7.0,
+    6.0,
+    5.0,
+    4.0,
+    3.0,
+    1.5,
+    0.0,
+    -1.0,
+    -6.0,
+    -12.0,
+    14.0,
+    math.nan,
+]
 EPS = 1e-9
 
 
@@ -50,6 +73,9 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.contactor_mode = "normal"  # "weld" | "stuck"
         self.physical_closed = False
         self.overdraw = False
+        self.glitch: tuple[float, int] | None = None  # (raw high level, steps left)
+        self.raw_history: list[float] = []
+        self.last_pair_in_band = float("-inf")
         self.authorized = False
         self.limit = 32.0
         # what the checks remember
@@ -83,6 +109,10 @@ class SupervisorMachine(RuleBasedStateMachine):
     @rule(mode=st.sampled_from(["normal", "normal", "weld", "stuck"]))
     def contactor_hardware(self, mode: str) -> None:
         self.contactor_mode = mode
+
+    @rule(volts=st.sampled_from(GLITCH_VOLTS), steps=st.integers(min_value=1, max_value=30))
+    def pilot_glitch(self, volts: float, steps: int) -> None:
+        self.glitch = (volts, steps)
 
     @rule(on=st.booleans())
     def ev_overdraws(self, on: bool) -> None:
@@ -127,8 +157,16 @@ class SupervisorMachine(RuleBasedStateMachine):
     def _step(self) -> None:
         self.now += self.period
         mode = self.last.pilot if self.last else PilotMode.STEADY
+        sample = pilot_levels(self.ev, mode, self.diode)
+        if self.glitch is not None:
+            volts, left = self.glitch
+            sample = PilotSample(volts, sample.low_v)
+            self.glitch = (volts, left - 1) if left > 1 else None
+        self.raw_history = [*self.raw_history[-1:], sample.high_v]
+        if len(self.raw_history) == 2 and all(self._energy_volts(v) for v in self.raw_history):
+            self.last_pair_in_band = self.now
         inputs = Inputs(
-            sample=pilot_levels(self.ev, mode, self.diode),
+            sample=sample,
             feedback_closed=self.physical_closed,
             rcd_tripped=self.rcd,
             meter_ok=self.meter_ok,
@@ -151,6 +189,10 @@ class SupervisorMachine(RuleBasedStateMachine):
     def _energy_state(self, state: CpState) -> bool:
         return state is CpState.C or (state is CpState.D and self.sup.ventilation)
 
+    def _energy_volts(self, volts: float) -> bool:
+        state = classify(volts)
+        return state is not None and self._energy_state(state)
+
     def _check(self, prev: Output | None, out: Output, inp: Inputs, pwm_during_sample: bool) -> None:
         was_closed = prev.contactor if prev else False
 
@@ -160,15 +202,19 @@ class SupervisorMachine(RuleBasedStateMachine):
             assert out.pilot is PilotMode.PWM and pwm_during_sample, "closed without PWM"
             assert not out.faults, f"closed with faults {set(out.faults)}"
             assert inp.authorized, "closed without authorization"
-            assert self.diode, "closed without the EV diode"
+            assert diode_present(inp.sample), "closed without the EV diode in the sample"
+            assert self.last_pair_in_band == self.now, "closed without two raw samples in C"
         if out.contactor:
+            since = self.now - self.last_pair_in_band
+            assert since <= OPEN_BUDGET_S + EPS, f"closed {since * 1000:.0f} ms without two raw C samples"
             assert not out.faults, f"held closed with faults {set(out.faults)}"
             assert out.pilot is not PilotMode.NEGATIVE, "held closed in state F"
             assert self._energy_state(out.cp), "held closed outside C/D"
 
         # P2: every required opening happens inside its budget.
+        wire = self.raw_history[-1]  # what the pilot wire shows, a glitch included
         physically_forbidden = (
-            not self._energy_state(self.ev)
+            not self._energy_volts(wire)
             or self.rcd
             or not self.meter_ok
             or (not self.diode and out.pilot is PilotMode.PWM)
@@ -227,6 +273,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             and self.contactor_mode == "normal"
             and not self.overdraw
             and self.authorized
+            and self.glitch is None
             and min(self.limit, self.sup.max_current_a) >= 6.0
             and not out.faults
         )

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from controller.pilot import CpState, PilotMode
+from controller.pilot import CpState, PilotMode, PilotSample
 from controller.safety import (
     FAULT_HOLD_F_S,
     OVERCURRENT_TIME_S,
@@ -218,3 +218,61 @@ def test_current_within_tolerance_is_not_overcurrent() -> None:
     world = World().charging()
     world.current_a = 35.0
     assert world.run(10.0).contactor
+
+
+class Glitching(World):
+    """A world whose pilot wire shows ``volts`` instead of the EV for some samples."""
+
+    def __init__(self, **supervisor: float | bool) -> None:
+        super().__init__(**supervisor)
+        self.wire: list[float] = []
+
+    def step(self) -> Output:
+        if not self.wire:
+            return super().step()
+        volts = self.wire.pop(0)
+        self.now += PERIOD
+        mode = self.out.pilot if self.out else PilotMode.STEADY
+        low = pilot_levels(self.ev, mode, self.diode).low_v
+        self.out = self.sup.step(
+            self.now,
+            Inputs(
+                sample=PilotSample(volts, low),
+                feedback_closed=self.closed,
+                authorized=self.authorized,
+                limit_a=self.limit,
+            ),
+        )
+        self.closed = self.out.contactor
+        return self.out
+
+
+def test_no_closing_on_a_single_b_sample_when_pwm_starts() -> None:
+    world = Glitching()
+    world.authorized = False
+    world.ev = CpState.C
+    world.run(0.2)  # C confirmed, no PWM
+    world.authorized = True
+    world.step()  # PWM starts
+    world.wire = [9.0]  # the first PWM sample reads B
+    assert not world.step().contactor
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [[9.0, 7.5], [7.5], [12.0, 6.0], [6.0, 3.0], [10.5, 6.0, 4.5]],
+    ids=["B-gap", "steady gap", "A-C", "C-D unventilated", "gaps around C"],
+)
+def test_a_pilot_that_does_not_stay_in_c_opens_within_100_ms(pattern: list[float]) -> None:
+    world = Glitching().charging()
+    world.wire = pattern * 50
+    assert world.until("not out.contactor", limit_s=1.0) <= 0.100
+
+
+def test_one_noisy_sample_does_not_interrupt_charging() -> None:
+    world = Glitching().charging()
+    for _ in range(10):
+        world.wire = [7.5]
+        assert world.step().contactor
+        world.run(0.1)
+        assert world.out is not None and world.out.contactor
