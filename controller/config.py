@@ -47,8 +47,16 @@ def _id_token(value: str) -> str | None:
 
 def _tokens(values: list[Any]) -> str | None:
     for v in values:
-        if not isinstance(v, str) or not 1 <= len(v) <= 36:
+        if not isinstance(v, str) or not 1 <= len(v) <= 36 or "\x00" in v:
             return f"every entry must be a string of 1 to 36 characters (got {v!r})"
+    return None
+
+
+def _module_levels(value: dict[str, Any]) -> str | None:
+    levels = ("debug", "info", "warning", "error", "critical")
+    for name, level in value.items():
+        if level not in levels:
+            return f"{name}: must be one of {', '.join(levels)} (got {level!r})"
     return None
 
 
@@ -151,8 +159,14 @@ SCHEMA: dict[str, Any] = {
     "system": {"reboot_command": Key(str, "")},
     "sim": {"socket": Key(str, REQUIRED, min=1)},
     "control": {"sample_hz": Key(int, 50, min=50, max=1000)},
+    "logging": {
+        "level": Key(str, "info", choices=("debug", "info", "warning", "error", "critical")),
+        "modules": Key(dict, {}, check=_module_levels),
+        "frame_log_kib": Key(int, 1024, min=16, max=1_048_576),
+        "frame_log_files": Key(int, 5, min=1, max=100),
+    },
 }
-OPTIONAL_TABLES = {"auth", "ocpp", "rfid", "firmware", "system", "sim", "control"}
+OPTIONAL_TABLES = {"auth", "ocpp", "rfid", "firmware", "system", "sim", "control", "logging"}
 REQUIRED_DEVICES = {"pilot", "contactor", "meter"}
 
 
@@ -187,6 +201,7 @@ class Config:
     system: dict[str, Any]
     sim_socket: Path | None
     sample_hz: int
+    logging: dict[str, Any] = field(default_factory=dict)
 
     def uses_sim(self) -> bool:
         devices = [d for e in self.evses for d in (e.pilot, e.contactor, e.meter, e.rcd)]
@@ -245,6 +260,9 @@ class _Validator:
             (key.min is not None and not value >= key.min) or (key.max is not None and not value <= key.max)
         ):
             self.error(where, f"must be {_bounds(key)} (got {value})")
+            return None
+        if isinstance(value, str) and "\x00" in value:
+            self.error(where, "must not contain a NUL character")
             return None
         if key.check and (message := key.check(value)):
             self.error(where, message)
@@ -319,7 +337,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
 
     tables = {
         name: v.table(f"{name}.", SCHEMA[name], data.get(name, {}))
-        for name in ("station", "storage", "auth", "firmware", "system", "control")
+        for name in ("station", "storage", "auth", "firmware", "system", "control", "logging")
         if name in data or name in OPTIONAL_TABLES
     }
     ocpp = v.table("ocpp.", SCHEMA["ocpp"], data["ocpp"]) if "ocpp" in data else None
@@ -385,6 +403,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         system=tables.get("system", {}),
         sim_socket=_resolve(base, sim["socket"]) if sim and sim.get("socket") else None,
         sample_hz=tables.get("control", {}).get("sample_hz") or 50,
+        logging=tables.get("logging", {}),
     )
     _check_rules(v, config, data)
     if v.problems:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -45,14 +46,21 @@ DB_FILE = "evse.db"
 METER_INTERVAL_S = 1.0
 METER_TIMEOUT_S = 2.0
 METER_FAILURES_FOR_FAULT = 3
-SHUTDOWN_FLUSH_S = 1.0
-FINAL_READING_TIMEOUT_S = 0.3
+# The 2 s stop budget: control threads 0.5 s at most, a final meter reading 0.2 s,
+# flushing records 0.8 s; then a database call still waiting is interrupted.
+SHUTDOWN_FLUSH_S = 0.8
+FINAL_READING_TIMEOUT_S = 0.2
 GIL_SWITCH_INTERVAL_S = 0.001  # default 5 ms; the control thread must get the GIL quickly
 SHUTDOWN_REASON = "Reboot"
 
 
 class StartupError(Exception):
     """The daemon cannot start; the message says what to fix."""
+
+
+def _finite(reading: MeterReading) -> bool:
+    values = (reading.energy_wh, reading.power_w, *reading.current_a, *reading.voltage_v)
+    return all(math.isfinite(v) for v in values)
 
 
 def utcnow() -> datetime:
@@ -108,18 +116,40 @@ class Daemon:
         }
 
     async def _recover(self) -> None:
-        """End transactions a crash or power cut left open, exactly once, as PowerLoss."""
+        """End transactions a crash or power cut left open, exactly once, as PowerLoss.
+
+        The stops go through the write queue: a locked or full database delays them but
+        neither loses them nor keeps the station from starting.
+        """
         for evse_id, drivers in self.drivers.items():
-            with contextlib.suppress(DriverError, TimeoutError):
+            with contextlib.suppress(DriverError, TimeoutError, OSError):
                 reading = await asyncio.wait_for(drivers.meter.read(), METER_TIMEOUT_S)
-                self._apply(self.station.meter_read(self.now(), evse_id, reading))
+                if _finite(reading):
+                    self._apply(self.station.meter_read(self.now(), evse_id, reading))
         storage = self.database.storage
-        for record in await self.database.run(storage.transactions, True):
+        try:
+            interrupted = await self.database.run(storage.transactions, True)
+        except StorageError as exc:
+            log.error(
+                "cannot look for interrupted transactions now (%s); they will be ended "
+                "as PowerLoss at the next start",
+                exc,
+            )
+            return
+        for record in interrupted:
             state = self.station.evses.get(record.evse_id)
             energy = record.last_energy_wh
             if state is not None and state.reading is not None:
                 energy = max(energy, state.reading.energy_wh)
-            await self.database.run(storage.stop_transaction, record.id, self.now(), energy, "PowerLoss")
+            self.writes.put(
+                partial(
+                    Storage.stop_transaction,
+                    tx_id=record.id,
+                    stopped_at=self.now(),
+                    meter_stop_wh=energy,
+                    reason="PowerLoss",
+                )
+            )
             log.warning(
                 "EVSE %d: transaction %s was interrupted (power loss or crash); ended "
                 "with reason PowerLoss at %.1f Wh",
@@ -159,7 +189,7 @@ class Daemon:
                 tasks.append(asyncio.create_task(self._read_tokens(self.rfid), name="rfid"))
             tasks.append(asyncio.create_task(self._tick(), name="tick"))
             if self.config.sim_socket is not None:
-                rig = Rig(self.bench, self.status, list(self.channels))
+                rig = Rig(self.bench, self.status, list(self.channels), reader=self.rfid is not None)
                 try:
                     server = await serve(rig, self.config.sim_socket)
                 except (RigError, OSError) as exc:
@@ -201,6 +231,7 @@ class Daemon:
                     "open transactions will be ended as PowerLoss at the next start",
                     self.writes.pending(),
                 )
+                self.database.storage.db.interrupt()  # a call waiting on a lock gives up now
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -241,6 +272,8 @@ class Daemon:
         while True:
             try:
                 reading = await asyncio.wait_for(meter.read(), METER_TIMEOUT_S)
+                if not _finite(reading):
+                    raise DriverError(f"meter returned non-finite values: {reading}")
             except (DriverError, TimeoutError, OSError) as exc:
                 failures += 1
                 if failures == METER_FAILURES_FOR_FAULT:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -49,8 +50,11 @@ def _field(
 
 
 class Rig:
-    def __init__(self, bench: SimBench | None, status: StatusFn, evse_ids: list[int]) -> None:
+    def __init__(
+        self, bench: SimBench | None, status: StatusFn, evse_ids: list[int], reader: bool = True
+    ) -> None:
         self.bench = bench
+        self.reader = reader  # a simulated RFID reader is configured
         self.status = status
         self.evse_ids = evse_ids
 
@@ -109,10 +113,10 @@ class Rig:
 
     def _cmd_swipe(self, request: dict[str, Any]) -> dict[str, Any]:
         token = _field(request, "id", str, required=True)
-        if not token or len(token) > 36:
-            raise RigError(f"bad field 'id': {token!r}")
-        if self.bench is None:
-            raise RigError("this station has no simulated RFID reader")
+        if not re.fullmatch(r"[0-9A-F]{1,36}", token):
+            raise RigError(f"bad field 'id': {token!r} (uppercase hex, as a reader reports it)")
+        if self.bench is None or not self.reader:
+            raise RigError('this station has no simulated RFID reader: add [rfid] driver = "sim"')
         self.bench.swipes.put_nowait(token)
         return {}
 
@@ -137,8 +141,8 @@ class Rig:
     def reply_to(self, line: bytes) -> dict[str, Any]:
         try:
             request = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return {"ok": False, "error": f"malformed JSON: {exc}"}
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return {"ok": False, "error": f"malformed JSON: {str(exc)[:200]}"}
         try:
             return self.handle(request)
         except RigError as exc:

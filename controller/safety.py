@@ -21,7 +21,8 @@ Each step does three things, in this order:
 2. **Pilot.** PWM runs only while an EV is connected (B, C or D; D only with
    ventilation), the station model authorizes energy, the limit is at least 6 A and no
    fault other than a missing diode is active (the diode can only be re-checked with
-   PWM running). The duty changes at most once per ``DUTY_CHANGE_INTERVAL_S``.
+   PWM running). The duty changes at most once per ``DUTY_CHANGE_INTERVAL_S``, and PWM
+   switched off and on again within that time never offers more than before.
 3. **Contactor.** See ``CLOSE_REQUIRES`` and ``OPEN_WHEN`` below: the whole rule set.
 
 Time budgets (the property tests check every one):
@@ -122,6 +123,7 @@ class Supervisor:
         self.contactor = False
         self._hold_until = float("-inf")
         self._duty_changed_at = float("-inf")
+        self._last_duty = 100.0  # the last duty offered, kept while PWM is off
         self._pwm_off_since: float | None = None
         self._mismatch_since: float | None = None
         self._overcurrent_since: float | None = None
@@ -212,10 +214,16 @@ class Supervisor:
             and (self.cp is not CpState.D or self.ventilation)
             and not self.faults - {Fault.DIODE}
         ):
+            recent = now - self._duty_changed_at < DUTY_CHANGE_INTERVAL_S
             if not was_pwm:
-                self.pilot, self.duty, self._duty_changed_at = PilotMode.PWM, target, now
-            elif target != self.duty and now - self._duty_changed_at >= DUTY_CHANGE_INTERVAL_S:
+                # PWM off and on again must not raise the offer faster than the 5 s rule.
+                duty = min(target, self._last_duty) if recent else target
+                if duty != self._last_duty or not recent:
+                    self._duty_changed_at = now
+                self.pilot, self.duty = PilotMode.PWM, duty
+            elif target != self.duty and not recent:
                 self.duty, self._duty_changed_at = target, now
+            self._last_duty = self.duty
         else:
             self.pilot, self.duty = PilotMode.STEADY, 100.0
         if self.pilot is PilotMode.PWM:

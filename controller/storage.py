@@ -58,6 +58,9 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+BUSY_TIMEOUT_S = 0.5
+
+
 class StorageError(Exception):
     """The database cannot be opened or written; the message says what to do.
 
@@ -97,7 +100,11 @@ class Storage:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # A short busy timeout: a technician's sqlite3 shell holding a lock must not
+            # stall shutdown; the write queue retries instead.
+            self.db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(
                 f"cannot open database {path}: {exc}; check that storage.dir "
@@ -173,14 +180,10 @@ class Storage:
 
     def transactions(self, open_only: bool = False, limit: int = 1000) -> list[TransactionRecord]:
         where = "WHERE t.stopped_at IS NULL" if open_only else ""
-        rows = self.db.execute(
-            "SELECT t.id, t.evse_id, t.id_tag, t.started_at, t.meter_start_wh, t.stopped_at, "
-            "t.meter_stop_wh, t.stop_reason, "
-            "max(t.meter_start_wh, coalesce((SELECT max(energy_wh) FROM meter_samples m "
-            "WHERE m.transaction_id = t.id), 0)) "
-            f"FROM transactions t {where} ORDER BY t.started_at, t.rowid LIMIT ?",
-            (limit,),
-        ).fetchall()
+        try:
+            rows = self._transactions(where, limit)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read {self.path}: {exc}") from exc
         return [
             TransactionRecord(
                 r[0],
@@ -195,6 +198,16 @@ class Storage:
             )
             for r in rows
         ]
+
+    def _transactions(self, where: str, limit: int) -> list[Any]:
+        return self.db.execute(
+            "SELECT t.id, t.evse_id, t.id_tag, t.started_at, t.meter_start_wh, t.stopped_at, "
+            "t.meter_stop_wh, t.stop_reason, "
+            "max(t.meter_start_wh, coalesce((SELECT max(energy_wh) FROM meter_samples m "
+            "WHERE m.transaction_id = t.id), 0)) "
+            f"FROM transactions t {where} ORDER BY t.started_at, t.rowid LIMIT ?",
+            (limit,),
+        ).fetchall()
 
     def meter_samples(self, tx_id: str) -> list[tuple[str, str, float]]:
         return self.db.execute(

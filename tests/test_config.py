@@ -522,3 +522,25 @@ def test_defaults_are_filled_in_for_driver_options(write: Callable[[dict[str, An
     assert e.contactor.options == {"pin": 17, "feedback_pin": -1, "feedback": "no", "feedback_timeout_s": 0.5}
     assert e.meter.options["tcp_port"] == 502 and e.meter.options["unit_id"] == 1
     assert e.rcd.driver == "none"  # real pilot: no simulated RCD by default
+
+
+def test_a_nul_character_in_a_path_is_refused(tmp_path: Path) -> None:
+    from controller.config import ConfigError, parse
+
+    data = {
+        "station": {"id": "CP1"},
+        "storage": {"dir": "state\x00x"},
+        "evse": [
+            {
+                "id": 1,
+                "max_current_a": 16,
+                "pilot": {"driver": "sim"},
+                "contactor": {"driver": "sim"},
+                "meter": {"driver": "sim"},
+            }
+        ],
+        "sim": {"socket": "s.sock"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse(data, tmp_path / "evse.toml")
+    assert any(p.startswith("storage.dir: must not contain a NUL") for p in caught.value.problems)

@@ -181,6 +181,8 @@ def test_malformed_socket_lines_get_error_replies_and_the_daemon_lives(station: 
         b'{"cmd": "swipe", "id": ""}',
         b'{"cmd": "status", "evse": true}',
         b"x" * 100_000,
+        b"[" * 60_000,  # nested deeper than the JSON parser recurses
+        b'{"cmd": "swipe", "id": "04a1b2c3"}',  # readers report uppercase hex
     ]
     for line in bad_lines:
         reply = station.rig.send_line(line)
@@ -300,3 +302,37 @@ def test_a_second_daemon_on_the_same_socket_refuses_to_start(station: Station) -
     assert result.returncode == 78
     assert "already listening" in result.stderr
     assert station.rig.status()["ok"] is True
+
+
+def test_sigterm_stays_within_2_s_while_another_process_locks_the_database(station: Station) -> None:
+    charging(station)
+    locker = sqlite3.connect(station.state_dir / "evse.db", timeout=5)
+    locker.execute("BEGIN IMMEDIATE")  # a technician's sqlite3 shell in the middle of a write
+    try:
+        started = time.monotonic()
+        assert stop(station) == 0
+        assert time.monotonic() - started < 2.0
+        assert station.hardware()["contactor_closed"] is False
+    finally:
+        locker.rollback()
+        locker.close()
+
+
+def test_start_after_a_crash_while_the_database_is_locked(config: Path) -> None:
+    first = start(config)
+    tx = charging(first)["transaction_id"]
+    stop(first, signal.SIGKILL)
+    locker = sqlite3.connect(config.parent / "var" / "evse.db", timeout=5)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        second = start(config)  # comes up although it cannot record the PowerLoss yet
+    finally:
+        locker.rollback()
+        locker.close()
+    try:
+        deadline = time.monotonic() + 5
+        while second.db("SELECT stop_reason FROM transactions WHERE id = ?", tx) != [("PowerLoss",)]:
+            assert time.monotonic() < deadline, "PowerLoss never recorded"
+            time.sleep(0.1)
+    finally:
+        assert stop(second) == 0

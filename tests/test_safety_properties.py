@@ -85,6 +85,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.pwm_off_since: float | None = None
         self.hold_until = float("-inf")
         self.duty_changed_at: float | None = None
+        self.last_duty: float | None = None
         self.open_commanded_at: float | None = None
         self.close_commanded_at: float | None = None
 
@@ -131,6 +132,7 @@ class SupervisorMachine(RuleBasedStateMachine):
     def restart(self) -> None:
         self.sup.reset()
         self.last = None
+        self.duty_changed_at = self.last_duty = None
         self.hold_until = float("-inf")
         self.open_commanded_at = self.close_commanded_at = None
 
@@ -246,11 +248,23 @@ class SupervisorMachine(RuleBasedStateMachine):
         if out.pilot is PilotMode.PWM:
             assert 6.0 <= out.offered_a <= self.sup.max_current_a + EPS
             if prev is None or prev.pilot is not PilotMode.PWM:
-                self.duty_changed_at = self.now
+                if (
+                    self.duty_changed_at is not None
+                    and self.last_duty is not None
+                    and (self.now - self.duty_changed_at < DUTY_CHANGE_INTERVAL_S - EPS)
+                ):
+                    assert out.duty_percent <= self.last_duty, "PWM restart raised the offer within 5 s"
+                if (
+                    out.duty_percent != self.last_duty
+                    or self.duty_changed_at is None
+                    or (self.now - self.duty_changed_at >= DUTY_CHANGE_INTERVAL_S - EPS)
+                ):
+                    self.duty_changed_at = self.now
             elif out.duty_percent != prev.duty_percent:
                 assert self.duty_changed_at is not None
                 assert self.now - self.duty_changed_at >= DUTY_CHANGE_INTERVAL_S - EPS
                 self.duty_changed_at = self.now
+            self.last_duty = out.duty_percent
 
         # P6: a contactor that does not follow its command becomes a latched fault.
         if out.contactor != was_closed:

@@ -276,3 +276,16 @@ def test_one_noisy_sample_does_not_interrupt_charging() -> None:
         assert world.step().contactor
         world.run(0.1)
         assert world.out is not None and world.out.contactor
+
+
+def test_pwm_off_and_on_again_never_raises_the_offer_within_5_s() -> None:
+    world = World()
+    world.limit = 16.0
+    world.charging()
+    world.limit = 0.0
+    world.run(0.2)
+    world.limit = 32.0
+    assert world.until("out.pilot is PilotMode.PWM") < 0.1
+    assert world.out.offered_a == pytest.approx(16.0, abs=0.1)  # type: ignore[union-attr]
+    world.run(5.0)
+    assert world.out.offered_a == pytest.approx(32.0, abs=0.1)  # type: ignore[union-attr]
