@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from controller import logs
 from controller.config import DEFAULT_PATH, EX_CONFIG, Config, ConfigError, load
 
 log = logging.getLogger("evse")
@@ -43,9 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EX_CONFIG
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
+    logs.setup(config.logging.get("level", "info"), config.logging.get("modules"))
     from controller.daemon import Daemon, StartupError
 
     try:

@@ -13,14 +13,18 @@ import logging
 import math
 import signal
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from controller.config import Config
+from controller import logs
+from controller.config import Config, ConfigError, load
 from controller.control import ControlLoop, EvseChannel
+from controller.notify import Notifier
 from controller.pilot import PilotMode
+from controller.reload import plan as reload_plan
 from controller.rig import Rig, RigError, serve
 from controller.safety import Supervisor
 from controller.station import (
@@ -50,6 +54,8 @@ METER_FAILURES_FOR_FAULT = 3
 # flushing records 0.8 s; then a database call still waiting is interrupted.
 SHUTDOWN_FLUSH_S = 0.8
 FINAL_READING_TIMEOUT_S = 0.2
+STALL_S = 1.0  # a control loop silent this long is stalled: make safe, exit, restart
+SUPERVISE_INTERVAL_S = 0.25
 GIL_SWITCH_INTERVAL_S = 0.001  # default 5 ms; the control thread must get the GIL quickly
 SHUTDOWN_REASON = "Reboot"
 
@@ -73,6 +79,7 @@ class Daemon:
         self.now = now
         self.stopping = asyncio.Event()
         self.exit_code = 0
+        self.notifier = Notifier()
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -167,6 +174,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
 
         def publish(evse_id: int, view: EvseView) -> None:  # called on the control thread
             loop.call_soon_threadsafe(self._on_view, evse_id, view)
@@ -188,6 +196,7 @@ class Daemon:
             if self.rfid is not None:
                 tasks.append(asyncio.create_task(self._read_tokens(self.rfid), name="rfid"))
             tasks.append(asyncio.create_task(self._tick(), name="tick"))
+            tasks.append(asyncio.create_task(self._supervise(), name="supervise"))
             if self.config.sim_socket is not None:
                 rig = Rig(self.bench, self.status, list(self.channels), reader=self.rfid is not None)
                 try:
@@ -203,6 +212,7 @@ class Daemon:
                 self.config.auth["mode"],
                 f"rig socket {self.config.sim_socket}" if server else "no rig socket",
             )
+            self.notifier.send(READY="1", STATUS=self._status_line())
             await self.stopping.wait()
         finally:
             await self._shutdown(tasks, server)
@@ -211,7 +221,44 @@ class Daemon:
     def stop(self) -> None:
         if not self.stopping.is_set():
             log.info("stopping: opening contactors and ending transactions")
+            self.notifier.send(STOPPING="1", STATUS="stopping: opening contactors")
         self.stopping.set()
+
+    def reload(self) -> None:
+        """SIGHUP: apply what can change live; an invalid file keeps the running config."""
+        self.notifier.send(RELOADING="1", MONOTONIC_USEC=str(time.monotonic_ns() // 1000))
+        try:
+            new = load(self.config.path)
+        except ConfigError as exc:
+            log.error(
+                "reload: %s is invalid; keeping the running config:\n  %s",
+                self.config.path,
+                "\n  ".join(exc.problems),
+            )
+        else:
+            self.config, live, restart = reload_plan(self.config, new)
+            self._apply_config()
+            if live:
+                log.info("reload: applied %s", ", ".join(live))
+            if restart:
+                log.warning(
+                    "reload: %s changed; takes effect after a restart (systemctl restart evse)",
+                    ", ".join(restart),
+                )
+            if not live and not restart:
+                log.info("reload: %s unchanged", self.config.path)
+        self.notifier.send(READY="1", STATUS=self._status_line())
+
+    def _apply_config(self) -> None:
+        config = self.config
+        logs.setup(config.logging.get("level", "info"), config.logging.get("modules"))
+        self.station.auth_mode = config.auth["mode"]
+        self.station.allow = frozenset(config.auth["allow"])
+        self.station.free_id = config.auth["free_id"]
+        for evse in config.evses:
+            self.station.evses[evse.id].max_current_a = evse.max_current_a
+            self.channels[evse.id].supervisor.max_current_a = evse.max_current_a
+        self._apply(self.station.tick(self.now()))
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]], server: asyncio.AbstractServer | None) -> None:
         # Safety first: the control thread opens every contactor and stops the PWM.
@@ -304,10 +351,57 @@ class Daemon:
         while True:
             await asyncio.sleep(1.0)
             self._apply(self.station.tick(self.now()))
-            if not all(c.is_alive() for c in self.loops) and not self.stopping.is_set():
-                log.critical("a control loop has stopped; its contactor was opened. Exiting")
-                self.exit_code = 1
-                self.stop()
+
+    async def _supervise(self) -> None:
+        """Ping the systemd watchdog only while every control loop ticks; act on a stall."""
+        watchdog = self.notifier.watchdog_s
+        last_ping, last_status = float("-inf"), ""
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL_S)
+            if self.stopping.is_set():
+                return  # shutdown stops the loops itself
+            now = time.monotonic()
+            stalled = [c for c in self.loops if not c.is_alive() or now - c.stats.last_tick > STALL_S]
+            if stalled:
+                self._stalled(stalled)
+                return
+            if watchdog and now - last_ping >= watchdog / 4:
+                self.notifier.send(WATCHDOG="1")
+                last_ping = now
+            line = self._status_line()
+            if line != last_status:
+                self.notifier.send(STATUS=line)
+                last_status = line
+
+    def _stalled(self, loops: list[ControlLoop]) -> None:
+        # The stalled thread cannot open its contactor: do it from here, then exit so
+        # systemd restarts the service (Restart=on-failure); the watchdog pings stop.
+        for control in loops:
+            for channel in control.channels:
+                channel.make_safe()
+        names = ", ".join(c.name for c in loops)
+        log.critical(
+            "control loop %s stalled for over %.1f s; contactor opened from the event loop; "
+            "exiting for a restart",
+            names,
+            STALL_S,
+        )
+        self.notifier.send(STATUS=f"FAULT: control loop {names} stalled; restarting")
+        self.exit_code = 1
+        self.stop()
+
+    def _status_line(self) -> str:
+        parts = []
+        for evse_id, state in self.station.evses.items():
+            status, code = state.status[0] or "Available", state.status[1]
+            text = f"EVSE {evse_id} {status}"
+            if status == "Charging" and state.reading is not None:
+                text += f" {state.reading.power_w / 1000:.1f} kW"
+            if code not in ("", "NoError"):
+                text += f" ({code})"
+            parts.append(text)
+        link = "standalone" if self.config.ocpp is None else "OCPP not connected"
+        return f"{link}; " + ", ".join(parts)
 
     # -- actions -----------------------------------------------------------------------
 

@@ -30,7 +30,9 @@ from drivers.base import DriverError, MeterReading
 log = logging.getLogger(__name__)
 
 LINE_VOLTAGE_V = 230.0
-SIM_FAULTS = ("contactor_weld", "contactor_stuck", "rcd", "meter_offline", "diode")
+# The contract's faults, plus pilot_hang: the pilot ADC read never returns (an I2C bus
+# hang), which stalls that EVSE's control loop.
+SIM_FAULTS = ("contactor_weld", "contactor_stuck", "rcd", "meter_offline", "diode", "pilot_hang")
 STATE_VOLTS = {
     CpState.A: 12.0,
     CpState.B: 9.0,
@@ -223,6 +225,8 @@ class SimPilot:
         self.evse.drive_pilot(mode, duty_percent)
 
     def sample(self) -> PilotSample:
+        while "pilot_hang" in self.evse.faults:
+            time.sleep(0.01)
         return self.evse.pilot_sample()
 
     def close(self) -> None:

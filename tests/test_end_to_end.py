@@ -38,6 +38,13 @@ class Station:
         with sqlite3.connect(self.state_dir / "evse.db") as db:
             return db.execute(sql, params).fetchall()
 
+    def wait_db(self, expected: list[tuple[Any, ...]], sql: str, *params: Any, timeout: float = 5.0) -> None:
+        """Wait until ``sql`` returns ``expected``: records are written just after the event."""
+        deadline = time.monotonic() + timeout
+        while (rows := self.db(sql, *params)) != expected:
+            assert time.monotonic() < deadline, f"{sql} gave {rows}, expected {expected}"
+            time.sleep(0.05)
+
     def hardware(self) -> dict[str, Any]:
         state: dict[str, Any] = json.loads((self.state_dir / "sim-hardware.json").read_text())
         return state["evses"]["1"]
@@ -102,8 +109,9 @@ def test_plug_and_charge_closes_the_contactor_and_delivers_power(station: Statio
     station.rig.unplug()
     idle = station.rig.wait_until(lambda s: s["connector_status"] == "Available")
     assert idle["transaction_id"] is None
-    rows = station.db("SELECT stop_reason, meter_stop_wh > meter_start_wh FROM transactions")
-    assert rows == [("EVDisconnected", 1)]
+    station.wait_db(
+        [("EVDisconnected", 1)], "SELECT stop_reason, meter_stop_wh > meter_start_wh FROM transactions"
+    )
 
 
 def test_pilot_state_e_opens_the_contactor(station: Station) -> None:
@@ -125,7 +133,7 @@ def test_residual_current_trip_faults_and_latches(station: Station) -> None:
     time.sleep(1.0)
     still = station.rig.status()
     assert still["connector_status"] == "Faulted" and not still["contactor_closed"] and not still["pwm"]
-    assert station.db("SELECT stop_reason FROM transactions") == [("EmergencyStop",)]
+    station.wait_db([("EmergencyStop",)], "SELECT stop_reason FROM transactions")
 
 
 def test_welded_contactor_is_found_at_the_next_opening(station: Station) -> None:
@@ -159,6 +167,7 @@ def test_meter_offline_stops_the_transaction_with_the_last_good_reading(station:
     status = station.rig.wait_until(lambda s: s["error_code"] == "PowerMeterFailure", timeout=8)
     assert status["transaction_id"] is None
     status = station.rig.wait_until(lambda s: not s["contactor_closed"], timeout=1)
+    station.wait_db([("Other",)], "SELECT stop_reason FROM transactions WHERE id = ?", tx)
     ((reason, stop_wh),) = station.db("SELECT stop_reason, meter_stop_wh FROM transactions WHERE id = ?", tx)
     assert reason == "Other" and stop_wh == pytest.approx(status["energy_wh"], abs=0.01)
     station.rig.fault("meter_offline", active=False)
@@ -217,6 +226,7 @@ def test_kill_9_loses_no_started_transaction_and_energy_never_decreases(config: 
         again = second.rig.wait_until(lambda s: s["transaction_id"] and s["contactor_closed"], timeout=8)
         assert again["energy_wh"] >= energy
         assert again["transaction_id"] != tx
+        second.wait_db([("PowerLoss",)], "SELECT stop_reason FROM transactions WHERE id = ?", tx)
         rows = second.db("SELECT stop_reason, meter_stop_wh FROM transactions WHERE id = ?", tx)
         assert rows[0][0] == "PowerLoss" and rows[0][1] >= energy - 0.0005  # status rounds to 1 mWh
     finally:
@@ -290,9 +300,7 @@ def test_list_mode_charges_only_for_an_allowed_token_and_stops_on_the_same_token
         st.rig.swipe("04A1B2C3")  # PWM off; this EV stays in C, so it opens after 6 s (seq. 10.2)
         done = st.rig.wait_until(lambda s: not s["contactor_closed"] and s["transaction_id"] is None, 8)
         assert done["connector_status"] == "Finishing"
-        assert st.db("SELECT id_tag, stop_reason FROM transactions WHERE id = ?", tx) == [
-            ("04A1B2C3", "Local")
-        ]
+        st.wait_db([("04A1B2C3", "Local")], "SELECT id_tag, stop_reason FROM transactions WHERE id = ?", tx)
     finally:
         assert stop(st) == 0
 

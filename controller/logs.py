@@ -1,0 +1,139 @@
+"""Logging: journald with structured fields under systemd, plain stderr elsewhere.
+
+Code logs with ``extra={"evse_id": 1, "transaction_id": "..."}``; under journald those
+become the fields in ``JOURNAL_FIELDS`` so a technician can ask
+``journalctl -u evse TRANSACTION_ID=...``. The raw OCPP frames go to their own
+size-capped rotating files (``FrameLog``), which diagnostics uploads collect.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+import traceback
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+JOURNAL_FIELDS = {
+    "evse_id": "EVSE_ID",
+    "transaction_id": "TRANSACTION_ID",
+    "id_tag": "ID_TAG",
+    "ocpp_action": "OCPP_ACTION",
+    "ocpp_message_id": "OCPP_MESSAGE_ID",
+}
+PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+STDERR_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def under_journald(environ: Mapping[str, str] = os.environ) -> bool:
+    """True when stderr is connected to the journal (systemd sets JOURNAL_STREAM=dev:inode)."""
+    stream = environ.get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in stream.split(":"))
+        info = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (info.st_dev, info.st_ino) == (device, inode)
+
+
+class JournalHandler(logging.Handler):
+    """Sends records to journald with their structured fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from systemd import journal  # systemd-python: only on machines that run systemd
+
+        self._send = journal.send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {
+                "PRIORITY": str(PRIORITIES.get(record.levelno, 6)),
+                "SYSLOG_IDENTIFIER": "evse",
+                "LOGGER": record.name,
+                "THREAD_NAME": record.threadName or "",
+                "CODE_FILE": record.pathname,
+                "CODE_LINE": str(record.lineno),
+                "CODE_FUNC": record.funcName,
+            }
+            for attribute, field in JOURNAL_FIELDS.items():
+                value = getattr(record, attribute, None)
+                if value is not None:
+                    fields[field] = str(value)
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + "".join(traceback.format_exception(*record.exc_info))
+            self._send(message, **fields)
+        except Exception:
+            self.handleError(record)
+
+
+def setup(
+    level: str = "info", modules: Mapping[str, str] | None = None, environ: Mapping[str, str] = os.environ
+) -> None:
+    """Configure the root logger once; call again (on reload) to change levels."""
+    root = logging.getLogger()
+    if not getattr(root, "_evse_configured", False):
+        handler: logging.Handler
+        if under_journald(environ):
+            try:
+                handler = JournalHandler()
+            except ImportError:
+                handler = logging.StreamHandler(sys.stderr)
+                handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(STDERR_FORMAT))
+        root.handlers[:] = [handler]
+        root._evse_configured = True  # type: ignore[attr-defined]
+    root.setLevel(LEVELS[level])
+    for name in list(logging.Logger.manager.loggerDict):
+        if name.startswith(("controller", "drivers", "hil")):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    for name, module_level in (modules or {}).items():
+        logging.getLogger(name).setLevel(LEVELS[module_level])
+
+
+class FrameLog:
+    """Raw OCPP frames with timestamps, in size-capped rotating files."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self._logger = logging.Logger(f"frames:{path}", logging.INFO)
+        self._logger.propagate = False
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", delay=True
+        )
+        handler.handleError = self._dropped  # type: ignore[method-assign]
+        self._logger.addHandler(handler)
+        self._handler = handler
+        self.dropped = 0
+
+    def _dropped(self, record: logging.LogRecord) -> None:
+        # A full disk must not stop the station; count what was lost instead.
+        self.dropped += 1
+
+    def record(self, direction: str, frame: str) -> None:
+        """``direction`` is "in" (from the CSMS) or "out"."""
+        moment = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self._logger.info("%s %s %s", moment, "<" if direction == "in" else ">", frame)
+
+    def files(self) -> list[Path]:
+        """The log files, oldest first, for an upload."""
+        self._handler.flush()
+        backups = sorted(self.path.parent.glob(self.path.name + ".*"), key=lambda p: -int(p.suffix[1:]))
+        return [p for p in [*backups, self.path] if p.exists()]
+
+    def close(self) -> None:
+        self._handler.close()
