@@ -2,6 +2,10 @@
 # make test  - run the whole test suite
 # make lint  - ruff and mypy
 # The first call creates .venv and installs the project with its dev tools.
+#
+# sudo make install    - install as a system service on Raspberry Pi OS / Debian
+# sudo make uninstall  - remove it again (keeps /etc/evse and /var/lib/evse)
+# DESTDIR=/some/root   - install into (or remove from) a throw-away root instead
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint check clean
+.PHONY: demo test lint check clean install install-deps uninstall
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
@@ -35,3 +39,45 @@ check: lint test
 
 clean:
 	rm -rf $(VENV) config/var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# -- system service -----------------------------------------------------------------------
+DESTDIR ?=
+OPT := /opt/evse
+UNIT := $(DESTDIR)/etc/systemd/system/evse.service
+SYSUSERS := $(DESTDIR)/usr/lib/sysusers.d/evse.conf
+UDEV := $(DESTDIR)/etc/udev/rules.d/90-evse-pwm.rules
+CONF := $(DESTDIR)/etc/evse
+ROOT := $(if $(DESTDIR),--root=$(DESTDIR),)
+
+# What building the Pi extras (systemd-python) needs on a fresh Raspberry Pi OS.
+install-deps:
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq python3-venv python3-dev gcc pkg-config libsystemd-dev
+
+install:
+	$(PYTHON) -m venv $(DESTDIR)$(OPT)
+	$(DESTDIR)$(OPT)/bin/pip install -q --upgrade pip
+	$(DESTDIR)$(OPT)/bin/pip install -q '.[pi]'
+	@# a venv staged under DESTDIR must name its final place
+	$(if $(DESTDIR),grep -rlI '$(DESTDIR)$(OPT)' $(DESTDIR)$(OPT)/bin $(DESTDIR)$(OPT)/pyvenv.cfg \
+	  | xargs -r sed -i 's|$(DESTDIR)$(OPT)|$(OPT)|g',)
+	install -m 0644 README.md $(DESTDIR)$(OPT)/README.md
+	install -d -m 0755 $(DESTDIR)/etc
+	install -D -m 0644 systemd/evse.sysusers $(SYSUSERS)
+	systemd-sysusers $(ROOT) $(SYSUSERS)
+	install -D -m 0644 systemd/evse.service $(UNIT)
+	install -D -m 0644 systemd/evse-pwm.rules $(UDEV)
+	install -d -m 0750 $(CONF)
+	[ -e $(CONF)/evse.toml ] || install -m 0640 config/evse.pi.toml $(CONF)/evse.toml
+	chgrp $$(awk -F: '$$1 == "evse" { print $$3 }' $(DESTDIR)/etc/group) $(CONF) $(CONF)/evse.toml
+	systemctl $(ROOT) enable evse.service
+	$(if $(DESTDIR),,udevadm control --reload && udevadm trigger --subsystem-match=pwm)
+	$(if $(DESTDIR),,systemctl daemon-reload && systemctl restart evse.service)
+	@echo "installed; edit /etc/evse/evse.toml, then: sudo systemctl reload evse; journalctl -u evse -f"
+
+uninstall:
+	-systemctl $(ROOT) disable $(if $(DESTDIR),,--now) evse.service
+	rm -f $(UNIT) $(UDEV) $(SYSUSERS)
+	rm -rf $(DESTDIR)$(OPT)
+	$(if $(DESTDIR),,systemctl daemon-reload && udevadm control --reload)
+	@echo "kept $(CONF) (configuration) and $(DESTDIR)/var/lib/evse (transactions); the evse user stays"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import logging
 import socket
@@ -45,6 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return EX_CONFIG
     logs.setup(config.logging.get("level", "info"), config.logging.get("modules"))
+    # A watchdog kill (SIGABRT) then shows every thread's stack in the journal.
+    faulthandler.enable()
     from controller.daemon import Daemon, StartupError
 
     try:

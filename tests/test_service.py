@@ -94,6 +94,10 @@ def test_ready_after_start_up_then_watchdog_until_the_control_loop_stalls(servic
         rig.fault("pilot_hang")  # the pilot ADC read never returns: the control loop stalls
     while proc.poll() is None and time.monotonic() < stalled_at + 10:
         notify.collect(0.05)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGABRT)  # faulthandler dumps every thread's stack
+        proc.wait(timeout=5)
+        pytest.fail("daemon did not exit after the stall:\n" + (config.parent / "daemon.log").read_text())
     assert proc.wait(timeout=1) == 1  # exits for systemd to restart it
     notify.collect(0.2)
     # Pings may go on until the stall is detected (1 s), never after.
