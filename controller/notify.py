@@ -36,7 +36,10 @@ class Notifier:
             return False
         message = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
         try:
+            # Never block: a full receive queue (systemd busy) must not stall the event
+            # loop. A dropped WATCHDOG=1 is harmless, the next one follows shortly.
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.setblocking(False)
                 sock.sendto(message, self.address)
         except OSError as exc:
             if not self._failed:

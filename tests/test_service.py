@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,24 +25,33 @@ from tests.test_end_to_end import ROOT, SIM_CONFIG
 
 
 class NotifySocket:
-    """What systemd would receive on $NOTIFY_SOCKET."""
+    """What systemd would receive on $NOTIFY_SOCKET, drained continuously like systemd does."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
+        self.sock.settimeout(0.05)
         self.messages: list[tuple[float, dict[str, str]]] = []
+        self._closed = threading.Event()
+        threading.Thread(target=self._drain, daemon=True).start()
 
-    def collect(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+    def _drain(self) -> None:
+        while not self._closed.is_set():
             try:
                 data = self.sock.recv(4096)
             except TimeoutError:
                 continue
+            except OSError:
+                return
             fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
             self.messages.append((time.monotonic(), fields))
+
+    def collect(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        self._closed.set()
 
     def wait_for(self, key: str, value: str | None = None, timeout: float = 10.0) -> float:
         end = time.monotonic() + timeout
@@ -71,6 +81,7 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], NotifySoc
         env=env,
     )
     yield proc, notify, config
+    notify.close()
     if proc.poll() is None:
         proc.kill()
         proc.wait()
@@ -183,6 +194,19 @@ def test_notifier_does_nothing_outside_systemd_and_reads_the_watchdog_interval(t
     assert notifier.send(READY="1", STATUS="ok")
     notify.collect(0.2)
     assert notify.messages[0][1] == {"READY": "1", "STATUS": "ok"}
+    notify.close()
+
+
+def test_a_full_notify_queue_never_blocks_the_daemon(tmp_path: Path) -> None:
+    path = tmp_path / "busy.sock"
+    busy = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    busy.bind(str(path))  # bound but never read, like a systemd that is busy
+    notifier = Notifier({"NOTIFY_SOCKET": str(path)})
+    started = time.monotonic()
+    results = [notifier.send(WATCHDOG="1") for _ in range(100)]
+    assert time.monotonic() - started < 1.0
+    assert results[0] and not results[-1]  # the overflow is dropped, not waited for
+    busy.close()
     other = Notifier({"NOTIFY_SOCKET": "x", "WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "1"})
     assert other.watchdog_s is None  # the watchdog is for another process
 
