@@ -16,7 +16,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from controller.pilot import CpState, PilotMode, PilotSample, classify, diode_present
+from controller.pilot import CONNECTED, CpState, PilotMode, PilotSample, classify, diode_present
 from controller.safety import (
     CLOSE_BUDGET_S,
     DUTY_CHANGE_INTERVAL_S,
@@ -219,7 +219,8 @@ class SupervisorMachine(RuleBasedStateMachine):
             not self._energy_volts(wire)
             or self.rcd
             or not self.meter_ok
-            or (not self.diode and out.pilot is PilotMode.PWM)
+            # a missing diode as the wire shows it: an EV level whose PWM low half is not -12 V
+            or (pwm_during_sample and classify(wire) in CONNECTED and not diode_present(inp.sample))
         )
         if physically_forbidden:
             if self.forbidden_since is None:

@@ -66,6 +66,13 @@ class NotifySocket:
         return [at for at, fields in self.messages if key in fields]
 
 
+def wait_for_text(log: Path, text: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, f"{text!r} never logged"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], NotifySocket, Path]]:
     config = tmp_path / "evse.toml"
@@ -142,10 +149,7 @@ def test_sighup_applies_live_changes_and_keeps_the_old_config_when_the_new_one_i
 
         config.write_text(original.replace("max_current_a = 32", "max_current_a = 'lots'"))
         proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 5
-        while "keeping the running config" not in log.read_text():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_text(log, "keeping the running config")
         assert "evse 1: max_current_a" in log.read_text()
         assert rig.status()["contactor_closed"]  # the session goes on
 
@@ -155,10 +159,7 @@ def test_sighup_applies_live_changes_and_keeps_the_old_config_when_the_new_one_i
             .replace("phases = 3", "phases = 1")
         )
         proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 5
-        while "takes effect after a restart" not in log.read_text():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_text(log, "takes effect after a restart")
         assert "evse 1: phases" in log.read_text()
         assert rig.status()["contactor_closed"]
     proc.send_signal(signal.SIGTERM)
