@@ -53,9 +53,11 @@ ROOT := $(if $(DESTDIR),--root=$(DESTDIR),)
 install-deps:
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq python3-venv python3-dev gcc pkg-config libsystemd-dev
+	@# gpiozero's GPIO backend on Bookworm; the venv sees it through system site packages
+	$(SUDO) apt-get install -y -qq python3-lgpio || echo "python3-lgpio not available: GPIO drivers need it on a Pi"
 
 install:
-	$(PYTHON) -m venv $(DESTDIR)$(OPT)
+	$(PYTHON) -m venv --system-site-packages $(DESTDIR)$(OPT)
 	$(DESTDIR)$(OPT)/bin/pip install -q --upgrade pip
 	$(DESTDIR)$(OPT)/bin/pip install -q '.[pi]'
 	@# a venv staged under DESTDIR must name its final place

@@ -162,6 +162,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EX_CONFIG
+    from controller import doctor
+
+    checks = doctor.run(config, actuate=args.actuate, card_seconds=args.card_seconds)
+    print(doctor.render(checks))
+    return 1 if any(c.ok is False for c in checks) else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evse", description="EV charge point controller")
     p.add_argument("--version", action="version", version=f"evse {_version()}")
@@ -189,6 +200,17 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--config", type=Path, default=DEFAULT_PATH)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+    doctor = sub.add_parser("doctor", help="check every configured device (run with the daemon stopped)")
+    doctor.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    doctor.add_argument(
+        "--actuate",
+        action="store_true",
+        help="also switch the contactor (only with no EV) and self-test the RCD",
+    )
+    doctor.add_argument(
+        "--card-seconds", type=float, default=0.0, metavar="N", help="wait up to N seconds for an RFID card"
+    )
+    doctor.set_defaults(func=cmd_doctor)
     return p
 
 

@@ -70,27 +70,38 @@ NUMBER = (int, float)
 GPIO_PIN = Key(int, REQUIRED, min=0, max=27)
 OPTIONAL_PIN = Key(int, -1, min=-1, max=27)
 FEEDBACK_TIMEOUT = Key(NUMBER, 0.5, min=0.05, max=5.0)
+MIN_CLOSE_INTERVAL = Key(NUMBER, 0.0, min=0.0, max=60.0)
 
 # Keys of each driver, by device and driver name. Every device table has `driver`.
 DRIVERS: dict[str, dict[str, dict[str, Key]]] = {
     "pilot": {
         "sim": {},
         "pi": {
+            "pwm": Key(str, "sysfs", choices=("sysfs", "gpiozero")),
             "pwm_chip": Key(int, 0, min=0, max=15),
             "pwm_channel": Key(int, 0, min=0, max=3),
+            "pwm_pin": Key(int, 18, min=0, max=27),
+            "pwm_invert": Key(bool, False),
+            "pwm_sysfs": Key(str, "/sys/class/pwm", min=1),
             "adc": Key(str, "ads1115", choices=("ads1115",)),
             "i2c_bus": Key(int, 1, min=0, max=31),
             "adc_address": Key(int, 0x48, min=0x48, max=0x4B),
+            "adc_mode": Key(str, "peak", choices=("peak", "window")),
             "adc_channel": Key(int, 0, min=0, max=3),
+            "adc_channel_low": Key(int, 1, min=0, max=3),
+            "adc_window": Key(int, 8, min=2, max=32),
+            "adc_scale": Key(NUMBER, 7.273, min=0.1, max=100.0),
+            "adc_offset_v": Key(NUMBER, -12.0, min=-30.0, max=30.0),
         },
     },
     "contactor": {
-        "sim": {"feedback_timeout_s": FEEDBACK_TIMEOUT},
+        "sim": {"feedback_timeout_s": FEEDBACK_TIMEOUT, "min_close_interval_s": MIN_CLOSE_INTERVAL},
         "gpio": {
             "pin": GPIO_PIN,
             "feedback_pin": OPTIONAL_PIN,
             "feedback": Key(str, "no", choices=("no", "nc")),
             "feedback_timeout_s": FEEDBACK_TIMEOUT,
+            "min_close_interval_s": Key(NUMBER, 1.0, min=0.0, max=60.0),
         },
     },
     "meter": {

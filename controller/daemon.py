@@ -114,6 +114,7 @@ class Daemon:
                     max_current_a=e.max_current_a,
                     ventilation=e.ventilation,
                     feedback_timeout_s=e.contactor.options.get("feedback_timeout_s", 0.5),
+                    min_close_interval_s=e.contactor.options.get("min_close_interval_s", 0.0),
                 ),
                 self.drivers[e.id].pilot,
                 self.drivers[e.id].contactor,

@@ -101,6 +101,8 @@ def setup(
     for name in list(logging.Logger.manager.loggerDict):
         if name.startswith(("controller", "drivers", "hil")):
             logging.getLogger(name).setLevel(logging.NOTSET)
+    # pymodbus logs every failed poll as an error; the meter driver reports them with context.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     for name, module_level in (modules or {}).items():
         logging.getLogger(name).setLevel(LEVELS[module_level])
 

@@ -109,6 +109,7 @@ class Supervisor:
     max_current_a: float
     ventilation: bool = False
     feedback_timeout_s: float = FEEDBACK_TIMEOUT_S
+    min_close_interval_s: float = 0.0  # contactor rating: rest at least this long after opening
     detector: PilotDetector = field(default_factory=PilotDetector)
 
     def __post_init__(self) -> None:
@@ -133,6 +134,7 @@ class Supervisor:
         # Energy flows only while raw samples keep confirming C (or ventilated D): the
         # detector's hysteresis suits status reporting, but a pilot that lingers in a gap
         # or alternates between bands must not hold the contactor closed.
+        self._opened_at = float("-inf")
         self._energy_run = 0  # consecutive raw samples in the energy band (gaps count as outside)
         self._energy_confirmed_at = float("-inf")
 
@@ -235,7 +237,7 @@ class Supervisor:
     #
     # CLOSE_REQUIRES: pilot confirmed C (or D with ventilation) and the last two raw
     #   samples in that band, PWM running now and during the sample, the diode seen in
-    #   that sample, no fault, session authorized.
+    #   that sample, no fault, session authorized, min_close_interval_s since it opened.
     # OPEN_WHEN: any fault; pilot at -12 V; pilot confirmed outside C (D without
     #   ventilation counts as outside); no two consecutive raw samples in the band for
     #   OPEN_BUDGET_S / 2; PWM removed for PWM_OFF_OPEN_S.
@@ -250,18 +252,21 @@ class Supervisor:
                 or pwm_grace_over
                 or now - self._energy_confirmed_at > OPEN_BUDGET_S / 2
             ):
-                self._command_contactor(False)
+                self._command_contactor(False, now)
         elif (
             self.energy_allowed_state()
             and self.pilot is PilotMode.PWM
             and pwm_during_sample
             and self._diode_seen
             and self._energy_confirmed_at == now
+            and now - self._opened_at >= self.min_close_interval_s
             and not self.faults
             and inputs.authorized
         ):
-            self._command_contactor(True)
+            self._command_contactor(True, now)
 
-    def _command_contactor(self, closed: bool) -> None:
+    def _command_contactor(self, closed: bool, now: float) -> None:
         self.contactor = closed
         self._mismatch_since = None
+        if not closed:
+            self._opened_at = now

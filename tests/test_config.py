@@ -519,7 +519,13 @@ def test_defaults_are_filled_in_for_driver_options(write: Callable[[dict[str, An
     )
     (e,) = load(write(config(evses=[real], sim=DROP))).evses
     assert e.pilot.options["adc_address"] == 0x48
-    assert e.contactor.options == {"pin": 17, "feedback_pin": -1, "feedback": "no", "feedback_timeout_s": 0.5}
+    assert e.contactor.options == {
+        "pin": 17,
+        "feedback_pin": -1,
+        "feedback": "no",
+        "feedback_timeout_s": 0.5,
+        "min_close_interval_s": 1.0,
+    }
     assert e.meter.options["tcp_port"] == 502 and e.meter.options["unit_id"] == 1
     assert e.rcd.driver == "none"  # real pilot: no simulated RCD by default
 

@@ -1,0 +1,274 @@
+"""`evse doctor`: check every configured device and say how to fix what fails.
+
+Nothing switches power unless ``actuate`` is set, and even then the contactor is only
+closed with no EV on the pilot (state A). The pilot is driven to its idle level (+12 V),
+which is what the daemon does at start. Run it with the daemon stopped: it opens the
+same devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.config import Config
+from controller.pilot import CpState, PilotMode, classify
+from drivers.base import DriverError
+from drivers.registry import HARDWARE
+
+# Causes we recognise in an error message, and what a technician does about them.
+FIXES: tuple[tuple[str, str], ...] = (
+    ("dtoverlay", "add dtoverlay=pwm-2chan to /boot/firmware/config.txt and reboot"),
+    (
+        "pin factory",
+        "not a Raspberry Pi, or lgpio missing: sudo apt-get install python3-lgpio (make install-deps does)",
+    ),
+    (
+        "serial port",
+        "check the port exists (ls /dev/ttyUSB* /dev/serial*) and the evse user is in group dialout",
+    ),
+    ("/dev/i2c", "enable I2C (sudo raspi-config nonint do_i2c 0) and add the evse user to group i2c"),
+    ("Permission denied", "add the evse user to the group owning the device (gpio, i2c, dialout)"),
+    ("No such file", "check the device path in the config; is the adapter plugged in?"),
+    ("unit id", "check the meter's Modbus address (unit_id), baud rate, parity and the A/B wiring"),
+    ("does not answer", "check the wiring, the address and the supply of the device"),
+    ("timed out", "check the wiring, baud rate and the device address"),
+)
+
+
+@dataclass
+class Check:
+    device: str
+    ok: bool | None  # None: not tested (skipped or informational)
+    detail: str
+    fix: str = ""
+
+
+def fix_for(message: str) -> str:
+    for needle, fix in FIXES:
+        if needle.lower() in message.lower():
+            return fix
+    return "see the message; `journalctl -u evse` has the daemon's view"
+
+
+def _failed(device: str, exc: BaseException) -> Check:
+    message = str(exc) or type(exc).__name__
+    return Check(device, False, message, fix_for(message))
+
+
+def _close(driver: Any) -> None:
+    with contextlib.suppress(Exception):
+        result = driver.close()
+        if asyncio.iscoroutine(result):
+            asyncio.run(result)
+
+
+def check_storage(config: Config) -> Check:
+    path = config.storage_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".doctor"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return Check(
+            "storage",
+            False,
+            f"{path}: {exc.strerror}",
+            "create it and give the evse user write access (make install does)",
+        )
+    return Check("storage", True, f"{path} writable")
+
+
+def check_pilot(name: str, options: dict[str, Any]) -> tuple[Check, CpState | None]:
+    try:
+        pilot = HARDWARE[("pilot", "pi")](options)
+    except (DriverError, OSError) as exc:
+        return _failed(name, exc), None
+    try:
+        pilot.set_output(PilotMode.STEADY, 100.0)
+        time.sleep(0.05)
+        sample = pilot.sample()
+        state = classify(sample.high_v)
+        detail = f"+12 V out, reads {sample.high_v:+.2f} V / {sample.low_v:+.2f} V = state {state or '?'}"
+        if state in (CpState.A, CpState.B, CpState.C):
+            return Check(name, True, detail), state
+        return Check(
+            name,
+            False,
+            detail,
+            "expected about +12 V (A) with no EV: calibrate adc_scale "
+            "and adc_offset_v, check the divider and the amplifier supply",
+        ), state
+    except (DriverError, OSError) as exc:
+        return _failed(name, exc), None
+    finally:
+        _close(pilot)
+
+
+def check_contactor(name: str, options: dict[str, Any], actuate: bool, pilot: CpState | None) -> Check:
+    try:
+        contactor = HARDWARE[("contactor", "gpio")](options)
+    except (DriverError, OSError, Exception) as exc:
+        return _failed(name, exc)
+    try:
+        if options.get("feedback_pin", -1) < 0:
+            return Check(
+                name,
+                None,
+                "relay ready; no feedback pin: welds cannot be detected",
+                "wire the auxiliary contact and set feedback_pin",
+            )
+        if contactor.feedback_closed():
+            return Check(
+                name,
+                False,
+                "feedback says closed while the relay is off",
+                'a welded contactor or feedback = "no"/"nc" set wrong: inspect before use',
+            )
+        if not actuate:
+            return Check(name, True, "open, feedback agrees (--actuate also switches it)")
+        if pilot is not CpState.A:
+            return Check(
+                name,
+                None,
+                "not switched: the pilot does not read A (no EV)",
+                "unplug any vehicle, then run again with --actuate",
+            )
+        contactor.command(True)
+        time.sleep(float(options.get("feedback_timeout_s", 0.5)))
+        closed = contactor.feedback_closed()
+        contactor.command(False)
+        time.sleep(float(options.get("feedback_timeout_s", 0.5)))
+        opened = not contactor.feedback_closed()
+        if closed and opened:
+            return Check(name, True, "closed and opened, feedback followed both")
+        return Check(
+            name,
+            False,
+            f"feedback {'did not close' if not closed else 'stayed closed'}",
+            "check the coil supply, the relay and the auxiliary contact wiring",
+        )
+    finally:
+        _close(contactor)
+
+
+def check_rcd(name: str, options: dict[str, Any], actuate: bool) -> Check:
+    try:
+        rcd = HARDWARE[("rcd", "gpio")](options)
+    except (DriverError, OSError, Exception) as exc:
+        return _failed(name, exc)
+    try:
+        if rcd.tripped():
+            return Check(name, False, "reports a trip now", "find the residual current, check active_high")
+        if actuate and options.get("test_pin", -1) >= 0:
+            if rcd.self_test():
+                return Check(name, True, "self-test tripped in time")
+            return Check(name, False, "self-test did not trip", "check the test input wiring and the module")
+        return Check(name, True, "not tripped")
+    finally:
+        _close(rcd)
+
+
+async def _read_meter(options: dict[str, Any]) -> str:
+    meter = HARDWARE[("meter", "modbus")](options)
+    try:
+        r = await asyncio.wait_for(meter.read(), float(options.get("timeout_s", 1.0)) + 2)
+        volts = "/".join(f"{v:.0f}" for v in r.voltage_v)
+        return (
+            f"{volts} V, {max(r.current_a, default=0):.1f} A, {r.power_w:.0f} W, {r.energy_wh / 1000:.3f} kWh"
+        )
+    finally:
+        await meter.close()
+
+
+def check_meter(name: str, options: dict[str, Any]) -> Check:
+    try:
+        return Check(name, True, asyncio.run(_read_meter(options)))
+    except (DriverError, OSError, TimeoutError, Exception) as exc:
+        return _failed(name, exc)
+
+
+async def _wait_card(driver: str, options: dict[str, Any], seconds: float) -> str | None:
+    from drivers.rfid_serial import build_rfid
+
+    reader = build_rfid(driver, options)
+    try:
+        tokens = reader.tokens()
+        return await asyncio.wait_for(anext(tokens), seconds)
+    except TimeoutError:
+        return None
+    finally:
+        await reader.close()
+
+
+def check_rfid(config: Config, card_seconds: float) -> Check:
+    assert config.rfid is not None
+    options, driver = config.rfid.options, config.rfid.driver
+    port = Path(str(options.get("port", "")))
+    if not port.exists():
+        return Check("rfid", False, f"{port} does not exist", fix_for("No such file"))
+    if not os.access(port, os.R_OK | os.W_OK):
+        return Check("rfid", False, f"{port}: Permission denied", fix_for("Permission denied"))
+    if card_seconds <= 0:
+        return Check("rfid", None, f"{port} accessible (--card-seconds N waits for a card)")
+    try:
+        token = asyncio.run(_wait_card(driver, options, card_seconds))
+    except (DriverError, OSError) as exc:
+        return _failed("rfid", exc)
+    if token is None:
+        return Check(
+            "rfid",
+            False,
+            f"no card read in {card_seconds:g} s",
+            f"check the reader's supply and TX wiring, and baudrate ({options.get('baudrate')})",
+        )
+    return Check("rfid", True, f"card {token}")
+
+
+def run(config: Config, actuate: bool = False, card_seconds: float = 0.0) -> list[Check]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # gpiozero's pin-factory fallbacks: the checks say it
+        return _run(config, actuate, card_seconds)
+
+
+def _run(config: Config, actuate: bool, card_seconds: float) -> list[Check]:
+    checks = [check_storage(config)]
+    for evse in config.evses:
+        prefix = f"evse {evse.id} "
+        state = None
+        if evse.pilot.driver == "pi":
+            check, state = check_pilot(prefix + "pilot", evse.pilot.options)
+            checks.append(check)
+        if evse.contactor.driver == "gpio":
+            checks.append(check_contactor(prefix + "contactor", evse.contactor.options, actuate, state))
+        if evse.rcd.driver == "gpio":
+            checks.append(check_rcd(prefix + "rcd", evse.rcd.options, actuate))
+        if evse.meter.driver == "modbus":
+            checks.append(check_meter(prefix + "meter", evse.meter.options))
+        for kind in ("pilot", "contactor", "rcd", "meter"):
+            if getattr(evse, kind).driver == "sim":
+                checks.append(Check(prefix + kind, True, "simulated"))
+    if config.rfid is not None:
+        if config.rfid.driver == "sim":
+            checks.append(Check("rfid", True, "simulated"))
+        else:
+            checks.append(check_rfid(config, card_seconds))
+    return checks
+
+
+def render(checks: list[Check]) -> str:
+    width = max(len(c.device) for c in checks)
+    lines = [f"{'device':<{width}}  result  detail"]
+    for c in checks:
+        result = {True: "pass", False: "FAIL", None: "info"}[c.ok]
+        lines.append(f"{c.device:<{width}}  {result:<6}  {c.detail}")
+        if c.fix:
+            lines.append(f"{'':<{width}}  {'':<6}  fix: {c.fix}")
+    return "\n".join(lines)
