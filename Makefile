@@ -58,8 +58,10 @@ install-deps:
 
 install:
 	$(PYTHON) -m venv --system-site-packages $(DESTDIR)$(OPT)
-	$(DESTDIR)$(OPT)/bin/pip install -q --upgrade pip
-	$(DESTDIR)$(OPT)/bin/pip install -q '.[pi]'
+	$(DESTDIR)$(OPT)/bin/python -m pip install -q --upgrade pip
+	$(DESTDIR)$(OPT)/bin/python -m pip install -q '.[pi]'
+	@# pip builds in the checkout: leave no root-owned build files behind
+	rm -rf build evse_pi.egg-info
 	@# a venv staged under DESTDIR must name its final place
 	$(if $(DESTDIR),grep -rlI '$(DESTDIR)$(OPT)' $(DESTDIR)$(OPT)/bin $(DESTDIR)$(OPT)/pyvenv.cfg \
 	  | xargs -r sed -i 's|$(DESTDIR)$(OPT)|$(OPT)|g',)
@@ -74,8 +76,11 @@ install:
 	chgrp $$(awk -F: '$$1 == "evse" { print $$3 }' $(DESTDIR)/etc/group) $(CONF) $(CONF)/evse.toml
 	systemctl $(ROOT) enable evse.service
 	$(if $(DESTDIR),,udevadm control --reload && udevadm trigger --subsystem-match=pwm)
-	$(if $(DESTDIR),,systemctl daemon-reload && systemctl restart evse.service)
-	@echo "installed; edit /etc/evse/evse.toml, then: sudo systemctl reload evse; journalctl -u evse -f"
+	@# an update restarts a running service (ending its sessions); a first install waits for the config
+	$(if $(DESTDIR),,systemctl daemon-reload && systemctl try-restart evse.service)
+	@echo "installed; edit /etc/evse/evse.toml, check it with"
+	@echo "  sudo -u evse $(OPT)/bin/evse config check /etc/evse/evse.toml && sudo -u evse $(OPT)/bin/evse doctor --config /etc/evse/evse.toml"
+	@echo "then: sudo systemctl start evse; journalctl -u evse -f"
 
 uninstall:
 	-systemctl $(ROOT) disable $(if $(DESTDIR),,--now) evse.service

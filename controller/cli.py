@@ -53,8 +53,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(Daemon(config).run())
     except StartupError as exc:
+        # Missing hardware or storage, not a bad file: exit 1 so systemd retries.
         log.error("cannot start: %s", exc)
-        return EX_CONFIG
+        return 1
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

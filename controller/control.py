@@ -161,7 +161,7 @@ class ControlLoop(threading.Thread):
 
     def run(self) -> None:
         published: dict[int, EvseView] = {}
-        due = self.clock()
+        due = self.stats.last_tick = self.clock()  # a slow first tick is not a stall
         try:
             while not self._halt.is_set():
                 now = self.clock()

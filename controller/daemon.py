@@ -80,6 +80,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.exit_code = 0
         self.notifier = Notifier()
+        self.tasks: list[asyncio.Task[Any]] = []
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -175,7 +176,6 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
 
         def publish(evse_id: int, view: EvseView) -> None:  # called on the control thread
             loop.call_soon_threadsafe(self._on_view, evse_id, view)
@@ -213,6 +213,8 @@ class Daemon:
                 self.config.auth["mode"],
                 f"rig socket {self.config.sim_socket}" if server else "no rig socket",
             )
+            self.tasks = tasks
+            loop.add_signal_handler(signal.SIGHUP, self.reload)  # a reload before this would say READY
             self.notifier.send(READY="1", STATUS=self._status_line())
             await self.stopping.wait()
         finally:
@@ -366,6 +368,10 @@ class Daemon:
             if stalled:
                 self._stalled(stalled)
                 return
+            dead = [t for t in self.tasks if t.done()]
+            if dead:
+                self._task_died(dead)
+                return
             if watchdog and now - last_ping >= watchdog / 4:
                 self.notifier.send(WATCHDOG="1")
                 last_ping = now
@@ -388,6 +394,19 @@ class Daemon:
             STALL_S,
         )
         self.notifier.send(STATUS=f"FAULT: control loop {names} stalled; restarting")
+        self.exit_code = 1
+        self.stop()
+
+    def _task_died(self, dead: list[asyncio.Task[Any]]) -> None:
+        for task in dead:
+            error = None if task.cancelled() else task.exception()
+            log.critical(
+                "task %s ended unexpectedly: %r; exiting for a restart",
+                task.get_name(),
+                error,
+                exc_info=error,
+            )
+        self.notifier.send(STATUS=f"FAULT: {dead[0].get_name()} ended; restarting")
         self.exit_code = 1
         self.stop()
 

@@ -24,7 +24,7 @@ from drivers.registry import HARDWARE
 
 # Causes we recognise in an error message, and what a technician does about them.
 FIXES: tuple[tuple[str, str], ...] = (
-    ("dtoverlay", "add dtoverlay=pwm-2chan to /boot/firmware/config.txt and reboot"),
+    ("dtoverlay", "add dtoverlay=pwm,pin=18,func=2 (or pwm-2chan) to /boot/firmware/config.txt, reboot"),
     (
         "pin factory",
         "not a Raspberry Pi, or lgpio missing: sudo apt-get install python3-lgpio (make install-deps does)",

@@ -8,9 +8,11 @@ size-capped rotating files (``FrameLog``), which diagnostics uploads collect.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.handlers
 import os
+import queue
 import sys
 import traceback
 from collections.abc import Mapping
@@ -79,10 +81,17 @@ class JournalHandler(logging.Handler):
             self.handleError(record)
 
 
+_configured_modules: set[str] = set()
+
+
 def setup(
     level: str = "info", modules: Mapping[str, str] | None = None, environ: Mapping[str, str] = os.environ
 ) -> None:
-    """Configure the root logger once; call again (on reload) to change levels."""
+    """Configure the root logger once; call again (on reload) to change levels.
+
+    Records pass through a queue to a listener thread that writes them, so a slow
+    journald or a blocked stderr never holds up a control thread that logs a fault.
+    """
     root = logging.getLogger()
     if not getattr(root, "_evse_configured", False):
         handler: logging.Handler
@@ -95,16 +104,21 @@ def setup(
         else:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter(STDERR_FORMAT))
-        root.handlers[:] = [handler]
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = logging.handlers.QueueListener(records, handler)
+        listener.start()
+        atexit.register(listener.stop)  # writes what is still queued
+        root.handlers[:] = [logging.handlers.QueueHandler(records)]
         root._evse_configured = True  # type: ignore[attr-defined]
     root.setLevel(LEVELS[level])
-    for name in list(logging.Logger.manager.loggerDict):
-        if name.startswith(("controller", "drivers", "hil")):
-            logging.getLogger(name).setLevel(logging.NOTSET)
+    for name in _configured_modules:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     # pymodbus logs every failed poll as an error; the meter driver reports them with context.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    _configured_modules.clear()
     for name, module_level in (modules or {}).items():
         logging.getLogger(name).setLevel(LEVELS[module_level])
+        _configured_modules.add(name)
 
 
 class FrameLog:

@@ -16,6 +16,10 @@ LIVE_TABLES = ("auth", "logging")  # whole tables that apply live
 LIVE_EVSE_KEYS = ("max_current_a",)
 
 
+# Config fields whose name is not the file's key path.
+KEY_PATHS = {"storage_dir": "storage.dir", "sim_socket": "sim.socket", "sample_hz": "control.sample_hz"}
+
+
 def _differences(prefix: str, old: Any, new: Any) -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         keys = sorted(set(old) | set(new))
@@ -30,7 +34,7 @@ def plan(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
     for f in fields(Config):
         if f.name in ("path", "evses"):
             continue
-        changed = _differences(f.name, getattr(old, f.name), getattr(new, f.name))
+        changed = _differences(KEY_PATHS.get(f.name, f.name), getattr(old, f.name), getattr(new, f.name))
         (live if f.name in LIVE_TABLES else restart).extend(changed)
 
     evses = old.evses
@@ -46,7 +50,15 @@ def plan(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
             updated.append(replace(before, **{k: getattr(after, k) for k in LIVE_EVSE_KEYS}))
         evses = tuple(updated)
     running = replace(old, evses=evses, **{t: getattr(new, t) for t in LIVE_TABLES})
-    if running.auth["mode"] == "ocpp" and running.ocpp is None:  # needs the [ocpp] table first
+    # The frame log is opened once at start.
+    for key in [p for p in live if p.startswith("logging.frame_log")]:
+        live.remove(key)
+        restart.append(key)
+        running = replace(
+            running, logging={**running.logging, key.split(".", 1)[1]: old.logging.get(key.split(".", 1)[1])}
+        )
+    # Authorization depends on the CSMS link: when [ocpp] changes, auth waits for the restart.
+    if new.ocpp != old.ocpp or (running.auth["mode"] == "ocpp" and running.ocpp is None):
         running = replace(running, auth=old.auth)
         restart += [p for p in live if p.startswith("auth.")]
         live = [p for p in live if not p.startswith("auth.")]

@@ -43,8 +43,8 @@ class SysfsPwm:
         self.dir = self.chip_dir / f"pwm{channel}"
         if not self.chip_dir.is_dir():
             raise DriverError(
-                f"{self.chip_dir} does not exist: enable the PWM overlay "
-                "(dtoverlay=pwm-2chan in /boot/firmware/config.txt) and check pwm_chip"
+                f"{self.chip_dir} does not exist: enable the kernel PWM (dtoverlay=pwm,pin=18,func=2 "
+                "or dtoverlay=pwm-2chan in /boot/firmware/config.txt, then reboot) and check pwm_chip"
             )
         try:
             if not self.dir.is_dir():

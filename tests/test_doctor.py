@@ -47,7 +47,7 @@ def test_pi_config_without_pi_hardware_names_each_fix(tmp_path: Path) -> None:
     assert result.returncode == 1
     table = result.stdout
     assert "storage" in table and "evse 1 pilot" in table and "evse 1 meter" in table
-    assert "fix: add dtoverlay=pwm-2chan" in table
+    assert "fix: add dtoverlay=pwm" in table
     assert "rfid" in table and table.count("FAIL") >= 3
 
 

@@ -307,7 +307,7 @@ def test_list_mode_charges_only_for_an_allowed_token_and_stops_on_the_same_token
 
 def test_a_second_daemon_on_the_same_socket_refuses_to_start(station: Station) -> None:
     result = evse_cli("run", "--config", str(station.config))
-    assert result.returncode == 78
+    assert result.returncode == 1  # not a config problem: systemd retries
     assert "already listening" in result.stderr
     assert station.rig.status()["ok"] is True
 

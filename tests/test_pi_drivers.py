@@ -83,7 +83,7 @@ def test_sysfs_pwm_exports_the_channel_and_waits_for_it(tmp_path: Path) -> None:
 
 
 def test_missing_pwm_chip_says_which_overlay_to_enable(tmp_path: Path) -> None:
-    with pytest.raises(DriverError, match="dtoverlay=pwm-2chan"):
+    with pytest.raises(DriverError, match="dtoverlay=pwm"):
         SysfsPwm(0, 0, tmp_path)
 
 
@@ -235,7 +235,7 @@ def test_contactor_rests_its_minimum_interval_before_closing_again() -> None:
     assert reclosed_at - opened_at >= 1.0
 
 
-def test_run_on_the_pi_config_without_pi_hardware_exits_78_with_the_fix(tmp_path: Path) -> None:
+def test_run_on_the_pi_config_without_pi_hardware_exits_1_for_a_retry_with_the_fix(tmp_path: Path) -> None:
     config = tmp_path / "evse.toml"
     config.write_text(
         (ROOT / "config/evse.pi.toml")
@@ -250,5 +250,5 @@ def test_run_on_the_pi_config_without_pi_hardware_exits_78_with_the_fix(tmp_path
         timeout=60,
         cwd=ROOT,
     )
-    assert result.returncode == 78, result.stderr
-    assert "evse 1: pilot:" in result.stderr and "dtoverlay=pwm-2chan" in result.stderr
+    assert result.returncode == 1  # missing hardware, not a bad file: systemd retries, result.stderr
+    assert "evse 1: pilot:" in result.stderr and "dtoverlay=pwm" in result.stderr

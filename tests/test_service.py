@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -249,3 +250,49 @@ def test_frame_log_is_size_capped_and_lists_its_files_oldest_first(tmp_path: Pat
     newest = files[-1].read_text().splitlines()[-1]
     assert newest.endswith('[2,"199","Heartbeat",{}]') and " > " in newest
     frames.close()
+
+
+def test_removing_ocpp_does_not_switch_authorization_live(tmp_path: Path) -> None:
+    path = tmp_path / "evse.toml"
+    no_mode = re.sub(r"(?m)^mode = .*\n", "", SIM_CONFIG.read_text())  # mode follows [ocpp]
+    path.write_text(no_mode + '\n[ocpp]\nurl = "ws://127.0.0.1:9000/ocpp"\n')
+    old = load(path)
+    assert old.auth["mode"] == "ocpp"
+    path.write_text(no_mode)  # no [ocpp]: the default would be free charging
+    running, live, restart = plan(old, load(path))
+    assert running.auth["mode"] == "ocpp" and "ocpp" in restart
+    assert not any(key.startswith("auth.") for key in live)
+
+
+def test_reload_names_keys_as_the_file_does(tmp_path: Path) -> None:
+    path = tmp_path / "evse.toml"
+    path.write_text(SIM_CONFIG.read_text())
+    old = load(path)
+    path.write_text(
+        SIM_CONFIG.read_text().replace('dir = "var"', 'dir = "var2"') + "\n[control]\nsample_hz = 100\n"
+    )
+    _, _, restart = plan(old, load(path))
+    assert "storage.dir" in restart and "control.sample_hz" in restart
+
+
+def test_a_crashed_background_task_gets_the_daemon_restarted(tmp_path: Path) -> None:
+    import asyncio
+
+    from controller.daemon import Daemon
+
+    path = tmp_path / "evse.toml"
+    path.write_text(SIM_CONFIG.read_text())
+    daemon = Daemon(load(path))
+
+    async def scenario() -> int:
+        run = asyncio.create_task(daemon.run())
+        while not daemon.tasks:
+            await asyncio.sleep(0.05)
+
+        async def broken() -> None:
+            raise ValueError("a bug in a meter driver")
+
+        daemon.tasks.append(asyncio.create_task(broken(), name="meter 9"))
+        return await asyncio.wait_for(run, 10)
+
+    assert asyncio.run(scenario()) == 1
