@@ -123,6 +123,9 @@ DRIVERS: dict[str, dict[str, dict[str, Key]]] = {
         "sim": {},
         "gpio": {"pin": GPIO_PIN, "test_pin": OPTIONAL_PIN, "active_high": Key(bool, True)},
     },
+    # A line the board's hardware watchdog watches: toggled every control tick while the
+    # loop runs, so a hung controller drops the contactor in hardware.
+    "watchdog": {"none": {}, "gpio": {"pin": GPIO_PIN}},
     "rfid": {
         "sim": {},
         "rdm6300": {"port": Key(str, "/dev/ttyAMA0"), "baudrate": Key(int, 9600, min=1200, max=921600)},
@@ -164,6 +167,7 @@ SCHEMA: dict[str, Any] = {
             "contactor": DEVICE,
             "meter": DEVICE,
             "rcd": DEVICE,
+            "watchdog": DEVICE,
         }
     ],
     "firmware": {"signing_ca_file": Key(str, ""), "install_command": Key(str, "")},
@@ -197,6 +201,7 @@ class EvseConfig:
     contactor: Device
     meter: Device
     rcd: Device
+    watchdog: Device
 
 
 @dataclass(frozen=True)
@@ -375,6 +380,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
             "rcd": v.device(
                 prefix, "rcd", raw.get("rcd"), default="sim" if pilot and pilot.driver == "sim" else "none"
             ),
+            "watchdog": v.device(prefix, "watchdog", raw.get("watchdog"), default="none"),
         }
         evse_id = values.get("id")
         if isinstance(evse_id, int):

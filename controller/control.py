@@ -27,7 +27,7 @@ from functools import partial
 from controller.pilot import PilotMode, PilotSample
 from controller.safety import Inputs, Output, Supervisor
 from controller.station import EvseView
-from drivers.base import ContactorDriver, PilotDriver, ResidualCurrentDriver
+from drivers.base import ContactorDriver, PilotDriver, ResidualCurrentDriver, WatchdogDriver
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,11 @@ class EvseChannel:
         pilot: PilotDriver,
         contactor: ContactorDriver,
         rcd: ResidualCurrentDriver | None,
+        watchdog: WatchdogDriver | None = None,
     ) -> None:
         self.evse_id = evse_id
         self.supervisor = supervisor
-        self.pilot, self.contactor, self.rcd = pilot, contactor, rcd
+        self.pilot, self.contactor, self.rcd, self.watchdog = pilot, contactor, rcd, watchdog
         # written by the event loop, read here: whole-object assignments are atomic
         self.permit: tuple[bool, float] = (False, 0.0)
         self.meter: tuple[bool, float | None] = (True, None)
@@ -90,6 +91,13 @@ class EvseChannel:
             ),
         )
         self._hardware_ok = self._apply(out)
+        if self.watchdog is not None:
+            # Fed once per completed tick: a hung or dead loop stops it and the board drops
+            # the contactor in hardware.
+            try:
+                self.watchdog.toggle()
+            except Exception as exc:
+                self._report_driver_error(exc)
         if read_ok and self._hardware_ok:
             self._driver_error = ""
         self.view = EvseView(out.cp, out.pilot, out.duty_percent, out.offered_a, feedback, out.faults)
@@ -131,6 +139,8 @@ class EvseChannel:
             self.contactor.close,
             self.pilot.close,
         ]
+        if self.watchdog is not None:
+            steps.append(self.watchdog.close)  # released, it stops toggling: the board drops too
         for step in steps:
             try:
                 step()

@@ -120,6 +120,7 @@ class Daemon:
                 self.drivers[e.id].pilot,
                 self.drivers[e.id].contactor,
                 self.drivers[e.id].rcd,
+                self.drivers[e.id].watchdog,
             )
             for e in config.evses
         }

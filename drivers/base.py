@@ -33,6 +33,11 @@ class ContactorDriver(Protocol):
         """Open the contactor and release the hardware."""
 
 
+class WatchdogDriver(Protocol):
+    def toggle(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class ResidualCurrentDriver(Protocol):
     def tripped(self) -> bool: ...
 

@@ -111,6 +111,28 @@ class GpioResidualCurrent:
             self.test.close()
 
 
+class GpioWatchdog:
+    """The line a hardware watchdog on the board watches; it drops the contactor if it stops."""
+
+    def __init__(self, pin: int, pin_factory: Any = None) -> None:
+        from gpiozero import OutputDevice
+
+        try:
+            self.line = OutputDevice(pin, initial_value=False, pin_factory=pin_factory)
+        except Exception as exc:
+            raise _gpio_error("hardware watchdog", pin, exc) from exc
+
+    def toggle(self) -> None:
+        self.line.toggle()
+
+    def close(self) -> None:
+        self.line.close()
+
+
+def build_watchdog(options: dict[str, Any]) -> GpioWatchdog:
+    return GpioWatchdog(int(options["pin"]))
+
+
 def build_contactor(options: dict[str, Any]) -> GpioContactor:
     return GpioContactor(
         int(options["pin"]), int(options.get("feedback_pin", -1)), str(options.get("feedback", "no"))

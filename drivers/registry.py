@@ -16,6 +16,7 @@ from drivers.base import (
     PilotDriver,
     ResidualCurrentDriver,
     RfidDriver,
+    WatchdogDriver,
 )
 from drivers.sim import (
     SimBench,
@@ -35,6 +36,7 @@ class EvseDrivers:
     contactor: ContactorDriver
     rcd: ResidualCurrentDriver | None
     meter: MeterDriver
+    watchdog: WatchdogDriver | None = None
 
 
 def _pi_pilot(options: dict[str, Any]) -> PilotDriver:
@@ -55,6 +57,12 @@ def _gpio_rcd(options: dict[str, Any]) -> ResidualCurrentDriver:
     return build_rcd(options)
 
 
+def _gpio_watchdog(options: dict[str, Any]) -> WatchdogDriver:
+    from drivers.pi_gpio import build_watchdog
+
+    return build_watchdog(options)
+
+
 def _modbus_meter(options: dict[str, Any]) -> MeterDriver:
     from drivers.modbus_meter import build_meter
 
@@ -67,6 +75,7 @@ HARDWARE: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
     ("contactor", "gpio"): _gpio_contactor,
     ("rcd", "gpio"): _gpio_rcd,
     ("meter", "modbus"): _modbus_meter,
+    ("watchdog", "gpio"): _gpio_watchdog,
 }
 # Simulated twins: (device) -> factory taking the EVSE's bench and the bench.
 SIMULATED: dict[str, Callable[[Any, SimBench], Any]] = {
@@ -94,7 +103,7 @@ def build_evse(evse: EvseConfig, bench: SimBench | None) -> EvseDrivers:
     """The EVSE's drivers; if one cannot be built, those already built are released."""
     built: dict[str, Any] = {}
     try:
-        for kind in ("pilot", "contactor", "rcd", "meter"):
+        for kind in ("pilot", "contactor", "rcd", "meter", "watchdog"):
             device: Device = getattr(evse, kind)
             if device.driver == "none":
                 built[kind] = None

@@ -158,3 +158,36 @@ def test_stop_makes_the_hardware_safe_even_when_a_driver_hangs(tmp_path: Path) -
     assert time.monotonic() - started < 1.0
     assert not sim.contactor_closed and sim.pilot_mode is PilotMode.STEADY
     pilot.hang.clear()
+
+
+def test_hardware_watchdog_line_toggles_only_while_the_loop_ticks(tmp_path: Path) -> None:
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    from drivers.pi_gpio import GpioWatchdog
+
+    factory = MockFactory()
+    Device.pin_factory = factory
+    try:
+        bench = SimBench({1: 3}, tmp_path / "sim.json")
+        sim = bench.evses[1]
+        pilot = HangingPilot(sim)
+        channel = EvseChannel(
+            1, Supervisor(max_current_a=32), pilot, SimContactor(sim), None, GpioWatchdog(24)
+        )
+        loop = ControlLoop([channel], 100, lambda _id, _view: None)
+        loop.start()
+        time.sleep(0.3)
+        line = factory.pin(24)
+        toggles = len(line.states)
+        assert toggles >= 5  # about 30 at 100 Hz; the rate is a benchmark figure, not a test
+        pilot.hang.set()  # the control loop stalls in a driver call
+        time.sleep(0.05)
+        stalled_at = len(line.states)
+        time.sleep(0.3)
+        assert len(line.states) == stalled_at  # the board's watchdog sees the line stop
+        loop.stop()
+        pilot.hang.clear()
+    finally:
+        factory.reset()
+        Device.pin_factory = None
