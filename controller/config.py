@@ -126,6 +126,11 @@ DRIVERS: dict[str, dict[str, dict[str, Key]]] = {
     # A line the board's hardware watchdog watches: toggled every control tick while the
     # loop runs, so a hung controller drops the contactor in hardware.
     "watchdog": {"none": {}, "gpio": {"pin": GPIO_PIN}},
+    # Connector lock with its position switch: closing needs it engaged.
+    "lock": {
+        "none": {},
+        "gpio": {"pin": GPIO_PIN, "feedback_pin": GPIO_PIN, "feedback": Key(str, "no", choices=("no", "nc"))},
+    },
     "rfid": {
         "sim": {},
         "rdm6300": {"port": Key(str, "/dev/ttyAMA0"), "baudrate": Key(int, 9600, min=1200, max=921600)},
@@ -168,6 +173,7 @@ SCHEMA: dict[str, Any] = {
             "meter": DEVICE,
             "rcd": DEVICE,
             "watchdog": DEVICE,
+            "lock": DEVICE,
         }
     ],
     "firmware": {"signing_ca_file": Key(str, ""), "install_command": Key(str, "")},
@@ -202,6 +208,7 @@ class EvseConfig:
     meter: Device
     rcd: Device
     watchdog: Device
+    lock: Device
 
 
 @dataclass(frozen=True)
@@ -381,6 +388,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
                 prefix, "rcd", raw.get("rcd"), default="sim" if pilot and pilot.driver == "sim" else "none"
             ),
             "watchdog": v.device(prefix, "watchdog", raw.get("watchdog"), default="none"),
+            "lock": v.device(prefix, "lock", raw.get("lock"), default="none"),
         }
         evse_id = values.get("id")
         if isinstance(evse_id, int):

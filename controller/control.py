@@ -24,10 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from controller.pilot import PilotMode, PilotSample
-from controller.safety import Inputs, Output, Supervisor
+from controller.pilot import CONNECTED, CpState, PilotMode, PilotSample
+from controller.safety import Fault, Inputs, Output, RcdTest, Supervisor
 from controller.station import EvseView
-from drivers.base import ContactorDriver, PilotDriver, ResidualCurrentDriver, WatchdogDriver
+from drivers.base import (
+    ContactorDriver,
+    LockDriver,
+    PilotDriver,
+    ResidualCurrentDriver,
+    WatchdogDriver,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +59,15 @@ class EvseChannel:
         contactor: ContactorDriver,
         rcd: ResidualCurrentDriver | None,
         watchdog: WatchdogDriver | None = None,
+        lock: LockDriver | None = None,
     ) -> None:
         self.evse_id = evse_id
         self.supervisor = supervisor
         self.pilot, self.contactor, self.rcd, self.watchdog = pilot, contactor, rcd, watchdog
+        self.lock = lock
+        self._applied_lock: bool | None = None
+        testable = rcd is not None and getattr(rcd, "has_self_test", False)
+        self.rcd_test = RcdTest.PENDING if testable else RcdTest.NONE
         # written by the event loop, read here: whole-object assignments are atomic
         self.permit: tuple[bool, float] = (False, 0.0)
         self.meter: tuple[bool, float | None] = (True, None)
@@ -68,13 +79,16 @@ class EvseChannel:
 
     def tick(self, now: float) -> EvseView:
         try:
+            self._self_test_rcd()
             sample = self.pilot.sample()
             feedback = self.contactor.feedback_closed()
             rcd = self.rcd.tripped() if self.rcd is not None else False
+            engaged = self.lock.engaged() if self.lock is not None else False
             read_ok = True
         except Exception as exc:  # a driver failing is a fault, never the end of the loop
             self._report_driver_error(exc)
-            sample, feedback, rcd, read_ok = BROKEN_PILOT, self.supervisor.contactor, False, False
+            sample, feedback, rcd, engaged = BROKEN_PILOT, self.supervisor.contactor, False, False
+            read_ok = False
         authorized, limit = self.permit
         meter_ok, current = self.meter
         out = self.supervisor.step(
@@ -88,6 +102,8 @@ class EvseChannel:
                 current_a=current,
                 authorized=authorized,
                 limit_a=limit,
+                lock_engaged=engaged,
+                rcd_test=self.rcd_test,
             ),
         )
         self._hardware_ok = self._apply(out)
@@ -114,6 +130,14 @@ class EvseChannel:
                 self._applied_contactor = None  # state unknown: command again next tick
                 self._report_driver_error(exc)
                 ok = False
+        if self.lock is not None and out.lock != self._applied_lock:
+            try:
+                self.lock.command(out.lock)
+                self._applied_lock = out.lock
+            except Exception as exc:
+                self._applied_lock = None
+                self._report_driver_error(exc)
+                ok = False
         pilot = (out.pilot, out.duty_percent)
         if pilot != self._applied_pilot:
             try:
@@ -124,6 +148,27 @@ class EvseChannel:
                 self._report_driver_error(exc)
                 ok = False
         return ok
+
+    def _self_test_rcd(self) -> None:
+        """Once per connection, before any closing: pulse the sensor's test input.
+
+        It runs inside the tick, so the trip it causes is never seen as a residual
+        current; the contactor is open while an EV has only just connected.
+        """
+        if self.rcd_test is RcdTest.NONE:
+            return
+        if self.supervisor.cp is CpState.A:
+            self.rcd_test = RcdTest.PENDING
+        elif self.rcd_test is RcdTest.PENDING and self.supervisor.cp in CONNECTED:
+            passed = self.rcd.self_test()  # type: ignore[union-attr]
+            self.rcd_test = RcdTest.PASSED if passed else RcdTest.FAILED
+            if not passed:
+                log.error(
+                    "EVSE %d: residual-current sensor failed its self-test; no charging until "
+                    "the EV reconnects",
+                    self.evse_id,
+                    extra={"evse_id": self.evse_id},
+                )
 
     def _report_driver_error(self, exc: Exception) -> None:
         message = f"{type(exc).__name__}: {exc}"
@@ -139,6 +184,8 @@ class EvseChannel:
             self.contactor.close,
             self.pilot.close,
         ]
+        if self.lock is not None and Fault.CONTACTOR_WELD not in self.supervisor.faults:
+            steps.append(self.lock.close)  # unlocks after opening; never with live welded contacts
         if self.watchdog is not None:
             steps.append(self.watchdog.close)  # released, it stops toggling: the board drops too
         for step in steps:

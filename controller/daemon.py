@@ -116,11 +116,13 @@ class Daemon:
                     ventilation=e.ventilation,
                     feedback_timeout_s=e.contactor.options.get("feedback_timeout_s", 0.5),
                     min_close_interval_s=e.contactor.options.get("min_close_interval_s", 0.0),
+                    lock_fitted=e.lock.driver != "none",
                 ),
                 self.drivers[e.id].pilot,
                 self.drivers[e.id].contactor,
                 self.drivers[e.id].rcd,
                 self.drivers[e.id].watchdog,
+                self.drivers[e.id].lock,
             )
             for e in config.evses
         }

@@ -62,6 +62,8 @@ OVERCURRENT_FACTOR = 1.10  # soft over-current: above (offered + 0.5 A) x 1.10 .
 OVERCURRENT_MARGIN_A = 0.5
 OVERCURRENT_TIME_S = 7.0  # ... for longer than this (the standard allows no less than 6 s)
 FEEDBACK_TIMEOUT_S = 0.5  # contactor feedback must follow a command within this
+LOCK_TIMEOUT_S = 1.0  # a connector lock must report engaged within this
+LOCK_HOLD_E_F_S = 5.0  # in E or F the connector unlocks only after this (as firmware in the field does)
 
 
 class Fault(StrEnum):
@@ -72,6 +74,17 @@ class Fault(StrEnum):
     METER = "meter_offline"
     OVERCURRENT = "overcurrent"
     HARDWARE = "hardware"
+    LOCK = "connector_lock"
+    RCD_TEST = "rcd_self_test"
+
+
+class RcdTest(StrEnum):
+    """The residual-current sensor's self-test, run by the control loop when an EV connects."""
+
+    NONE = "none"  # no self-test fitted
+    PENDING = "pending"
+    PASSED = "passed"
+    FAILED = "failed"
 
 
 LATCHED = frozenset({Fault.RCD, Fault.CONTACTOR_WELD, Fault.CONTACTOR_STUCK})
@@ -89,6 +102,8 @@ class Inputs:
     current_a: float | None = None  # highest phase current measured, None if unknown
     authorized: bool = False
     limit_a: float = 0.0
+    lock_engaged: bool = False  # connector lock feedback (ignored without a lock)
+    rcd_test: RcdTest = RcdTest.NONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +113,7 @@ class Output:
     contactor: bool
     cp: CpState
     faults: frozenset[Fault]
+    lock: bool = False
 
     @property
     def offered_a(self) -> float:
@@ -110,6 +126,7 @@ class Supervisor:
     ventilation: bool = False
     feedback_timeout_s: float = FEEDBACK_TIMEOUT_S
     min_close_interval_s: float = 0.0  # contactor rating: rest at least this long after opening
+    lock_fitted: bool = False
     detector: PilotDetector = field(default_factory=PilotDetector)
 
     def __post_init__(self) -> None:
@@ -135,6 +152,9 @@ class Supervisor:
         # detector's hysteresis suits status reporting, but a pilot that lingers in a gap
         # or alternates between bands must not hold the contactor closed.
         self._opened_at = float("-inf")
+        self.lock = False
+        self._lock_hold_until = float("-inf")
+        self._lock_pending_since: float | None = None
         self._energy_run = 0  # consecutive raw samples in the energy band (gaps count as outside)
         self._energy_confirmed_at = float("-inf")
 
@@ -149,7 +169,8 @@ class Supervisor:
         self._update_faults(now, inputs, pwm_during_sample)
         self._update_pilot(now, inputs)
         self._update_contactor(now, inputs, pwm_during_sample)
-        return Output(self.pilot, self.duty, self.contactor, self.cp, self.faults)
+        self._update_lock(now)
+        return Output(self.pilot, self.duty, self.contactor, self.cp, self.faults, self.lock)
 
     def energy_allowed_state(self) -> bool:
         return self.cp is CpState.C or (self.cp is CpState.D and self.ventilation)
@@ -185,8 +206,17 @@ class Supervisor:
         else:
             self._overcurrent_since = None
 
+        if self.lock and not inputs.lock_engaged:
+            if self._lock_pending_since is None:
+                self._lock_pending_since = now
+        else:
+            self._lock_pending_since = None
+        lock_fault = self._lock_pending_since is not None and now - self._lock_pending_since >= LOCK_TIMEOUT_S
+
         active = {
             Fault.RCD: inputs.rcd_tripped,
+            Fault.LOCK: lock_fault,
+            Fault.RCD_TEST: inputs.rcd_test is RcdTest.FAILED,
             Fault.CONTACTOR_WELD: feedback_fault and inputs.feedback_closed,
             Fault.CONTACTOR_STUCK: feedback_fault and not inputs.feedback_closed,
             Fault.DIODE: self._diode_missing,
@@ -237,7 +267,8 @@ class Supervisor:
     #
     # CLOSE_REQUIRES: pilot confirmed C (or D with ventilation) and the last two raw
     #   samples in that band, PWM running now and during the sample, the diode seen in
-    #   that sample, no fault, session authorized, min_close_interval_s since it opened.
+    #   that sample, no fault, session authorized, min_close_interval_s since it opened,
+    #   the connector lock engaged (if fitted), the residual-current self-test passed (if fitted).
     # OPEN_WHEN: any fault; pilot at -12 V; pilot confirmed outside C (D without
     #   ventilation counts as outside); no two consecutive raw samples in the band for
     #   OPEN_BUDGET_S / 2; PWM removed for PWM_OFF_OPEN_S.
@@ -260,6 +291,8 @@ class Supervisor:
             and self._diode_seen
             and self._energy_confirmed_at == now
             and now - self._opened_at >= self.min_close_interval_s
+            and (inputs.lock_engaged or not self.lock_fitted)
+            and inputs.rcd_test in (RcdTest.NONE, RcdTest.PASSED)
             and not self.faults
             and inputs.authorized
         ):
@@ -270,3 +303,17 @@ class Supervisor:
         self._mismatch_since = None
         if not closed:
             self._opened_at = now
+
+    # -- 4. connector lock ---------------------------------------------------------------
+    # Locked while an EV is connected or the contactor is closed; through E and F it holds
+    # for LOCK_HOLD_E_F_S (the EV may still be there); unlocked in A.
+
+    def _update_lock(self, now: float) -> None:
+        if not self.lock_fitted:
+            return
+        if self.cp in CONNECTED or self.contactor:
+            self.lock, self._lock_hold_until = True, now + LOCK_HOLD_E_F_S
+        elif self.cp in (CpState.E, CpState.F):
+            self.lock = now < self._lock_hold_until
+        else:
+            self.lock = False

@@ -34,6 +34,8 @@ ERROR_CODES: tuple[tuple[Fault, str], ...] = (
     (Fault.OVERCURRENT, "OverCurrentFailure"),
     (Fault.METER, "PowerMeterFailure"),
     (Fault.DIODE, "EVCommunicationError"),
+    (Fault.LOCK, "ConnectorLockFailure"),
+    (Fault.RCD_TEST, "OtherError"),
     (Fault.HARDWARE, "OtherError"),
 )
 STOP_REASONS = {Fault.RCD: "EmergencyStop"}  # any other fault stops with "Other"

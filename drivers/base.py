@@ -42,6 +42,19 @@ class ResidualCurrentDriver(Protocol):
     def tripped(self) -> bool: ...
 
 
+class SelfTestingResidualCurrent(ResidualCurrentDriver, Protocol):
+    def self_test(self) -> bool:
+        """Pulse the test input; True when the sensor tripped and released in time."""
+        ...
+
+
+class LockDriver(Protocol):
+    def command(self, locked: bool) -> None: ...
+    def engaged(self) -> bool: ...
+    def close(self) -> None:
+        """Unlock and release the hardware."""
+
+
 @dataclass(frozen=True, slots=True)
 class MeterReading:
     energy_wh: float  # import register, never decreasing

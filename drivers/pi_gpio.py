@@ -17,6 +17,7 @@ from drivers.base import DriverError
 log = logging.getLogger(__name__)
 
 SELF_TEST_S = 0.1  # the residual-current sensor must trip within this of its test input
+RELEASE_S = 0.5  # and release within this after the test input is removed
 
 
 def _gpio_error(what: str, pin: int, exc: Exception) -> DriverError:
@@ -87,28 +88,71 @@ class GpioResidualCurrent:
         except Exception as exc:
             raise _gpio_error("residual-current sensor", pin, exc) from exc
 
+    @property
+    def has_self_test(self) -> bool:
+        return self.test is not None
+
     def tripped(self) -> bool:
         return bool(self.trip.value)
 
     def self_test(self) -> bool:
-        """Pulse the test input: True when the sensor tripped in time (and released after)."""
+        """Pulse the test input: True when the sensor tripped in time and released after."""
         if self.test is None:
             return True
         self.test.on()
-        deadline = time.monotonic() + SELF_TEST_S
         try:
-            while not self.trip.value:
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.001)
-            return True
+            if not _wait_for(lambda: bool(self.trip.value), SELF_TEST_S):
+                return False
         finally:
             self.test.off()
+        return _wait_for(lambda: not self.trip.value, RELEASE_S)
 
     def close(self) -> None:
         self.trip.close()
         if self.test is not None:
             self.test.close()
+
+
+def _wait_for(condition: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+class GpioLock:
+    """A connector lock: one output that holds it locked, and its position switch."""
+
+    def __init__(self, pin: int, feedback_pin: int, feedback: str = "no", pin_factory: Any = None) -> None:
+        from gpiozero import DigitalInputDevice, OutputDevice
+
+        try:
+            self.actuator = OutputDevice(pin, initial_value=False, pin_factory=pin_factory)
+            self.switch = DigitalInputDevice(
+                feedback_pin, pull_up=None, active_state=True, pin_factory=pin_factory
+            )
+        except Exception as exc:
+            raise _gpio_error("connector lock", pin, exc) from exc
+        self.normally_open = feedback == "no"
+
+    def command(self, locked: bool) -> None:
+        self.actuator.value = locked
+
+    def engaged(self) -> bool:
+        return bool(self.switch.value) == self.normally_open
+
+    def close(self) -> None:
+        try:
+            self.actuator.off()
+        finally:
+            self.actuator.close()
+            self.switch.close()
+
+
+def build_lock(options: dict[str, Any]) -> GpioLock:
+    return GpioLock(int(options["pin"]), int(options["feedback_pin"]), str(options.get("feedback", "no")))
 
 
 class GpioWatchdog:

@@ -12,6 +12,7 @@ from controller.config import Config, Device, EvseConfig
 from drivers.base import (
     ContactorDriver,
     DriverError,
+    LockDriver,
     MeterDriver,
     PilotDriver,
     ResidualCurrentDriver,
@@ -37,6 +38,7 @@ class EvseDrivers:
     rcd: ResidualCurrentDriver | None
     meter: MeterDriver
     watchdog: WatchdogDriver | None = None
+    lock: LockDriver | None = None
 
 
 def _pi_pilot(options: dict[str, Any]) -> PilotDriver:
@@ -63,6 +65,12 @@ def _gpio_watchdog(options: dict[str, Any]) -> WatchdogDriver:
     return build_watchdog(options)
 
 
+def _gpio_lock(options: dict[str, Any]) -> LockDriver:
+    from drivers.pi_gpio import build_lock
+
+    return build_lock(options)
+
+
 def _modbus_meter(options: dict[str, Any]) -> MeterDriver:
     from drivers.modbus_meter import build_meter
 
@@ -76,6 +84,7 @@ HARDWARE: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
     ("rcd", "gpio"): _gpio_rcd,
     ("meter", "modbus"): _modbus_meter,
     ("watchdog", "gpio"): _gpio_watchdog,
+    ("lock", "gpio"): _gpio_lock,
 }
 # Simulated twins: (device) -> factory taking the EVSE's bench and the bench.
 SIMULATED: dict[str, Callable[[Any, SimBench], Any]] = {
@@ -103,7 +112,7 @@ def build_evse(evse: EvseConfig, bench: SimBench | None) -> EvseDrivers:
     """The EVSE's drivers; if one cannot be built, those already built are released."""
     built: dict[str, Any] = {}
     try:
-        for kind in ("pilot", "contactor", "rcd", "meter", "watchdog"):
+        for kind in ("pilot", "contactor", "rcd", "meter", "watchdog", "lock"):
             device: Device = getattr(evse, kind)
             if device.driver == "none":
                 built[kind] = None

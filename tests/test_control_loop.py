@@ -191,3 +191,66 @@ def test_hardware_watchdog_line_toggles_only_while_the_loop_ticks(tmp_path: Path
     finally:
         factory.reset()
         Device.pin_factory = None
+
+
+class SelfTestingRcd(SimResidualCurrent):
+    """A sensor whose self-test trips it for a moment (inside the test) and then releases."""
+
+    has_self_test = True
+
+    def __init__(self, evse, works: bool = True) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(evse)
+        self.works, self.tests, self.during_test = works, 0, False
+
+    def tripped(self) -> bool:
+        return self.during_test or super().tripped()
+
+    def self_test(self) -> bool:
+        self.tests += 1
+        self.during_test = self.works
+        time.sleep(0.02)
+        self.during_test = False
+        return self.works
+
+
+class FakeLock:
+    def __init__(self) -> None:
+        self.locked = False
+        self.commands: list[bool] = []
+
+    def command(self, locked: bool) -> None:
+        self.locked = locked
+        self.commands.append(locked)
+
+    def engaged(self) -> bool:
+        return self.locked
+
+    def close(self) -> None:
+        self.locked = False
+
+
+def test_rcd_self_test_runs_once_per_connection_before_closing(tmp_path: Path) -> None:
+    bench = SimBench({1: 3}, tmp_path / "sim.json")
+    sim = bench.evses[1]
+    rcd, lock = SelfTestingRcd(sim), FakeLock()
+    sup = Supervisor(max_current_a=32, lock_fitted=True)
+    channel = EvseChannel(1, sup, SimPilot(sim), SimContactor(sim), rcd, None, lock)
+    channel.permit = (True, 32.0)
+    loop = ControlLoop([channel], 100, lambda _id, _view: None)
+    loop.start()
+    try:
+        sim.set_ev(plugged=True, requesting=True)
+        wait(lambda: sim.contactor_closed)
+        assert rcd.tests == 1 and lock.locked
+        assert channel.view is not None and not channel.view.faults  # its own trip is no fault
+        time.sleep(0.2)
+        assert rcd.tests == 1  # once per connection
+        sim.set_ev(plugged=False, requesting=False)
+        wait(lambda: not lock.locked)
+        rcd.works = False
+        sim.set_ev(plugged=True, requesting=True)
+        wait(lambda: channel.view is not None and Fault.RCD_TEST in channel.view.faults)
+        time.sleep(0.2)
+        assert rcd.tests == 2 and not sim.contactor_closed
+    finally:
+        loop.stop()

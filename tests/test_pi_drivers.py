@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from gpiozero import Device
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockConnectedPin, MockFactory, MockPWMPin
 
 from controller.pilot import CpState, PilotDetector, PilotMode
 from controller.safety import Inputs, Supervisor
@@ -200,15 +200,27 @@ def test_contactor_without_feedback_echoes_the_command_and_warns(
     contactor.close()
 
 
-def test_residual_current_trip_input_and_self_test(pins: MockFactory) -> None:
-    rcd = GpioResidualCurrent(22, test_pin=23)
-    assert not rcd.tripped()
-    assert not rcd.self_test()  # nothing answers the test input: the sensor is broken
-    assert pins.pin(23).state == 0  # test input released
-    pins.pin(22).drive_high()
-    assert rcd.tripped()
-    assert rcd.self_test()
-    rcd.close()
+def test_residual_current_trip_input_and_self_test() -> None:
+    factory = MockFactory()  # MockPin, so the connected test pin below is accepted
+    Device.pin_factory = factory
+    try:
+        broken = GpioResidualCurrent(22, test_pin=23)
+        assert broken.has_self_test and not broken.tripped()
+        assert not broken.self_test()  # nothing answers the test input: the sensor is broken
+        assert factory.pin(23).state == 0  # test input released
+        factory.pin(22).drive_high()
+        assert broken.tripped()
+        assert not broken.self_test()  # stuck tripped: it never releases
+        broken.close()
+        factory.reset()
+        # A working sensor: its trip output follows the test current.
+        factory.pin(25, pin_class=MockConnectedPin, input_pin=factory.pin(22))
+        rcd = GpioResidualCurrent(22, test_pin=25)
+        assert rcd.self_test() and not rcd.tripped()
+        rcd.close()
+    finally:
+        factory.reset()
+        Device.pin_factory = None
 
 
 def test_contactor_rests_its_minimum_interval_before_closing_again() -> None:

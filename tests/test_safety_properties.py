@@ -26,6 +26,7 @@ from controller.safety import (
     Fault,
     Inputs,
     Output,
+    RcdTest,
     Supervisor,
 )
 from drivers.sim import pilot_levels
@@ -60,10 +61,14 @@ class SupervisorMachine(RuleBasedStateMachine):
         period=st.sampled_from([0.005, 0.01, 0.02]),
         ventilation=st.booleans(),
         max_current=st.sampled_from([6.0, 16.0, 32.0, 63.0, 80.0]),
+        lock_fitted=st.booleans(),
     )
-    def setup(self, period: float, ventilation: bool, max_current: float) -> None:
+    def setup(self, period: float, ventilation: bool, max_current: float, lock_fitted: bool) -> None:
         self.period = period
-        self.sup = Supervisor(max_current_a=max_current, ventilation=ventilation)
+        self.sup = Supervisor(max_current_a=max_current, ventilation=ventilation, lock_fitted=lock_fitted)
+        self.lock_works = True
+        self.locked = False
+        self.rcd_test = RcdTest.NONE
         self.now = 0.0
         # the physical world
         self.ev = CpState.A
@@ -114,6 +119,14 @@ class SupervisorMachine(RuleBasedStateMachine):
     @rule(volts=st.sampled_from(GLITCH_VOLTS), steps=st.integers(min_value=1, max_value=30))
     def pilot_glitch(self, volts: float, steps: int) -> None:
         self.glitch = (volts, steps)
+
+    @rule(works=st.booleans())
+    def connector_lock(self, works: bool) -> None:
+        self.lock_works = works
+
+    @rule(state=st.sampled_from(list(RcdTest)))
+    def rcd_self_test(self, state: RcdTest) -> None:
+        self.rcd_test = state
 
     @rule(on=st.booleans())
     def ev_overdraws(self, on: bool) -> None:
@@ -175,11 +188,14 @@ class SupervisorMachine(RuleBasedStateMachine):
             current_a=self._current(),
             authorized=self.authorized,
             limit_a=self.limit,
+            lock_engaged=self.locked,
+            rcd_test=self.rcd_test,
         )
         previous = self.last
         out = self.sup.step(self.now, inputs)
         self.last = out
         self._check(previous, out, inputs, pwm_during_sample=mode is PilotMode.PWM)
+        self.locked = out.lock and self.lock_works
         # the contactor hardware answers the command
         if out.contactor:
             self.physical_closed = self.contactor_mode != "stuck"
@@ -206,6 +222,10 @@ class SupervisorMachine(RuleBasedStateMachine):
             assert inp.authorized, "closed without authorization"
             assert diode_present(inp.sample), "closed without the EV diode in the sample"
             assert self.last_pair_in_band == self.now, "closed without two raw samples in C"
+            assert inp.lock_engaged or not self.sup.lock_fitted, "closed with the connector unlocked"
+            assert inp.rcd_test in (RcdTest.NONE, RcdTest.PASSED), "closed before the RCD self-test passed"
+        if out.contactor and self.sup.lock_fitted:
+            assert out.lock, "unlock commanded with the contactor closed"
         if out.contactor:
             since = self.now - self.last_pair_in_band
             assert since <= OPEN_BUDGET_S + EPS, f"closed {since * 1000:.0f} ms without two raw C samples"
@@ -286,6 +306,8 @@ class SupervisorMachine(RuleBasedStateMachine):
             and not self.rcd
             and self.meter_ok
             and self.contactor_mode == "normal"
+            and (self.lock_works or not self.sup.lock_fitted)
+            and self.rcd_test in (RcdTest.NONE, RcdTest.PASSED)
             and not self.overdraw
             and self.authorized
             and self.glitch is None

@@ -14,6 +14,7 @@ from controller.safety import (
     Fault,
     Inputs,
     Output,
+    RcdTest,
     Supervisor,
 )
 from drivers.sim import pilot_levels
@@ -35,6 +36,9 @@ class World:
         self.authorized = True
         self.limit = 32.0
         self.closed = False
+        self.lock_works = True
+        self.locked = False
+        self.rcd_test = RcdTest.NONE
         self.out: Output | None = None
         self.pilots: list[tuple[float, PilotMode, float]] = []
 
@@ -57,8 +61,11 @@ class World:
                 current_a=self.current_a,
                 authorized=self.authorized,
                 limit_a=self.limit,
+                lock_engaged=self.locked,
+                rcd_test=self.rcd_test,
             ),
         )
+        self.locked = self.out.lock and self.lock_works
         self.pilots.append((self.now, self.out.pilot, self.out.duty_percent))
         if self.out.contactor:
             self.closed = not self.stuck
@@ -289,3 +296,46 @@ def test_pwm_off_and_on_again_never_raises_the_offer_within_5_s() -> None:
     assert world.out.offered_a == pytest.approx(16.0, abs=0.1)  # type: ignore[union-attr]
     world.run(5.0)
     assert world.out.offered_a == pytest.approx(32.0, abs=0.1)  # type: ignore[union-attr]
+
+
+def test_a_fitted_lock_engages_before_closing_and_releases_after_unplug() -> None:
+    world = World(lock_fitted=True)
+    world.ev = CpState.C
+    assert world.until("out.contactor") <= 3.0
+    assert world.locked
+    world.ev = CpState.A
+    world.until("not out.contactor")
+    assert world.until("not out.lock", limit_s=1.0) < 0.1
+
+
+def test_a_jammed_lock_never_closes_and_reports_a_lock_failure() -> None:
+    world = World(lock_fitted=True)
+    world.lock_works = False
+    world.ev = CpState.C
+    waited = world.until("Fault.LOCK in out.faults")
+    assert 1.0 <= waited <= 1.0 + 4 * PERIOD  # from the lock command, which waits for C confirmed
+    assert not world.run(3.0).contactor
+
+
+def test_the_lock_holds_5_s_through_a_pilot_short() -> None:
+    world = World(lock_fitted=True).charging()
+    world.ev = CpState.E
+    assert world.until("not out.contactor") <= 0.1
+    assert 4.8 <= world.until("not out.lock", limit_s=8.0) <= 5.1
+
+
+def test_no_closing_until_the_residual_current_self_test_passed() -> None:
+    world = World()
+    world.rcd_test = RcdTest.PENDING
+    world.ev = CpState.C
+    assert not world.run(3.0).contactor
+    world.rcd_test = RcdTest.PASSED
+    assert world.until("out.contactor") <= 0.1
+
+
+def test_a_failed_self_test_is_a_fault_that_blocks_charging() -> None:
+    world = World()
+    world.rcd_test = RcdTest.FAILED
+    world.ev = CpState.C
+    out = world.run(3.0)
+    assert Fault.RCD_TEST in out.faults and not out.contactor
