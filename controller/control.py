@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 from controller.pilot import CONNECTED, CpState, PilotMode, PilotSample
 from controller.safety import Fault, Inputs, Output, RcdTest, Supervisor
@@ -38,6 +39,11 @@ from drivers.base import (
 log = logging.getLogger(__name__)
 
 BROKEN_PILOT = PilotSample(0.0, 0.0)  # a pilot we cannot read is treated as shorted (E)
+RCD_RECHECK_S = 0.001  # a residual-current trip is read twice this far apart
+RCD_TRIP_S = 1.0  # the self-test holds the test input at most this long waiting for a trip
+RCD_RELEASE_S = 0.5  # and then waits at most this long for the sensor to release
+MAKE_SAFE_FEEDBACK_S = 0.3  # how long a safe exit waits for the contactor to report open
+T = TypeVar("T")
 
 
 @dataclass
@@ -68,6 +74,8 @@ class EvseChannel:
         self._applied_lock: bool | None = None
         testable = rcd is not None and getattr(rcd, "has_self_test", False)
         self.rcd_test = RcdTest.PENDING if testable else RcdTest.NONE
+        self._test_phase, self._test_since, self._test_tripped = "idle", 0.0, False
+        self._feedback = False
         # written by the event loop, read here: whole-object assignments are atomic
         self.permit: tuple[bool, float] = (False, 0.0)
         self.meter: tuple[bool, float | None] = (True, None)
@@ -78,17 +86,23 @@ class EvseChannel:
         self._driver_error = ""
 
     def tick(self, now: float) -> EvseView:
-        try:
-            self._self_test_rcd()
-            sample = self.pilot.sample()
-            feedback = self.contactor.feedback_closed()
-            rcd = self.rcd.tripped() if self.rcd is not None else False
-            engaged = self.lock.engaged() if self.lock is not None else False
-            read_ok = True
-        except Exception as exc:  # a driver failing is a fault, never the end of the loop
-            self._report_driver_error(exc)
-            sample, feedback, rcd, engaged = BROKEN_PILOT, self.supervisor.contactor, False, False
-            read_ok = False
+        read_ok = True
+
+        def read(what: Callable[[], T], fallback: T) -> T:
+            # Each input on its own: one failing driver must not blind the others.
+            nonlocal read_ok
+            try:
+                return what()
+            except Exception as exc:  # a driver failing is a fault, never the end of the loop
+                self._report_driver_error(exc)
+                read_ok = False
+                return fallback
+
+        sample = read(self.pilot.sample, BROKEN_PILOT)
+        feedback = self._feedback = read(self.contactor.feedback_closed, self._feedback)
+        tripped = read(self._rcd_tripped, False)
+        engaged = read(self.lock.engaged, False) if self.lock is not None else False
+        testing = self._self_test_step(now, tripped)
         authorized, limit = self.permit
         meter_ok, current = self.meter
         out = self.supervisor.step(
@@ -96,7 +110,7 @@ class EvseChannel:
             Inputs(
                 sample=sample,
                 feedback_closed=feedback,
-                rcd_tripped=rcd,
+                rcd_tripped=tripped and not testing,  # the self-test's own trip is no fault
                 meter_ok=meter_ok,
                 hardware_ok=read_ok and self._hardware_ok,
                 current_a=current,
@@ -107,9 +121,9 @@ class EvseChannel:
             ),
         )
         self._hardware_ok = self._apply(out)
-        if self.watchdog is not None:
-            # Fed once per completed tick: a hung or dead loop stops it and the board drops
-            # the contactor in hardware.
+        if self.watchdog is not None and read_ok and self._hardware_ok:
+            # Fed only after a tick that read and drove everything: a hung, dead or
+            # failing loop stops it and the board drops the contactor in hardware.
             try:
                 self.watchdog.toggle()
             except Exception as exc:
@@ -118,6 +132,12 @@ class EvseChannel:
             self._driver_error = ""
         self.view = EvseView(out.cp, out.pilot, out.duty_percent, out.offered_a, feedback, out.faults)
         return self.view
+
+    def _rcd_tripped(self) -> bool:
+        if self.rcd is None or not self.rcd.tripped():
+            return False
+        time.sleep(RCD_RECHECK_S)  # a trip is confirmed by a second read, not one glitch
+        return self.rcd.tripped()
 
     def _apply(self, out: Output) -> bool:
         ok = True
@@ -149,26 +169,43 @@ class EvseChannel:
                 ok = False
         return ok
 
-    def _self_test_rcd(self) -> None:
-        """Once per connection, before any closing: pulse the sensor's test input.
+    def _self_test_step(self, now: float, tripped: bool) -> bool:
+        """Self-test the residual-current sensor once per connection, across ticks.
 
-        It runs inside the tick, so the trip it causes is never seen as a residual
-        current; the contactor is open while an EV has only just connected.
+        Test input on until the sensor trips (RCD_TRIP_S at most), then off until it
+        releases (RCD_RELEASE_S at most). The contactor is open meanwhile (no closing before
+        PASSED), and the trip the test causes is masked. Returns whether a test is running.
         """
-        if self.rcd_test is RcdTest.NONE:
-            return
+        rcd = self.rcd
+        if self.rcd_test is RcdTest.NONE or rcd is None:
+            return False
         if self.supervisor.cp is CpState.A:
-            self.rcd_test = RcdTest.PENDING
-        elif self.rcd_test is RcdTest.PENDING and self.supervisor.cp in CONNECTED:
-            passed = self.rcd.self_test()  # type: ignore[union-attr]
-            self.rcd_test = RcdTest.PASSED if passed else RcdTest.FAILED
+            if self._test_phase != "idle":
+                rcd.test_off()  # type: ignore[attr-defined]
+            self._test_phase, self.rcd_test = "idle", RcdTest.PENDING
+            return False
+        if self._test_phase == "idle":
+            if self.rcd_test is RcdTest.PENDING and self.supervisor.cp in CONNECTED:
+                rcd.test_on()  # type: ignore[attr-defined]
+                self._test_phase, self._test_since, self._test_tripped = "testing", now, False
+                return True
+            return False
+        if self._test_phase == "testing" and (tripped or now - self._test_since > RCD_TRIP_S):
+            rcd.test_off()  # type: ignore[attr-defined]
+            self._test_phase, self._test_since, self._test_tripped = "releasing", now, tripped
+        elif self._test_phase == "releasing" and (not tripped or now - self._test_since > RCD_RELEASE_S):
+            passed = self._test_tripped and not tripped
+            self._test_phase, self.rcd_test = "idle", RcdTest.PASSED if passed else RcdTest.FAILED
             if not passed:
                 log.error(
-                    "EVSE %d: residual-current sensor failed its self-test; no charging until "
-                    "the EV reconnects",
+                    "EVSE %d: residual-current sensor failed its self-test (%s); no charging "
+                    "until the EV reconnects",
                     self.evse_id,
+                    "it did not release" if self._test_tripped else "it did not trip",
                     extra={"evse_id": self.evse_id},
                 )
+            return False
+        return True
 
     def _report_driver_error(self, exc: Exception) -> None:
         message = f"{type(exc).__name__}: {exc}"
@@ -179,25 +216,42 @@ class EvseChannel:
             self._driver_error = message
 
     def make_safe(self) -> None:
-        steps: list[Callable[[], None]] = [
-            partial(self.contactor.command, False),
-            self.contactor.close,
-            self.pilot.close,
-        ]
-        if self.lock is not None and Fault.CONTACTOR_WELD not in self.supervisor.faults:
-            steps.append(self.lock.close)  # unlocks after opening; never with live welded contacts
+        """Open the contactor, then (only once it reports open) unlock; PWM and watchdog off."""
+        opened = self._try(partial(self.contactor.command, False))
+        deadline = time.monotonic() + MAKE_SAFE_FEEDBACK_S
+        while opened and self._safe_read(self.contactor.feedback_closed, True):
+            if time.monotonic() > deadline:
+                opened = False  # still closed: welded, keep the connector locked
+                break
+            time.sleep(0.005)
+        if self.lock is not None and opened and Fault.CONTACTOR_WELD not in self.supervisor.faults:
+            self._try(self.lock.close)
+        if self.rcd is not None and self._test_phase != "idle":
+            self._try(self.rcd.test_off)  # type: ignore[attr-defined]
+        for step in (self.contactor.close, self.pilot.close):
+            self._try(step)
         if self.watchdog is not None:
-            steps.append(self.watchdog.close)  # released, it stops toggling: the board drops too
-        for step in steps:
-            try:
-                step()
-            except Exception as exc:
-                log.critical(
-                    "EVSE %d: could not make the hardware safe: %s",
-                    self.evse_id,
-                    exc,
-                    extra={"evse_id": self.evse_id},
-                )
+            self._try(self.watchdog.close)  # released, it stops toggling: the board drops too
+
+    def _try(self, step: Callable[[], object]) -> bool:
+        try:
+            step()
+            return True
+        except Exception as exc:
+            log.critical(
+                "EVSE %d: could not make the hardware safe: %s",
+                self.evse_id,
+                exc,
+                extra={"evse_id": self.evse_id},
+            )
+            return False
+
+    @staticmethod
+    def _safe_read(what: Callable[[], bool], fallback: bool) -> bool:
+        try:
+            return what()
+        except Exception:
+            return fallback
 
 
 class ControlLoop(threading.Thread):

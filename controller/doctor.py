@@ -97,8 +97,15 @@ def check_pilot(name: str, options: dict[str, Any]) -> tuple[Check, CpState | No
         sample = pilot.sample()
         state = classify(sample.high_v)
         detail = f"+12 V out, reads {sample.high_v:+.2f} V / {sample.low_v:+.2f} V = state {state or '?'}"
-        if state in (CpState.A, CpState.B, CpState.C):
+        if state is CpState.A:
             return Check(name, True, detail), state
+        if state in (CpState.B, CpState.C, CpState.D):
+            return Check(
+                name,
+                None,
+                detail + " (an EV is connected)",
+                "unplug the EV to check the pilot against state A",
+            ), state
         return Check(
             name,
             False,
@@ -170,7 +177,12 @@ def check_rcd(name: str, options: dict[str, Any], actuate: bool) -> Check:
         if actuate and options.get("test_pin", -1) >= 0:
             if rcd.self_test():
                 return Check(name, True, "self-test tripped in time")
-            return Check(name, False, "self-test did not trip", "check the test input wiring and the module")
+            return Check(
+                name,
+                False,
+                "self-test failed: no trip within 1 s, or no release after",
+                "check the test input wiring and the module",
+            )
         return Check(name, True, "not tripped")
     finally:
         _close(rcd)
@@ -246,10 +258,20 @@ def _run(config: Config, actuate: bool, card_seconds: float) -> list[Check]:
         if evse.pilot.driver == "pi":
             check, state = check_pilot(prefix + "pilot", evse.pilot.options)
             checks.append(check)
+        if evse.rcd.driver == "gpio":  # before any switching
+            checks.append(check_rcd(prefix + "rcd", evse.rcd.options, actuate))
         if evse.contactor.driver == "gpio":
             checks.append(check_contactor(prefix + "contactor", evse.contactor.options, actuate, state))
-        if evse.rcd.driver == "gpio":
-            checks.append(check_rcd(prefix + "rcd", evse.rcd.options, actuate))
+        for kind in ("lock", "watchdog"):
+            if getattr(evse, kind).driver != "none":
+                checks.append(
+                    Check(
+                        prefix + kind,
+                        None,
+                        "configured; not exercised by doctor",
+                        "check it on the bench (a watchdog board also needs the daemon)",
+                    )
+                )
         if evse.meter.driver == "modbus":
             checks.append(check_meter(prefix + "meter", evse.meter.options))
         for kind in ("pilot", "contactor", "rcd", "meter"):

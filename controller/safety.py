@@ -63,6 +63,7 @@ OVERCURRENT_MARGIN_A = 0.5
 OVERCURRENT_TIME_S = 7.0  # ... for longer than this (the standard allows no less than 6 s)
 FEEDBACK_TIMEOUT_S = 0.5  # contactor feedback must follow a command within this
 LOCK_TIMEOUT_S = 1.0  # a connector lock must report engaged within this
+LOCK_LOST_SAMPLES = 2  # a lock reported open this many samples in a row opens the contactor
 LOCK_HOLD_E_F_S = 5.0  # in E or F the connector unlocks only after this (as firmware in the field does)
 
 
@@ -155,6 +156,7 @@ class Supervisor:
         self.lock = False
         self._lock_hold_until = float("-inf")
         self._lock_pending_since: float | None = None
+        self._unlocked_samples = 0
         self._energy_run = 0  # consecutive raw samples in the energy band (gaps count as outside)
         self._energy_confirmed_at = float("-inf")
 
@@ -169,7 +171,7 @@ class Supervisor:
         self._update_faults(now, inputs, pwm_during_sample)
         self._update_pilot(now, inputs)
         self._update_contactor(now, inputs, pwm_during_sample)
-        self._update_lock(now)
+        self._update_lock(now, inputs)
         return Output(self.pilot, self.duty, self.contactor, self.cp, self.faults, self.lock)
 
     def energy_allowed_state(self) -> bool:
@@ -206,6 +208,9 @@ class Supervisor:
         else:
             self._overcurrent_since = None
 
+        self._unlocked_samples = (
+            self._unlocked_samples + 1 if self.lock_fitted and not inputs.lock_engaged else 0
+        )
         if self.lock and not inputs.lock_engaged:
             if self._lock_pending_since is None:
                 self._lock_pending_since = now
@@ -271,7 +276,8 @@ class Supervisor:
     #   the connector lock engaged (if fitted), the residual-current self-test passed (if fitted).
     # OPEN_WHEN: any fault; pilot at -12 V; pilot confirmed outside C (D without
     #   ventilation counts as outside); no two consecutive raw samples in the band for
-    #   OPEN_BUDGET_S / 2; PWM removed for PWM_OFF_OPEN_S.
+    #   OPEN_BUDGET_S / 2; PWM removed for PWM_OFF_OPEN_S; a fitted lock reported open
+    #   for LOCK_LOST_SAMPLES samples.
 
     def _update_contactor(self, now: float, inputs: Inputs, pwm_during_sample: bool) -> None:
         if self.contactor:
@@ -281,6 +287,7 @@ class Supervisor:
                 or self.pilot is PilotMode.NEGATIVE
                 or not self.energy_allowed_state()
                 or pwm_grace_over
+                or self._unlocked_samples >= LOCK_LOST_SAMPLES
                 or now - self._energy_confirmed_at > OPEN_BUDGET_S / 2
             ):
                 self._command_contactor(False, now)
@@ -305,13 +312,16 @@ class Supervisor:
             self._opened_at = now
 
     # -- 4. connector lock ---------------------------------------------------------------
-    # Locked while an EV is connected or the contactor is closed; through E and F it holds
-    # for LOCK_HOLD_E_F_S (the EV may still be there); unlocked in A.
+    # Locked while an EV is connected or the contacts may be live (commanded or reported
+    # closed, or welded); through E and F it holds for LOCK_HOLD_E_F_S (the EV may still be
+    # there); unlocked in A.
 
-    def _update_lock(self, now: float) -> None:
+    def _update_lock(self, now: float, inputs: Inputs) -> None:
         if not self.lock_fitted:
             return
-        if self.cp in CONNECTED or self.contactor:
+        # Never unlock over live contacts: commanded closed, reported closed, or welded.
+        live = self.contactor or inputs.feedback_closed or Fault.CONTACTOR_WELD in self.faults
+        if self.cp in CONNECTED or live:
             self.lock, self._lock_hold_until = True, now + LOCK_HOLD_E_F_S
         elif self.cp in (CpState.E, CpState.F):
             self.lock = now < self._lock_hold_until

@@ -43,9 +43,10 @@ class ResidualCurrentDriver(Protocol):
 
 
 class SelfTestingResidualCurrent(ResidualCurrentDriver, Protocol):
-    def self_test(self) -> bool:
-        """Pulse the test input; True when the sensor tripped and released in time."""
-        ...
+    """A sensor with a test input; the control loop times the test across its ticks."""
+
+    def test_on(self) -> None: ...
+    def test_off(self) -> None: ...
 
 
 class LockDriver(Protocol):

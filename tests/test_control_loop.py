@@ -194,23 +194,25 @@ def test_hardware_watchdog_line_toggles_only_while_the_loop_ticks(tmp_path: Path
 
 
 class SelfTestingRcd(SimResidualCurrent):
-    """A sensor whose self-test trips it for a moment (inside the test) and then releases."""
+    """A sensor that trips while its test input is on (if it works) and releases after."""
 
     has_self_test = True
 
-    def __init__(self, evse, works: bool = True) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, evse, works: bool = True, releases: bool = True) -> None:  # type: ignore[no-untyped-def]
         super().__init__(evse)
-        self.works, self.tests, self.during_test = works, 0, False
+        self.works, self.releases, self.tests, self.test_input = works, releases, 0, False
+        self.stuck = False
 
     def tripped(self) -> bool:
-        return self.during_test or super().tripped()
+        return (self.test_input and self.works) or self.stuck or super().tripped()
 
-    def self_test(self) -> bool:
+    def test_on(self) -> None:
         self.tests += 1
-        self.during_test = self.works
-        time.sleep(0.02)
-        self.during_test = False
-        return self.works
+        self.test_input = True
+
+    def test_off(self) -> None:
+        self.test_input = False
+        self.stuck = self.works and not self.releases
 
 
 class FakeLock:
@@ -252,5 +254,63 @@ def test_rcd_self_test_runs_once_per_connection_before_closing(tmp_path: Path) -
         wait(lambda: channel.view is not None and Fault.RCD_TEST in channel.view.faults)
         time.sleep(0.2)
         assert rcd.tests == 2 and not sim.contactor_closed
+        assert Fault.RCD not in channel.view.faults  # a failed test is not a residual current
     finally:
         loop.stop()
+
+
+class FailingContactor(SimContactor):
+    fail = False
+
+    def command(self, closed: bool) -> None:
+        if self.fail:
+            raise OSError("relay driver not answering")
+        super().command(closed)
+
+
+def test_the_watchdog_line_stops_while_a_driver_fails(tmp_path: Path) -> None:
+    class CountingWatchdog:
+        toggles = 0
+
+        def toggle(self) -> None:
+            self.toggles += 1
+
+        def close(self) -> None:
+            pass
+
+    bench = SimBench({1: 3}, tmp_path / "sim.json")
+    sim = bench.evses[1]
+    contactor, watchdog = FailingContactor(sim), CountingWatchdog()
+    channel = EvseChannel(1, Supervisor(max_current_a=32), SimPilot(sim), contactor, None, watchdog)
+    channel.permit = (True, 32.0)
+    loop = ControlLoop([channel], 100, lambda _id, _view: None)
+    loop.start()
+    try:
+        sim.set_ev(plugged=True, requesting=True)
+        wait(lambda: sim.contactor_closed)
+        contactor.fail = True  # cannot open any more: only the hardware watchdog can
+        sim.set_ev(plugged=False, requesting=False)  # an opening is now needed, and fails
+        time.sleep(0.1)
+        before = watchdog.toggles
+        time.sleep(0.3)
+        assert watchdog.toggles == before
+    finally:
+        contactor.fail = False
+        loop.stop()
+
+
+def test_a_safe_exit_keeps_a_welded_contactor_locked(tmp_path: Path) -> None:
+    bench = SimBench({1: 3}, tmp_path / "sim.json")
+    sim = bench.evses[1]
+    lock = FakeLock()
+    channel = EvseChannel(
+        1, Supervisor(max_current_a=32, lock_fitted=True), SimPilot(sim), SimContactor(sim), None, None, lock
+    )
+    channel.permit = (True, 32.0)
+    loop = ControlLoop([channel], 100, lambda _id, _view: None)
+    loop.start()
+    sim.set_ev(plugged=True, requesting=True)
+    wait(lambda: sim.contactor_closed)
+    sim.set_fault("contactor_weld", True)
+    loop.stop()  # the welded contacts stay closed: the connector must not unlock
+    assert sim.contactor_closed and lock.locked

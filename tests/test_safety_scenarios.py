@@ -339,3 +339,19 @@ def test_a_failed_self_test_is_a_fault_that_blocks_charging() -> None:
     world.ev = CpState.C
     out = world.run(3.0)
     assert Fault.RCD_TEST in out.faults and not out.contactor
+
+
+def test_a_welded_contactor_keeps_the_connector_locked_even_after_unplug() -> None:
+    world = World(lock_fitted=True).charging()
+    world.weld = True
+    world.ev = CpState.A  # the plug end is pulled while the contacts weld
+    world.run(8.0)
+    assert world.closed and world.out is not None
+    assert Fault.CONTACTOR_WELD in world.out.faults and world.out.lock
+
+
+def test_a_lock_that_opens_under_load_opens_the_contactor_within_two_samples() -> None:
+    world = World(lock_fitted=True).charging()
+    world.lock_works = False
+    # the switch reports open one step after the jam in this model, then two samples
+    assert world.until("not out.contactor") <= 3 * PERIOD + 1e-9
