@@ -478,6 +478,18 @@ def _check_rules(v: _Validator, config: Config, data: dict[str, Any]) -> None:
                 ):
                     v.error(f"firmware.{name}", f"{target} is not executable: chmod +x it")
 
+    for evse in config.evses:
+        # An ADS1115 sample takes about 6 ms (two peak channels) or 12 ms (a window of 8).
+        if evse.pilot.driver == "pi":
+            mode = evse.pilot.options.get("adc_mode", "peak")
+            limit = 150 if mode == "peak" else 75
+            if config.sample_hz > limit:
+                v.error(
+                    "control.sample_hz",
+                    f"at most {limit} with evse {evse.id}'s ADS1115 pilot "
+                    f"(adc_mode {mode!r}): one sample takes longer than a tick",
+                )
+
     if config.uses_sim() or _names_sim_driver(data):
         if config.sim_socket is None:
             if "sim" not in data:

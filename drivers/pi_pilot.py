@@ -38,7 +38,10 @@ def output_duty(mode: PilotMode, duty_percent: float, invert: bool = False) -> f
 class SysfsPwm:
     """One channel of the kernel PWM under /sys/class/pwm."""
 
-    def __init__(self, chip: int, channel: int, root: Path = Path("/sys/class/pwm")) -> None:
+    def __init__(
+        self, chip: int, channel: int, root: Path = Path("/sys/class/pwm"), idle_duty: float = 100.0
+    ) -> None:
+        self._duty_fd = -1
         self.chip_dir = root / f"pwmchip{chip}"
         self.dir = self.chip_dir / f"pwm{channel}"
         if not self.chip_dir.is_dir():
@@ -50,15 +53,17 @@ class SysfsPwm:
             if not self.dir.is_dir():
                 (self.chip_dir / "export").write_text(str(channel))
             self._wait_writable()
-            (self.dir / "period").write_text(str(PERIOD_NS))
             self._duty_fd = os.open(self.dir / "duty_cycle", os.O_WRONLY)
+            self.set_duty(0.0)  # a duty longer than the new period would refuse the period
+            (self.dir / "period").write_text(str(PERIOD_NS))
+            self.set_duty(idle_duty)  # +12 V through the board's amplifier: nothing offered
+            (self.dir / "enable").write_text("1")
         except OSError as exc:
+            self.close()
             raise DriverError(
                 f"cannot drive {self.dir}: {exc.strerror}; the evse user needs group "
                 "gpio and the udev rule 90-evse-pwm.rules"
             ) from exc
-        self.set_duty(100.0)
-        (self.dir / "enable").write_text("1")
 
     def _wait_writable(self) -> None:
         deadline = time.monotonic() + EXPORT_WAIT_S
@@ -66,10 +71,14 @@ class SysfsPwm:
             time.sleep(0.02)
 
     def set_duty(self, percent: float) -> None:
+        if self._duty_fd < 0:  # closed (a safe exit from another thread): never a stale fd
+            raise DriverError(f"{self.dir} is closed")
         os.pwrite(self._duty_fd, f"{round(PERIOD_NS * percent / 100)}\n".encode(), 0)
 
     def close(self) -> None:
-        os.close(self._duty_fd)
+        fd, self._duty_fd = self._duty_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 class GpiozeroPwm:
@@ -117,6 +126,7 @@ class Ads1115:
     def select(self, channel: int) -> None:
         if channel != self.channel:
             word = self.config_word(channel)
+            self.channel = None  # unknown until the write succeeded
             self.bus.write_i2c_block_data(self.address, self.CONFIG, [word >> 8, word & 0xFF])
             self.channel = channel
             time.sleep(2 * self.CONVERSION_S)  # the first conversion after a switch is stale
@@ -172,6 +182,7 @@ class PiPilot:
 
 def build_pilot(options: dict[str, Any]) -> PiPilot:
     pwm: SysfsPwm | GpiozeroPwm
+    idle = output_duty(PilotMode.STEADY, 100.0, bool(options.get("pwm_invert", False)))
     if options.get("pwm", "sysfs") == "gpiozero":
         pwm = GpiozeroPwm(int(options["pwm_pin"]))
     else:
@@ -179,6 +190,13 @@ def build_pilot(options: dict[str, Any]) -> PiPilot:
             int(options["pwm_chip"]),
             int(options["pwm_channel"]),
             Path(options.get("pwm_sysfs", "/sys/class/pwm")),
+            idle_duty=idle,
+        )
+    if options.get("adc_mode", "peak") == "window":
+        log.warning(
+            'adc_mode = "window": an ADS1115 conversion averages over more than one PWM '
+            "period, so the levels read are means, not the pilot's high and low; wire two "
+            'peak detectors (adc_mode = "peak") on a charger'
         )
     try:
         from smbus2 import SMBus

@@ -264,3 +264,44 @@ def test_run_on_the_pi_config_without_pi_hardware_exits_1_for_a_retry_with_the_f
     )
     assert result.returncode == 1  # missing hardware, not a bad file: systemd retries, result.stderr
     assert "evse 1: pilot:" in result.stderr and "dtoverlay=pwm" in result.stderr
+
+
+def test_an_inverting_board_starts_at_plus_12_volts_too(tmp_path: Path) -> None:
+    from drivers.pi_pilot import build_pilot
+
+    chip = fake_pwm_chip(tmp_path)
+    (chip / "pwm0" / "duty_cycle").write_text("2000000")  # left longer than 1 kHz by another tool
+    with pytest.raises(DriverError, match="i2c"):  # no I2C bus here: the PWM is released again
+        build_pilot(
+            {
+                "pwm_chip": 0,
+                "pwm_channel": 0,
+                "pwm_sysfs": str(tmp_path),
+                "pwm_invert": True,
+                "i2c_bus": 99,
+                "adc_address": 0x48,
+            }
+        )
+    assert duty_ns(chip) == 0  # inverted: 0 % is +12 V on this board
+
+
+def test_a_closed_pwm_refuses_writes_instead_of_hitting_a_reused_fd(tmp_path: Path) -> None:
+    fake_pwm_chip(tmp_path)
+    pwm = SysfsPwm(0, 0, tmp_path)
+    pwm.close()
+    with pytest.raises(DriverError, match="closed"):
+        pwm.set_duty(50.0)
+
+
+def test_the_sampling_rate_must_fit_an_ads1115_sample(tmp_path: Path) -> None:
+    from controller.config import ConfigError, load
+
+    text = (
+        (ROOT / "config/evse.pi.toml")
+        .read_text()
+        .replace("# [control]\n# sample_hz = 50", "[control]\nsample_hz = 500")
+    )
+    config = tmp_path / "evse.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=r"control\.sample_hz: at most 150"):
+        load(config)
