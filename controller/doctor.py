@@ -9,7 +9,6 @@ same devices.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 import warnings
@@ -20,7 +19,7 @@ from typing import Any
 from controller.config import Config
 from controller.pilot import CpState, PilotMode, classify
 from drivers.base import DriverError
-from drivers.registry import HARDWARE
+from drivers.registry import HARDWARE, release
 
 # Causes we recognise in an error message, and what a technician does about them.
 FIXES: tuple[tuple[str, str], ...] = (
@@ -60,13 +59,6 @@ def fix_for(message: str) -> str:
 def _failed(device: str, exc: BaseException) -> Check:
     message = str(exc) or type(exc).__name__
     return Check(device, False, message, fix_for(message))
-
-
-def _close(driver: Any) -> None:
-    with contextlib.suppress(Exception):
-        result = driver.close()
-        if asyncio.iscoroutine(result):
-            asyncio.run(result)
 
 
 def check_storage(config: Config) -> Check:
@@ -116,7 +108,7 @@ def check_pilot(name: str, options: dict[str, Any]) -> tuple[Check, CpState | No
     except (DriverError, OSError) as exc:
         return _failed(name, exc), None
     finally:
-        _close(pilot)
+        release(pilot)
 
 
 def check_contactor(name: str, options: dict[str, Any], actuate: bool, pilot: CpState | None) -> Check:
@@ -163,7 +155,7 @@ def check_contactor(name: str, options: dict[str, Any], actuate: bool, pilot: Cp
             "check the coil supply, the relay and the auxiliary contact wiring",
         )
     finally:
-        _close(contactor)
+        release(contactor)
 
 
 def check_rcd(name: str, options: dict[str, Any], actuate: bool) -> Check:
@@ -185,7 +177,7 @@ def check_rcd(name: str, options: dict[str, Any], actuate: bool) -> Check:
             )
         return Check(name, True, "not tripped")
     finally:
-        _close(rcd)
+        release(rcd)
 
 
 async def _read_meter(options: dict[str, Any]) -> str:

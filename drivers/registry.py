@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,50 +43,23 @@ class EvseDrivers:
     lock: LockDriver | None = None
 
 
-def _pi_pilot(options: dict[str, Any]) -> PilotDriver:
-    from drivers.pi_pilot import build_pilot
+def _lazy(module: str, factory: str) -> Callable[[dict[str, Any]], Any]:
+    """A factory imported on first use: a simulated station never imports Pi libraries."""
 
-    return build_pilot(options)
+    def build(options: dict[str, Any]) -> Any:
+        return getattr(importlib.import_module(module), factory)(options)
 
-
-def _gpio_contactor(options: dict[str, Any]) -> ContactorDriver:
-    from drivers.pi_gpio import build_contactor
-
-    return build_contactor(options)
-
-
-def _gpio_rcd(options: dict[str, Any]) -> ResidualCurrentDriver:
-    from drivers.pi_gpio import build_rcd
-
-    return build_rcd(options)
-
-
-def _gpio_watchdog(options: dict[str, Any]) -> WatchdogDriver:
-    from drivers.pi_gpio import build_watchdog
-
-    return build_watchdog(options)
-
-
-def _gpio_lock(options: dict[str, Any]) -> LockDriver:
-    from drivers.pi_gpio import build_lock
-
-    return build_lock(options)
-
-
-def _modbus_meter(options: dict[str, Any]) -> MeterDriver:
-    from drivers.modbus_meter import build_meter
-
-    return build_meter(options)
+    return build
 
 
 # Real hardware: (device, driver) -> factory taking the driver's options.
 HARDWARE: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
-    ("pilot", "pi"): _pi_pilot,
-    ("contactor", "gpio"): _gpio_contactor,
-    ("rcd", "gpio"): _gpio_rcd,
-    ("meter", "modbus"): _modbus_meter,
-    ("watchdog", "gpio"): _gpio_watchdog,
-    ("lock", "gpio"): _gpio_lock,
+    ("pilot", "pi"): _lazy("drivers.pi_pilot", "build_pilot"),
+    ("contactor", "gpio"): _lazy("drivers.pi_gpio", "build_contactor"),
+    ("rcd", "gpio"): _lazy("drivers.pi_gpio", "build_rcd"),
+    ("meter", "modbus"): _lazy("drivers.modbus_meter", "build_meter"),
+    ("watchdog", "gpio"): _lazy("drivers.pi_gpio", "build_watchdog"),
+    ("lock", "gpio"): _lazy("drivers.pi_gpio", "build_lock"),
 }
 # Simulated twins: (device) -> factory taking the EVSE's bench and the bench.
 SIMULATED: dict[str, Callable[[Any, SimBench], Any]] = {
@@ -101,11 +76,17 @@ def make_bench(config: Config) -> SimBench | None:
     return SimBench({e.id: e.phases for e in config.evses}, Path(config.storage_dir) / SIM_STATE_FILE)
 
 
-def _close(driver: Any) -> None:
+def release(driver: Any) -> None:
+    """Close a driver, sync or async, ignoring errors: used when giving hardware back."""
     with contextlib.suppress(Exception):
         result = driver.close()
-        if hasattr(result, "close"):  # an async close() returned a coroutine: not awaited here
-            result.close()
+        if asyncio.iscoroutine(result):  # an async close(): run it unless a loop is running
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                asyncio.run(result)
+            else:
+                result.close()
 
 
 def build_evse(evse: EvseConfig, bench: SimBench | None) -> EvseDrivers:
@@ -127,7 +108,7 @@ def build_evse(evse: EvseConfig, bench: SimBench | None) -> EvseDrivers:
     except BaseException:
         for driver in built.values():
             if driver is not None:
-                _close(driver)
+                release(driver)
         raise
     return EvseDrivers(**built)
 
