@@ -12,7 +12,7 @@ from controller.control import ControlLoop, EvseChannel
 from controller.pilot import CpState, PilotMode
 from controller.safety import Fault, Supervisor
 from controller.station import EvseView
-from drivers.sim import SimBench, SimContactor, SimPilot, SimResidualCurrent
+from drivers.sim import SimBench, SimContactor, SimEvse, SimPilot, SimResidualCurrent
 
 
 class FlakyPilot(SimPilot):
@@ -26,8 +26,7 @@ class FlakyPilot(SimPilot):
 
 @pytest.fixture
 def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
-    bench = SimBench({1: 3}, tmp_path / "sim.json")
-    sim = bench.evses[1]
+    sim = sim_evse(tmp_path)
     pilot = FlakyPilot(sim)
     channel = EvseChannel(1, Supervisor(max_current_a=32), pilot, SimContactor(sim), SimResidualCurrent(sim))
     views: list[tuple[float, EvseView]] = []
@@ -44,11 +43,27 @@ def wait(predicate, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-de
         time.sleep(0.005)
 
 
+def sim_evse(tmp_path: Path) -> SimEvse:
+    return SimBench({1: 3}, tmp_path / "sim.json").evses[1]
+
+
+def running(channel: EvseChannel) -> ControlLoop:
+    """The channel's control loop at 100 Hz, started, with a session allowed to charge."""
+    channel.permit = (True, 32.0)
+    loop = ControlLoop([channel], 100, lambda _id, _view: None)
+    loop.start()
+    return loop
+
+
+def charge(sim: SimEvse) -> None:
+    sim.set_ev(plugged=True, requesting=True)
+    wait(lambda: sim.contactor_closed)
+
+
 def test_unplug_opens_within_the_budget_on_a_real_thread(rig) -> None:  # type: ignore[no-untyped-def]
     sim, _, channel, _, _ = rig
     channel.permit = (True, 32.0)
-    sim.set_ev(plugged=True, requesting=True)
-    wait(lambda: sim.contactor_closed)
+    charge(sim)
     changed = time.monotonic()
     sim.set_ev(plugged=False, requesting=False)
     wait(lambda: not sim.contactor_closed)
@@ -59,8 +74,7 @@ def test_unplug_opens_within_the_budget_on_a_real_thread(rig) -> None:  # type: 
 def test_a_failing_pilot_driver_is_a_fault_not_a_crash(rig) -> None:  # type: ignore[no-untyped-def]
     sim, pilot, channel, loop, _ = rig
     channel.permit = (True, 32.0)
-    sim.set_ev(plugged=True, requesting=True)
-    wait(lambda: sim.contactor_closed)
+    charge(sim)
     pilot.broken = True
     wait(lambda: not sim.contactor_closed)
     wait(lambda: channel.view is not None and Fault.HARDWARE in channel.view.faults)
@@ -72,8 +86,7 @@ def test_a_failing_pilot_driver_is_a_fault_not_a_crash(rig) -> None:  # type: ig
 def test_stopping_the_loop_opens_the_contactor_and_stops_pwm(rig) -> None:  # type: ignore[no-untyped-def]
     sim, _, channel, loop, _ = rig
     channel.permit = (True, 32.0)
-    sim.set_ev(plugged=True, requesting=True)
-    wait(lambda: sim.contactor_closed)
+    charge(sim)
     loop.stop()
     assert not loop.is_alive()
     assert not sim.contactor_closed and sim.pilot_mode is PilotMode.STEADY
@@ -81,8 +94,7 @@ def test_stopping_the_loop_opens_the_contactor_and_stops_pwm(rig) -> None:  # ty
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_crash_inside_the_loop_still_leaves_the_hardware_safe(tmp_path: Path) -> None:
-    bench = SimBench({1: 3}, tmp_path / "sim.json")
-    sim = bench.evses[1]
+    sim = sim_evse(tmp_path)
     channel = EvseChannel(1, Supervisor(max_current_a=32), SimPilot(sim), SimContactor(sim), None)
     channel.permit = (True, 32.0)
     sim.set_ev(plugged=True, requesting=True)
@@ -117,15 +129,11 @@ class LyingContactor(SimContactor):
 
 
 def test_a_close_command_that_raised_is_still_opened(tmp_path: Path) -> None:
-    bench = SimBench({1: 3}, tmp_path / "sim.json")
-    sim = bench.evses[1]
+    sim = sim_evse(tmp_path)
     channel = EvseChannel(1, Supervisor(max_current_a=32), SimPilot(sim), LyingContactor(sim), None)
-    channel.permit = (True, 32.0)
-    loop = ControlLoop([channel], 100, lambda _id, _view: None)
-    loop.start()
+    loop = running(channel)
     try:
-        sim.set_ev(plugged=True, requesting=True)
-        wait(lambda: sim.contactor_closed)
+        charge(sim)
         sim.set_ev(plugged=False, requesting=False)
         wait(lambda: not sim.contactor_closed, timeout=0.5)
     finally:
@@ -142,15 +150,11 @@ class HangingPilot(SimPilot):
 
 
 def test_stop_makes_the_hardware_safe_even_when_a_driver_hangs(tmp_path: Path) -> None:
-    bench = SimBench({1: 3}, tmp_path / "sim.json")
-    sim = bench.evses[1]
+    sim = sim_evse(tmp_path)
     pilot = HangingPilot(sim)
     channel = EvseChannel(1, Supervisor(max_current_a=32), pilot, SimContactor(sim), None)
-    channel.permit = (True, 32.0)
-    loop = ControlLoop([channel], 100, lambda _id, _view: None)
-    loop.start()
-    sim.set_ev(plugged=True, requesting=True)
-    wait(lambda: sim.contactor_closed)
+    loop = running(channel)
+    charge(sim)
     pilot.hang.set()
     time.sleep(0.05)
     started = time.monotonic()
@@ -232,17 +236,13 @@ class FakeLock:
 
 
 def test_rcd_self_test_runs_once_per_connection_before_closing(tmp_path: Path) -> None:
-    bench = SimBench({1: 3}, tmp_path / "sim.json")
-    sim = bench.evses[1]
+    sim = sim_evse(tmp_path)
     rcd, lock = SelfTestingRcd(sim), FakeLock()
     sup = Supervisor(max_current_a=32, lock_fitted=True)
     channel = EvseChannel(1, sup, SimPilot(sim), SimContactor(sim), rcd, None, lock)
-    channel.permit = (True, 32.0)
-    loop = ControlLoop([channel], 100, lambda _id, _view: None)
-    loop.start()
+    loop = running(channel)
     try:
-        sim.set_ev(plugged=True, requesting=True)
-        wait(lambda: sim.contactor_closed)
+        charge(sim)
         assert rcd.tests == 1 and lock.locked
         assert channel.view is not None and not channel.view.faults  # its own trip is no fault
         time.sleep(0.2)
@@ -278,16 +278,12 @@ def test_the_watchdog_line_stops_while_a_driver_fails(tmp_path: Path) -> None:
         def close(self) -> None:
             pass
 
-    bench = SimBench({1: 3}, tmp_path / "sim.json")
-    sim = bench.evses[1]
+    sim = sim_evse(tmp_path)
     contactor, watchdog = FailingContactor(sim), CountingWatchdog()
     channel = EvseChannel(1, Supervisor(max_current_a=32), SimPilot(sim), contactor, None, watchdog)
-    channel.permit = (True, 32.0)
-    loop = ControlLoop([channel], 100, lambda _id, _view: None)
-    loop.start()
+    loop = running(channel)
     try:
-        sim.set_ev(plugged=True, requesting=True)
-        wait(lambda: sim.contactor_closed)
+        charge(sim)
         contactor.fail = True  # cannot open any more: only the hardware watchdog can
         sim.set_ev(plugged=False, requesting=False)  # an opening is now needed, and fails
         time.sleep(0.1)
@@ -300,17 +296,13 @@ def test_the_watchdog_line_stops_while_a_driver_fails(tmp_path: Path) -> None:
 
 
 def test_a_safe_exit_keeps_a_welded_contactor_locked(tmp_path: Path) -> None:
-    bench = SimBench({1: 3}, tmp_path / "sim.json")
-    sim = bench.evses[1]
+    sim = sim_evse(tmp_path)
     lock = FakeLock()
     channel = EvseChannel(
         1, Supervisor(max_current_a=32, lock_fitted=True), SimPilot(sim), SimContactor(sim), None, None, lock
     )
-    channel.permit = (True, 32.0)
-    loop = ControlLoop([channel], 100, lambda _id, _view: None)
-    loop.start()
-    sim.set_ev(plugged=True, requesting=True)
-    wait(lambda: sim.contactor_closed)
+    loop = running(channel)
+    charge(sim)
     sim.set_fault("contactor_weld", True)
     loop.stop()  # the welded contacts stay closed: the connector must not unlock
     assert sim.contactor_closed and lock.locked

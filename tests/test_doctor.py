@@ -16,7 +16,7 @@ from controller import doctor
 from controller.pilot import CpState, PilotMode
 from drivers.pi_pilot import Ads1115, PiPilot, SysfsPwm
 from drivers.sim import pilot_levels
-from tests.test_pi_drivers import FakeAds1115Bus, adc_volts, fake_pwm_chip
+from tests.test_pi_drivers import FakeAds1115Bus, adc_volts, fake_pwm_chip, pi_config_without_hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,13 +36,7 @@ def test_simulated_station_passes(tmp_path: Path) -> None:
 
 
 def test_pi_config_without_pi_hardware_names_each_fix(tmp_path: Path) -> None:
-    config = tmp_path / "evse.toml"
-    config.write_text(
-        (ROOT / "config/evse.pi.toml")
-        .read_text()
-        .replace('dir = "/var/lib/evse"', f'dir = "{tmp_path / "state"}"')
-        .replace("pwm_chip = 0,", f'pwm_chip = 0, pwm_sysfs = "{tmp_path / "nopwm"}",')
-    )
+    config = pi_config_without_hardware(tmp_path)
     result = evse_cli("doctor", "--config", str(config))
     assert result.returncode == 1
     table = result.stdout

@@ -37,6 +37,18 @@ def pins() -> Iterator[MockFactory]:
     Device.pin_factory = None
 
 
+def pi_config_without_hardware(tmp_path: Path) -> Path:
+    """config/evse.pi.toml with its state and PWM tree moved into tmp_path (no PWM there)."""
+    config = tmp_path / "evse.toml"
+    config.write_text(
+        (ROOT / "config/evse.pi.toml")
+        .read_text()
+        .replace('dir = "/var/lib/evse"', f'dir = "{tmp_path / "state"}"')
+        .replace("pwm_chip = 0,", f'pwm_chip = 0, pwm_sysfs = "{tmp_path / "nopwm"}",')
+    )
+    return config
+
+
 def fake_pwm_chip(root: Path, exported: bool = True) -> Path:
     chip = root / "pwmchip0"
     chip.mkdir(parents=True)
@@ -248,13 +260,7 @@ def test_contactor_rests_its_minimum_interval_before_closing_again() -> None:
 
 
 def test_run_on_the_pi_config_without_pi_hardware_exits_1_for_a_retry_with_the_fix(tmp_path: Path) -> None:
-    config = tmp_path / "evse.toml"
-    config.write_text(
-        (ROOT / "config/evse.pi.toml")
-        .read_text()
-        .replace('dir = "/var/lib/evse"', f'dir = "{tmp_path / "state"}"')
-        .replace("pwm_chip = 0,", f'pwm_chip = 0, pwm_sysfs = "{tmp_path / "nopwm"}",')
-    )
+    config = pi_config_without_hardware(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "controller", "run", "--config", str(config)],
         capture_output=True,
