@@ -1,0 +1,223 @@
+"""OCPP-J framing and validation, free of I/O.
+
+An OCPP-J frame is a JSON array: ``[2, id, action, payload]`` (CALL), ``[3, id,
+payload]`` (CALLRESULT) or ``[4, id, code, description, details]`` (CALLERROR). This
+module turns text into those messages and back, validates every payload against the
+official OCA JSON schemas shipped with the ``ocpp`` package (date-times included, which
+the package leaves unchecked) and names errors in the words of the version spoken.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft4Validator, FormatChecker
+
+CALL, CALLRESULT, CALLERROR = 2, 3, 4
+SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
+
+# Error codes by meaning, in each version's spelling (1.6 keeps its typos).
+ERROR_NAMES: dict[str, dict[str, str]] = {
+    "1.6": {
+        "format": "FormationViolation",
+        "occurrence": "OccurenceConstraintViolation",
+        "property": "PropertyConstraintViolation",
+        "type": "TypeConstraintViolation",
+        "protocol": "ProtocolError",
+        "not_implemented": "NotImplemented",
+        "not_supported": "NotSupported",
+        "internal": "InternalError",
+        "security": "SecurityError",
+        "generic": "GenericError",
+        "message_type": "ProtocolError",
+    },
+    "2.0.1": {
+        "format": "FormatViolation",
+        "occurrence": "OccurrenceConstraintViolation",
+        "property": "PropertyConstraintViolation",
+        "type": "TypeConstraintViolation",
+        "protocol": "ProtocolError",
+        "not_implemented": "NotImplemented",
+        "not_supported": "NotSupported",
+        "internal": "InternalError",
+        "security": "SecurityError",
+        "generic": "GenericError",
+        "message_type": "MessageTypeNotSupported",
+    },
+}
+
+# Which schema keyword failed -> which error.
+_KEYWORD_ERRORS = {
+    "required": "occurrence",
+    "minItems": "occurrence",
+    "maxItems": "occurrence",
+    "type": "type",
+    "additionalProperties": "format",
+}
+
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", re.IGNORECASE)
+
+
+def is_datetime(value: object) -> bool:
+    """RFC 3339 date-time with a timezone, as OCPP requires."""
+    if not isinstance(value, str):
+        return True  # the "type" keyword reports that
+    if not _RFC3339.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+_FORMATS = FormatChecker(formats=())
+_FORMATS.checks("date-time")(is_datetime)
+
+
+class RpcError(Exception):
+    """A request we answer with a CALLERROR; ``kind`` is a key of ``ERROR_NAMES``."""
+
+    def __init__(self, kind: str, description: str = "", details: dict[str, Any] | None = None) -> None:
+        super().__init__(description or kind)
+        self.kind = kind
+        self.description = description[:255]
+        self.details = details or {}
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    unique_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallError:
+    unique_id: str
+    code: str
+    description: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Message = Call | CallResult | CallError
+
+
+class FrameError(Exception):
+    """A frame we cannot use; ``reply`` is the CALLERROR to send back, if any."""
+
+    def __init__(self, reason: str, reply: str | None = None) -> None:
+        super().__init__(reason)
+        self.reply = reply
+
+
+def _schema_name(version: str, action: str, response: bool) -> str:
+    if version == "1.6":
+        return f"{action}Response.json" if response else f"{action}.json"
+    return f"{action}{'Response' if response else 'Request'}.json"
+
+
+@cache
+def _validator(version: str, action: str, response: bool) -> Draft4Validator | None:
+    folder = {"1.6": "v16", "2.0.1": "v201"}[version]
+    path = resources.files("ocpp").joinpath(folder, "schemas", _schema_name(version, action, response))
+    if not path.is_file():
+        return None
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    # The 2.0.1 files say draft-06; nothing in them differs from draft-04 in effect.
+    return Draft4Validator(schema, format_checker=_FORMATS)
+
+
+def known_action(version: str, action: str) -> bool:
+    return _validator(version, action, False) is not None
+
+
+def check(version: str, action: str, payload: Any, response: bool = False) -> None:
+    """Raise ``RpcError`` naming what is wrong with ``payload``."""
+    validator = _validator(version, action, response)
+    if validator is None:
+        raise RpcError("not_implemented", f"unknown action {action}")
+    error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
+    if error is None:
+        return
+    kind = _KEYWORD_ERRORS.get(str(error.validator), "property")
+    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+    raise RpcError(kind, f"{where}: {error.message}"[:255])
+
+
+class Codec:
+    """Encode and decode the frames of one OCPP version."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.names = ERROR_NAMES[version]
+
+    def new_id(self) -> str:
+        return str(uuid.uuid4())
+
+    def call(self, action: str, payload: dict[str, Any], unique_id: str | None = None) -> tuple[str, str]:
+        """(unique id, frame) for a CALL; the payload must validate (a failure is our bug)."""
+        check(self.version, action, payload)
+        unique_id = unique_id or self.new_id()
+        return unique_id, json.dumps([CALL, unique_id, action, payload], separators=(",", ":"))
+
+    def result(self, call: Call, payload: dict[str, Any]) -> str:
+        check(self.version, call.action, payload, response=True)
+        return json.dumps([CALLRESULT, call.unique_id, payload], separators=(",", ":"))
+
+    def error(self, unique_id: str, kind: str, description: str = "", details: Any = None) -> str:
+        code = self.names[kind]
+        return json.dumps(
+            [CALLERROR, unique_id, code, description[:255], details or {}], separators=(",", ":")
+        )
+
+    def decode(self, text: str | bytes) -> Message:
+        """Parse one frame; ``FrameError`` for anything unusable (with a reply when one is due)."""
+        try:
+            frame = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            reply = self.error("-1", "format", "not JSON") if self.version == "2.0.1" else None
+            raise FrameError(f"not JSON: {exc}", reply) from exc
+        if not isinstance(frame, list) or len(frame) < 3 or not isinstance(frame[1], str):
+            reply = self.error("-1", "format", "not an OCPP-J frame") if self.version == "2.0.1" else None
+            raise FrameError("not an OCPP-J message array", reply)
+        kind, unique_id = frame[0], frame[1]
+        if kind == CALL:
+            if len(frame) != 4 or not isinstance(frame[2], str):
+                raise FrameError("malformed CALL", self.error(unique_id, "format", "CALL needs 4 elements"))
+            if not isinstance(frame[3], dict):
+                raise FrameError("CALL payload not an object", self.error(unique_id, "format", "payload"))
+            return Call(unique_id, frame[2], frame[3])
+        if kind == CALLRESULT:
+            if len(frame) != 3 or not isinstance(frame[2], dict):
+                raise FrameError("malformed CALLRESULT")
+            return CallResult(unique_id, frame[2])
+        if kind == CALLERROR:
+            if len(frame) < 4:
+                raise FrameError("malformed CALLERROR")
+            details = frame[4] if len(frame) > 4 and isinstance(frame[4], dict) else {}
+            return CallError(unique_id, str(frame[2]), str(frame[3]) if len(frame) > 3 else "", details)
+        raise FrameError(
+            f"unknown message type {kind!r}",
+            self.error(unique_id, "message_type", f"message type {kind!r} unknown"),
+        )
+
+    def validate_call(self, call: Call) -> None:
+        check(self.version, call.action, call.payload)
+
+    def validate_result(self, action: str, payload: dict[str, Any]) -> None:
+        check(self.version, action, payload, response=True)
