@@ -1,0 +1,457 @@
+"""Smart charging: the installed charging profiles and the limits they impose per EVSE.
+
+Pure and version neutral: no I/O, every instant comes in as a timezone-aware datetime. The rules
+are those of OCPP 1.6 §3.13 and OCPP 2.0.1 part K; ``from_ocpp16``/``to_ocpp16`` convert 1.6
+``csChargingProfiles`` JSON objects. A limit is piecewise constant in time and changes only at a
+profile's "edges" (validity bounds, schedule start, period starts, schedule end), so the composite
+schedule is the instantaneous limit sampled at every edge.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+ACCEPTED = "Accepted"
+REJECTED = "Rejected"
+UNITS = ("A", "W")
+# Longer than a weekly recurrence, so every recurring profile has an edge inside it.
+_HORIZON = timedelta(days=8)
+_SECOND = timedelta(seconds=1)
+_NUMBER = (int, float)
+
+
+class Purpose(enum.Enum):
+    STATION_MAX = "ChargePointMaxProfile"
+    TX_DEFAULT = "TxDefaultProfile"
+    TX = "TxProfile"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Purpose | None:
+        return cls.STATION_MAX if value == "ChargingStationMaxProfile" else None  # the 2.0.1 spelling
+
+
+class Kind(enum.Enum):
+    ABSOLUTE = "Absolute"
+    RECURRING = "Recurring"
+    RELATIVE = "Relative"
+
+
+class Recurrency(enum.Enum):
+    DAILY = "Daily"
+    WEEKLY = "Weekly"
+
+
+@dataclass(frozen=True)
+class Period:
+    """A limit in force from ``start_s`` seconds after the schedule start until the next period."""
+
+    start_s: int
+    limit: float
+    phases: int | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    periods: tuple[Period, ...]
+    unit: str  # "A" or "W"
+    start: datetime | None = None
+    duration_s: int | None = None
+    min_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: int
+    evse_id: int  # 0 = the whole station
+    stack_level: int
+    purpose: Purpose
+    kind: Kind
+    schedule: Schedule
+    recurrency: Recurrency | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    tx_id: str | None = None
+
+
+class Profiles:
+    """The installed charging profiles of a station (mutable, not thread safe)."""
+
+    def __init__(self) -> None:
+        self._items: list[Profile] = []
+
+    def install(self, profile: Profile, active_tx: str | None) -> str:
+        """Install by the OCPP 1.6 rules; ``active_tx`` is the transaction on the profile's EVSE."""
+        try:
+            _validate(profile)
+        except ValueError:
+            return REJECTED
+        if profile.purpose is Purpose.STATION_MAX and profile.evse_id != 0:
+            return REJECTED
+        if profile.purpose is Purpose.TX:
+            if profile.evse_id == 0 or active_tx is None or profile.tx_id not in (None, active_tx):
+                return REJECTED
+            profile = replace(profile, tx_id=active_tx)
+        self._remove(lambda old: _replaces(profile, old))
+        self._items.append(profile)
+        return ACCEPTED
+
+    def clear(
+        self,
+        id: int | None = None,
+        evse_id: int | None = None,
+        purpose: Purpose | None = None,
+        stack_level: int | None = None,
+    ) -> int:
+        """Remove by 1.6 ClearChargingProfile rules (an id alone decides); return how many went."""
+
+        def matches(p: Profile) -> bool:
+            if id is not None:
+                return p.id == id
+            return (
+                evse_id in (None, p.evse_id)
+                and purpose in (None, p.purpose)
+                and stack_level in (None, p.stack_level)
+            )
+
+        return self._remove(matches)
+
+    def transaction_ended(self, tx_id: str) -> int:
+        """Drop the TxProfiles bound to ``tx_id``; return how many went."""
+        return self._remove(lambda p: p.purpose is Purpose.TX and p.tx_id == tx_id)
+
+    def all(self) -> list[Profile]:
+        """Every installed profile, in installation order (for persistence)."""
+        return list(self._items)
+
+    def load(self, profiles: Iterable[Profile]) -> None:
+        """Replace the store with ``profiles`` (as returned by ``all``)."""
+        self._items = list(profiles)
+
+    def composite(
+        self,
+        evse_id: int,
+        start: datetime,
+        duration_s: int,
+        unit: str,
+        tx_started_at: datetime | None,
+        tx_id: str | None,
+        voltage: float = 230.0,
+        phases: int = 3,
+        no_limit: float = math.inf,
+    ) -> list[Period]:
+        """The merged composite schedule from ``start`` for ``duration_s`` seconds, in ``unit``.
+
+        Edges are rounded up to whole seconds; ``no_limit`` stands where no profile applies.
+        """
+        if unit not in UNITS:
+            raise ValueError(f"unit must be A or W, not {unit!r}")
+        end = start + timedelta(seconds=duration_s)
+        relevant = self._relevant(evse_id, tx_id)
+        offsets = {0} | {
+            -((start - edge) // _SECOND)  # ceil to a whole second
+            for p in relevant
+            for edge in _edges(p, tx_started_at, start, end)
+            if start < edge < end
+        }
+        periods: list[Period] = []
+        for offset in sorted(o for o in offsets if o < duration_s):
+            at = start + timedelta(seconds=offset)
+            limit, used = _limit_at(relevant, evse_id, at, unit, tx_started_at, voltage, phases)
+            limit = no_limit if math.isinf(limit) else limit
+            if not periods or (periods[-1].limit, periods[-1].phases) != (limit, used):
+                periods.append(Period(offset, limit, used))
+        return periods
+
+    def limit_a(
+        self,
+        evse_id: int,
+        now: datetime,
+        tx_started_at: datetime | None,
+        tx_id: str | None,
+        voltage: float = 230.0,
+        phases: int = 3,
+    ) -> float:
+        """The limit in amps in force at ``now``; ``math.inf`` if none."""
+        relevant = self._relevant(evse_id, tx_id)
+        return _limit_at(relevant, evse_id, now, "A", tx_started_at, voltage, phases)[0]
+
+    def next_change(
+        self, evse_id: int, now: datetime, tx_started_at: datetime | None, tx_id: str | None
+    ) -> datetime | None:
+        """The next edge after ``now`` of any profile that may apply: the limit may change there."""
+        edges = (
+            edge
+            for p in self._relevant(evse_id, tx_id)
+            for edge in _edges(p, tx_started_at, now, now + _HORIZON)
+            if edge > now
+        )
+        return min(edges, default=None)
+
+    def _relevant(self, evse_id: int, tx_id: str | None) -> list[Profile]:
+        """The profiles that may limit ``evse_id`` (evse 0: only the station maximum)."""
+
+        def applies(p: Profile) -> bool:
+            if p.purpose is Purpose.STATION_MAX:
+                return True
+            if p.purpose is Purpose.TX_DEFAULT:
+                return evse_id != 0 and p.evse_id in (0, evse_id)
+            return evse_id != 0 and p.evse_id == evse_id and tx_id is not None and p.tx_id == tx_id
+
+        return [p for p in self._items if applies(p)]
+
+    def _remove(self, predicate: Callable[[Profile], bool]) -> int:
+        kept = [p for p in self._items if not predicate(p)]
+        removed = len(self._items) - len(kept)
+        self._items = kept
+        return removed
+
+
+def _replaces(new: Profile, old: Profile) -> bool:
+    if old.id == new.id:
+        return True
+    same_slot = (old.evse_id, old.purpose, old.stack_level) == (new.evse_id, new.purpose, new.stack_level)
+    return same_slot and (new.purpose is not Purpose.TX or old.tx_id == new.tx_id)
+
+
+def _limit_at(
+    relevant: list[Profile],
+    evse_id: int,
+    at: datetime,
+    unit: str,
+    tx_start: datetime | None,
+    voltage: float,
+    phases: int,
+) -> tuple[float, int | None]:
+    """min(station max, TxProfile or else TxDefaultProfile) at ``at`` in ``unit``, and the phase cap."""
+    best: dict[Purpose, tuple[tuple[int, bool], Profile, Period]] = {}
+    for p in relevant:
+        period = _period_at(p, at, tx_start)
+        rank = (p.stack_level, p.evse_id == evse_id)  # an EVSE's own TxDefault wins a tie with evse 0's
+        if period is not None and (p.purpose not in best or rank > best[p.purpose][0]):
+            best[p.purpose] = (rank, p, period)
+    if Purpose.TX in best:
+        best.pop(Purpose.TX_DEFAULT, None)
+    limit, used = math.inf, None
+    for _, p, period in best.values():
+        factor = voltage * (period.phases or phases)
+        limit = min(limit, _convert(period.limit, p.schedule.unit, unit, factor))
+        if period.phases is not None:
+            used = period.phases if used is None else min(used, period.phases)
+    return limit, used
+
+
+def _convert(limit: float, unit_from: str, unit_to: str, volts_times_phases: float) -> float:
+    if unit_from == unit_to:
+        return limit
+    return limit * volts_times_phases if unit_to == "W" else limit / volts_times_phases
+
+
+def _step(p: Profile) -> timedelta:
+    return timedelta(weeks=1) if p.recurrency is Recurrency.WEEKLY else timedelta(days=1)
+
+
+def _base(p: Profile, tx_start: datetime | None) -> datetime | None:
+    """Where the schedule (its first recurrence) starts; None if it cannot be placed."""
+    # 1.6: an Absolute schedule without startSchedule "will be relative to start of charging".
+    if p.kind is Kind.RELATIVE or p.schedule.start is None:
+        return tx_start
+    return p.schedule.start
+
+
+def _period_at(p: Profile, at: datetime, tx_start: datetime | None) -> Period | None:
+    """The period of ``p`` in force at ``at``, if ``p`` is in force then."""
+    if (p.valid_from is not None and at < p.valid_from) or (p.valid_to is not None and at >= p.valid_to):
+        return None
+    base = _base(p, tx_start)
+    if base is None or at < base:
+        return None
+    if p.kind is Kind.RECURRING:
+        base += (at - base) // _step(p) * _step(p)
+    offset = (at - base).total_seconds()
+    if p.schedule.duration_s is not None and offset >= p.schedule.duration_s:
+        return None
+    return [q for q in p.schedule.periods if q.start_s <= offset][-1]
+
+
+def _edges(p: Profile, tx_start: datetime | None, lo: datetime, hi: datetime) -> list[datetime]:
+    """Instants where ``p`` may change; recurrences from the one in force at ``lo`` up to ``hi``."""
+    edges = [d for d in (p.valid_from, p.valid_to) if d is not None]
+    base = _base(p, tx_start)
+    if base is None:
+        return edges
+    anchors = [base]
+    if p.kind is Kind.RECURRING:
+        step = _step(p)
+        k = max(1, (lo - base) // step)
+        while (anchor := base + k * step) < hi:
+            anchors.append(anchor)
+            k += 1
+    schedule = p.schedule
+    for anchor in anchors:
+        edges += [anchor + timedelta(seconds=q.start_s) for q in schedule.periods]
+        if schedule.duration_s is not None:
+            edges.append(anchor + timedelta(seconds=schedule.duration_s))
+    return edges
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _validate(p: Profile) -> None:
+    """Raise ValueError if ``p`` is inconsistent on its own (whatever else is installed)."""
+    s = p.schedule
+    for name, value in (("validFrom", p.valid_from), ("validTo", p.valid_to), ("startSchedule", s.start)):
+        _require(value is None or value.tzinfo is not None, f"{name} has no timezone")
+    _require(p.evse_id >= 0, f"evse id must not be negative, not {p.evse_id}")
+    _require(p.stack_level >= 0, f"stackLevel must not be negative, not {p.stack_level}")
+    _require(s.unit in UNITS, f"chargingRateUnit must be A or W, not {s.unit!r}")
+    _require(bool(s.periods) and s.periods[0].start_s == 0, "the first period must start at 0")
+    starts = [q.start_s for q in s.periods]
+    _require(starts == sorted(set(starts)), f"period starts must increase: {starts}")
+    _require(all(math.isfinite(q.limit) and q.limit >= 0 for q in s.periods), "limits must be finite, >= 0")
+    _require(all(q.phases in (None, 1, 2, 3) for q in s.periods), "numberPhases must be 1, 2 or 3")
+    _require(s.duration_s is None or s.duration_s >= 0, "duration must not be negative")
+    _require(s.min_rate is None or s.min_rate >= 0, "minChargingRate must not be negative")
+    if p.valid_from is not None and p.valid_to is not None:
+        _require(p.valid_from < p.valid_to, "validFrom must be before validTo")
+    _require(p.kind is not Kind.RELATIVE or s.start is None, "a Relative profile has no startSchedule")
+    if p.kind is Kind.RECURRING:
+        _require(s.start is not None, "a Recurring profile needs a startSchedule")
+        _require(p.recurrency is not None, "a Recurring profile needs a recurrencyKind")
+    else:
+        _require(p.recurrency is None, "recurrencyKind is only for a Recurring profile")
+    _require(p.tx_id is None or p.purpose is Purpose.TX, "transactionId is only for a TxProfile")
+
+
+def parse_datetime(text: str) -> datetime:
+    """An RFC 3339 date-time with ``Z`` or an offset, in UTC; ValueError if naive or malformed."""
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"not an RFC 3339 date-time: {text!r}") from None
+    _require(value.tzinfo is not None, f"date-time without a timezone: {text!r}")
+    return value.astimezone(UTC)
+
+
+def format_datetime(value: datetime) -> str:
+    """``2026-11-21T10:00:00.000Z``: UTC, milliseconds (finer precision is dropped)."""
+    _require(value.tzinfo is not None, f"date-time without a timezone: {value!r}")
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_ocpp16(data: dict[str, Any], evse_id: int) -> Profile:
+    """A profile from a 1.6 ``csChargingProfiles`` object set on ``evse_id``; ValueError if invalid."""
+    schedule = _get(data, "chargingSchedule", dict)
+    rows = _get(schedule, "chargingSchedulePeriod", list)
+    periods = tuple(
+        Period(
+            _get(r, "startPeriod", int), float(_get(r, "limit", _NUMBER)), _get(r, "numberPhases", int, False)
+        )
+        for r in rows
+    )
+    tx = _get(data, "transactionId", (int, str), False)
+    recurrency = _get(data, "recurrencyKind", str, False)
+    profile = Profile(
+        id=_get(data, "chargingProfileId", int),
+        evse_id=evse_id,
+        stack_level=_get(data, "stackLevel", int),
+        purpose=Purpose(_get(data, "chargingProfilePurpose", str)),
+        kind=Kind(_get(data, "chargingProfileKind", str)),
+        schedule=Schedule(
+            periods=periods,
+            unit=_get(schedule, "chargingRateUnit", str),
+            start=_get_datetime(schedule, "startSchedule"),
+            duration_s=_get(schedule, "duration", int, False),
+            min_rate=_get(schedule, "minChargingRate", _NUMBER, False),
+        ),
+        recurrency=None if recurrency is None else Recurrency(recurrency),
+        valid_from=_get_datetime(data, "validFrom"),
+        valid_to=_get_datetime(data, "validTo"),
+        tx_id=None if tx is None else str(tx),
+    )
+    _validate(profile)
+    return profile
+
+
+def to_ocpp16(profile: Profile) -> dict[str, Any]:
+    """The 1.6 ``csChargingProfiles`` object for ``profile`` (the EVSE id is not part of it)."""
+    s = profile.schedule
+    schedule = {
+        "duration": s.duration_s,
+        "startSchedule": _format_optional(s.start),
+        "chargingRateUnit": s.unit,
+        "chargingSchedulePeriod": [_period_json(q.start_s, q.limit, q.phases) for q in s.periods],
+        "minChargingRate": s.min_rate,
+    }
+    return _compact(
+        {
+            "chargingProfileId": profile.id,
+            "transactionId": None if profile.tx_id is None else _tx_json(profile.tx_id),
+            "stackLevel": profile.stack_level,
+            "chargingProfilePurpose": profile.purpose.value,
+            "chargingProfileKind": profile.kind.value,
+            "recurrencyKind": None if profile.recurrency is None else profile.recurrency.value,
+            "validFrom": _format_optional(profile.valid_from),
+            "validTo": _format_optional(profile.valid_to),
+            "chargingSchedule": _compact(schedule),
+        }
+    )
+
+
+def composite_to_ocpp16(periods: list[Period], start: datetime, duration_s: int, unit: str) -> dict[str, Any]:
+    """A 1.6 ``chargingSchedule`` for GetCompositeSchedule.conf; limits rounded to 0.1, then re-merged."""
+    rows: list[dict[str, Any]] = []
+    for q in periods:
+        _require(math.isfinite(q.limit), "an unlimited period has no 1.6 form: pass a finite no_limit")
+        limit = round(q.limit, 1)
+        if not rows or (rows[-1]["limit"], rows[-1].get("numberPhases")) != (limit, q.phases):
+            rows.append(_period_json(q.start_s, limit, q.phases))
+    return {
+        "duration": duration_s,
+        "startSchedule": format_datetime(start),
+        "chargingRateUnit": unit,
+        "chargingSchedulePeriod": rows,
+    }
+
+
+def _period_json(start_s: int, limit: float, phases: int | None) -> dict[str, Any]:
+    return _compact({"startPeriod": start_s, "limit": limit, "numberPhases": phases})
+
+
+def _compact(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def _format_optional(value: datetime | None) -> str | None:
+    return None if value is None else format_datetime(value)
+
+
+def _tx_json(tx_id: str) -> int | str:
+    """1.6 transaction ids are integers; a local id that is not one stays a string."""
+    try:
+        number = int(tx_id)
+    except ValueError:
+        return tx_id
+    return number if str(number) == tx_id else tx_id
+
+
+def _get(data: Any, key: str, kinds: type | tuple[type, ...], required: bool = True) -> Any:
+    """``data[key]`` checked against ``kinds`` (JSON booleans are no numbers); None if absent."""
+    _require(isinstance(data, dict), f"expected a JSON object holding {key}")
+    value = data.get(key)
+    _require(value is not None or not required, f"missing {key}")
+    ok = value is None or (isinstance(value, kinds) and not isinstance(value, bool))
+    _require(ok, f"{key} has the wrong JSON type: {value!r}")
+    return value
+
+
+def _get_datetime(data: dict[str, Any], key: str) -> datetime | None:
+    text = _get(data, key, str, False)
+    return None if text is None else parse_datetime(text)

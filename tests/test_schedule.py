@@ -1,0 +1,536 @@
+"""The smart-charging schedule engine (controller/schedule.py): stacking, purposes, kinds, units,
+profile management and the OCPP 1.6 JSON form."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.schedule import (
+    Kind,
+    Period,
+    Profile,
+    Profiles,
+    Purpose,
+    Recurrency,
+    Schedule,
+    composite_to_ocpp16,
+    format_datetime,
+    from_ocpp16,
+    parse_datetime,
+    to_ocpp16,
+)
+
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)  # a Saturday
+HOUR = 3600
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def make(
+    id: int = 1,
+    evse: int = 1,
+    stack: int = 0,
+    purpose: Purpose = Purpose.TX_DEFAULT,
+    kind: Kind = Kind.ABSOLUTE,
+    periods: tuple[tuple[int, float], ...] = ((0, 16.0),),
+    unit: str = "A",
+    start: datetime | None = T0,
+    duration: int | None = None,
+    **extra: Any,
+) -> Profile:
+    schedule = Schedule(tuple(Period(s, limit) for s, limit in periods), unit, start, duration)
+    return Profile(id, evse, stack, purpose, kind, schedule, **extra)
+
+
+def store(*profiles: Profile, active_tx: str | None = "tx1") -> Profiles:
+    result = Profiles()
+    for profile in profiles:
+        assert result.install(profile, active_tx) == "Accepted", profile
+    return result
+
+
+def limits(
+    store_: Profiles, evse: int = 1, tx_start: datetime | None = None, tx: str | None = None
+) -> list[tuple[int, float]]:
+    """The composite over two hours from T0 as (start_s, limit) pairs."""
+    return [(p.start_s, p.limit) for p in store_.composite(evse, T0, 2 * HOUR, "A", tx_start, tx)]
+
+
+# --- stacking and purposes
+
+
+def test_higher_stack_wins_and_the_lower_shows_through_when_it_ends() -> None:
+    profiles = store(make(id=1, stack=0), make(id=2, stack=1, periods=((0, 10.0),), duration=HOUR))
+    assert limits(profiles) == [(0, 10.0), (HOUR, 16.0)]
+    assert profiles.limit_a(1, at(HOUR - 1), None, None) == 10.0
+    assert profiles.limit_a(1, at(HOUR), None, None) == 16.0
+
+
+def test_a_tx_profile_overrides_tx_default_whatever_the_stack_levels() -> None:
+    tx = make(id=2, stack=0, purpose=Purpose.TX, periods=((0, 20.0),))
+    profiles = store(make(id=1, stack=9, periods=((0, 6.0),)), tx)
+    assert profiles.limit_a(1, T0, None, "tx1") == 20.0
+    assert profiles.limit_a(1, T0, None, None) == 6.0  # bound to tx1: no effect outside it
+    assert profiles.limit_a(1, T0, None, "tx2") == 6.0
+
+
+def test_station_max_caps_everything() -> None:
+    station = make(id=1, evse=0, purpose=Purpose.STATION_MAX, periods=((0, 10.0), (HOUR, 32.0)))
+    tx = make(id=2, purpose=Purpose.TX, periods=((0, 20.0), (HOUR + 600, 6.0)))
+    profiles = store(station, tx)
+    assert limits(profiles, tx="tx1") == [(0, 10.0), (HOUR, 20.0), (HOUR + 600, 6.0)]
+    assert profiles.limit_a(2, T0, None, None) == 10.0  # every EVSE
+    assert limits(profiles, evse=0) == [(0, 10.0), (HOUR, 32.0)]  # evse 0: the station max alone
+
+
+def test_evse0_tx_default_applies_to_every_evse_and_competes_by_stack_level() -> None:
+    profiles = store(make(id=1, evse=0, stack=1, periods=((0, 8.0),)))
+    assert [profiles.limit_a(evse, T0, None, None) for evse in (1, 2, 3)] == [8.0, 8.0, 8.0]
+    assert profiles.limit_a(0, T0, None, None) == math.inf  # no station-wide limit though
+    profiles.install(make(id=2, evse=2, stack=0, periods=((0, 12.0),)), None)
+    assert profiles.limit_a(2, T0, None, None) == 8.0  # the lower EVSE-specific one loses
+    profiles.install(make(id=3, evse=2, stack=1, periods=((0, 13.0),)), None)
+    assert profiles.limit_a(2, T0, None, None) == 13.0  # a tie goes to the EVSE's own
+    assert profiles.limit_a(1, T0, None, None) == 8.0
+
+
+def test_nothing_installed_means_no_limit() -> None:
+    profiles = Profiles()
+    assert profiles.limit_a(1, T0, T0, "tx1") == math.inf
+    assert profiles.composite(1, T0, HOUR, "A", None, None) == [Period(0, math.inf)]
+    assert profiles.composite(1, T0, HOUR, "W", None, None, no_limit=22080.0) == [Period(0, 22080.0)]
+    assert profiles.next_change(1, T0, None, None) is None
+
+
+# --- kinds, validity and duration
+
+
+def test_absolute_schedule_starts_at_its_start() -> None:
+    profiles = store(make(start=at(HOUR), periods=((0, 16.0), (600, 10.0))))
+    assert limits(profiles) == [(0, math.inf), (HOUR, 16.0), (HOUR + 600, 10.0)]
+
+
+def test_absolute_without_start_is_relative_to_the_start_of_charging() -> None:
+    profiles = store(make(start=None, periods=((0, 16.0), (600, 10.0))))
+    assert profiles.limit_a(1, T0, None, None) == math.inf
+    assert limits(profiles, tx_start=at(-300)) == [(0, 16.0), (300, 10.0)]
+
+
+def test_relative_schedule_starts_with_the_transaction() -> None:
+    profiles = store(make(kind=Kind.RELATIVE, start=None, periods=((0, 6.0), (HOUR, 16.0)), duration=5400))
+    assert limits(profiles, tx_start=at(-1800)) == [(0, 6.0), (1800, 16.0), (3600, math.inf)]
+    assert limits(profiles) == [(0, math.inf)]  # no transaction: no effect
+
+
+def test_daily_recurring_schedule_repeats_every_day() -> None:
+    night = make(
+        kind=Kind.RECURRING,
+        recurrency=Recurrency.DAILY,
+        start=datetime(2026, 11, 1, 22, 0, tzinfo=UTC),
+        periods=((0, 32.0), (8 * HOUR, 10.0)),
+    )
+    profiles = store(night)
+    got = [(p.start_s, p.limit) for p in profiles.composite(1, T0, 24 * HOUR, "A", None, None)]
+    assert got == [(0, 10.0), (12 * HOUR, 32.0), (20 * HOUR, 10.0)]
+    assert profiles.limit_a(1, datetime(2026, 12, 24, 3, 0, tzinfo=UTC), None, None) == 32.0
+    assert profiles.limit_a(1, datetime(2026, 10, 31, 23, 0, tzinfo=UTC), None, None) == math.inf  # before
+
+
+def test_weekly_recurring_schedule_repeats_every_week() -> None:
+    monday = make(
+        kind=Kind.RECURRING,
+        recurrency=Recurrency.WEEKLY,
+        start=datetime(2026, 11, 2, 0, 0, tzinfo=UTC),
+        periods=((0, 6.0),),
+        duration=24 * HOUR,
+    )
+    profiles = store(monday)
+    assert profiles.limit_a(1, datetime(2026, 11, 23, 12, 0, tzinfo=UTC), None, None) == 6.0  # Monday
+    assert profiles.limit_a(1, datetime(2026, 11, 24, 12, 0, tzinfo=UTC), None, None) == math.inf
+    assert profiles.next_change(1, T0, None, None) == datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+    got = profiles.composite(1, T0, 7 * 24 * HOUR, "A", None, None)
+    assert [(p.start_s, p.limit) for p in got] == [(0, math.inf), (38 * HOUR, 6.0), (62 * HOUR, math.inf)]
+
+
+def test_valid_from_and_valid_to_bound_a_profile() -> None:
+    profiles = store(make(valid_from=at(600), valid_to=at(HOUR)))
+    assert limits(profiles) == [(0, math.inf), (600, 16.0), (HOUR, math.inf)]
+    assert profiles.next_change(1, T0, None, None) == at(600)
+    assert profiles.next_change(1, at(600), None, None) == at(HOUR)
+    assert profiles.next_change(1, at(HOUR), None, None) is None
+
+
+def test_a_schedule_ends_after_its_duration() -> None:
+    profiles = store(make(periods=((0, 16.0), (600, 12.0)), duration=900))
+    assert limits(profiles) == [(0, 16.0), (600, 12.0), (900, math.inf)]
+
+
+# --- units and phases
+
+
+def test_watts_and_amps_convert_with_the_period_phases() -> None:
+    station = Schedule((Period(0, 11040.0), Period(HOUR, 7360.0, phases=1)), "W", T0)
+    profiles = store(Profile(1, 0, 0, Purpose.STATION_MAX, Kind.ABSOLUTE, station))
+    amps = profiles.composite(1, T0, 2 * HOUR, "A", None, None)
+    assert amps == [Period(0, 16.0), Period(HOUR, 32.0, phases=1)]
+    assert profiles.limit_a(1, T0, None, None, voltage=240.0, phases=1) == 46.0
+    profiles.install(make(id=2, periods=((0, 10.0),)), None)
+    watts = profiles.composite(1, T0, 2 * HOUR, "W", None, None)
+    assert watts == [Period(0, 6900.0), Period(HOUR, 6900.0, phases=1)]  # 10 A on 3 phases vs 7360 W
+
+
+def test_the_fewest_phases_of_the_applicable_profiles_apply() -> None:
+    station = Schedule((Period(0, 32.0, phases=3),), "A", T0)
+    tx = Schedule((Period(0, 20.0, phases=1),), "A", T0)
+    profiles = store(
+        Profile(1, 0, 0, Purpose.STATION_MAX, Kind.ABSOLUTE, station),
+        Profile(2, 1, 0, Purpose.TX, Kind.ABSOLUTE, tx),
+    )
+    assert profiles.composite(1, T0, HOUR, "A", None, "tx1") == [Period(0, 20.0, phases=1)]
+
+
+# --- installing, replacing and clearing
+
+
+def test_install_rejects_what_ocpp_16_forbids() -> None:
+    profiles = Profiles()
+    rejected = [
+        make(evse=1, purpose=Purpose.STATION_MAX),
+        make(evse=0, purpose=Purpose.TX),
+        make(kind=Kind.RELATIVE, start=T0),
+        make(kind=Kind.RECURRING, recurrency=Recurrency.DAILY, start=None),
+        make(kind=Kind.RECURRING, start=T0),
+        make(periods=((60, 16.0),)),
+        make(periods=((0, 16.0), (0, 8.0))),
+        make(unit="kW"),
+        make(start=datetime(2026, 11, 21, 10, 0)),  # naive
+        make(valid_from=at(HOUR), valid_to=T0),
+        make(tx_id="tx1"),  # a TxDefault bound to a transaction
+    ]
+    assert [profiles.install(p, "tx1") for p in rejected] == ["Rejected"] * len(rejected)
+    assert profiles.all() == []
+
+
+def test_tx_profile_needs_a_transaction_and_goes_when_it_ends() -> None:
+    profiles = Profiles()
+    assert profiles.install(make(purpose=Purpose.TX), None) == "Rejected"
+    assert profiles.install(make(purpose=Purpose.TX, tx_id="tx9"), "tx1") == "Rejected"
+    assert profiles.install(make(purpose=Purpose.TX), "tx1") == "Accepted"
+    assert profiles.all()[0].tx_id == "tx1"
+    profiles.install(make(id=2, periods=((0, 6.0),)), None)
+    assert profiles.transaction_ended("tx2") == 0
+    assert profiles.transaction_ended("tx1") == 1
+    assert [p.id for p in profiles.all()] == [2]
+
+
+def test_same_id_or_same_evse_purpose_and_stack_level_replaces() -> None:
+    profiles = store(make(id=1, stack=0), make(id=2, stack=1), make(id=3, evse=2, stack=1))
+    profiles.install(make(id=1, stack=5, periods=((0, 7.0),)), None)
+    assert sorted((p.id, p.stack_level) for p in profiles.all()) == [(1, 5), (2, 1), (3, 1)]
+    profiles.install(make(id=4, stack=1), None)
+    assert sorted(p.id for p in profiles.all()) == [1, 3, 4]
+
+
+def test_tx_profiles_replace_by_stack_level_only_within_their_transaction() -> None:
+    profiles = store(make(id=1, purpose=Purpose.TX), active_tx="tx1")
+    profiles.install(make(id=2, purpose=Purpose.TX), "tx2")
+    assert sorted(p.id for p in profiles.all()) == [1, 2]
+    profiles.install(make(id=3, purpose=Purpose.TX), "tx2")
+    assert sorted(p.id for p in profiles.all()) == [1, 3]
+
+
+def clearable() -> Profiles:
+    return store(
+        make(id=1, evse=0, purpose=Purpose.STATION_MAX, stack=0),
+        make(id=2, evse=0, stack=1),
+        make(id=3, evse=1, stack=1),
+        make(id=4, evse=1, stack=2, purpose=Purpose.TX),
+        make(id=5, evse=2, stack=2),
+    )
+
+
+@pytest.mark.parametrize(
+    ("criteria", "left"),
+    [
+        ({"id": 3}, [1, 2, 4, 5]),
+        ({"id": 3, "evse_id": 2}, [1, 2, 4, 5]),  # an id alone decides
+        ({"id": 99}, [1, 2, 3, 4, 5]),
+        ({"evse_id": 0}, [3, 4, 5]),
+        ({"purpose": Purpose.TX_DEFAULT}, [1, 4]),
+        ({"stack_level": 2}, [1, 2, 3]),
+        ({"evse_id": 1, "stack_level": 1}, [1, 2, 4, 5]),
+        ({"purpose": Purpose.TX_DEFAULT, "stack_level": 2}, [1, 2, 3, 4]),
+        ({}, []),
+    ],
+)
+def test_clear_removes_what_matches_every_criterion(criteria: dict[str, Any], left: list[int]) -> None:
+    profiles = clearable()
+    assert profiles.clear(**criteria) == 5 - len(left)
+    assert sorted(p.id for p in profiles.all()) == left
+
+
+def test_all_and_load_restore_a_store() -> None:
+    profiles = clearable()
+    restored = Profiles()
+    restored.load(profiles.all())
+    assert restored.all() == profiles.all()
+    assert restored.limit_a(1, T0, None, "tx1") == profiles.limit_a(1, T0, None, "tx1")
+
+
+# --- composite
+
+
+def test_composite_merges_equal_neighbours_and_is_relative_to_its_start() -> None:
+    profiles = store(
+        make(id=1, stack=0, periods=((0, 16.0), (600, 16.0), (1200, 10.0))),
+        make(id=2, stack=1, start=at(1200), periods=((0, 10.0),), duration=600),
+    )
+    got = profiles.composite(1, at(300), HOUR, "A", None, None)
+    assert got == [Period(0, 16.0), Period(900, 10.0)]
+
+
+def test_composite_rounds_sub_second_edges_up() -> None:
+    profiles = store(make(start=T0 + timedelta(milliseconds=1500), periods=((0, 16.0),)))
+    assert profiles.composite(1, T0, 10, "A", None, None) == [Period(0, math.inf), Period(2, 16.0)]
+
+
+def test_composite_rejects_an_unknown_unit() -> None:
+    with pytest.raises(ValueError, match="unit"):
+        Profiles().composite(1, T0, 60, "kW", None, None)
+
+
+# --- OCPP 1.6 JSON
+
+SAMPLE: dict[str, Any] = {
+    "chargingProfileId": 7,
+    "transactionId": 1234,
+    "stackLevel": 2,
+    "chargingProfilePurpose": "TxProfile",
+    "chargingProfileKind": "Recurring",
+    "recurrencyKind": "Daily",
+    "validFrom": "2026-11-01T00:00:00.000Z",
+    "validTo": "2026-12-01T00:00:00.000Z",
+    "chargingSchedule": {
+        "duration": 86400,
+        "startSchedule": "2026-11-01T22:00:00.000Z",
+        "chargingRateUnit": "W",
+        "chargingSchedulePeriod": [
+            {"startPeriod": 0, "limit": 11000.0, "numberPhases": 3},
+            {"startPeriod": 28800, "limit": 3680.5, "numberPhases": 1},
+        ],
+        "minChargingRate": 1380.0,
+    },
+}
+
+
+def test_from_ocpp16_reads_every_field() -> None:
+    profile = from_ocpp16(SAMPLE, 2)
+    assert profile == Profile(
+        id=7,
+        evse_id=2,
+        stack_level=2,
+        purpose=Purpose.TX,
+        kind=Kind.RECURRING,
+        schedule=Schedule(
+            (Period(0, 11000.0, 3), Period(28800, 3680.5, 1)),
+            "W",
+            datetime(2026, 11, 1, 22, tzinfo=UTC),
+            86400,
+            1380.0,
+        ),
+        recurrency=Recurrency.DAILY,
+        valid_from=datetime(2026, 11, 1, tzinfo=UTC),
+        valid_to=datetime(2026, 12, 1, tzinfo=UTC),
+        tx_id="1234",
+    )
+    assert to_ocpp16(profile) == SAMPLE
+
+
+def test_from_ocpp16_accepts_the_201_name_of_the_station_maximum() -> None:
+    data = {**SAMPLE, "chargingProfilePurpose": "ChargingStationMaxProfile"}
+    del data["transactionId"]
+    profile = from_ocpp16(data, 0)
+    assert profile.purpose is Purpose.STATION_MAX
+    assert to_ocpp16(profile)["chargingProfilePurpose"] == "ChargePointMaxProfile"
+
+
+def test_a_local_transaction_id_survives_the_json_round_trip() -> None:
+    profile = make(purpose=Purpose.TX, tx_id="7f3a-local")
+    assert from_ocpp16(json.loads(json.dumps(to_ocpp16(profile))), 1) == profile
+
+
+def without(key: str) -> dict[str, Any]:
+    return {k: v for k, v in SAMPLE.items() if k != key}
+
+
+def with_schedule(**changes: Any) -> dict[str, Any]:
+    return {**SAMPLE, "chargingSchedule": {**SAMPLE["chargingSchedule"], **changes}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (without("stackLevel"), "missing stackLevel"),
+        (without("chargingSchedule"), "missing chargingSchedule"),
+        ({**SAMPLE, "stackLevel": "2"}, "stackLevel"),
+        ({**SAMPLE, "stackLevel": True}, "stackLevel"),
+        ({**SAMPLE, "chargingProfileKind": "Sometimes"}, "Sometimes"),
+        ({**SAMPLE, "chargingProfilePurpose": "ChargingStationExternalConstraints"}, "ExternalConstraints"),
+        ({**SAMPLE, "recurrencyKind": None}, "recurrencyKind"),
+        ({**SAMPLE, "validFrom": "2026-11-01T00:00:00"}, "timezone"),
+        ({**SAMPLE, "validTo": "yesterday"}, "RFC 3339"),
+        ({**SAMPLE, "validTo": "2026-10-01T00:00:00Z"}, "validFrom must be before validTo"),
+        ({**SAMPLE, "chargingProfilePurpose": "TxDefaultProfile"}, "transactionId"),
+        (with_schedule(chargingRateUnit="kW"), "chargingRateUnit"),
+        (with_schedule(chargingSchedulePeriod=[]), "first period"),
+        (with_schedule(chargingSchedulePeriod=[{"startPeriod": 0}]), "missing limit"),
+        (with_schedule(chargingSchedulePeriod=[{"startPeriod": 0, "limit": -1}]), "limits"),
+        (with_schedule(chargingSchedulePeriod=[{"startPeriod": 0, "limit": 6, "numberPhases": 4}]), "Phases"),
+        (with_schedule(chargingSchedulePeriod={"startPeriod": 0}), "chargingSchedulePeriod"),
+        (with_schedule(startSchedule=None), "startSchedule"),
+        ({**SAMPLE, "chargingProfileKind": "Relative"}, "Relative"),
+    ],
+)
+def test_from_ocpp16_rejects_inconsistent_profiles(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        from_ocpp16(data, 1)
+
+
+def test_composite_to_ocpp16_rounds_merges_and_names_phases_only_when_known() -> None:
+    periods = [Period(0, 16.04), Period(60, 15.96), Period(120, 6.0, phases=1), Period(180, 6.0)]
+    assert composite_to_ocpp16(periods, T0 + timedelta(milliseconds=250), 300, "A") == {
+        "duration": 300,
+        "startSchedule": "2026-11-21T10:00:00.250Z",
+        "chargingRateUnit": "A",
+        "chargingSchedulePeriod": [
+            {"startPeriod": 0, "limit": 16.0},
+            {"startPeriod": 120, "limit": 6.0, "numberPhases": 1},
+            {"startPeriod": 180, "limit": 6.0},
+        ],
+    }
+    with pytest.raises(ValueError, match="no_limit"):
+        composite_to_ocpp16([Period(0, math.inf)], T0, 60, "A")
+
+
+def test_date_times_parse_with_z_or_an_offset_and_never_naive() -> None:
+    assert parse_datetime("2026-11-21T10:00:00Z") == T0
+    assert parse_datetime("2026-11-21T11:30:00.5+01:30") == T0 + timedelta(milliseconds=500)
+    assert parse_datetime("2026-11-21T11:00:00+01:00").tzinfo is UTC
+    for bad in ("2026-11-21T10:00:00", "2026-11-21", "soon", ""):
+        with pytest.raises(ValueError):
+            parse_datetime(bad)
+    assert format_datetime(datetime(2026, 11, 21, 11, tzinfo=timezone(timedelta(hours=1)))) == (
+        "2026-11-21T10:00:00.000Z"
+    )
+    with pytest.raises(ValueError):
+        format_datetime(datetime(2026, 11, 21, 10))
+
+
+# --- properties
+
+offsets = st.integers(-2 * 86400, 2 * 86400)
+
+
+@st.composite
+def profiles(draw: st.DrawFn) -> Profile:
+    """Any consistent profile around T0, on whole seconds (not necessarily installable)."""
+    purpose = draw(st.sampled_from(Purpose))
+    kind = draw(st.sampled_from(Kind))
+    unit = draw(st.sampled_from(["A", "W"]))
+    top = 64 if unit == "A" else 44000
+    starts = sorted(draw(st.sets(st.integers(1, 3 * HOUR), max_size=3)))
+    periods = tuple(
+        Period(s, float(draw(st.integers(0, top))), draw(st.sampled_from([None, 1, 3]))) for s in [0, *starts]
+    )
+    if kind is Kind.RELATIVE:
+        start = None
+    elif kind is Kind.RECURRING:
+        start = at(draw(offsets))
+    else:
+        start = draw(st.none() | offsets.map(at))
+    valid_from = draw(st.none() | offsets.map(at))
+    valid_to = draw(
+        st.none() | st.integers(1, 86400).map(lambda d: (valid_from or T0) + timedelta(seconds=d))
+    )
+    return Profile(
+        id=draw(st.integers(1, 12)),
+        evse_id=0 if purpose is Purpose.STATION_MAX else draw(st.integers(0, 2)),
+        stack_level=draw(st.integers(0, 3)),
+        purpose=purpose,
+        kind=kind,
+        schedule=Schedule(
+            periods,
+            unit,
+            start,
+            draw(st.none() | st.integers(1, 2 * 86400)),
+            draw(st.none() | st.integers(0, 10).map(float)),
+        ),
+        recurrency=draw(st.sampled_from(Recurrency)) if kind is Kind.RECURRING else None,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        tx_id=draw(st.none() | st.sampled_from(["tx1", "42"])) if purpose is Purpose.TX else None,
+    )
+
+
+@given(profiles())
+def test_json_round_trip(profile: Profile) -> None:
+    assert from_ocpp16(json.loads(json.dumps(to_ocpp16(profile))), profile.evse_id) == profile
+
+
+@given(
+    installed=st.lists(profiles(), max_size=6),
+    evse=st.integers(0, 2),
+    start=offsets.map(at),
+    duration=st.integers(1, 3 * 86400),
+    tx=st.sampled_from([None, "tx1", "tx2"]),
+    tx_start=st.none() | offsets.map(at),
+    probes=st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=20),
+)
+def test_the_composite_limit_at_any_instant_equals_limit_a(
+    installed: list[Profile],
+    evse: int,
+    start: datetime,
+    duration: int,
+    tx: str | None,
+    tx_start: datetime | None,
+    probes: list[float],
+) -> None:
+    store_ = Profiles()
+    for profile in installed:
+        store_.install(profile, "tx1")
+    composite = store_.composite(evse, start, duration, "A", tx_start, tx)
+    assert composite[0].start_s == 0
+    for a, b in itertools.pairwise(composite):
+        assert a.start_s < b.start_s and (a.limit, a.phases) != (b.limit, b.phases)
+    instants = {int(p * duration) for p in probes} | {
+        s for q in composite for s in (q.start_s - 1, q.start_s) if s >= 0
+    }
+    for s in instants:
+        in_force = [q for q in composite if q.start_s <= s][-1]
+        assert in_force.limit == store_.limit_a(evse, start + timedelta(seconds=s), tx_start, tx)
+
+
+@given(installed=st.lists(profiles(), max_size=6), now=offsets.map(at), tx_start=st.none() | offsets.map(at))
+def test_the_limit_holds_until_next_change(
+    installed: list[Profile], now: datetime, tx_start: datetime | None
+) -> None:
+    store_ = Profiles()
+    for profile in installed:
+        store_.install(profile, "tx1")
+    change = store_.next_change(1, now, tx_start, "tx1")
+    assert change is None or change > now
+    until = change if change is not None else now + timedelta(days=8)
+    span = int((until - now).total_seconds()) - 1
+    if span > 0:
+        later = now + timedelta(seconds=min(span, 86400))
+        assert store_.limit_a(1, later, tx_start, "tx1") == store_.limit_a(1, now, tx_start, "tx1")
