@@ -1,0 +1,470 @@
+"""OCPP local authorization: the Local Authorization List, the Authorization Cache and
+the decision whether an identifier may start charging without asking the CSMS.
+
+The logic is version neutral and uses the OCPP 1.6 words for statuses; an OCPP 2.0.1
+adapter maps its IdTokenInfo onto ``IdTagInfo``. It does no I/O and takes the time as an
+argument (aware UTC datetimes). The functions at the end keep the list and the cache in
+the SQLite database of ``controller.storage``.
+
+Identifiers are case insensitive in OCPP (1.6 CiString, 2.0.1 IdToken), so both stores
+key their entries by ``normalize_id``: "04a1b2" and "04A1B2" are the same card.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.storage import Storage, StorageError, parse_timestamp, timestamp
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = "Accepted"
+BLOCKED = "Blocked"
+EXPIRED = "Expired"
+INVALID = "Invalid"
+CONCURRENT_TX = "ConcurrentTx"
+STATUSES = frozenset({ACCEPTED, BLOCKED, EXPIRED, INVALID, CONCURRENT_TX})
+
+FULL = "Full"
+DIFFERENTIAL = "Differential"
+
+# SendLocalList answers.
+UPDATE_ACCEPTED = "Accepted"
+UPDATE_FAILED = "Failed"
+VERSION_MISMATCH = "VersionMismatch"
+
+# Decision outcomes and sources.
+ACCEPT = "accept"
+REJECT = "reject"
+ASK = "ask"
+SOURCE_LOCAL_LIST = "local_list"
+SOURCE_CACHE = "cache"
+SOURCE_CSMS = "csms"
+SOURCE_UNKNOWN = "unknown"  # decided by AllowOfflineTxForUnknownId alone
+
+DEFAULT_LIST_MAX_LENGTH = 100_000
+DEFAULT_CACHE_CAPACITY = 1000
+LOCAL_LIST_VERSION_KEY = "local_list_version"
+
+
+def normalize_id(id_tag: str) -> str:
+    """The key an identifier is stored under; OCPP compares identifiers case-insensitively."""
+    return id_tag.upper()
+
+
+@dataclass(frozen=True)
+class IdTagInfo:
+    """What the CSMS says about an identifier (OCPP 1.6 IdTagInfo)."""
+
+    status: str
+    expiry: datetime | None = None
+    parent: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown authorization status {self.status!r}")
+        if self.expiry is not None and self.expiry.utcoffset() is None:
+            raise ValueError(f"expiry {self.expiry} has no time zone")
+
+    def effective(self, now: datetime) -> str:
+        """The status at ``now``: an Accepted identifier is Expired from its expiry on."""
+        if self.status == ACCEPTED and self.expiry is not None and self.expiry <= now:
+            return EXPIRED
+        return self.status
+
+    def at(self, now: datetime) -> IdTagInfo:
+        """This info with its status made effective at ``now``."""
+        status = self.effective(now)
+        return self if status == self.status else replace(self, status=status)
+
+
+@dataclass
+class LocalList:
+    """The Local Authorization List the CSMS manages with SendLocalList.
+
+    ``version`` is what GetLocalListVersion reports (0: empty or never sent).
+    ``max_length`` is LocalAuthListMaxLength, ``send_max`` SendLocalListMaxLength.
+    """
+
+    version: int = 0
+    entries: dict[str, IdTagInfo] = field(default_factory=dict)
+    max_length: int = DEFAULT_LIST_MAX_LENGTH
+    send_max: int = DEFAULT_LIST_MAX_LENGTH
+
+    def get(self, id_tag: str) -> IdTagInfo | None:
+        """The entry for ``id_tag`` as stored (expiry not applied), or None."""
+        return self.entries.get(normalize_id(id_tag))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def check(self, update_type: str, version: int, entries: Sequence[tuple[str, IdTagInfo | None]]) -> str:
+        """The SendLocalList answer ``apply`` would give, without changing the list.
+
+        Lets a caller persist an update before applying it in memory.
+        """
+        full = update_type == FULL
+        if not full and update_type != DIFFERENTIAL:
+            return UPDATE_FAILED
+        if version < 0:
+            return UPDATE_FAILED
+        if not full and version <= self.version:
+            return VERSION_MISMATCH
+        if len(entries) > self.send_max:
+            return UPDATE_FAILED
+        current = self.entries
+        size = 0 if full else len(current)
+        seen: set[str] = set()
+        for id_tag, info in entries:
+            key = normalize_id(id_tag)
+            if not key or key in seen:
+                return UPDATE_FAILED
+            seen.add(key)
+            if info is None:
+                if full:
+                    return UPDATE_FAILED
+                if key in current:
+                    size -= 1
+            elif full or key not in current:
+                size += 1
+        return UPDATE_FAILED if size > self.max_length else UPDATE_ACCEPTED
+
+    def apply(self, update_type: str, version: int, entries: Sequence[tuple[str, IdTagInfo | None]]) -> str:
+        """Apply a SendLocalList update; returns Accepted, VersionMismatch or Failed.
+
+        Full replaces the list; in a Differential update an entry without info deletes
+        the identifier. Anything but Accepted leaves the list unchanged.
+        """
+        status = self.check(update_type, version, entries)
+        if status != UPDATE_ACCEPTED:
+            return status
+        if update_type == FULL:
+            self.entries = {normalize_id(id_tag): info for id_tag, info in entries if info is not None}
+        else:
+            for id_tag, info in entries:
+                if info is None:
+                    self.entries.pop(normalize_id(id_tag), None)
+                else:
+                    self.entries[normalize_id(id_tag)] = info
+        self.version = version
+        return UPDATE_ACCEPTED
+
+
+class AuthCache:
+    """The Authorization Cache: the last IdTagInfo the CSMS gave for each identifier.
+
+    When full, an entry that is no longer valid (expired or not Accepted) makes room
+    first, else the least recently used one.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_CACHE_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError(f"cache capacity must be at least 1, not {capacity}")
+        self.capacity = capacity
+        self._entries: OrderedDict[str, IdTagInfo] = OrderedDict()  # least recently used first
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def update(self, id_tag: str, info: IdTagInfo, now: datetime) -> None:
+        """Record what the CSMS answered for ``id_tag``."""
+        key = normalize_id(id_tag)
+        if key in self._entries:
+            self._entries[key] = info
+            self._entries.move_to_end(key)
+            return
+        while len(self._entries) >= self.capacity:
+            self._evict(now)
+        self._entries[key] = info
+
+    def _evict(self, now: datetime) -> None:
+        stale = next((key for key, info in self._entries.items() if info.effective(now) != ACCEPTED), None)
+        if stale is None:
+            self._entries.popitem(last=False)
+        else:
+            del self._entries[stale]
+
+    def get(self, id_tag: str, now: datetime) -> IdTagInfo | None:
+        """The entry with its status made effective at ``now`` (kept even when expired)."""
+        key = normalize_id(id_tag)
+        info = self._entries.get(key)
+        if info is None:
+            return None
+        self._entries.move_to_end(key)
+        return info.at(now)
+
+    def clear(self) -> None:
+        """Empty the cache (ClearCache)."""
+        self._entries.clear()
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """The OCPP 1.6 configuration keys that govern local authorization."""
+
+    local_auth_list_enabled: bool = True
+    auth_cache_enabled: bool = True
+    local_pre_authorize: bool = False
+    local_authorize_offline: bool = True
+    allow_offline_tx_for_unknown_id: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a presented identifier.
+
+    ``outcome`` is "accept" (start without asking the CSMS), "reject" or "ask" (send
+    Authorize). ``info`` is the local entry the decision rests on, with its effective
+    status; ``source`` is "local_list", "cache", "csms" (ask) or "unknown" (decided by
+    AllowOfflineTxForUnknownId).
+    """
+
+    outcome: str
+    info: IdTagInfo | None
+    source: str
+
+
+def _lookup(
+    id_tag: str, now: datetime, local_list: LocalList, cache: AuthCache, settings: AuthSettings
+) -> tuple[IdTagInfo, str] | None:
+    # The list has priority: an identifier in it is never looked up in the cache.
+    if settings.local_auth_list_enabled:
+        info = local_list.get(id_tag)
+        if info is not None:
+            return info.at(now), SOURCE_LOCAL_LIST
+    if settings.auth_cache_enabled:
+        info = cache.get(id_tag, now)
+        if info is not None:
+            return info, SOURCE_CACHE
+    return None
+
+
+def decide(
+    id_tag: str,
+    now: datetime,
+    online: bool,
+    local_list: LocalList,
+    cache: AuthCache,
+    settings: AuthSettings,
+) -> Decision:
+    """Whether ``id_tag`` may start charging now, must be refused, or the CSMS must be asked."""
+    if online and not settings.local_pre_authorize:
+        return Decision(ASK, None, SOURCE_CSMS)
+    found = _lookup(id_tag, now, local_list, cache, settings)
+    if online:
+        if found is not None and found[0].status == ACCEPTED:
+            return Decision(ACCEPT, found[0], found[1])
+        return Decision(ASK, None, SOURCE_CSMS)
+    if found is not None:
+        info, source = found
+        # A known identifier that is not valid is refused even when unknown ones are
+        # allowed (OCPP 1.6, "Unknown Offline Authorization").
+        if info.status != ACCEPTED:
+            return Decision(REJECT, info, source)
+        if settings.local_authorize_offline:
+            return Decision(ACCEPT, info, source)
+    allowed = settings.allow_offline_tx_for_unknown_id
+    return Decision(ACCEPT if allowed else REJECT, None, SOURCE_UNKNOWN)
+
+
+# -- OCPP 1.6 JSON -----------------------------------------------------------------------
+# Both camelCase (the wire) and snake_case (what the ``ocpp`` library hands to handlers)
+# keys are read.
+
+
+def _field(d: Mapping[str, Any], camel: str, snake: str) -> Any:
+    return d[camel] if camel in d else d.get(snake)
+
+
+# Lists tend to share a handful of expiry dates; caching their conversions makes a
+# 50,000-entry list markedly faster to parse, save and load.
+@functools.lru_cache(maxsize=1024)
+def _parse_expiry(text: str) -> datetime:
+    moment = parse_timestamp(text)
+    # OCPP wants UTC; a CSMS that leaves out the offset means UTC too.
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
+
+
+def info_from_ocpp16(d: Mapping[str, Any]) -> IdTagInfo:
+    """An IdTagInfo from its 1.6 JSON form; ValueError if it is malformed."""
+    status = _field(d, "status", "status")
+    if not isinstance(status, str):
+        raise ValueError(f"idTagInfo without a status: {d!r}")
+    expiry = _field(d, "expiryDate", "expiry_date")
+    parent = _field(d, "parentIdTag", "parent_id_tag")
+    if expiry is not None and not isinstance(expiry, str):
+        raise ValueError(f"idTagInfo with a malformed expiryDate: {d!r}")
+    if parent is not None and not isinstance(parent, str):
+        raise ValueError(f"idTagInfo with a malformed parentIdTag: {d!r}")
+    return IdTagInfo(status, _parse_expiry(expiry) if expiry is not None else None, parent)
+
+
+def info_to_ocpp16(info: IdTagInfo) -> dict[str, str]:
+    """The 1.6 JSON form of ``info``; absent fields are left out."""
+    d = {"status": info.status}
+    if info.expiry is not None:
+        d["expiryDate"] = timestamp(info.expiry)
+    if info.parent is not None:
+        d["parentIdTag"] = info.parent
+    return d
+
+
+def entries_from_ocpp16(
+    local_authorization_list: Sequence[Mapping[str, Any]],
+) -> list[tuple[str, IdTagInfo | None]]:
+    """The entries of a SendLocalList.req localAuthorizationList; ValueError if malformed."""
+    entries: list[tuple[str, IdTagInfo | None]] = []
+    for item in local_authorization_list:
+        id_tag = _field(item, "idTag", "id_tag")
+        if not isinstance(id_tag, str):
+            raise ValueError(f"authorization data without an idTag: {item!r}")
+        info = _field(item, "idTagInfo", "id_tag_info")
+        entries.append((id_tag, info_from_ocpp16(info) if info is not None else None))
+    return entries
+
+
+# -- persistence -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _writing(storage: Storage, what: str) -> Iterator[sqlite3.Connection]:
+    """One transaction on ``storage``; SQLite errors become StorageError."""
+    try:
+        with storage._transaction():
+            yield storage.db
+    except sqlite3.OperationalError as exc:
+        raise StorageError(
+            f"cannot write {what} to {storage.path}: {exc}; free space or fix permissions on storage.dir"
+        ) from exc
+    except sqlite3.Error as exc:
+        raise StorageError(f"database {storage.path} refused {what}: {exc}", retry=False) from exc
+
+
+def _read(storage: Storage, what: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    try:
+        return storage.db.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read {what} from {storage.path}: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=1024)
+def _expiry_text(expiry: datetime) -> str:
+    return timestamp(expiry)
+
+
+def _columns(info: IdTagInfo) -> tuple[str, str | None, str | None]:
+    return info.status, _expiry_text(info.expiry) if info.expiry is not None else None, info.parent
+
+
+def _info(status: str, expiry: str | None, parent: str | None) -> IdTagInfo:
+    return IdTagInfo(status, _parse_expiry(expiry) if expiry is not None else None, parent)
+
+
+def save_local_list(
+    storage: Storage, update_type: str, version: int, entries: Sequence[tuple[str, IdTagInfo | None]]
+) -> None:
+    """Write a SendLocalList update and the new version in one transaction.
+
+    The update must be one ``LocalList.check`` accepts; StorageError if it cannot be written.
+    """
+    if update_type not in (FULL, DIFFERENTIAL):
+        raise ValueError(f"unknown update type {update_type!r}")
+    rows = [(normalize_id(id_tag), *_columns(info)) for id_tag, info in entries if info is not None]
+    deleted = [(normalize_id(id_tag),) for id_tag, info in entries if info is None]
+    if update_type == FULL and deleted:
+        raise ValueError("a Full update needs idTagInfo for every entry")
+    with _writing(storage, "the local authorization list") as db:
+        if update_type == FULL:
+            db.execute("DELETE FROM local_list")
+            db.executemany(
+                "INSERT INTO local_list (id_tag, status, expiry, parent) VALUES (?, ?, ?, ?)", rows
+            )
+        else:
+            db.executemany("DELETE FROM local_list WHERE id_tag = ?", deleted)
+            db.executemany(
+                "INSERT INTO local_list (id_tag, status, expiry, parent) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id_tag) DO UPDATE SET status = excluded.status, "
+                "expiry = excluded.expiry, parent = excluded.parent",
+                rows,
+            )
+        db.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (LOCAL_LIST_VERSION_KEY, str(version)),
+        )
+
+
+def load_local_list(storage: Storage) -> LocalList:
+    """The stored Local Authorization List (version 0 and empty if none was ever saved)."""
+    what = "the local authorization list"
+    rows = _read(storage, what, "SELECT id_tag, status, expiry, parent FROM local_list")
+    versions = _read(storage, what, "SELECT value FROM settings WHERE key = ?", (LOCAL_LIST_VERSION_KEY,))
+    try:
+        version = int(versions[0][0]) if versions else 0
+        entries = {normalize_id(row[0]): _info(*row[1:]) for row in rows}
+    except ValueError as exc:
+        # Refuse rather than skip: a dropped Blocked entry would turn into an unknown id.
+        raise StorageError(f"{what} in {storage.path} is corrupt: {exc}", retry=False) from exc
+    return LocalList(version=version, entries=entries)
+
+
+def save_cache_entry(
+    storage: Storage, id_tag: str, info: IdTagInfo, used_at: datetime, capacity: int | None = None
+) -> None:
+    """Store the CSMS's answer for ``id_tag``, last used at ``used_at``.
+
+    With ``capacity``, the table is trimmed to that many rows by the rule ``AuthCache``
+    evicts by, so it cannot grow without bound.
+    """
+    with _writing(storage, "an authorization cache entry") as db:
+        key = normalize_id(id_tag)
+        now = timestamp(used_at)
+        db.execute(
+            "INSERT INTO auth_cache (id_tag, status, expiry, parent, used_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id_tag) DO UPDATE SET status = excluded.status, expiry = excluded.expiry, "
+            "parent = excluded.parent, used_at = excluded.used_at",
+            (key, *_columns(info), now),
+        )
+        if capacity is None:
+            return
+        excess = db.execute("SELECT count(*) FROM auth_cache").fetchone()[0] - capacity
+        if excess > 0:
+            # Expiry strings all come from ``timestamp``, so they compare as text.
+            db.execute(
+                "DELETE FROM auth_cache WHERE id_tag IN (SELECT id_tag FROM auth_cache WHERE id_tag != ? "
+                "ORDER BY (status = ? AND (expiry IS NULL OR expiry > ?)), used_at, rowid LIMIT ?)",
+                (key, ACCEPTED, now, excess),
+            )
+
+
+def clear_cache(storage: Storage) -> None:
+    """Delete every stored cache entry (ClearCache)."""
+    with _writing(storage, "the cleared authorization cache") as db:
+        db.execute("DELETE FROM auth_cache")
+
+
+def load_cache(storage: Storage, capacity: int = DEFAULT_CACHE_CAPACITY) -> AuthCache:
+    """The stored Authorization Cache, in order of use; unreadable rows are skipped."""
+    cache = AuthCache(capacity)
+    rows = _read(
+        storage,
+        "the authorization cache",
+        "SELECT id_tag, status, expiry, parent, used_at FROM auth_cache ORDER BY used_at, rowid",
+    )
+    for id_tag, status, expiry, parent, used_at in rows:
+        try:
+            cache.update(id_tag, _info(status, expiry, parent), parse_timestamp(used_at))
+        except (ValueError, TypeError) as exc:
+            # The cache only saves a round trip to the CSMS; a bad row is not worth failing for.
+            log.warning(
+                "skipping unreadable authorization cache entry %r in %s: %s", id_tag, storage.path, exc
+            )
+    return cache
