@@ -1,0 +1,891 @@
+"""A small OCPP central system (CSMS) for development, demos and end-to-end tests.
+
+    python -m hil.csms [--host 127.0.0.1] [--port 9000] [--boot-status Accepted] [--heartbeat 300]
+
+Stations connect to ``ws://host:port/<anything>/<station id>`` with the ``ocpp1.6``
+subprotocol. The CSMS answers every charge-point-initiated OCPP 1.6 message from its
+settings, keeps a timeline of every frame in both directions (printed one line each
+unless ``quiet``) and lets a test send any CALL to a station and wait for messages.
+
+Built on the ``ocpp`` package: its ``ChargePoint`` routes incoming CALLs to the ``@on``
+handlers below and every payload, received or sent, is checked against the official
+JSON schemas. ``DevCsms`` is the asyncio API; ``CsmsThread`` runs one on its own event
+loop in a daemon thread and offers the same operations as blocking calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import hmac
+import json
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import IO, Any, Literal, TypeVar, cast
+from urllib.parse import unquote
+
+from ocpp.charge_point import camel_to_snake_case  # type: ignore[import-untyped]
+from ocpp.exceptions import OCPPError  # type: ignore[import-untyped]
+from ocpp.messages import Call, CallError, CallResult, unpack, validate_payload  # type: ignore[import-untyped]
+from ocpp.routing import on  # type: ignore[import-untyped]
+from ocpp.v16 import ChargePoint as ChargePoint16  # type: ignore[import-untyped]
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidHeader, NegotiationError
+from websockets.headers import build_www_authenticate_basic, parse_authorization_basic
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+__all__ = ["CallErrorReply", "CsmsThread", "DevCsms", "Entry", "StationSession", "main"]
+
+Direction = Literal["in", "out"]
+Kind = Literal["call", "result", "error", "raw", "connect", "disconnect", "refused"]
+Reply = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
+
+_LOG = logging.getLogger("hil.csms")
+# The ocpp package logs every frame, and every malformed one with a traceback; the
+# timeline already shows those, so they stay silent unless the app configures logging.
+_OCPP_LOG = _LOG.getChild("ocpp")
+_OCPP_LOG.addHandler(logging.NullHandler())
+
+_SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
+
+
+def _on(action: str) -> Callable[[_F], _F]:
+    """``ocpp.routing.on`` with a type, so handlers stay typed."""
+    return cast(Callable[[_F], _F], on(action))
+
+
+def _now() -> str:
+    """The current UTC time in RFC 3339 with a ``Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One timeline record: a frame, or a station connecting, disconnecting or refused.
+
+    ``direction`` is seen from the CSMS ("in" = from the station). ``payload`` is the
+    message payload (camelCase, as on the wire), ``{"code", "description", "details"}``
+    for an error, the text for a raw frame, and connection details otherwise.
+    """
+
+    t: float
+    station: str
+    direction: Direction
+    kind: Kind
+    action: str
+    payload: dict[str, Any] | str
+    unique_id: str = ""
+
+
+class CallErrorReply(Exception):
+    """The station answered a CALL with a CALLERROR."""
+
+    def __init__(self, code: str, description: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details = details or {}
+
+
+class _ConfiguredError(OCPPError):  # type: ignore[misc]
+    """A CALLERROR requested through ``DevCsms.errors``; ``code`` is set per instance."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description=description, details={})
+        self.code = code
+
+
+class _Wire:
+    """The connection handed to the ``ocpp`` ChargePoint: records each frame it sends."""
+
+    def __init__(self, session: StationSession) -> None:
+        self._session = session
+
+    async def send(self, message: str) -> None:
+        """Record, then send one text frame."""
+        self._session._record_out(message)
+        await self._session._ws.send(message)
+
+
+class _Ocpp16(ChargePoint16):  # type: ignore[misc]
+    """The CSMS side of one OCPP 1.6 connection: a handler for each station-initiated action."""
+
+    def __init__(self, session: StationSession) -> None:
+        super().__init__(session.id, _Wire(session), logger=_OCPP_LOG)
+        self._session = session
+        self._csms = session.csms
+
+    def _reply(self, action: str, unique_id: str, default: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+        try:
+            reply = self._session._answer(action, unique_id, default)
+            return getattr(self._call_result, action)(**camel_to_snake_case(reply))
+        except OCPPError:
+            raise
+        except Exception:
+            # The ocpp package turns this into an InternalError CALLERROR; show why.
+            _LOG.exception("%s: failed to answer %s", self.id, action)
+            raise
+
+    def _id_tag_info(self, id_tag: str) -> dict[str, Any]:
+        return {"status": self._csms.auth_status(id_tag)}
+
+    def _boot(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "status": self._csms.boot_status,
+            "currentTime": _now(),
+            "interval": self._csms.heartbeat_interval,
+        }
+
+    def _start(self, payload: dict[str, Any]) -> dict[str, Any]:
+        key = tuple(payload.get(k) for k in ("connectorId", "idTag", "timestamp", "meterStart"))
+        tx_id = self._csms._open_transaction(self.id, key, payload)
+        return {"transactionId": tx_id, "idTagInfo": self._id_tag_info(payload["idTag"])}
+
+    def _stop(self, payload: dict[str, Any]) -> dict[str, Any]:
+        tx = self._csms.transactions.get(payload["transactionId"])
+        if tx is not None:
+            tx["stop"] = payload
+            tx["stop_count"] += 1
+        return {"idTagInfo": self._id_tag_info(payload["idTag"])} if "idTag" in payload else {}
+
+    @_on("BootNotification")
+    def on_boot_notification(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("BootNotification", call_unique_id, self._boot)
+
+    @_on("Heartbeat")
+    def on_heartbeat(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("Heartbeat", call_unique_id, lambda p: {"currentTime": _now()})
+
+    @_on("Authorize")
+    def on_authorize(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply(
+            "Authorize", call_unique_id, lambda p: {"idTagInfo": self._id_tag_info(p["idTag"])}
+        )
+
+    @_on("StartTransaction")
+    def on_start_transaction(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("StartTransaction", call_unique_id, self._start)
+
+    @_on("StopTransaction")
+    def on_stop_transaction(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("StopTransaction", call_unique_id, self._stop)
+
+    @_on("MeterValues")
+    def on_meter_values(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("MeterValues", call_unique_id, lambda p: {})
+
+    @_on("StatusNotification")
+    def on_status_notification(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("StatusNotification", call_unique_id, lambda p: {})
+
+    @_on("DataTransfer")
+    def on_data_transfer(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("DataTransfer", call_unique_id, lambda p: {"status": "Accepted"})
+
+    @_on("DiagnosticsStatusNotification")
+    def on_diagnostics_status_notification(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("DiagnosticsStatusNotification", call_unique_id, lambda p: {})
+
+    @_on("FirmwareStatusNotification")
+    def on_firmware_status_notification(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("FirmwareStatusNotification", call_unique_id, lambda p: {})
+
+    @_on("SecurityEventNotification")
+    def on_security_event_notification(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("SecurityEventNotification", call_unique_id, lambda p: {})
+
+    @_on("SignCertificate")
+    def on_sign_certificate(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("SignCertificate", call_unique_id, lambda p: {"status": "Accepted"})
+
+    @_on("SignedFirmwareStatusNotification")
+    def on_signed_firmware_status_notification(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("SignedFirmwareStatusNotification", call_unique_id, lambda p: {})
+
+    @_on("LogStatusNotification")
+    def on_log_status_notification(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("LogStatusNotification", call_unique_id, lambda p: {})
+
+
+# OCPP version -> the ChargePoint class that speaks it on the CSMS side.
+_HANDLERS: dict[str, Callable[[StationSession], Any]] = {"1.6": _Ocpp16}
+
+
+class StationSession:
+    """One connected station: send it CALLs or raw frames, or close its connection."""
+
+    def __init__(self, csms: DevCsms, station_id: str, version: str, ws: ServerConnection) -> None:
+        self.csms = csms
+        self.id = station_id
+        self.version = version
+        self._ws = ws
+        self._cp = _HANDLERS[version](self)
+        self._in_calls: dict[str, str] = {}  # unique id -> action, of CALLs received
+        self._out_calls: dict[str, str] = {}  # unique id -> action, of CALLs sent
+        self._payloads: dict[str, dict[str, Any]] = {}  # unique id -> payload, of CALLs being handled
+        self._closed = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is still open."""
+        return not self._closed.is_set()
+
+    async def call(
+        self, action: str, payload: dict[str, Any] | None = None, timeout: float = 10, validate: bool = True
+    ) -> dict[str, Any]:
+        """Send a CALL and return the CALLRESULT payload; raise ``CallErrorReply`` on a CALLERROR.
+
+        Both payloads are schema-checked (an invalid one raises the ``ocpp`` package's
+        ``OCPPError``) unless ``validate`` is False, for deliberately wrong messages.
+        """
+        request = Call(unique_id=str(uuid.uuid4()), action=action, payload=dict(payload or {}))
+        if validate:
+            await validate_payload(request, self.version)
+        async with self._cp._call_lock:
+            await self._cp._send(request.to_json())
+            try:
+                response = await self._cp._get_specific_response(request.unique_id, timeout)
+            except TimeoutError:
+                raise TimeoutError(f"{self.id} did not answer {action} within {timeout} s") from None
+        if isinstance(response, CallError):
+            raise CallErrorReply(response.error_code, response.error_description, response.error_details)
+        result = cast(dict[str, Any], response.payload)
+        if validate:
+            response.action = action
+            await validate_payload(response, self.version)  # may swap in a copy; `result` stays plain
+        return result
+
+    async def send_raw(self, text: str) -> None:
+        """Send a text frame as is (recorded like any other frame)."""
+        await self._cp._send(text)
+
+    async def close(self, timeout: float = 10) -> None:
+        """Close the connection and wait until its handler has finished."""
+        await self._ws.close()
+        await asyncio.wait_for(self._closed.wait(), timeout)
+
+    async def _run(self) -> None:
+        """Receive frames until the connection closes; the ``ocpp`` package routes them."""
+        try:
+            while True:
+                raw = await self._ws.recv()
+                index = self._record_in(raw)
+                try:
+                    await self._cp.route_message(raw)
+                finally:
+                    if index is not None:
+                        self._payloads.pop(self.csms.timeline[index].unique_id, None)
+                        self.csms._handled(index)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._closed.set()
+
+    def _answer(
+        self, action: str, unique_id: str, default: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The reply to a station's CALL: a configured error or reply, else the default."""
+        payload = self._payloads.get(unique_id, {})
+        if action in self.csms.errors:
+            code, description = self.csms.errors[action]
+            raise _ConfiguredError(code, description)
+        reply = self.csms.replies.get(action)
+        if reply is None:
+            return default(payload)
+        return dict(reply(payload) if callable(reply) else reply)
+
+    def _record_in(self, raw: str | bytes) -> int | None:
+        """Record a received frame; return its timeline index if it is a CALL to handle."""
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+        try:
+            msg = unpack(raw)
+        except OCPPError:
+            msg = None
+        if isinstance(msg, Call) and isinstance(msg.payload, dict):
+            uid, action = str(msg.unique_id), str(msg.action)
+            self._in_calls[uid] = action
+            self._payloads[uid] = msg.payload
+            return self.csms._record(self.id, "in", "call", action, msg.payload, uid, pending=True)
+        if isinstance(msg, CallResult) and isinstance(msg.payload, dict):
+            uid = str(msg.unique_id)
+            self.csms._record(self.id, "in", "result", self._out_calls.pop(uid, ""), msg.payload, uid)
+        elif isinstance(msg, CallError):
+            uid = str(msg.unique_id)
+            error = {
+                "code": msg.error_code,
+                "description": msg.error_description,
+                "details": msg.error_details,
+            }
+            self.csms._record(self.id, "in", "error", self._out_calls.pop(uid, ""), error, uid)
+        else:
+            self.csms._record(self.id, "in", "raw", "", text)
+        return None
+
+    def _record_out(self, text: str) -> None:
+        """Record a frame about to be sent."""
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            frame = None
+        kind = frame[0] if isinstance(frame, list) and frame and len(frame) in (3, 4, 5) else None
+        if kind == 2 and len(frame) == 4 and isinstance(frame[3], dict):
+            uid, action = str(frame[1]), str(frame[2])
+            self._out_calls[uid] = action
+            self.csms._record(self.id, "out", "call", action, frame[3], uid)
+        elif kind == 3 and len(frame) == 3 and isinstance(frame[2], dict):
+            uid = str(frame[1])
+            self.csms._record(self.id, "out", "result", self._in_calls.pop(uid, ""), frame[2], uid)
+        elif kind == 4 and len(frame) == 5:
+            uid = str(frame[1])
+            error = {"code": frame[2], "description": frame[3], "details": frame[4]}
+            self.csms._record(self.id, "out", "error", self._in_calls.pop(uid, ""), error, uid)
+        else:
+            self.csms._record(self.id, "out", "raw", "", text)
+
+
+def _station_id(path: str) -> str:
+    """The station id: the last segment of the request path."""
+    return unquote(path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+
+
+class DevCsms:
+    """The development CSMS (asyncio API).
+
+    Settings may be changed while it runs: ``boot_status``, ``heartbeat_interval``,
+    ``auth`` (idTag -> status), ``default_auth``, ``replies[action]`` (a payload, or a
+    callable taking the request payload) and ``errors[action] = (code, description)``,
+    which answers that action with a CALLERROR. A configured error or reply replaces
+    the default handling, so e.g. a StartTransaction answered that way opens no
+    transaction.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        versions: Sequence[str] = ("1.6",),
+        boot_status: str = "Accepted",
+        heartbeat_interval: int = 300,
+        auth: dict[str, str] | None = None,
+        default_auth: str = "Accepted",
+        passwords: dict[str, str] | None = None,
+        quiet: bool = False,
+        out: IO[str] | None = None,
+    ) -> None:
+        unsupported = [v for v in versions if v not in _HANDLERS]
+        if unsupported or not versions:
+            raise ValueError(f"unsupported OCPP version(s) {unsupported}; supported: {', '.join(_HANDLERS)}")
+        self.host = host
+        self.port = port
+        self.versions = tuple(versions)
+        self.boot_status = boot_status
+        self.heartbeat_interval = heartbeat_interval
+        self.auth: dict[str, str] = dict(auth or {})
+        self.default_auth = default_auth
+        self.passwords = passwords
+        self.quiet = quiet
+        self.out = out
+        self.replies: dict[str, Reply] = {}
+        self.errors: dict[str, tuple[str, str]] = {}
+        self.timeline: list[Entry] = []
+        self.transactions: dict[int, dict[str, Any]] = {}
+        self.stations: dict[str, StationSession] = {}
+        self._tx_keys: dict[tuple[Any, ...], int] = {}
+        self._pending: set[int] = set()
+        self._changed = asyncio.Event()
+        self._server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL; a station appends ``/<station id>``."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"ws://{host}:{self.port}/ocpp"
+
+    async def start(self) -> None:
+        """Start listening; ``port`` then holds the actual port."""
+        self._server = await serve(
+            self._serve,
+            self.host,
+            self.port,
+            subprotocols=[Subprotocol(_SUBPROTOCOLS[v]) for v in self.versions],
+            select_subprotocol=self._select_subprotocol,
+            process_request=self._check_request,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Close every station connection and stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def wait_station(self, station_id: str, timeout: float = 10) -> StationSession:
+        """Wait until the station is connected and return its session."""
+        await self._wait(lambda: station_id in self.stations, timeout, f"station {station_id} to connect")
+        return self.stations[station_id]
+
+    def station(self, station_id: str) -> StationSession:
+        """The session of a connected station (``LookupError`` if it is not connected)."""
+        try:
+            return self.stations[station_id]
+        except KeyError:
+            raise LookupError(f"station {station_id} is not connected") from None
+
+    async def disconnect(self, station_id: str, timeout: float = 10) -> None:
+        """Close the station's connection (no-op if it is not connected)."""
+        session = self.stations.get(station_id)
+        if session is not None:
+            await session.close(timeout)
+
+    async def wait_for(
+        self,
+        action: str,
+        station: str | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = 10,
+        after: int = 0,
+    ) -> Entry:
+        """Wait for a CALL from a station, handled and answered, at timeline index ``after`` or later."""
+        found: list[Entry] = []
+
+        def match() -> bool:
+            for index in range(after, len(self.timeline)):
+                entry = self.timeline[index]
+                if (
+                    entry.kind == "call"
+                    and entry.direction == "in"
+                    and entry.action == action
+                    and station in (None, entry.station)
+                    and index not in self._pending
+                    and (where is None or where(cast(dict[str, Any], entry.payload)))
+                ):
+                    found.append(entry)
+                    return True
+            return False
+
+        await self._wait(match, timeout, f"{action} from {station or 'any station'}")
+        return found[0]
+
+    def calls(self, action: str, station: str | None = None) -> list[dict[str, Any]]:
+        """Payloads of the CALLs of this action received so far (from one station or all)."""
+        return [
+            cast(dict[str, Any], e.payload)
+            for e in self.timeline
+            if e.kind == "call"
+            and e.direction == "in"
+            and e.action == action
+            and station in (None, e.station)
+        ]
+
+    def auth_status(self, id_tag: str) -> str:
+        """The idTagInfo status for an idTag."""
+        return self.auth.get(id_tag, self.default_auth)
+
+    async def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                if not condition():
+                    raise TimeoutError(f"timed out after {timeout} s waiting for {what}") from None
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _record(
+        self,
+        station: str,
+        direction: Direction,
+        kind: Kind,
+        action: str,
+        payload: dict[str, Any] | str,
+        unique_id: str = "",
+        pending: bool = False,
+    ) -> int:
+        entry = Entry(time.monotonic(), station, direction, kind, action, payload, unique_id)
+        self.timeline.append(entry)
+        index = len(self.timeline) - 1
+        if pending:
+            self._pending.add(index)
+        if not self.quiet:
+            print(
+                f"{datetime.now():%H:%M:%S.%f}"[:-3] + "  " + describe(entry),
+                file=self.out or sys.stdout,
+                flush=True,
+            )
+        self._notify()
+        return index
+
+    def _handled(self, index: int) -> None:
+        self._pending.discard(index)
+        self._notify()
+
+    def _open_transaction(self, station: str, key: tuple[Any, ...], payload: dict[str, Any]) -> int:
+        """The transaction id for a StartTransaction; the same one again for a redelivery."""
+        full_key = (station, *key)
+        if full_key in self._tx_keys:
+            return self._tx_keys[full_key]
+        tx_id = max(self.transactions, default=0) + 1
+        self._tx_keys[full_key] = tx_id
+        self.transactions[tx_id] = {"station": station, "start": payload, "stop": None, "stop_count": 0}
+        return tx_id
+
+    def _refuse(self, connection: ServerConnection, status: HTTPStatus, why: str) -> Response:
+        request = connection.request
+        station = _station_id(request.path) if request is not None else ""
+        self._record(station, "in", "refused", "", {"status": int(status), "reason": why})
+        return connection.respond(status, why + "\n")
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse a path without a station id and, with ``passwords``, wrong Basic credentials."""
+        station = _station_id(request.path)
+        if not station:
+            return self._refuse(connection, HTTPStatus.NOT_FOUND, "no station id in the path")
+        if self.passwords is None:
+            return None
+        expected = self.passwords.get(station)
+        try:
+            user, password = parse_authorization_basic(request.headers["Authorization"])
+        except (KeyError, InvalidHeader):
+            user, password = "", ""
+        if (
+            expected is None
+            or user != station
+            or not hmac.compare_digest(password.encode(), expected.encode())
+        ):
+            response = self._refuse(connection, HTTPStatus.UNAUTHORIZED, "missing or wrong Basic credentials")
+            response.headers["WWW-Authenticate"] = build_www_authenticate_basic("dev CSMS")
+            return response
+        return None
+
+    def _select_subprotocol(
+        self, connection: ServerConnection, subprotocols: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        for version in self.versions:
+            if _SUBPROTOCOLS[version] in subprotocols:
+                return Subprotocol(_SUBPROTOCOLS[version])
+        wanted = ", ".join(_SUBPROTOCOLS[v] for v in self.versions)
+        self._refuse(
+            connection, HTTPStatus.BAD_REQUEST, f"no {wanted} subprotocol offered ({list(subprotocols)})"
+        )
+        raise NegotiationError(f"expected subprotocol {wanted}")
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        assert ws.request is not None and ws.subprotocol is not None
+        station_id = _station_id(ws.request.path)
+        version = next(v for v in self.versions if _SUBPROTOCOLS[v] == ws.subprotocol)
+        session = StationSession(self, station_id, version, ws)
+        self.stations[station_id] = session
+        self._record(
+            station_id, "in", "connect", "", {"path": ws.request.path, "subprotocol": ws.subprotocol}
+        )
+        try:
+            await session._run()
+        finally:
+            if self.stations.get(station_id) is session:
+                del self.stations[station_id]
+            info = {"code": ws.close_code, "reason": ws.close_reason or ""}
+            self._record(station_id, "in", "disconnect", "", info)
+
+
+# --- timeline lines ---------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _sampled(sample: dict[str, Any]) -> str:
+    measurand = sample.get("measurand", "Energy.Active.Import.Register")
+    unit = sample.get("unit", "Wh")
+    value = _number(sample.get("value"))
+    phase = f" {sample['phase']}" if "phase" in sample else ""
+    if value is not None and measurand == "Power.Active.Import" and unit in ("W", "kW"):
+        return f"{value / 1000 if unit == 'W' else value:.1f} kW{phase}"
+    if value is not None and measurand == "Energy.Active.Import.Register" and unit in ("Wh", "kWh"):
+        return f"{value * 1000 if unit == 'kWh' else value:.1f} Wh{phase}"
+    return f"{measurand} {sample.get('value')} {unit}{phase}"
+
+
+def _brief(payload: dict[str, Any]) -> str:
+    """Top-level fields as ``key=value``, status first and shortened."""
+    parts = [str(payload["status"])] if isinstance(payload.get("status"), str) else []
+    for key, value in payload.items():
+        if key == "status" and parts:
+            continue
+        if isinstance(value, dict):
+            value = value.get("status", "{...}")
+        elif isinstance(value, list):
+            value = f"[{len(value)}]"
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def _call_summary(action: str, p: dict[str, Any]) -> str:
+    if action == "BootNotification":
+        firmware = f" firmware={p['firmwareVersion']}" if "firmwareVersion" in p else ""
+        return f"vendor={p.get('chargePointVendor')} model={p.get('chargePointModel')}{firmware}"
+    if action == "StatusNotification":
+        error = f" ({p.get('errorCode')})" if p.get("errorCode", "NoError") != "NoError" else ""
+        return f"connector {p.get('connectorId')}: {p.get('status')}{error}"
+    if action == "MeterValues":
+        values = (p.get("meterValue") or [{}])[-1].get("sampledValue", [])
+        tx = f" tx {p['transactionId']}" if "transactionId" in p else ""
+        return f"connector {p.get('connectorId')}{tx}: " + ", ".join(_sampled(s) for s in values)
+    if action == "StartTransaction":
+        return f"connector {p.get('connectorId')} idTag {p.get('idTag')} meterStart {p.get('meterStart')} Wh"
+    if action == "StopTransaction":
+        reason = f" reason {p['reason']}" if "reason" in p else ""
+        return f"transaction {p.get('transactionId')} meterStop {p.get('meterStop')} Wh{reason}"
+    if action == "Authorize":
+        return f"idTag {p.get('idTag')}"
+    return _brief(p)
+
+
+def _result_summary(action: str, p: dict[str, Any]) -> str:
+    status = p.get("idTagInfo", {}).get("status") if isinstance(p.get("idTagInfo"), dict) else None
+    if action == "BootNotification":
+        return f"{p.get('status')} interval={p.get('interval')}"
+    if action == "StartTransaction":
+        return f"transaction {p.get('transactionId')} ({status})"
+    if action in ("Authorize", "StopTransaction") and status:
+        return str(status)
+    if action == "Heartbeat":
+        return str(p.get("currentTime"))
+    return _brief(p) or "ok"
+
+
+def describe(entry: Entry) -> str:
+    """A one-line, human-friendly description of a timeline entry."""
+    p = entry.payload
+    arrow = "->" if entry.direction == "in" else "<-"
+    head = f"{entry.station} {arrow} {entry.action or '?'}"
+    if isinstance(p, str):
+        text = p if len(p) <= 100 else p[:97] + "..."
+        return f"{entry.station} {arrow} raw frame: {text!r}"
+    if entry.kind == "call":
+        summary = _call_summary(entry.action, p)
+        return f"{head}  {summary}" if summary else head
+    if entry.kind == "result":
+        return f"{head}: {_result_summary(entry.action, p)}"
+    if entry.kind == "error":
+        return f"{head}: CALLERROR {p.get('code')} {p.get('description')!r}"
+    if entry.kind == "connect":
+        return f"{entry.station} connected ({p.get('subprotocol')}, {p.get('path')})"
+    if entry.kind == "disconnect":
+        reason = f" {p['reason']}" if p.get("reason") else ""
+        return f"{entry.station} disconnected (code {p.get('code')}{reason})"
+    return f"{entry.station or '?'} refused: HTTP {p.get('status')} {p.get('reason')}"
+
+
+# --- running from a thread --------------------------------------------------------------------
+
+
+class CsmsThread:
+    """A ``DevCsms`` on its own event loop in a daemon thread, with blocking methods.
+
+    ``with CsmsThread(**DevCsms kwargs) as csms:`` starts it and stops it on exit.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.csms = DevCsms(**kwargs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> CsmsThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the loop thread and the CSMS."""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="dev-csms", daemon=True)
+        self._thread.start()
+        try:
+            self._run(self.csms.start())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the CSMS and the loop thread."""
+        if self._loop is None or self._thread is None:
+            return
+        try:
+            self._run(self.csms.stop(), timeout=15)
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        assert self._loop is not None and self._thread is not None
+        with contextlib.suppress(Exception):
+            self._run(self._loop.shutdown_default_executor(), timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+        self._loop = self._thread = None
+
+    def _run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        assert self._loop is not None, "CsmsThread is not running"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _sync(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the loop thread (so it sees a consistent state)."""
+
+        async def wrapped() -> _T:
+            return fn()
+
+        return self._run(wrapped())
+
+    @property
+    def url(self) -> str:
+        """The base URL; a station appends ``/<station id>``."""
+        return self.csms.url
+
+    @property
+    def port(self) -> int:
+        """The port listened on."""
+        return self.csms.port
+
+    @property
+    def timeline(self) -> list[Entry]:
+        """A snapshot of the timeline."""
+        return self._sync(lambda: list(self.csms.timeline))
+
+    @property
+    def transactions(self) -> dict[int, dict[str, Any]]:
+        """A snapshot (deep copy) of the transactions."""
+        return self._sync(lambda: copy.deepcopy(self.csms.transactions))
+
+    def connected(self) -> list[str]:
+        """Ids of the stations connected now."""
+        return self._sync(lambda: list(self.csms.stations))
+
+    def wait_station(self, station_id: str, timeout: float = 10) -> None:
+        """Block until the station is connected."""
+        self._run(self.csms.wait_station(station_id, timeout))
+
+    def call(
+        self,
+        station_id: str,
+        action: str,
+        payload: dict[str, Any] | None = None,
+        timeout: float = 10,
+        validate: bool = True,
+    ) -> dict[str, Any]:
+        """Send a CALL to a connected station and return the result payload."""
+
+        async def do() -> dict[str, Any]:
+            return await self.csms.station(station_id).call(action, payload, timeout, validate)
+
+        return self._run(do())
+
+    def send_raw(self, station_id: str, text: str) -> None:
+        """Send a raw text frame to a connected station."""
+
+        async def do() -> None:
+            await self.csms.station(station_id).send_raw(text)
+
+        self._run(do())
+
+    def wait_for(
+        self,
+        action: str,
+        station: str | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = 10,
+        after: int = 0,
+    ) -> Entry:
+        """Block until a matching CALL from a station has been handled; see ``DevCsms.wait_for``."""
+        return self._run(self.csms.wait_for(action, station, where, timeout, after))
+
+    def calls(self, action: str, station: str | None = None) -> list[dict[str, Any]]:
+        """Payloads of the CALLs of this action received so far."""
+        return self._sync(lambda: self.csms.calls(action, station))
+
+    def disconnect(self, station_id: str, timeout: float = 10) -> None:
+        """Close the station's connection."""
+        self._run(self.csms.disconnect(station_id, timeout))
+
+    def set_boot_status(self, status: str) -> None:
+        """Change the BootNotification status given from now on."""
+        self._sync(lambda: setattr(self.csms, "boot_status", status))
+
+    def set_reply(self, action: str, reply: Reply | None) -> None:
+        """Override (or, with None, restore) the reply to an action."""
+        self._sync(lambda: _set(self.csms.replies, action, reply))
+
+    def set_error(self, action: str, error: tuple[str, str] | None) -> None:
+        """Answer an action with a CALLERROR ``(code, description)``, or stop doing so (None)."""
+        self._sync(lambda: _set(self.csms.errors, action, error))
+
+
+def _set(mapping: dict[str, Any], key: str, value: Any) -> None:
+    if value is None:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = value
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """Run the CSMS in the foreground, printing the timeline, until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m hil.csms", description="Development OCPP CSMS.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=9000, help="port (default %(default)s; 0 = any free)")
+    parser.add_argument(
+        "--boot-status",
+        default="Accepted",
+        choices=["Accepted", "Pending", "Rejected"],
+        help="BootNotification status",
+    )
+    parser.add_argument(
+        "--heartbeat", type=int, default=300, help="heartbeat interval in s (default %(default)s)"
+    )
+    args = parser.parse_args(None if argv is None else list(argv))
+
+    async def run() -> None:
+        csms = DevCsms(
+            host=args.host, port=args.port, boot_status=args.boot_status, heartbeat_interval=args.heartbeat
+        )
+        await csms.start()
+        print(f"dev CSMS (OCPP 1.6) listening: connect stations to {csms.url}/<station id>", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await csms.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
