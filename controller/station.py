@@ -11,6 +11,7 @@ persisted: every kWh delivered belongs to a transaction that survives a ``kill -
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from controller.safety import Fault
 from drivers.base import MeterReading
 
 SAMPLE_INTERVAL = timedelta(seconds=60)  # periodic meter sample during a transaction
-TOKEN_WAIT = timedelta(seconds=60)  # a token presented before plug-in waits this long
+TOKEN_WAIT = timedelta(seconds=60)  # a token presented before plug-in waits this long (ConnectionTimeOut)
 # A stopping transaction waits this long for a meter reading taken after the contactor
 # opened, so that meterStop includes the last second of energy; then it takes the last
 # good reading.
@@ -65,6 +66,20 @@ class Transaction:
     meter_start_wh: float
     persisted: bool = False
     last_sample_at: datetime | None = None
+    reservation_id: int | None = None
+    parent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    id: int
+    evse_id: int
+    id_tag: str
+    expiry: datetime
+    parent: str | None = None
+
+    def admits(self, token: str, parent: str | None) -> bool:
+        return token == self.id_tag or (self.parent is not None and parent == self.parent)
 
 
 # -- actions ----------------------------------------------------------------------------
@@ -82,6 +97,7 @@ class TransactionStopped:
     stopped_at: datetime
     meter_stop_wh: float
     reason: str
+    id_tag: str | None = None  # the token that stopped it, if one did
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +135,20 @@ class TokenRejected:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class AuthorizeWanted:
+    """Auth mode "ocpp": find out whether this token may charge (local list, cache, CSMS)."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationEnded:
+    reservation_id: int
+    evse_id: int
+    reason: str  # "Used", "Expired", "Cancelled"
+
+
 Action = (
     TransactionStarted
     | TransactionStopped
@@ -127,6 +157,8 @@ Action = (
     | Permit
     | StatusChanged
     | TokenRejected
+    | AuthorizeWanted
+    | ReservationEnded
 )
 
 
@@ -136,6 +168,7 @@ class Stopping:
     reason: str
     at: datetime
     deadline: datetime
+    id_tag: str | None = None
 
 
 @dataclass
@@ -146,11 +179,19 @@ class EvseState:
     reading: MeterReading | None = None
     ev_present: bool = False  # from the last pilot state that shows the EV (A..D)
     token: str | None = None  # the authorized identity of the session
+    token_parent: str | None = None
+    token_expires: datetime | None = None  # a token given before the EV is plugged in
     tx: Transaction | None = None
     stopping: Stopping | None = None  # ended, waiting for its final meter reading
     finishing: bool = False  # stopped by the user while the EV is still plugged
     status: tuple[str, str] = ("", "")
     permit: tuple[bool, float] = (False, 0.0)
+    available: bool = True  # operative; an inoperative EVSE finishes its transaction first
+    reservation: Reservation | None = None
+    limit_a: float = math.inf  # from the charging schedule
+
+    def idle(self) -> bool:
+        return self.tx is None and self.stopping is None and self.token is None
 
 
 @dataclass
@@ -160,7 +201,11 @@ class Station:
     allow: frozenset[str] = frozenset()
     free_id: str = "FREE"
     pending_token: tuple[str, datetime] | None = None
+    pending_parent: str | None = None
     closed: bool = False  # shut down: nothing new starts
+    connection_timeout: timedelta = TOKEN_WAIT
+    stop_on_invalid_id: bool = True
+    sample_interval: timedelta = SAMPLE_INTERVAL  # zero: no periodic samples
     _actions: list[Action] = field(default_factory=list)
 
     @classmethod
@@ -188,21 +233,158 @@ class Station:
     def token_presented(self, now: datetime, token: str) -> list[Action]:
         for evse in self.evses.values():
             if evse.tx is not None and evse.token == token:
-                self._stop(now, evse, "Local")
-                evse.token, evse.finishing = None, True
+                self._end_by_token(now, evse, token)
                 return self._evaluate(now)
-        if self.auth_mode != "list":
+        if self.auth_mode == "ocpp":
+            self._actions.append(AuthorizeWanted(token))
+        elif self.auth_mode != "list":
             self._actions.append(TokenRejected(token, f"auth mode is {self.auth_mode!r}"))
         elif token not in self.allow:
             self._actions.append(TokenRejected(token, "not in auth.allow"))
         else:
-            waiting = [e for e in self.evses.values() if e.ev_present and e.tx is None and e.token is None]
-            waiting.sort(key=lambda e: e.finishing)  # an EV waiting for a token before a finished one
-            if waiting:
-                waiting[0].token, waiting[0].finishing = token, False
-            else:
-                self.pending_token = (token, now + TOKEN_WAIT)
+            self._assign(now, token, None)
         return self._evaluate(now)
+
+    def token_authorized(
+        self, now: datetime, token: str, accepted: bool, parent: str | None = None, reason: str = ""
+    ) -> list[Action]:
+        """The answer to ``AuthorizeWanted``."""
+        if not accepted:
+            self._actions.append(TokenRejected(token, reason or "not authorized"))
+            return self._evaluate(now)
+        for evse in self.evses.values():
+            tx = evse.tx
+            if tx is not None and (tx.id_tag == token or (parent is not None and tx.parent == parent)):
+                self._end_by_token(now, evse, token)
+                return self._evaluate(now)
+        self._assign(now, token, parent)
+        return self._evaluate(now)
+
+    def _end_by_token(self, now: datetime, evse: EvseState, token: str) -> None:
+        self._stop(now, evse, "Local", token)
+        evse.token, evse.token_parent, evse.finishing = None, None, True
+
+    def _assign(self, now: datetime, token: str, parent: str | None) -> None:
+        waiting = [
+            e
+            for e in self.evses.values()
+            if e.ev_present and e.idle() and e.available and self._admits(e, token, parent)
+        ]
+        waiting.sort(key=lambda e: e.finishing)  # an EV waiting for a token before a finished one
+        if waiting:
+            evse = waiting[0]
+            evse.token, evse.token_parent, evse.finishing = token, parent, False
+            return
+        reserved = [e for e in self.evses.values() if e.reservation and e.reservation.admits(token, parent)]
+        if reserved and reserved[0].idle():
+            evse = reserved[0]
+            evse.token, evse.token_parent = token, parent
+            evse.token_expires = now + self.connection_timeout
+            return
+        self.pending_token = (token, now + self.connection_timeout)
+        self.pending_parent = parent
+
+    @staticmethod
+    def _admits(evse: EvseState, token: str, parent: str | None) -> bool:
+        return evse.reservation is None or evse.reservation.admits(token, parent)
+
+    # -- remote control (OCPP) ---------------------------------------------------------
+
+    def remote_start(self, now: datetime, evse_id: int | None, token: str, parent: str | None = None) -> bool:
+        """Start a session for ``token`` (on ``evse_id`` or the EVSE the station picks)."""
+        if self.closed:
+            return False
+        if evse_id is None:
+            candidates = sorted(
+                (e for e in self.evses.values() if e.idle() and e.available and self._usable(e)),
+                key=lambda e: not e.ev_present,  # a plugged-in EV first
+            )
+            candidates = [e for e in candidates if self._admits(e, token, parent)]
+            if not candidates:
+                return False
+            evse = candidates[0]
+        else:
+            found = self.evses.get(evse_id)
+            if found is None or not found.idle() or not found.available or not self._usable(found):
+                return False
+            if not self._admits(found, token, parent):
+                return False
+            evse = found
+        evse.token, evse.token_parent, evse.finishing = token, parent, False
+        evse.token_expires = None if evse.ev_present else now + self.connection_timeout
+        self._rules(now)
+        return True
+
+    @staticmethod
+    def _usable(evse: EvseState) -> bool:
+        view = evse.view
+        return view is not None and not (view.faults - SESSION_KEEPING_FAULTS) and view.cp is not CpState.E
+
+    def stop_transaction(self, now: datetime, tx_id: str, reason: str) -> bool:
+        """End a transaction for the CSMS (Remote, UnlockCommand, DeAuthorized, resets)."""
+        for evse in self.evses.values():
+            if evse.tx is not None and evse.tx.id == tx_id:
+                self._stop(now, evse, reason)
+                evse.token, evse.token_parent, evse.finishing = None, None, evse.ev_present
+                self._rules(now)
+                return True
+        return False
+
+    def deauthorized(self, now: datetime, tx_id: str) -> bool:
+        """The CSMS answered the start with an id tag that is not valid."""
+        if not self.stop_on_invalid_id:
+            return False
+        return self.stop_transaction(now, tx_id, "DeAuthorized")
+
+    def set_available(self, now: datetime, evse_id: int, available: bool) -> str:
+        """ChangeAvailability for one EVSE or, with 0, the whole station."""
+        targets = list(self.evses.values()) if evse_id == 0 else [self.evses[evse_id]]
+        busy = False
+        for evse in targets:
+            evse.available = available
+            busy = busy or (not available and (evse.tx is not None or evse.stopping is not None))
+            if not available and evse.tx is None:
+                evse.token, evse.token_parent, evse.token_expires = None, None, None
+        self._rules(now)
+        return "Scheduled" if busy else "Accepted"
+
+    def reserve(self, now: datetime, reservation: Reservation) -> str:
+        """ReserveNow: Accepted, Faulted, Occupied, Unavailable or Rejected."""
+        evse = self.evses.get(reservation.evse_id)
+        if evse is None:
+            return "Rejected"
+        current = evse.reservation
+        if current is not None and current.id != reservation.id:
+            return "Occupied"
+        for other in self.evses.values():
+            if other is not evse and other.reservation and other.reservation.id == reservation.id:
+                other.reservation = None  # a reservation id moves to the new EVSE
+        if not self._usable(evse):
+            return "Faulted"
+        if not evse.available:
+            return "Unavailable"
+        if not evse.idle() or (evse.ev_present and current is None):
+            return "Occupied"
+        evse.reservation = reservation
+        self._rules(now)
+        return "Accepted"
+
+    def cancel_reservation(self, now: datetime, reservation_id: int) -> bool:
+        for evse in self.evses.values():
+            if evse.reservation and evse.reservation.id == reservation_id:
+                evse.reservation = None
+                self._actions.append(ReservationEnded(reservation_id, evse.id, "Cancelled"))
+                self._rules(now)
+                return True
+        return False
+
+    def set_limit(self, now: datetime, evse_id: int, limit_a: float) -> list[Action]:
+        self.evses[evse_id].limit_a = limit_a
+        return self._evaluate(now)
+
+    def drain(self) -> list[Action]:
+        """Actions raised by the remote-control calls above."""
+        return self._drain()
 
     def transaction_persisted(self, now: datetime, tx_id: str) -> list[Action]:
         for evse in self.evses.values():
@@ -213,6 +395,13 @@ class Station:
     def tick(self, now: datetime) -> list[Action]:
         if self.pending_token and now >= self.pending_token[1]:
             self.pending_token = None
+        for evse in self.evses.values():
+            if evse.token_expires is not None and evse.tx is None and now >= evse.token_expires:
+                evse.token, evse.token_parent, evse.token_expires = None, None, None
+            reservation = evse.reservation
+            if reservation is not None and now >= reservation.expiry:
+                evse.reservation = None
+                self._actions.append(ReservationEnded(reservation.id, evse.id, "Expired"))
         return self._evaluate(now)
 
     def shutdown(self, now: datetime, reason: str) -> list[Action]:
@@ -226,13 +415,20 @@ class Station:
     # -- the rules ---------------------------------------------------------------------
 
     def _evaluate(self, now: datetime) -> list[Action]:
+        self._rules(now)
+        return self._drain()
+
+    def _rules(self, now: datetime) -> None:
+        """Apply every rule; the actions wait in ``_actions`` for the next drain."""
         for evse in self.evses.values():
             view = evse.view
             if view is None:
                 continue
             if not evse.ev_present:
                 self._stop(now, evse, "EVDisconnected")
-                evse.token, evse.finishing = None, False
+                if evse.token_expires is None:
+                    evse.token, evse.token_parent = None, None
+                evse.finishing = False
             elif view.faults - SESSION_KEEPING_FAULTS:
                 worst = next(f for f, _ in ERROR_CODES if f in view.faults)
                 self._stop(now, evse, STOP_REASONS.get(worst, "Other"))
@@ -243,29 +439,44 @@ class Station:
             self._sample(now, evse)
             self._update_permit(evse)
             self._update_status(evse)
-        return self._drain()
 
     def _maybe_start(self, now: datetime, evse: EvseState) -> None:
         if self.closed or evse.tx is not None or evse.stopping or evse.finishing or evse.reading is None:
             return
-        if self.auth_mode == "free":
+        if not evse.available:
+            return
+        if self.auth_mode == "free" and evse.token is None and evse.reservation is None:
             evse.token = self.free_id
         elif evse.token is None and self.pending_token is not None:
             token, expires = self.pending_token
-            self.pending_token = None
-            if now < expires:
-                evse.token = token
-        if evse.token is None:
+            if now < expires and self._admits(evse, token, self.pending_parent):
+                evse.token, evse.token_parent = token, self.pending_parent
+                self.pending_token = None
+            elif now >= expires:
+                self.pending_token = None
+        if evse.token is None or not self._admits(evse, evse.token, evse.token_parent):
             return
+        reservation = evse.reservation
         evse.tx = Transaction(
-            str(uuid.uuid4()), evse.id, evse.token, now, evse.reading.energy_wh, last_sample_at=now
+            str(uuid.uuid4()),
+            evse.id,
+            evse.token,
+            now,
+            evse.reading.energy_wh,
+            last_sample_at=now,
+            reservation_id=reservation.id if reservation else None,
+            parent=evse.token_parent,
         )
+        evse.token_expires = None
+        if reservation is not None:
+            evse.reservation = None
+            self._actions.append(ReservationEnded(reservation.id, evse.id, "Used"))
         self._actions.append(TransactionStarted(evse.tx))
 
-    def _stop(self, now: datetime, evse: EvseState, reason: str) -> None:
+    def _stop(self, now: datetime, evse: EvseState, reason: str, id_tag: str | None = None) -> None:
         if evse.tx is None:
             return
-        evse.stopping = Stopping(evse.tx, reason, now, now + FINAL_READING_WAIT)
+        evse.stopping = Stopping(evse.tx, reason, now, now + FINAL_READING_WAIT, id_tag)
         evse.tx = None
         if evse.view is None or Fault.METER not in evse.view.faults:
             self._actions.append(MeterReadWanted(evse.id))
@@ -276,20 +487,22 @@ class Station:
             return
         tx = stopping.tx
         meter_stop = max(evse.reading.energy_wh, tx.meter_start_wh) if evse.reading else tx.meter_start_wh
-        self._actions.append(TransactionStopped(tx.id, evse.id, stopping.at, meter_stop, stopping.reason))
+        self._actions.append(
+            TransactionStopped(tx.id, evse.id, stopping.at, meter_stop, stopping.reason, stopping.id_tag)
+        )
         evse.stopping = None
 
     def _sample(self, now: datetime, evse: EvseState) -> None:
         tx = evse.tx
-        if tx is None or evse.reading is None or tx.last_sample_at is None:
+        if tx is None or evse.reading is None or tx.last_sample_at is None or not self.sample_interval:
             return
-        if now - tx.last_sample_at >= SAMPLE_INTERVAL:
+        if now - tx.last_sample_at >= self.sample_interval:
             tx.last_sample_at = now
             self._actions.append(MeterSampled(tx.id, now, evse.reading))
 
     def _update_permit(self, evse: EvseState) -> None:
         authorized = evse.tx is not None and evse.tx.persisted
-        permit = (authorized, evse.max_current_a if authorized else 0.0)
+        permit = (authorized, min(evse.max_current_a, evse.limit_a) if authorized else 0.0)
         if permit != evse.permit:
             evse.permit = permit
             self._actions.append(Permit(evse.id, *permit))
@@ -310,6 +523,13 @@ class Station:
                 return "Faulted", code, fault.value
         if view.cp is CpState.E:
             return "Faulted", "OtherError", "pilot shorted (state E)"
+        if evse.tx is None and evse.stopping is None:
+            if not evse.available:
+                return "Unavailable", "NoError", ""
+            if evse.reservation is not None and evse.token is None:
+                return "Reserved", "NoError", ""
+            if evse.token is not None and not evse.finishing:
+                return "Preparing", "NoError", ""
         if not evse.ev_present:
             return "Available", "NoError", ""
         if evse.tx is None:

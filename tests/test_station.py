@@ -269,7 +269,7 @@ def test_list_mode_same_token_again_stops_locally_and_finishes_until_unplug() ->
     assert of(actions, Permit) == [Permit(1, False, 0.0)]  # energy withdrawn at once
     assert of(actions, TokenRejected) == []
     stopped = complete_stop(station, actions, at(20.5), final_wh=352.0)
-    assert stopped == TransactionStopped(tx_id, 1, at(20), 352.0, "Local")
+    assert stopped == TransactionStopped(tx_id, 1, at(20), 352.0, "Local", TOKEN)
 
     # The control loop drops the PWM; the EV stays plugged: Finishing, no new session.
     later = station.evse_seen(at(21), 1, view(CpState.C))

@@ -1,0 +1,156 @@
+"""The station model's OCPP-facing rules: authorization by the CSMS, remote control,
+availability, reservations and charging limits. Pure: no I/O, time passed in."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from controller.station import (
+    AuthorizeWanted,
+    Permit,
+    Reservation,
+    ReservationEnded,
+    Station,
+    TokenRejected,
+    TransactionStarted,
+    TransactionStopped,
+)
+from tests.test_station import CHARGING, MAX_A, OTHER_TOKEN, PLUGGED, TOKEN, UNPLUGGED, at, of, one, reading
+
+
+def ocpp_station(evses: int = 1) -> Station:
+    station = Station.create({i: MAX_A for i in range(1, evses + 1)}, "ocpp", [], "FREE")
+    for i in range(1, evses + 1):
+        station.meter_read(at(0), i, reading(1000.0))
+        station.evse_seen(at(0), i, UNPLUGGED)
+    return station
+
+
+def started(station: Station, t: float = 1.0, evse_id: int = 1) -> TransactionStarted:
+    actions = station.evse_seen(at(t), evse_id, PLUGGED)
+    start = one(actions, TransactionStarted)
+    station.transaction_persisted(at(t), start.tx.id)
+    return start
+
+
+def test_a_token_in_ocpp_mode_asks_and_starts_only_when_accepted() -> None:
+    station = ocpp_station()
+    station.evse_seen(at(1), 1, PLUGGED)
+    assert one(station.token_presented(at(2), TOKEN), AuthorizeWanted).token == TOKEN
+    assert not of(station.tick(at(3)), TransactionStarted)
+    assert one(station.token_authorized(at(3), TOKEN, False, reason="Blocked"), TokenRejected)
+    actions = station.token_authorized(at(4), TOKEN, True, parent="GROUP")
+    assert one(actions, TransactionStarted).tx.parent == "GROUP"
+
+
+def test_a_token_of_the_same_parent_group_stops_the_transaction() -> None:
+    station = ocpp_station()
+    station.evse_seen(at(1), 1, PLUGGED)
+    station.token_authorized(at(1), TOKEN, True, parent="GROUP")
+    stopped = station.token_authorized(at(5), OTHER_TOKEN, True, parent="GROUP")
+    station.meter_read(at(5), 1, reading(1100.0))
+    assert station.evses[1].stopping is None and station.evses[1].tx is None
+    assert any(isinstance(a, TransactionStopped) for a in stopped) or station.evses[1].finishing
+
+
+def test_remote_start_waits_for_the_ev_until_the_connection_timeout() -> None:
+    station = ocpp_station()
+    station.connection_timeout = timedelta(seconds=10)
+    assert station.remote_start(at(1), 1, TOKEN)
+    assert station.evses[1].status[0] == "Preparing"
+    station.tick(at(12))
+    assert station.evses[1].token is None and station.evses[1].status[0] == "Available"
+    assert station.remote_start(at(13), 1, TOKEN)
+    assert one(station.evse_seen(at(14), 1, PLUGGED), TransactionStarted).tx.id_tag == TOKEN
+
+
+def test_remote_start_is_rejected_on_a_busy_or_inoperative_evse() -> None:
+    station = ocpp_station()
+    started_tx = station.remote_start(at(1), None, TOKEN)
+    assert started_tx and not station.remote_start(at(1), 1, OTHER_TOKEN)
+    station.evses[1].token = None
+    station.set_available(at(2), 1, False)
+    assert not station.remote_start(at(3), 1, TOKEN)
+
+
+def test_stop_transaction_for_the_csms_uses_the_reason_given() -> None:
+    station = ocpp_station()
+    station.remote_start(at(1), 1, TOKEN)
+    start = started(station, 2)
+    assert station.stop_transaction(at(5), start.tx.id, "Remote")
+    actions = station.meter_read(at(5), 1, reading(1200.0))
+    assert one(actions, TransactionStopped).reason == "Remote"
+    assert not station.stop_transaction(at(6), "unknown", "Remote")
+
+
+def test_deauthorized_only_when_stop_on_invalid_id_is_set() -> None:
+    station = ocpp_station()
+    station.remote_start(at(1), 1, TOKEN)
+    start = started(station, 2)
+    station.stop_on_invalid_id = False
+    assert not station.deauthorized(at(3), start.tx.id)
+    station.stop_on_invalid_id = True
+    assert station.deauthorized(at(3), start.tx.id)
+
+
+def test_inoperative_during_a_transaction_is_scheduled_then_unavailable() -> None:
+    station = ocpp_station()
+    station.remote_start(at(1), 1, TOKEN)
+    start = started(station, 2)
+    assert station.set_available(at(3), 1, False) == "Scheduled"
+    assert station.evses[1].tx is not None  # the transaction runs on
+    station.evse_seen(at(4), 1, UNPLUGGED)
+    station.meter_read(at(4), 1, reading(1300.0))
+    assert station.evses[1].status[0] == "Unavailable"
+    assert not station.remote_start(at(5), 1, TOKEN)
+    assert station.set_available(at(6), 1, True) == "Accepted"
+    assert station.evses[1].status[0] == "Available"
+    assert start.tx.id
+
+
+def test_a_reservation_admits_only_its_holder_or_parent_and_is_used_once() -> None:
+    station = ocpp_station()
+    reservation = Reservation(7, 1, TOKEN, at(100), parent="GROUP")
+    assert station.reserve(at(1), reservation) == "Accepted"
+    assert station.evses[1].status[0] == "Reserved"
+    station.evse_seen(at(2), 1, PLUGGED)
+    station.token_authorized(at(3), OTHER_TOKEN, True)
+    assert station.evses[1].tx is None
+    actions = station.token_authorized(at(4), "MEMBER", True, parent="GROUP")
+    start = one(actions, TransactionStarted)
+    assert start.tx.reservation_id == 7
+    assert one(actions, ReservationEnded).reason == "Used"
+    assert station.evses[1].reservation is None
+
+
+def test_reservations_expire_and_can_be_cancelled() -> None:
+    station = ocpp_station(2)
+    assert station.reserve(at(1), Reservation(1, 1, TOKEN, at(10))) == "Accepted"
+    assert station.reserve(at(1), Reservation(2, 1, OTHER_TOKEN, at(10))) == "Occupied"
+    assert one(station.tick(at(11)), ReservationEnded).reason == "Expired"
+    assert station.evses[1].status[0] == "Available"
+    assert station.reserve(at(12), Reservation(3, 2, TOKEN, at(50))) == "Accepted"
+    assert station.cancel_reservation(at(13), 3)
+    assert one(station.drain(), ReservationEnded).reason == "Cancelled"
+    assert not station.cancel_reservation(at(14), 3)
+
+
+def test_reserve_reports_unavailable_and_occupied() -> None:
+    station = ocpp_station()
+    station.set_available(at(1), 1, False)
+    assert station.reserve(at(2), Reservation(1, 1, TOKEN, at(60))) == "Unavailable"
+    station.set_available(at(3), 1, True)
+    station.evse_seen(at(4), 1, PLUGGED)
+    assert station.reserve(at(5), Reservation(1, 1, TOKEN, at(60))) == "Occupied"
+    assert station.reserve(at(5), Reservation(1, 9, TOKEN, at(60))) == "Rejected"
+
+
+def test_the_schedule_limit_caps_the_permit() -> None:
+    station = ocpp_station()
+    station.remote_start(at(1), 1, TOKEN)
+    started(station, 2)
+    station.evse_seen(at(3), 1, CHARGING)
+    permit = one(station.set_limit(at(4), 1, 10.0), Permit)
+    assert permit.authorized and permit.limit_a == 10.0
+    assert one(station.set_limit(at(5), 1, math.inf), Permit).limit_a == MAX_A
