@@ -7,7 +7,10 @@ import asyncio
 import faulthandler
 import json
 import logging
+import os
+import shlex
 import socket
+import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -51,11 +54,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     from controller.daemon import Daemon, StartupError
 
     try:
-        return asyncio.run(Daemon(config).run())
+        daemon = Daemon(config, version=_version())
+        code = asyncio.run(daemon.run())
+        if daemon.restart is not None:
+            _restart(daemon.restart, config)
+        return code
     except StartupError as exc:
         # Missing hardware or storage, not a bad file: exit 1 so systemd retries.
         log.error("cannot start: %s", exc)
         return 1
+
+
+def _restart(how: str, config: Config) -> None:
+    """After a reset or a firmware install: reboot the machine, or re-execute in place."""
+    logging.shutdown()
+    command = config.system.get("reboot_command") or ""
+    if how == "reboot" and command:
+        log.warning("running the reboot command: %s", command)
+        subprocess.run(shlex.split(command), check=False)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "controller", *sys.argv[1:]])
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

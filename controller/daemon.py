@@ -15,11 +15,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from controller import logs
+from controller import authorization as auth
+from controller import logs, schedule
 from controller.config import Config, ConfigError, load
 from controller.control import ControlLoop, EvseChannel
 from controller.notify import Notifier
@@ -27,19 +28,23 @@ from controller.pilot import PilotMode
 from controller.reload import plan as reload_plan
 from controller.rig import Rig, RigError, serve
 from controller.safety import Supervisor
+from controller.services import Services, sample_body
 from controller.station import (
     Action,
+    AuthorizeWanted,
     EvseView,
     MeterReadWanted,
     MeterSampled,
     Permit,
+    Reservation,
+    ReservationEnded,
     Station,
     StatusChanged,
     TokenRejected,
     TransactionStarted,
     TransactionStopped,
 )
-from controller.storage import Database, Storage, StorageError, WriteQueue
+from controller.storage import Database, Storage, StorageError, WriteQueue, parse_timestamp
 from drivers.base import DriverError, MeterDriver, MeterReading, RfidDriver
 from drivers.registry import EvseDrivers, build_evse, build_rfid, make_bench
 from drivers.sim import SimBench
@@ -47,6 +52,7 @@ from drivers.sim import SimBench
 log = logging.getLogger(__name__)
 
 DB_FILE = "evse.db"
+FRAME_LOG = "ocpp-frames.log"
 METER_INTERVAL_S = 1.0
 METER_TIMEOUT_S = 2.0
 METER_FAILURES_FOR_FAULT = 3
@@ -73,14 +79,35 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Daemon:
-    def __init__(self, config: Config, now: Callable[[], datetime] = utcnow) -> None:
+class Daemon(Services):
+    def __init__(
+        self, config: Config, now: Callable[[], datetime] = utcnow, version: str = "unknown"
+    ) -> None:
         self.config = config
-        self.now = now
+        self._clock = now
+        self.clock_offset = timedelta(0)  # the CSMS's time minus ours
+        self.version = version
         self.stopping = asyncio.Event()
         self.exit_code = 0
         self.notifier = Notifier()
         self.tasks: list[asyncio.Task[Any]] = []
+        self.shutdown_reason = SHUTDOWN_REASON
+        self.restart: str | None = None  # "exec" (re-execute in place) or "reboot", after stopping
+        self.ocpp: Any = None  # the OCPP adapter of the version spoken, when [ocpp] is set
+        self.frames: logs.FrameLog | None = None
+        self.local_list = auth.LocalList()
+        self.auth_cache = auth.AuthCache()
+        self.profiles = schedule.Profiles()
+        self.pending_profiles: dict[int, schedule.Profile] = {}
+        self.csms_ids: dict[str, str] = {}  # local transaction id -> the CSMS's
+        self.aligned_interval_s = 0
+        self.outbox_count = 0
+        self.maintenance: asyncio.Task[None] | None = None
+        self.diagnostics: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def now(self) -> datetime:
+        return self._clock() + self.clock_offset
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -108,6 +135,8 @@ class Daemon:
             config.auth["free_id"],
         )
         self.read_now = {e.id: asyncio.Event() for e in config.evses}
+        if config.ocpp is not None:
+            self._load_ocpp_state()
         self.channels = {
             e.id: EvseChannel(
                 e.id,
@@ -126,6 +155,49 @@ class Daemon:
             )
             for e in config.evses
         }
+
+    def _load_ocpp_state(self) -> None:
+        """Local list, cache, profiles, reservations, availability and keys from storage."""
+        storage = self.database.storage
+        config = self.config
+        try:
+            self.local_list = auth.load_local_list(storage)
+            self.auth_cache = auth.load_cache(storage)
+            rows = storage.db.execute("SELECT evse_id, body FROM charging_profiles").fetchall()
+            self.profiles.load(schedule.from_ocpp16(_json(body), evse_id) for evse_id, body in rows)
+            settings = dict(storage.db.execute("SELECT key, value FROM settings").fetchall())
+            now = self.now()
+            for rid, evse_id, id_tag, parent, expiry in storage.db.execute(
+                "SELECT id, evse_id, id_tag, parent, expiry FROM reservations"
+            ).fetchall():
+                if evse_id in self.station.evses:
+                    self.station.reserve(
+                        now, Reservation(rid, evse_id, id_tag, parse_timestamp(expiry), parent)
+                    )
+            for row in storage.db.execute(
+                "SELECT id, csms_id FROM transactions WHERE csms_id IS NOT NULL AND stopped_at IS NULL"
+            ).fetchall():
+                self.csms_ids[row[0]] = row[1]
+        except (StorageError, ValueError, OSError) as exc:
+            raise StartupError(f"cannot read the OCPP state in {storage.path}: {exc}") from exc
+        except Exception as exc:  # sqlite3.Error and friends
+            raise StartupError(f"cannot read the OCPP state in {storage.path}: {exc}") from exc
+        for evse_id in self.station.evses:
+            if settings.get(f"availability.{evse_id}") == "inoperative":
+                self.station.evses[evse_id].available = False
+        self.station.drain()
+        logging_cfg = config.logging
+        try:
+            self.frames = logs.FrameLog(
+                config.storage_dir / FRAME_LOG,
+                logging_cfg.get("frame_log_kib", 1024) * 1024,
+                logging_cfg.get("frame_log_files", 5),
+            )
+        except OSError as exc:
+            log.error("OCPP frame log disabled: %s", exc)
+        from controller.ocpp_client import make_client
+
+        self.ocpp = make_client(self, {k[7:]: v for k, v in settings.items() if k.startswith("ocpp16.")})
 
     async def _recover(self) -> None:
         """End transactions a crash or power cut left open, exactly once, as PowerLoss.
@@ -160,6 +232,7 @@ class Daemon:
                     stopped_at=self.now(),
                     meter_stop_wh=energy,
                     reason="PowerLoss",
+                    outbox=self._stop_body(record.evse_id, self.now(), energy, "PowerLoss", None),
                 )
             )
             log.warning(
@@ -200,6 +273,9 @@ class Daemon:
             if self.rfid is not None:
                 tasks.append(asyncio.create_task(self._read_tokens(self.rfid), name="rfid"))
             tasks.append(asyncio.create_task(self._tick(), name="tick"))
+            if self.ocpp is not None:
+                tasks.append(asyncio.create_task(self.ocpp.run(), name="ocpp"))
+                tasks.append(asyncio.create_task(self._aligned_meter_values(), name="aligned meter values"))
             tasks.append(asyncio.create_task(self._supervise(), name="supervise"))
             if self.config.sim_socket is not None:
                 rig = Rig(self.bench, self.status, list(self.channels), reader=self.rfid is not None)
@@ -272,7 +348,7 @@ class Daemon:
             control.stop()
         if hasattr(self, "station"):
             await self._final_readings()
-            self._apply(self.station.shutdown(self.now(), SHUTDOWN_REASON))
+            self._apply(self.station.shutdown(self.now(), self.shutdown_reason))
         if server is not None:
             server.close()
         if hasattr(self, "writes") and any(t.get_name() == "writes" for t in tasks):
@@ -285,9 +361,14 @@ class Daemon:
                     self.writes.pending(),
                 )
                 self.database.storage.db.interrupt()  # a call waiting on a lock gives up now
-        for task in tasks:
+        if self.ocpp is not None:
+            with contextlib.suppress(Exception):
+                await self.ocpp.close()
+        for task in [*tasks, *self._background]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+        if self.frames is not None:
+            self.frames.close()
         for drivers in getattr(self, "drivers", {}).values():
             with contextlib.suppress(Exception):
                 await drivers.meter.close()
@@ -357,6 +438,75 @@ class Daemon:
         while True:
             await asyncio.sleep(1.0)
             self._apply(self.station.tick(self.now()))
+            if self.ocpp is not None:
+                self.update_limits()
+
+    async def _aligned_meter_values(self) -> None:
+        """Clock-aligned meter values (ClockAlignedDataInterval), in or out of a transaction."""
+        while True:
+            interval = self.aligned_interval_s
+            if interval <= 0:
+                await asyncio.sleep(1.0)
+                continue
+            now = self.now().timestamp()
+            await asyncio.sleep(interval - now % interval)
+            at = self.now()
+            for evse_id, state in self.station.evses.items():
+                tx = state.tx
+                if tx is not None and tx.persisted and state.reading is not None:
+                    body = sample_body(evse_id, at, "Sample.Clock", state.reading)
+                    self.writes.put(
+                        partial(
+                            Storage.add_meter_sample,
+                            tx_id=tx.id,
+                            taken_at=at,
+                            context="Sample.Clock",
+                            reading=state.reading,
+                            outbox=body,
+                        ),
+                        then=self._outbox_changed,
+                    )
+                else:
+                    self.spawn(self.ocpp.meter_values_now(evse_id, "Sample.Clock"))
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A background task that shutdown cancels and whose failure is logged."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._background.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def _outbox_changed(self) -> None:
+        if self.ocpp is not None:
+            self.ocpp.outbox_changed()
+
+    async def ocpp_ready(self) -> None:
+        """The CSMS accepted us: report what happened while we were away."""
+        if self.ocpp is not None:
+            await self.firmware_after_restart(self.ocpp.firmware_status_notification)
+
+    def status_info(self, evse_id: int) -> str:
+        state = self.station.evses[evse_id]
+        return Station.connector_status(state)[2] if state.view is not None else ""
+
+    def _stop_body(
+        self, evse_id: int, at: datetime, meter_stop: float, reason: str, id_tag: str | None
+    ) -> dict[str, Any] | None:
+        if self.ocpp is None:
+            return None
+        return {
+            "evse_id": evse_id,
+            "timestamp": _ts(at),
+            "meter_stop_wh": meter_stop,
+            "reason": reason,
+            "id_tag": id_tag,
+        }
 
     async def _supervise(self) -> None:
         """Ping the systemd watchdog only while every control loop ticks; act on a stall."""
@@ -423,7 +573,12 @@ class Daemon:
             if code not in ("", "NoError"):
                 text += f" ({code})"
             parts.append(text)
-        link = "standalone" if self.config.ocpp is None else "OCPP not connected"
+        if self.config.ocpp is None:
+            link = "standalone"
+        elif self.ocpp is not None and self.ocpp.online:
+            link = f"OCPP {self.ocpp.link.version} connected"
+        else:
+            link = "OCPP not connected"
         return f"{link}; " + ", ".join(parts)
 
     # -- actions -----------------------------------------------------------------------
@@ -440,6 +595,15 @@ class Daemon:
                         tx.meter_start_wh,
                         extra={"evse_id": tx.evse_id, "transaction_id": tx.id},
                     )
+                    body = None
+                    if self.ocpp is not None:
+                        body = {
+                            "evse_id": tx.evse_id,
+                            "id_tag": tx.id_tag,
+                            "timestamp": _ts(tx.started_at),
+                            "meter_start_wh": tx.meter_start_wh,
+                            "reservation_id": tx.reservation_id,
+                        }
                     self.writes.put(
                         partial(
                             Storage.start_transaction,
@@ -448,10 +612,13 @@ class Daemon:
                             id_tag=tx.id_tag,
                             started_at=tx.started_at,
                             meter_start_wh=tx.meter_start_wh,
+                            outbox=body,
                         ),
                         then=partial(self._persisted, tx.id),
                     )
-                case TransactionStopped(tx_id, evse_id, stopped_at, meter_stop, reason):
+                    if self.ocpp is not None:
+                        self._transaction_started(tx.evse_id, tx.id)
+                case TransactionStopped(tx_id, evse_id, stopped_at, meter_stop, reason, id_tag):
                     log.info(
                         "EVSE %d: transaction %s stopped (%s) at %.1f Wh",
                         evse_id,
@@ -467,9 +634,18 @@ class Daemon:
                             stopped_at=stopped_at,
                             meter_stop_wh=meter_stop,
                             reason=reason,
-                        )
+                            outbox=self._stop_body(evse_id, stopped_at, meter_stop, reason, id_tag),
+                        ),
+                        then=self._outbox_changed,
                     )
+                    self.csms_ids.pop(tx_id, None)
+                    if self.ocpp is not None:
+                        self._transaction_ended(tx_id)
                 case MeterSampled(tx_id, taken_at, reading):
+                    state = self.station.evses.get(reading_evse(self.station, tx_id))
+                    body = None
+                    if self.ocpp is not None and state is not None:
+                        body = sample_body(state.id, taken_at, "Sample.Periodic", reading)
                     self.writes.put(
                         partial(
                             Storage.add_meter_sample,
@@ -477,7 +653,9 @@ class Daemon:
                             taken_at=taken_at,
                             context="Sample.Periodic",
                             reading=reading,
-                        )
+                            outbox=body,
+                        ),
+                        then=self._outbox_changed,
                     )
                 case MeterReadWanted(evse_id):
                     self.read_now[evse_id].set()
@@ -487,11 +665,19 @@ class Daemon:
                     level = logging.WARNING if status == "Faulted" else logging.INFO
                     detail = f" ({code}: {info})" if code != "NoError" else ""
                     log.log(level, "EVSE %d: %s%s", evse_id, status, detail, extra={"evse_id": evse_id})
+                    if self.ocpp is not None:
+                        self.ocpp.status_changed()
                 case TokenRejected(token, reason):
                     log.warning("token %s rejected: %s", token, reason)
+                case AuthorizeWanted(token):
+                    self.spawn(self._authorize_presented(token))
+                case ReservationEnded(reservation_id, evse_id, reason):
+                    log.info("EVSE %d: reservation %d ended (%s)", evse_id, reservation_id, reason)
+                    self._forget_reservation(reservation_id)
 
     def _persisted(self, tx_id: str) -> None:
         self._apply(self.station.transaction_persisted(self.now(), tx_id))
+        self._outbox_changed()
 
     # -- status ------------------------------------------------------------------------
 
@@ -499,7 +685,11 @@ class Daemon:
         if evse_id is None:
             return {
                 "evses": [self._evse_status(i) for i in self.channels],
-                "ocpp": {"connected": False, "version": None, "queued": 0},
+                "ocpp": {
+                    "connected": bool(self.ocpp and self.ocpp.online),
+                    "version": self.ocpp.link.version if self.ocpp and self.ocpp.link.connected else None,
+                    "queued": self.outbox_count + (self.writes.pending() if self.ocpp else 0),
+                },
             }
         return self._evse_status(evse_id)
 
@@ -520,6 +710,25 @@ class Daemon:
             "connector_status": state.status[0] or "Available",
             "error_code": state.status[1] or "NoError",
             "faults": sorted(f.value for f in view.faults) if view else [],
-            "ocpp_connected": False,
-            "transaction_id": tx.id if tx and tx.persisted else None,
+            "ocpp_connected": bool(self.ocpp and self.ocpp.online),
+            "transaction_id": (self.csms_ids.get(tx.id, tx.id)) if tx and tx.persisted else None,
         }
+
+
+def _ts(moment: datetime) -> str:
+    from controller.storage import timestamp
+
+    return timestamp(moment)
+
+
+def _json(text: str) -> Any:
+    import json
+
+    return json.loads(text)
+
+
+def reading_evse(station: Station, tx_id: str) -> int:
+    for evse_id, state in station.evses.items():
+        if state.tx is not None and state.tx.id == tx_id:
+            return evse_id
+    return 0

@@ -55,6 +55,44 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX meter_samples_tx ON meter_samples (transaction_id);
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # OCPP: the CSMS's transaction id, the outbox of transaction messages, the local
+    # authorization list and cache, charging profiles and reservations.
+    """
+    ALTER TABLE transactions ADD COLUMN csms_id TEXT;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        transaction_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE local_list (
+        id_tag TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        expiry TEXT,
+        parent TEXT
+    );
+    CREATE TABLE auth_cache (
+        id_tag TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        expiry TEXT,
+        parent TEXT,
+        used_at TEXT NOT NULL
+    );
+    CREATE TABLE charging_profiles (
+        id INTEGER PRIMARY KEY,
+        evse_id INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE reservations (
+        id INTEGER PRIMARY KEY,
+        evse_id INTEGER NOT NULL,
+        id_tag TEXT NOT NULL,
+        parent TEXT,
+        expiry TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -93,6 +131,18 @@ class TransactionRecord:
     meter_stop_wh: float | None
     stop_reason: str | None
     last_energy_wh: float  # the highest energy recorded for it
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A transaction message waiting for the CSMS, version neutral."""
+
+    id: int
+    transaction_id: str
+    kind: str  # "start", "meter", "stop"
+    body: dict[str, Any]
+    attempts: int
+    csms_id: str | None  # the CSMS's id for the transaction, once it gave one
 
 
 class Storage:
@@ -147,36 +197,125 @@ class Storage:
 
     # -- transactions ------------------------------------------------------------------
 
+    # Each record and its outbox message (when the station speaks OCPP) commit together:
+    # a transaction the station knows about is always one the CSMS will hear about.
+
     def start_transaction(
-        self, tx_id: str, evse_id: int, id_tag: str, started_at: datetime, meter_start_wh: float
+        self,
+        tx_id: str,
+        evse_id: int,
+        id_tag: str,
+        started_at: datetime,
+        meter_start_wh: float,
+        outbox: dict[str, Any] | None = None,
     ) -> None:
-        self._write(
-            "INSERT OR IGNORE INTO transactions (id, evse_id, id_tag, started_at, meter_start_wh) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (tx_id, evse_id, id_tag, timestamp(started_at), meter_start_wh),
+        def write() -> None:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO transactions (id, evse_id, id_tag, started_at, meter_start_wh) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (tx_id, evse_id, id_tag, timestamp(started_at), meter_start_wh),
+            )
+            if cursor.rowcount == 1 and outbox is not None:
+                self._queue(tx_id, "start", outbox, started_at)
+
+        self._atomic(write)
+
+    def stop_transaction(
+        self,
+        tx_id: str,
+        stopped_at: datetime,
+        meter_stop_wh: float,
+        reason: str,
+        outbox: dict[str, Any] | None = None,
+    ) -> None:
+        def write() -> None:
+            cursor = self.db.execute(
+                "UPDATE transactions SET stopped_at = ?, meter_stop_wh = ?, stop_reason = ? "
+                "WHERE id = ? AND stopped_at IS NULL",
+                (timestamp(stopped_at), meter_stop_wh, reason, tx_id),
+            )
+            if cursor.rowcount == 1 and outbox is not None:
+                self._queue(tx_id, "stop", outbox, stopped_at)
+
+        self._atomic(write)
+
+    def add_meter_sample(
+        self,
+        tx_id: str,
+        taken_at: datetime,
+        context: str,
+        reading: MeterReading,
+        outbox: dict[str, Any] | None = None,
+    ) -> None:
+        def write() -> None:
+            self.db.execute(
+                "INSERT INTO meter_samples (transaction_id, taken_at, context, energy_wh, power_w, "
+                "current_a, voltage_v) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tx_id,
+                    timestamp(taken_at),
+                    context,
+                    reading.energy_wh,
+                    reading.power_w,
+                    json.dumps(reading.current_a),
+                    json.dumps(reading.voltage_v),
+                ),
+            )
+            if outbox is not None:
+                self._queue(tx_id, "meter", outbox, taken_at)
+
+        self._atomic(write)
+
+    def meter_sample_rows(self, tx_id: str) -> list[tuple[str, str, float, float, str, str]]:
+        """(taken_at, context, energy_wh, power_w, current_a json, voltage_v json), in order."""
+        rows: list[tuple[str, str, float, float, str, str]] = self.db.execute(
+            "SELECT taken_at, context, energy_wh, power_w, current_a, voltage_v FROM meter_samples "
+            "WHERE transaction_id = ? ORDER BY id",
+            (tx_id,),
+        ).fetchall()
+        return rows
+
+    # -- the outbox of transaction messages --------------------------------------------
+
+    def _queue(self, tx_id: str, kind: str, body: dict[str, Any], at: datetime) -> None:
+        self.db.execute(
+            "INSERT INTO outbox (transaction_id, kind, body, created_at) VALUES (?, ?, ?, ?)",
+            (tx_id, kind, json.dumps(body), timestamp(at)),
         )
 
-    def stop_transaction(self, tx_id: str, stopped_at: datetime, meter_stop_wh: float, reason: str) -> None:
-        self._write(
-            "UPDATE transactions SET stopped_at = ?, meter_stop_wh = ?, stop_reason = ? "
-            "WHERE id = ? AND stopped_at IS NULL",
-            (timestamp(stopped_at), meter_stop_wh, reason, tx_id),
-        )
+    def outbox(self, limit: int = 100) -> list[OutboxEntry]:
+        try:
+            rows = self.db.execute(
+                "SELECT o.id, o.transaction_id, o.kind, o.body, o.attempts, t.csms_id FROM outbox o "
+                "LEFT JOIN transactions t ON t.id = o.transaction_id ORDER BY o.id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read {self.path}: {exc}") from exc
+        return [OutboxEntry(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
-    def add_meter_sample(self, tx_id: str, taken_at: datetime, context: str, reading: MeterReading) -> None:
-        self._write(
-            "INSERT INTO meter_samples (transaction_id, taken_at, context, energy_wh, power_w, "
-            "current_a, voltage_v) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                tx_id,
-                timestamp(taken_at),
-                context,
-                reading.energy_wh,
-                reading.power_w,
-                json.dumps(reading.current_a),
-                json.dumps(reading.voltage_v),
-            ),
-        )
+    def outbox_size(self) -> int:
+        count: int = self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return count
+
+    def outbox_delivered(self, entry_id: int, tx_id: str, csms_id: str | None = None) -> None:
+        def write() -> None:
+            if csms_id is not None:
+                self.db.execute("UPDATE transactions SET csms_id = ? WHERE id = ?", (csms_id, tx_id))
+            self.db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
+
+        self._atomic(write)
+
+    def outbox_attempted(self, entry_id: int) -> None:
+        self._write("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (entry_id,))
+
+    def transaction_by_csms_id(self, csms_id: str) -> str | None:
+        row = self.db.execute("SELECT id FROM transactions WHERE csms_id = ?", (csms_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def csms_id(self, tx_id: str) -> str | None:
+        row = self.db.execute("SELECT csms_id FROM transactions WHERE id = ?", (tx_id,)).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
 
     def transactions(self, open_only: bool = False, limit: int = 1000) -> list[TransactionRecord]:
         where = "WHERE t.stopped_at IS NULL" if open_only else ""
@@ -229,9 +368,13 @@ class Storage:
         )
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._atomic(lambda: self.db.execute(sql, params))
+
+    def _atomic(self, write: Callable[[], Any]) -> None:
+        """Run ``write`` in one SQLite transaction, with errors that say what to do."""
         try:
             with self._transaction():
-                self.db.execute(sql, params)
+                write()
         except sqlite3.OperationalError as exc:
             raise StorageError(
                 f"cannot write to {self.path}: {exc}; free space or fix "

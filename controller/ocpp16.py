@@ -1,0 +1,658 @@
+"""The OCPP 1.6J adapter: the station model and services in 1.6 messages.
+
+It holds no charging logic of its own: requests from the CSMS become calls on the
+daemon's version-neutral services, and the station's events become 1.6 messages. The
+transaction messages come from the persistent outbox, in order, at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from controller import authorization as auth
+from controller import schedule
+from controller.link import CallFailed, Endpoint, Link, NotConnected, Reply
+from controller.ocpp16_keys import KeyStore
+from controller.ocppj import Call, RpcError
+from controller.station import Reservation
+from controller.storage import OutboxEntry, StorageError, parse_timestamp, timestamp
+
+if TYPE_CHECKING:
+    from controller.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 30.0
+BOOT_RETRY_DEFAULT_S = 60
+CLOCK_SKEW_S = 1.0  # adopt the CSMS's time when ours differs by more than this
+
+PHASES = ("L1", "L2", "L3")
+
+
+def _wh(value: float) -> int:
+    return math.floor(value + 1e-9)
+
+
+class Ocpp16:
+    def __init__(self, host: Daemon, endpoint: Endpoint, stored_keys: dict[str, str]) -> None:
+        self.host = host
+        overrides = {
+            "NumberOfConnectors": str(len(host.station.evses)),
+            "ConnectorPhaseRotation": ",".join(f"{i}.Unknown" for i in host.station.evses),
+        }
+        self.keys = KeyStore(stored_keys, overrides, self._save_key)
+        self.link = Link(endpoint, self._handle, self._opened, self._closed, host.frames)
+        self.accepted = False  # BootNotification accepted on this connection
+        self.registration = "none"
+        self._session: list[asyncio.Task[Any]] = []
+        self._outbox_wake = asyncio.Event()
+        self._status_sent: dict[int, tuple[str, str]] = {}
+        self._status_wake = asyncio.Event()
+        self.firmware_status = "Idle"
+        self.diagnostics_status = "Idle"
+        self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]] = {
+            "CancelReservation": self._cancel_reservation,
+            "ChangeAvailability": self._change_availability,
+            "ChangeConfiguration": self._change_configuration,
+            "ClearCache": self._clear_cache,
+            "ClearChargingProfile": self._clear_charging_profile,
+            "DataTransfer": self._data_transfer,
+            "GetCompositeSchedule": self._get_composite_schedule,
+            "GetConfiguration": self._get_configuration,
+            "GetDiagnostics": self._get_diagnostics,
+            "GetLocalListVersion": self._get_local_list_version,
+            "RemoteStartTransaction": self._remote_start,
+            "RemoteStopTransaction": self._remote_stop,
+            "ReserveNow": self._reserve_now,
+            "Reset": self._reset,
+            "SendLocalList": self._send_local_list,
+            "SetChargingProfile": self._set_charging_profile,
+            "TriggerMessage": self._trigger_message,
+            "UnlockConnector": self._unlock_connector,
+            "UpdateFirmware": self._update_firmware,
+        }
+        self.apply_keys()
+
+    # -- settings ----------------------------------------------------------------------
+
+    def _save_key(self, name: str, value: str) -> None:
+        self.host.save_setting(f"ocpp16.{name}", value)
+
+    def apply_keys(self) -> None:
+        """Hand the keys that steer version-neutral behaviour to the station."""
+        keys, station = self.keys, self.host.station
+        station.connection_timeout = timedelta(seconds=keys.number("ConnectionTimeOut"))
+        station.stop_on_invalid_id = keys.flag("StopTransactionOnInvalidId")
+        station.sample_interval = timedelta(seconds=keys.number("MeterValueSampleInterval"))
+        self.host.aligned_interval_s = keys.number("ClockAlignedDataInterval")
+
+    def auth_settings(self) -> auth.AuthSettings:
+        keys = self.keys
+        return auth.AuthSettings(
+            local_auth_list_enabled=keys.flag("LocalAuthListEnabled"),
+            auth_cache_enabled=keys.flag("AuthorizationCacheEnabled"),
+            local_pre_authorize=keys.flag("LocalPreAuthorize"),
+            local_authorize_offline=keys.flag("LocalAuthorizeOffline"),
+            allow_offline_tx_for_unknown_id=keys.flag("AllowOfflineTxForUnknownId"),
+        )
+
+    @property
+    def online(self) -> bool:
+        return self.link.connected and self.accepted
+
+    # -- connection --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.link.run()
+
+    async def _opened(self, version: str) -> None:
+        self.accepted = False
+        await self._boot()
+        self.accepted = True
+        self._status_sent.clear()
+        self._session = [
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            asyncio.create_task(self._deliver_outbox(), name="outbox"),
+            asyncio.create_task(self._send_statuses(), name="status"),
+        ]
+        self._status_wake.set()
+        self._outbox_wake.set()
+        await self.host.ocpp_ready()
+
+    def _closed(self) -> None:
+        self.accepted = False
+        for task in self._session:
+            task.cancel()
+        self._session = []
+
+    async def _boot(self) -> None:
+        station = self.host.config.station
+        payload: dict[str, Any] = {
+            "chargePointVendor": station["vendor"][:20],
+            "chargePointModel": station["model"][:20],
+            "firmwareVersion": self.host.version[:50],
+        }
+        if station.get("serial"):
+            payload["chargePointSerialNumber"] = station["serial"][:25]
+        while True:
+            try:
+                reply = await self.link.call("BootNotification", payload, CALL_TIMEOUT_S)
+            except (CallFailed, TimeoutError) as exc:
+                log.warning("BootNotification failed (%s); retrying in %d s", exc, BOOT_RETRY_DEFAULT_S)
+                await asyncio.sleep(BOOT_RETRY_DEFAULT_S)
+                continue
+            self.registration = reply["status"]
+            self._adopt_clock(reply["currentTime"])
+            interval = int(reply["interval"])
+            if reply["status"] == "Accepted":
+                if interval > 0:
+                    self.keys.values["HeartbeatInterval"] = str(interval)
+                log.info(
+                    "BootNotification accepted; heartbeat every %s s", self.keys.get("HeartbeatInterval")
+                )
+                return
+            wait = interval if interval > 0 else BOOT_RETRY_DEFAULT_S
+            log.warning("BootNotification %s by the CSMS; retrying in %d s", reply["status"], wait)
+            await asyncio.sleep(wait)
+
+    def _adopt_clock(self, text: str) -> None:
+        try:
+            theirs = parse_timestamp(text)
+        except ValueError:
+            log.warning("the CSMS sent an unreadable currentTime %r; clock unchanged", text)
+            return
+        skew = (theirs - self.host.now()).total_seconds()
+        if abs(skew) > CLOCK_SKEW_S:
+            self.host.clock_offset += timedelta(seconds=skew)
+            log.info("clock set from the CSMS (%+.1f s)", skew)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            interval = self.keys.number("HeartbeatInterval") or 86400
+            await asyncio.sleep(interval)
+            await self.heartbeat()
+
+    async def heartbeat(self) -> None:
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            reply = await self.link.call("Heartbeat", {}, CALL_TIMEOUT_S)
+            self._adopt_clock(reply["currentTime"])
+
+    # -- status ------------------------------------------------------------------------
+
+    def status_changed(self) -> None:
+        self._status_wake.set()
+
+    async def _send_statuses(self) -> None:
+        if 0 not in self._status_sent:
+            await self._status(0, "Available", "NoError", "")
+            self._status_sent[0] = ("Available", "NoError")
+        while True:
+            await self._status_wake.wait()
+            self._status_wake.clear()
+            minimum = self.keys.number("MinimumStatusDuration")
+            if minimum:
+                await asyncio.sleep(minimum)  # report only what held for the minimum duration
+            for evse_id, state in self.host.station.evses.items():
+                if not state.status[0] or self._status_sent.get(evse_id) == state.status:
+                    continue
+                status, code, info = (*state.status, self.host.status_info(evse_id))
+                if await self._status(evse_id, status, code, info):
+                    self._status_sent[evse_id] = (status, code)
+
+    async def _status(self, connector: int, status: str, code: str, info: str) -> bool:
+        payload: dict[str, Any] = {
+            "connectorId": connector,
+            "errorCode": code,
+            "status": status,
+            "timestamp": timestamp(self.host.now()),
+        }
+        if info:
+            payload["info"] = info[:50]
+        try:
+            await self.link.call("StatusNotification", payload, CALL_TIMEOUT_S)
+        except (NotConnected, CallFailed, TimeoutError) as exc:
+            log.warning("StatusNotification for connector %d not delivered: %s", connector, exc)
+            return False
+        return True
+
+    # -- authorization -----------------------------------------------------------------
+
+    async def authorize(self, token: str) -> auth.IdTagInfo | None:
+        """Ask the CSMS; None when it cannot answer (offline rules apply)."""
+        if not self.online:
+            return None
+        try:
+            reply = await self.link.call("Authorize", {"idTag": token}, CALL_TIMEOUT_S)
+        except (NotConnected, CallFailed, TimeoutError) as exc:
+            log.warning("Authorize for %s not answered (%s); offline rules apply", token, exc)
+            return None
+        return auth.info_from_ocpp16(reply["idTagInfo"])
+
+    # -- transaction messages ----------------------------------------------------------
+
+    def outbox_changed(self) -> None:
+        self._outbox_wake.set()
+
+    async def _deliver_outbox(self) -> None:
+        database = self.host.database
+        while True:
+            try:
+                entries = await database.run(database.storage.outbox, 50)
+            except StorageError as exc:
+                log.error("cannot read the outbox: %s", exc)
+                entries = []
+            if not entries:
+                self._outbox_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox_wake.wait(), 5.0)
+                continue
+            for entry in entries:
+                await self._deliver(entry)
+
+    async def _deliver(self, entry: OutboxEntry) -> None:
+        """Send one outbox entry until it is answered or its attempts run out."""
+        database = self.host.database
+        attempts = entry.attempts
+        while True:
+            csms_id = entry.csms_id if entry.kind != "start" else None
+            if entry.kind != "start" and csms_id is None:
+                csms_id = await database.run(database.storage.csms_id, entry.transaction_id)
+                if csms_id is None:
+                    log.error(
+                        "%s for transaction %s dropped: the CSMS never acknowledged its start",
+                        entry.kind,
+                        entry.transaction_id,
+                    )
+                    await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
+                    return
+            action, payload = self._message(entry, csms_id)
+            try:
+                reply = await self.link.call(action, payload, CALL_TIMEOUT_S)
+            except NotConnected:
+                await asyncio.sleep(3600)  # the session ends and this task with it
+                return
+            except (CallFailed, TimeoutError) as exc:
+                attempts += 1
+                await database.run(database.storage.outbox_attempted, entry.id)
+                limit = self.keys.number("TransactionMessageAttempts")
+                if attempts >= limit:
+                    log.error(
+                        "%s for transaction %s dropped after %d attempts: %s",
+                        action,
+                        entry.transaction_id,
+                        attempts,
+                        exc,
+                    )
+                    await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
+                    return
+                wait = self.keys.number("TransactionMessageRetryInterval") * attempts
+                log.warning("%s not accepted (%s); attempt %d again in %d s", action, exc, attempts + 1, wait)
+                await asyncio.sleep(wait)
+                continue
+            new_id = str(reply["transactionId"]) if action == "StartTransaction" else None
+            await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id, new_id)
+            if "idTagInfo" in reply:
+                self.host.id_tag_info(
+                    entry.transaction_id,
+                    entry.body.get("id_tag", ""),
+                    auth.info_from_ocpp16(reply["idTagInfo"]),
+                )
+            return
+
+    def _message(self, entry: OutboxEntry, csms_id: str | None) -> tuple[str, dict[str, Any]]:
+        body = entry.body
+        if entry.kind == "start":
+            payload: dict[str, Any] = {
+                "connectorId": body["evse_id"],
+                "idTag": body["id_tag"],
+                "meterStart": _wh(body["meter_start_wh"]),
+                "timestamp": body["timestamp"],
+            }
+            if body.get("reservation_id") is not None:
+                payload["reservationId"] = body["reservation_id"]
+            return "StartTransaction", payload
+        assert csms_id is not None
+        if entry.kind == "meter":
+            measurands = self.keys.items(
+                "MeterValuesAlignedData" if body["context"] == "Sample.Clock" else "MeterValuesSampledData"
+            )
+            return "MeterValues", {
+                "connectorId": body["evse_id"],
+                "transactionId": int(csms_id),
+                "meterValue": [self.meter_value(body, measurands)],
+            }
+        payload = {
+            "transactionId": int(csms_id),
+            "meterStop": _wh(body["meter_stop_wh"]),
+            "timestamp": body["timestamp"],
+            "reason": body["reason"],
+        }
+        if body.get("id_tag"):
+            payload["idTag"] = body["id_tag"]
+        data = [
+            self.meter_value(
+                s,
+                self.keys.items(
+                    "StopTxnAlignedData" if s["context"] == "Sample.Clock" else "StopTxnSampledData"
+                ),
+            )
+            for s in body.get("samples", [])
+        ]
+        data = [d for d in data if d["sampledValue"]]
+        if data:
+            payload["transactionData"] = data
+        return "StopTransaction", payload
+
+    @staticmethod
+    def meter_value(sample: dict[str, Any], measurands: list[str]) -> dict[str, Any]:
+        """One 1.6 meterValue from a stored reading, with the configured measurands."""
+        context = sample["context"]
+        values: list[dict[str, Any]] = []
+
+        def add(measurand: str, value: float, unit: str, phase: str | None = None) -> None:
+            item = {
+                "value": f"{value:.1f}",
+                "context": context,
+                "measurand": measurand,
+                "location": "Outlet",
+                "unit": unit,
+            }
+            if phase:
+                item["phase"] = phase
+            values.append(item)
+
+        for measurand in measurands:
+            if measurand == "Energy.Active.Import.Register":
+                add(measurand, sample["energy_wh"], "Wh")
+            elif measurand == "Power.Active.Import":
+                add(measurand, sample["power_w"], "W")
+            elif measurand == "Current.Import":
+                for phase, amps in zip(PHASES, sample["current_a"], strict=False):
+                    add(measurand, amps, "A", phase)
+            elif measurand == "Voltage":
+                for phase, volts in zip(PHASES, sample["voltage_v"], strict=False):
+                    add(measurand, volts, "V", f"{phase}-N")
+        return {"timestamp": sample["timestamp"], "sampledValue": values}
+
+    async def meter_values_now(self, evse_id: int, context: str) -> None:
+        """MeterValues outside a transaction (clock-aligned or triggered); not queued."""
+        sample = self.host.sample(evse_id, context)
+        if sample is None or not self.online:
+            return
+        key = "MeterValuesAlignedData" if context == "Sample.Clock" else "MeterValuesSampledData"
+        payload: dict[str, Any] = {
+            "connectorId": evse_id,
+            "meterValue": [self.meter_value(sample, self.keys.items(key))],
+        }
+        csms_id = self.host.csms_transaction_id(evse_id)
+        if csms_id is not None:
+            payload["transactionId"] = int(csms_id)
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            await self.link.call("MeterValues", payload, CALL_TIMEOUT_S)
+
+    # -- requests from the CSMS --------------------------------------------------------
+
+    async def _handle(self, call: Call) -> Reply:
+        if not self.accepted and self.registration == "Rejected":
+            raise RpcError("security", "the CSMS rejected our BootNotification")
+        handler = self._handlers.get(call.action)
+        if handler is None:
+            raise RpcError("not_supported", f"{call.action} is not supported")
+        log.info(
+            "%s from the CSMS",
+            call.action,
+            extra={"ocpp_action": call.action, "ocpp_message_id": call.unique_id},
+        )
+        return await handler(call.payload)
+
+    def _evse(self, connector: int) -> int:
+        if connector not in self.host.station.evses:
+            raise RpcError("property", f"connectorId {connector} does not exist")
+        return connector
+
+    async def _change_availability(self, p: dict[str, Any]) -> Reply:
+        connector = p["connectorId"]
+        if connector != 0:
+            self._evse(connector)
+        status = self.host.set_availability(connector, p["type"] == "Operative")
+        return Reply({"status": status})
+
+    async def _change_configuration(self, p: dict[str, Any]) -> Reply:
+        status = self.keys.change(p["key"], p["value"])
+        if status in ("Accepted", "RebootRequired"):
+            self.apply_keys()
+            log.info("configuration key %s set to %s", p["key"], p["value"])
+        return Reply({"status": status})
+
+    async def _get_configuration(self, p: dict[str, Any]) -> Reply:
+        names = p.get("key") or None
+        if names and len(names) > self.keys.number("GetConfigurationMaxKeys"):
+            raise RpcError("occurrence", "more keys than GetConfigurationMaxKeys")
+        known, unknown = self.keys.report(names)
+        payload: dict[str, Any] = {"configurationKey": known}
+        if unknown:
+            payload["unknownKey"] = unknown
+        return Reply(payload)
+
+    async def _clear_cache(self, p: dict[str, Any]) -> Reply:
+        await self.host.clear_auth_cache()
+        return Reply({"status": "Accepted"})
+
+    async def _data_transfer(self, p: dict[str, Any]) -> Reply:
+        return Reply({"status": "UnknownVendorId"})
+
+    async def _remote_start(self, p: dict[str, Any]) -> Reply:
+        connector = p.get("connectorId")
+        if connector is not None and (connector == 0 or connector not in self.host.station.evses):
+            return Reply({"status": "Rejected"})
+        profile = None
+        if "chargingProfile" in p:
+            try:
+                profile = schedule.from_ocpp16(p["chargingProfile"], connector or 0)
+            except ValueError as exc:
+                log.warning("RemoteStartTransaction charging profile refused: %s", exc)
+                return Reply({"status": "Rejected"})
+            if profile.purpose is not schedule.Purpose.TX:
+                return Reply({"status": "Rejected"})
+        token = p["idTag"]
+        if self.keys.flag("AuthorizeRemoteTxRequests"):
+            if not self.host.can_remote_start(connector, token):
+                return Reply({"status": "Rejected"})
+
+            async def authorize_then_start() -> None:
+                info = await self.host.authorize_token(token)
+                if info is not None and info.status == "Accepted":
+                    self.host.remote_start(connector, token, info.parent, profile)
+                else:
+                    log.warning("RemoteStartTransaction for %s: the id tag is not authorized", token)
+
+            return Reply({"status": "Accepted"}, authorize_then_start)
+        ok = self.host.remote_start(connector, token, None, profile)
+        return Reply({"status": "Accepted" if ok else "Rejected"})
+
+    async def _remote_stop(self, p: dict[str, Any]) -> Reply:
+        ok = await self.host.remote_stop(str(p["transactionId"]))
+        return Reply({"status": "Accepted" if ok else "Rejected"})
+
+    async def _reset(self, p: dict[str, Any]) -> Reply:
+        kind = p["type"]
+
+        async def reset() -> None:
+            await asyncio.sleep(0.2)  # let the reply leave first
+            self.host.reset(hard=kind == "Hard")
+
+        return Reply({"status": "Accepted"}, reset)
+
+    async def _unlock_connector(self, p: dict[str, Any]) -> Reply:
+        connector = p["connectorId"]
+        if connector not in self.host.station.evses:
+            return Reply({"status": "NotSupported"})
+        return Reply({"status": self.host.unlock(connector)})
+
+    async def _get_local_list_version(self, p: dict[str, Any]) -> Reply:
+        if not self.keys.flag("LocalAuthListEnabled"):
+            return Reply({"listVersion": -1})
+        return Reply({"listVersion": self.host.local_list.version})
+
+    async def _send_local_list(self, p: dict[str, Any]) -> Reply:
+        if not self.keys.flag("LocalAuthListEnabled"):
+            return Reply({"status": "NotSupported"})
+        entries_json = p.get("localAuthorizationList", [])
+        if len(entries_json) > self.keys.number("SendLocalListMaxLength"):
+            return Reply({"status": "Failed"})
+        try:
+            entries = auth.entries_from_ocpp16(entries_json)
+        except ValueError as exc:
+            log.warning("SendLocalList refused: %s", exc)
+            return Reply({"status": "Failed"})
+        status = await self.host.update_local_list(p["updateType"], p["listVersion"], entries)
+        return Reply({"status": status})
+
+    async def _reserve_now(self, p: dict[str, Any]) -> Reply:
+        connector = p["connectorId"]
+        if connector != 0 and connector not in self.host.station.evses:
+            return Reply({"status": "Rejected"})
+        try:
+            expiry = parse_timestamp(p["expiryDate"])
+        except ValueError as exc:
+            raise RpcError("property", f"expiryDate: {exc}") from exc
+        reservation = Reservation(p["reservationId"], connector, p["idTag"], expiry, p.get("parentIdTag"))
+        return Reply({"status": await self.host.reserve(reservation)})
+
+    async def _cancel_reservation(self, p: dict[str, Any]) -> Reply:
+        ok = await self.host.cancel_reservation(p["reservationId"])
+        return Reply({"status": "Accepted" if ok else "Rejected"})
+
+    async def _set_charging_profile(self, p: dict[str, Any]) -> Reply:
+        connector = p["connectorId"]
+        if connector != 0:
+            self._evse(connector)
+        try:
+            profile = schedule.from_ocpp16(p["csChargingProfiles"], connector)
+        except ValueError as exc:
+            log.warning("SetChargingProfile refused: %s", exc)
+            return Reply({"status": "Rejected"})
+        return Reply({"status": await self.host.install_profile(profile)})
+
+    async def _clear_charging_profile(self, p: dict[str, Any]) -> Reply:
+        purpose = schedule.Purpose(p["chargingProfilePurpose"]) if "chargingProfilePurpose" in p else None
+        count = await self.host.clear_profiles(
+            p.get("id"), p.get("connectorId"), purpose, p.get("stackLevel")
+        )
+        return Reply({"status": "Accepted" if count else "Unknown"})
+
+    async def _get_composite_schedule(self, p: dict[str, Any]) -> Reply:
+        connector = p["connectorId"]
+        if connector != 0 and connector not in self.host.station.evses:
+            return Reply({"status": "Rejected"})
+        unit = "W" if p.get("chargingRateUnit") == "W" else "A"
+        start = self.host.now().replace(microsecond=0)
+        periods = self.host.composite(connector, start, p["duration"], unit)
+        return Reply(
+            {
+                "status": "Accepted",
+                "connectorId": connector,
+                "scheduleStart": timestamp(start),
+                "chargingSchedule": schedule.composite_to_ocpp16(periods, start, p["duration"], unit),
+            }
+        )
+
+    async def _trigger_message(self, p: dict[str, Any]) -> Reply:
+        message = p["requestedMessage"]
+        connector = p.get("connectorId")
+        if connector is not None and connector != 0 and connector not in self.host.station.evses:
+            return Reply({"status": "Rejected"})
+        evses = [connector] if connector else list(self.host.station.evses)
+        follow_up: Callable[[], Awaitable[None]]
+        if message == "BootNotification":
+
+            async def follow_up() -> None:
+                await self._boot()
+        elif message == "Heartbeat":
+            follow_up = self.heartbeat
+        elif message == "StatusNotification":
+
+            async def follow_up() -> None:
+                for evse_id in [connector] if connector is not None else [0, *evses]:
+                    if evse_id == 0:
+                        await self._status(0, "Available", "NoError", "")
+                        continue
+                    status, code = self.host.station.evses[evse_id].status
+                    await self._status(evse_id, status or "Available", code or "NoError", "")
+        elif message == "MeterValues":
+
+            async def follow_up() -> None:
+                for evse_id in evses:
+                    await self.meter_values_now(evse_id, "Trigger")
+        elif message == "FirmwareStatusNotification":
+
+            async def follow_up() -> None:
+                await self.firmware_status_notification(self.firmware_status)
+        elif message == "DiagnosticsStatusNotification":
+
+            async def follow_up() -> None:
+                await self.diagnostics_status_notification(self.diagnostics_status)
+        else:
+            return Reply({"status": "NotImplemented"})
+        return Reply({"status": "Accepted"}, follow_up)
+
+    # -- firmware and diagnostics ------------------------------------------------------
+
+    async def _update_firmware(self, p: dict[str, Any]) -> Reply:
+        try:
+            retrieve = parse_timestamp(p["retrieveDate"])
+        except ValueError as exc:
+            raise RpcError("property", f"retrieveDate: {exc}") from exc
+
+        async def start() -> None:
+            self.host.update_firmware(
+                p["location"],
+                retrieve,
+                p.get("retries", 0),
+                p.get("retryInterval", 30),
+                self.firmware_status_notification,
+            )
+
+        return Reply({}, start)
+
+    async def firmware_status_notification(self, status: str) -> None:
+        self.firmware_status = status
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            await self.link.call("FirmwareStatusNotification", {"status": status}, CALL_TIMEOUT_S)
+
+    async def _get_diagnostics(self, p: dict[str, Any]) -> Reply:
+        times = []
+        for key in ("startTime", "stopTime"):
+            try:
+                times.append(parse_timestamp(p[key]) if key in p else None)
+            except ValueError as exc:
+                raise RpcError("property", f"{key}: {exc}") from exc
+        name = self.host.diagnostics_name()
+
+        async def start() -> None:
+            self.host.upload_diagnostics(
+                p["location"],
+                name,
+                times[0],
+                times[1],
+                p.get("retries", 0),
+                p.get("retryInterval", 30),
+                self.diagnostics_status_notification,
+            )
+
+        return Reply({"fileName": name}, start)
+
+    async def diagnostics_status_notification(self, status: str) -> None:
+        self.diagnostics_status = status
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            await self.link.call("DiagnosticsStatusNotification", {"status": status}, CALL_TIMEOUT_S)
+
+    async def close(self) -> None:
+        self._closed()
+        await self.link.close()
