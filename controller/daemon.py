@@ -638,7 +638,6 @@ class Daemon(Services):
                         ),
                         then=self._outbox_changed,
                     )
-                    self.csms_ids.pop(tx_id, None)
                     if self.ocpp is not None:
                         self._transaction_ended(tx_id)
                 case MeterSampled(tx_id, taken_at, reading):

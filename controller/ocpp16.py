@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -260,7 +262,9 @@ class Ocpp16:
         database = self.host.database
         attempts = entry.attempts
         while True:
-            csms_id = entry.csms_id if entry.kind != "start" else None
+            csms_id = None
+            if entry.kind != "start":
+                csms_id = entry.csms_id or self.host.csms_ids.get(entry.transaction_id)
             if entry.kind != "start" and csms_id is None:
                 csms_id = await database.run(database.storage.csms_id, entry.transaction_id)
                 if csms_id is None:
@@ -271,6 +275,22 @@ class Ocpp16:
                     )
                     await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
                     return
+            if entry.kind == "stop" and (
+                self.keys.items("StopTxnSampledData") or self.keys.items("StopTxnAlignedData")
+            ):
+                rows = await database.run(database.storage.meter_sample_rows, entry.transaction_id)
+                samples = [
+                    {
+                        "timestamp": r[0],
+                        "context": r[1],
+                        "energy_wh": r[2],
+                        "power_w": r[3],
+                        "current_a": json.loads(r[4]),
+                        "voltage_v": json.loads(r[5]),
+                    }
+                    for r in rows
+                ]
+                entry = dataclasses.replace(entry, body={**entry.body, "samples": samples})
             action, payload = self._message(entry, csms_id)
             try:
                 reply = await self.link.call(action, payload, CALL_TIMEOUT_S)
@@ -297,6 +317,10 @@ class Ocpp16:
                 continue
             new_id = str(reply["transactionId"]) if action == "StartTransaction" else None
             await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id, new_id)
+            if new_id is not None:
+                self.host.csms_ids[entry.transaction_id] = new_id
+            elif entry.kind == "stop":
+                self.host.csms_ids.pop(entry.transaction_id, None)
             if "idTagInfo" in reply:
                 self.host.id_tag_info(
                     entry.transaction_id,

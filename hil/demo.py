@@ -1,25 +1,31 @@
 """A scripted charging session on simulated hardware that you can watch.
 
-    python -m hil.demo [--config config/evse.sim.toml]
+    python -m hil.demo [--config config/evse.ocpp.toml]
 
-Starts ``evse run`` as a subprocess (as on a charger), then plays the EV side over the
-rig socket: plug in, charge, suspend, a pilot short, unplug, and a residual-current
-trip, printing the station's live state as it changes. The daemon's own log lines are
-shown indented.
+Starts the bundled development CSMS, then ``evse run`` as a subprocess (as on a charger)
+connected to it, and plays the EV side over the rig socket: plug in, swipe a card,
+charge with meter values, a charging limit from the CSMS, a pause, unplug, and a
+residual-current trip. It prints the station's live state, the CSMS's timeline of OCPP
+messages (``CP001 -> ...`` from the station, ``<-`` from the CSMS) and, indented, the
+daemon's own log lines. A config without ``[ocpp]`` runs standalone.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from controller.config import ConfigError, load
+from hil.csms import CsmsThread
 from hil.simrig import SimRig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,19 +63,120 @@ def relay(stream: IO[bytes]) -> None:
         print(f"          | {raw.decode(errors='replace').rstrip()}", flush=True)
 
 
+TOKEN = "04A1B2C3"
+LIMIT_10A = {
+    "connectorId": 1,
+    "csChargingProfiles": {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}],
+        },
+    },
+}
+
+
+def _with_csms(path: Path, url: str, work: Path) -> Path:
+    """A copy of the config in ``work`` pointing at the CSMS, with fresh state."""
+    text = path.read_text()
+    lines = [f'url = "{url}"' if line.strip().startswith("url =") else line for line in text.splitlines()]
+    copy = work / path.name
+    copy.write_text("\n".join(lines) + "\n")
+    return copy
+
+
+def ocpp_steps(rig: SimRig, csms: CsmsThread) -> list[tuple[str, Callable[[], Any], float]]:
+    def plug_and_swipe() -> None:
+        rig.plug()
+        rig.swipe(TOKEN)
+
+    def call(action: str, payload: dict[str, Any]) -> Callable[[], Any]:
+        return lambda: say(f"CSMS script: {action} -> {csms.call('CP001', action, payload)}")
+
+    return [
+        (
+            "the CSMS asks for meter values every 2 s",
+            call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "2"}),
+            1,
+        ),
+        ("EV plugged in (state B): connector Preparing", lambda: rig.plug(), 2),
+        (f"card {TOKEN} swiped: Authorize, then StartTransaction", lambda: rig.swipe(TOKEN), 2),
+        (
+            "EV asks for energy (state C), takes up to 16 A on 3 phases",
+            lambda: rig.charge(max_current_a=16, phases=3),
+            6,
+        ),
+        (
+            "the CSMS limits the station to 10 A (SetChargingProfile)",
+            call("SetChargingProfile", LIMIT_10A),
+            8,
+        ),
+        ("EV pauses (C -> B): contactor opens within 100 ms", lambda: rig.suspend(), 2),
+        ("EV resumes", lambda: rig.charge(max_current_a=16, phases=3), 3),
+        ("EV unplugged: StopTransaction (EVDisconnected)", lambda: rig.unplug(), 3),
+        ("EV plugged in again and the card swiped", plug_and_swipe, 2),
+        ("charging", lambda: rig.charge(max_current_a=32), 3),
+        (
+            "the residual-current sensor trips: Faulted (GroundFailure), latched until restart",
+            lambda: rig.fault("rcd"),
+            3,
+        ),
+    ]
+
+
+def standalone_steps(rig: SimRig) -> list[tuple[str, Callable[[], Any], float]]:
+    return [
+        ("EV plugged in (state B): a free-mode session starts", lambda: rig.plug(), 2),
+        (
+            "EV asks for energy (state C), takes up to 16 A on 3 phases",
+            lambda: rig.charge(max_current_a=16, phases=3),
+            6,
+        ),
+        ("EV pauses (C -> B): contactor opens within 100 ms", lambda: rig.suspend(), 2),
+        ("EV resumes", lambda: rig.charge(max_current_a=16, phases=3), 3),
+        ("pilot shorted (state E): contactor opens, no PWM", lambda: rig.cp("E"), 2),
+        ("short removed", lambda: rig.cp(None), 3),
+        ("EV unplugged: transaction ends", lambda: rig.unplug(), 2),
+        ("the residual-current sensor trips: latched until restart", lambda: rig.fault("rcd"), 2),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "config" / "evse.sim.toml")
+    parser.add_argument("--config", type=Path, default=ROOT / "config" / "evse.ocpp.toml")
     args = parser.parse_args()
     try:
-        config = load(args.config)
+        load(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 78
+    work = Path(tempfile.mkdtemp(prefix="evse-demo-"))
+    csms: CsmsThread | None = None
+    try:
+        if "[ocpp]" in args.config.read_text():
+            csms = CsmsThread(out=sys.stdout)
+            csms.start()
+            say(f"development CSMS listening on {csms.url}")
+            args.config = _with_csms(args.config, csms.url, work)
+        else:
+            shutil.copy(args.config, work / args.config.name)
+            args.config = work / args.config.name
+        return run(args.config, csms)
+    finally:
+        if csms is not None:
+            csms.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(path: Path, csms: CsmsThread | None) -> int:
+    config = load(path)
     assert config.sim_socket is not None
-    say(f"starting evse run --config {args.config}")
+    say(f"starting evse run --config {path}")
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "controller", "run", "--config", str(args.config)],
+        [sys.executable, "-m", "controller", "run", "--config", str(path)],
         stderr=subprocess.PIPE,
         cwd=ROOT,
     )
@@ -77,21 +184,10 @@ def main() -> int:
     threading.Thread(target=relay, args=(daemon.stderr,), daemon=True).start()
     try:
         rig = SimRig.wait_for(config.sim_socket)
-        steps: list[tuple[str, Any, float]] = [
-            ("EV plugged in (state B): a free-mode session starts", lambda: rig.plug(), 2),
-            (
-                "EV asks for energy (state C), takes up to 16 A on 3 phases",
-                lambda: rig.charge(max_current_a=16, phases=3),
-                6,
-            ),
-            ("EV pauses (C -> B): contactor opens within 100 ms", lambda: rig.suspend(), 2),
-            ("EV resumes", lambda: rig.charge(max_current_a=16, phases=3), 3),
-            ("pilot shorted (state E): contactor opens, no PWM", lambda: rig.cp("E"), 2),
-            ("short removed", lambda: rig.cp(None), 3),
-            ("EV unplugged: transaction ends", lambda: rig.unplug(), 2),
-            ("EV plugged in again, charging at up to 32 A", lambda: rig.charge(max_current_a=32), 3),
-            ("the residual-current sensor trips: latched until restart", lambda: rig.fault("rcd"), 2),
-        ]
+        if csms is not None:
+            csms.wait_station("CP001", timeout=15)
+            time.sleep(1)
+        steps = ocpp_steps(rig, csms) if csms is not None else standalone_steps(rig)
         for text, action, seconds in steps:
             say(f"rig: {text}")
             action()
@@ -104,12 +200,20 @@ def main() -> int:
     say(f"daemon exited with {code}")
     with sqlite3.connect(config.storage_dir / "evse.db") as db:
         rows = db.execute(
-            "SELECT id, started_at, meter_stop_wh - meter_start_wh, stop_reason "
+            "SELECT id, csms_id, started_at, meter_stop_wh - meter_start_wh, stop_reason "
             "FROM transactions ORDER BY rowid DESC LIMIT 3"
         ).fetchall()
-    say("last transactions in the database:")
-    for tx_id, started, energy, reason in reversed(rows):
-        print(f"          {tx_id[:8]}  {started}  {energy or 0:8.1f} Wh  {reason}")
+    say("last transactions in the station's database:")
+    for tx_id, csms_id, started, energy, reason in reversed(rows):
+        print(f"          {tx_id[:8]} (CSMS id {csms_id})  {started}  {energy or 0:8.1f} Wh  {reason}")
+    if csms is not None:
+        say("transactions as the CSMS saw them:")
+        for number, tx in csms.transactions.items():
+            stop = tx["stop"] or {}
+            print(
+                f"          {number}: idTag {tx['start']['idTag']} meterStart {tx['start']['meterStart']} "
+                f"meterStop {stop.get('meterStop')} reason {stop.get('reason')} stops {tx['stop_count']}"
+            )
     return code
 
 
