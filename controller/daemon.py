@@ -170,10 +170,11 @@ class Daemon(Services):
             for rid, evse_id, id_tag, parent, expiry in storage.db.execute(
                 "SELECT id, evse_id, id_tag, parent, expiry FROM reservations"
             ).fetchall():
-                if evse_id in self.station.evses:
-                    self.station.reserve(
-                        now, Reservation(rid, evse_id, id_tag, parse_timestamp(expiry), parent)
-                    )
+                until = parse_timestamp(expiry)
+                if evse_id in self.station.evses and until > now:
+                    self.station.evses[evse_id].reservation = Reservation(rid, evse_id, id_tag, until, parent)
+                else:
+                    self._forget_reservation(rid)
             for row in storage.db.execute(
                 "SELECT id, csms_id FROM transactions WHERE csms_id IS NOT NULL AND stopped_at IS NULL"
             ).fetchall():

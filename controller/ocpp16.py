@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -23,7 +24,7 @@ from controller.link import CallFailed, Endpoint, Link, NotConnected, Reply
 from controller.ocpp16_keys import KeyStore
 from controller.ocppj import Call, RpcError
 from controller.station import Reservation
-from controller.storage import OutboxEntry, StorageError, parse_timestamp, timestamp
+from controller.storage import OutboxEntry, Storage, StorageError, parse_timestamp, timestamp
 
 if TYPE_CHECKING:
     from controller.daemon import Daemon
@@ -54,8 +55,10 @@ class Ocpp16:
         self.registration = "none"
         self._session: list[asyncio.Task[Any]] = []
         self._outbox_wake = asyncio.Event()
+        self._delivered: set[int] = set()  # answered, removal from the outbox not yet committed
         self._status_sent: dict[int, tuple[str, str]] = {}
         self._status_wake = asyncio.Event()
+        self._heartbeat_changed = asyncio.Event()
         self.firmware_status = "Idle"
         self.diagnostics_status = "Idle"
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]] = {
@@ -177,8 +180,11 @@ class Ocpp16:
     async def _heartbeat(self) -> None:
         while True:
             interval = self.keys.number("HeartbeatInterval") or 86400
-            await asyncio.sleep(interval)
-            await self.heartbeat()
+            self._heartbeat_changed.clear()
+            try:
+                await asyncio.wait_for(self._heartbeat_changed.wait(), interval)
+            except TimeoutError:
+                await self.heartbeat()
 
     async def heartbeat(self) -> None:
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
@@ -190,11 +196,16 @@ class Ocpp16:
     def status_changed(self) -> None:
         self._status_wake.set()
 
+    def _station_status(self) -> tuple[str, str]:
+        """Connector 0: Unavailable when every EVSE is inoperative."""
+        operative = any(e.available for e in self.host.station.evses.values())
+        return ("Available" if operative else "Unavailable"), "NoError"
+
     async def _send_statuses(self) -> None:
-        if 0 not in self._status_sent:
-            await self._status(0, "Available", "NoError", "")
-            self._status_sent[0] = ("Available", "NoError")
         while True:
+            station = self._station_status()
+            if self._status_sent.get(0) != station and await self._status(0, *station, ""):
+                self._status_sent[0] = station
             await self._status_wake.wait()
             self._status_wake.clear()
             minimum = self.keys.number("MinimumStatusDuration")
@@ -203,6 +214,8 @@ class Ocpp16:
             for evse_id, state in self.host.station.evses.items():
                 if not state.status[0] or self._status_sent.get(evse_id) == state.status:
                     continue
+                if state.tx is not None and state.tx.id not in self.host.csms_ids:
+                    continue  # its StartTransaction goes first; delivering it wakes us again
                 status, code, info = (*state.status, self.host.status_info(evse_id))
                 if await self._status(evse_id, status, code, info):
                     self._status_sent[evse_id] = (status, code)
@@ -249,6 +262,7 @@ class Ocpp16:
             except StorageError as exc:
                 log.error("cannot read the outbox: %s", exc)
                 entries = []
+            entries = [e for e in entries if e.id not in self._delivered]
             if not entries:
                 self._outbox_wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -316,9 +330,18 @@ class Ocpp16:
                 await asyncio.sleep(wait)
                 continue
             new_id = str(reply["transactionId"]) if action == "StartTransaction" else None
-            await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id, new_id)
+            # The next message need not wait for this commit (the database has its own
+            # thread); until it lands, the entry is skipped when the outbox is read again.
+            self._delivered.add(entry.id)
+            self.host.writes.put(
+                functools.partial(
+                    Storage.outbox_delivered, entry_id=entry.id, tx_id=entry.transaction_id, csms_id=new_id
+                ),
+                then=functools.partial(self._committed, entry.id),
+            )
             if new_id is not None:
                 self.host.csms_ids[entry.transaction_id] = new_id
+                self._status_wake.set()
             elif entry.kind == "stop":
                 self.host.csms_ids.pop(entry.transaction_id, None)
             if "idTagInfo" in reply:
@@ -328,6 +351,10 @@ class Ocpp16:
                     auth.info_from_ocpp16(reply["idTagInfo"]),
                 )
             return
+
+    def _committed(self, entry_id: int) -> None:
+        self._delivered.discard(entry_id)
+        self._outbox_wake.set()
 
     def _message(self, entry: OutboxEntry, csms_id: str | None) -> tuple[str, dict[str, Any]]:
         body = entry.body
@@ -451,6 +478,8 @@ class Ocpp16:
         status = self.keys.change(p["key"], p["value"])
         if status in ("Accepted", "RebootRequired"):
             self.apply_keys()
+            if p["key"] == "HeartbeatInterval":
+                self._heartbeat_changed.set()
             log.info("configuration key %s set to %s", p["key"], p["value"])
         return Reply({"status": status})
 
@@ -605,7 +634,7 @@ class Ocpp16:
             async def follow_up() -> None:
                 for evse_id in [connector] if connector is not None else [0, *evses]:
                     if evse_id == 0:
-                        await self._status(0, "Available", "NoError", "")
+                        await self._status(0, *self._station_status(), "")
                         continue
                     status, code = self.host.station.evses[evse_id].status
                     await self._status(evse_id, status or "Available", code or "NoError", "")

@@ -120,7 +120,12 @@ class Services:
     def can_remote_start(self: Daemon, connector: int | None, token: str) -> bool:
         evses = self.station.evses
         candidates = [evses[connector]] if connector else list(evses.values())
-        return any(e.idle() and e.available for e in candidates)
+
+        def admits(reservation: Reservation | None) -> bool:
+            # A parent group is only known after Authorize: leave that case to it.
+            return reservation is None or reservation.id_tag == token or reservation.parent is not None
+
+        return any(e.idle() and e.available and admits(e.reservation) for e in candidates)
 
     def remote_start(
         self: Daemon, connector: int | None, token: str, parent: str | None, profile: schedule.Profile | None
@@ -156,13 +161,15 @@ class Services:
         return self.csms_ids.get(tx.id) if tx is not None else None
 
     def unlock(self: Daemon, evse_id: int) -> str:
+        lock = next(e for e in self.config.evses if e.id == evse_id).lock
+        if lock.driver == "none":
+            return "NotSupported"  # a tethered cable: nothing to unlock, the session goes on
         tx = self.station.evses[evse_id].tx
         if tx is not None:
             self.station.stop_transaction(self.now(), tx.id, "UnlockCommand")
             self._apply(self.station.drain())
-        lock = next(e for e in self.config.evses if e.id == evse_id).lock
-        # Without a permit the supervisor releases a fitted lock by itself.
-        return "NotSupported" if lock.driver == "none" else "Unlocked"
+        # Without a permit the supervisor releases the lock by itself.
+        return "Unlocked"
 
     def set_availability(self: Daemon, connector: int, operative: bool) -> str:
         status = self.station.set_available(self.now(), connector, operative)
@@ -278,8 +285,8 @@ class Services:
             tx.id if tx else None,
             phases=phases,
         )
-        if hardware is None:
-            return periods
+        if hardware is None:  # the station as a whole: the sum of its EVSEs
+            hardware = sum(e.max_current_a for e in self.station.evses.values())
         cap = hardware if unit == "A" else hardware * 230.0 * phases
         return _merge([schedule.Period(p.start_s, min(p.limit, cap), p.phases) for p in periods])
 

@@ -68,6 +68,7 @@ class Transaction:
     last_sample_at: datetime | None = None
     reservation_id: int | None = None
     parent: str | None = None
+    offered: bool = False  # the PWM has offered energy since the start
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,8 @@ class Station:
     def evse_seen(self, now: datetime, evse_id: int, view: EvseView) -> list[Action]:
         evse = self.evses[evse_id]
         evse.view = view
+        if evse.tx is not None and view.pilot is PilotMode.PWM:
+            evse.tx.offered = True
         # E (short) and F (driven by us) say nothing about the EV: keep what A..D said.
         if view.cp not in (CpState.E, CpState.F):
             evse.ev_present = view.cp is not CpState.A
@@ -534,9 +537,13 @@ class Station:
             return "Available", "NoError", ""
         if evse.tx is None:
             return ("Finishing" if evse.finishing else "Preparing"), "NoError", ""
+        if not evse.tx.persisted:
+            return "Preparing", "NoError", ""  # not started until its record is written
         if view.contactor_closed and view.cp in (CpState.C, CpState.D):
             return "Charging", "NoError", ""
         if view.pilot is not PilotMode.PWM:
+            if not evse.tx.offered and evse.limit_a >= 6.0:
+                return "Preparing", "NoError", ""  # not suspended: the first PWM is on its way
             return "SuspendedEVSE", "NoError", ""
         return "SuspendedEV", "NoError", ""
 

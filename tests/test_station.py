@@ -532,7 +532,7 @@ def test_meter_offline_stops_at_last_good_reading_and_free_mode_restarts_when_it
     assert new_tx.id != tx_id
     assert new_tx.meter_start_wh == 5400.0
     assert new_tx.id_tag == "FREE"
-    assert station.evses[1].status == ("SuspendedEVSE", "NoError")  # start not persisted yet
+    assert station.evses[1].status == ("Preparing", "NoError")  # start not persisted yet
 
 
 # -- connector status --------------------------------------------------------------------
@@ -549,7 +549,7 @@ def test_connector_status_follows_the_session_in_ocpp16_words() -> None:
     swipe = station.token_presented(at(3), TOKEN)
     tx_id = one(swipe, TransactionStarted).tx.id
     # transaction, no PWM yet (start not persisted)
-    assert statuses(swipe) == [("SuspendedEVSE", "NoError")]
+    assert statuses(swipe) == []  # still Preparing: not suspended, starting
 
     station.transaction_persisted(at(4), tx_id)
     assert statuses(station.evse_seen(at(5), 1, PLUGGED_PWM)) == [("SuspendedEV", "NoError")]
