@@ -330,15 +330,23 @@ class Ocpp16:
                 await asyncio.sleep(wait)
                 continue
             new_id = str(reply["transactionId"]) if action == "StartTransaction" else None
-            # The next message need not wait for this commit (the database has its own
-            # thread); until it lands, the entry is skipped when the outbox is read again.
-            self._delivered.add(entry.id)
-            self.host.writes.put(
-                functools.partial(
-                    Storage.outbox_delivered, entry_id=entry.id, tx_id=entry.transaction_id, csms_id=new_id
-                ),
-                then=functools.partial(self._committed, entry.id),
-            )
+            if entry.kind == "stop":
+                # The shortest window between the CSMS's answer and the commit: a crash in
+                # it sends the stop again after the restart.
+                await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
+            else:
+                # The next message need not wait for this commit (the database has its own
+                # thread); until it lands, the entry is skipped when the outbox is read again.
+                self._delivered.add(entry.id)
+                self.host.writes.put(
+                    functools.partial(
+                        Storage.outbox_delivered,
+                        entry_id=entry.id,
+                        tx_id=entry.transaction_id,
+                        csms_id=new_id,
+                    ),
+                    then=functools.partial(self._committed, entry.id),
+                )
             if new_id is not None:
                 self.host.csms_ids[entry.transaction_id] = new_id
                 self._status_wake.set()
