@@ -462,20 +462,28 @@ class DevCsms:
     ) -> Entry:
         """Wait for a CALL from a station, handled and answered, at timeline index ``after`` or later."""
         found: list[Entry] = []
+        scanned = after  # entries before this were looked at already
+        waiting: list[int] = []  # matching calls not yet answered: look again
 
         def match() -> bool:
-            for index in range(after, len(self.timeline)):
+            nonlocal scanned
+            end = len(self.timeline)
+            for index in [*waiting, *range(scanned, end)]:
                 entry = self.timeline[index]
                 if (
                     entry.kind == "call"
                     and entry.direction == "in"
                     and entry.action == action
                     and station in (None, entry.station)
-                    and index not in self._pending
                     and (where is None or where(cast(dict[str, Any], entry.payload)))
                 ):
+                    if index in self._pending:
+                        if index not in waiting:
+                            waiting.append(index)
+                        continue
                     found.append(entry)
                     return True
+            scanned = end
             return False
 
         await self._wait(match, timeout, f"{action} from {station or 'any station'}")

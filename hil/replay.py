@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,13 +134,18 @@ def main() -> int:
         try:
             boot = csms.wait_for("BootNotification", timeout=30)
             expected = queued // (METER_PER_TX + 2)
-            deadline = time.monotonic() + 600
-            while sum(1 for t in csms.transactions.values() if t["stop_count"]) < expected:
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    print(f"delivery incomplete; see {work / 'daemon.log'}", file=sys.stderr)
-                    return 1
-                time.sleep(0.05)
-            last = max(e.t for e in csms.timeline if e.action == "StopTransaction")
+            # The CSMS numbers transactions 1, 2, ...: the last stop names the last one.
+            try:
+                last = csms.wait_for(
+                    "StopTransaction", where=lambda p: p["transactionId"] == expected, timeout=600
+                ).t
+            except TimeoutError:
+                print(f"delivery incomplete; see {work / 'daemon.log'}", file=sys.stderr)
+                return 1
+            stops = len(csms.calls("StopTransaction"))
+            if stops != expected:
+                print(f"{stops} StopTransactions for {expected} transactions", file=sys.stderr)
+                return 1
         finally:
             daemon.terminate()
             daemon.wait(10)
