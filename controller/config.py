@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 EX_CONFIG = 78
 DEFAULT_PATH = Path("/etc/evse/evse.toml")
@@ -61,8 +62,14 @@ def _module_levels(value: dict[str, Any]) -> str | None:
 
 
 def _url(value: str) -> str | None:
+    example = "must be a ws:// or wss:// URL, e.g. ws://127.0.0.1:9000/ocpp"
     if not re.match(r"wss?://[^/\s]+", value):
-        return "must be a ws:// or wss:// URL, e.g. ws://127.0.0.1:9000/ocpp"
+        return example
+    try:
+        urlsplit(value).port  # noqa: B018 - raises on a port out of range
+        urlsplit(value).hostname  # noqa: B018
+    except ValueError as exc:
+        return f"{example} ({exc})"
     return None
 
 

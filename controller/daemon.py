@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 
 from controller import authorization as auth
 from controller import logs, schedule
-from controller.config import Config, ConfigError, load
+from controller.config import Config, ConfigError, EvseConfig, load
 from controller.control import ControlLoop, EvseChannel
 from controller.notify import Notifier
 from controller.pilot import PilotMode
@@ -44,7 +45,7 @@ from controller.station import (
     TransactionStarted,
     TransactionStopped,
 )
-from controller.storage import Database, Storage, StorageError, WriteQueue, parse_timestamp
+from controller.storage import Database, Storage, StorageError, WriteQueue, parse_timestamp, timestamp
 from drivers.base import DriverError, MeterDriver, MeterReading, RfidDriver
 from drivers.registry import EvseDrivers, build_evse, build_rfid, make_bench
 from drivers.sim import SimBench
@@ -98,16 +99,24 @@ class Daemon(Services):
         self.local_list = auth.LocalList()
         self.auth_cache = auth.AuthCache()
         self.profiles = schedule.Profiles()
-        self.pending_profiles: dict[int, schedule.Profile] = {}
+        self.pending_profiles: dict[int, tuple[str, schedule.Profile]] = {}  # remote start: token, TxProfile
         self.csms_ids: dict[str, str] = {}  # local transaction id -> the CSMS's
         self.aligned_interval_s = 0
-        self.outbox_count = 0
-        self.maintenance: asyncio.Task[None] | None = None
-        self.diagnostics: asyncio.Task[None] | None = None
+        self.outbox_count = 0  # transaction messages the CSMS has not answered, for status
+        self._counting: asyncio.Task[Any] | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
     def now(self) -> datetime:
         return self._clock() + self.clock_offset
+
+    def set_clock(self, delta: timedelta) -> None:
+        """Move our notion of now by ``delta`` (the CSMS's time), timers included."""
+        self.clock_offset += delta
+        self.station.shift(delta)
+
+    @property
+    def evse_config(self) -> dict[int, EvseConfig]:
+        return {e.id: e for e in self.config.evses}
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -164,7 +173,7 @@ class Daemon(Services):
             self.local_list = auth.load_local_list(storage)
             self.auth_cache = auth.load_cache(storage)
             rows = storage.db.execute("SELECT evse_id, body FROM charging_profiles").fetchall()
-            self.profiles.load(schedule.from_ocpp16(_json(body), evse_id) for evse_id, body in rows)
+            self.profiles.load(schedule.from_ocpp16(json.loads(body), evse_id) for evse_id, body in rows)
             settings = dict(storage.db.execute("SELECT key, value FROM settings").fetchall())
             now = self.now()
             for rid, evse_id, id_tag, parent, expiry in storage.db.execute(
@@ -179,9 +188,7 @@ class Daemon(Services):
                 "SELECT id, csms_id FROM transactions WHERE csms_id IS NOT NULL AND stopped_at IS NULL"
             ).fetchall():
                 self.csms_ids[row[0]] = row[1]
-        except (StorageError, ValueError, OSError) as exc:
-            raise StartupError(f"cannot read the OCPP state in {storage.path}: {exc}") from exc
-        except Exception as exc:  # sqlite3.Error and friends
+        except Exception as exc:  # StorageError, sqlite3.Error, a profile that no longer parses
             raise StartupError(f"cannot read the OCPP state in {storage.path}: {exc}") from exc
         for evse_id in self.station.evses:
             if settings.get(f"availability.{evse_id}") == "inoperative":
@@ -441,6 +448,8 @@ class Daemon(Services):
             self._apply(self.station.tick(self.now()))
             if self.ocpp is not None:
                 self.update_limits()
+                if self._counting is None or self._counting.done():  # never wait on SQLite here
+                    self._counting = self.spawn(self._count_outbox())
 
     async def _aligned_meter_values(self) -> None:
         """Clock-aligned meter values (ClockAlignedDataInterval), in or out of a transaction."""
@@ -469,6 +478,10 @@ class Daemon(Services):
                     )
                 else:
                     self.spawn(self.ocpp.meter_values_now(evse_id, "Sample.Clock"))
+
+    async def _count_outbox(self) -> None:
+        with contextlib.suppress(StorageError):
+            self.outbox_count = await self.database.run(self.database.storage.outbox_size)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """A background task that shutdown cancels and whose failure is logged."""
@@ -503,7 +516,7 @@ class Daemon(Services):
             return None
         return {
             "evse_id": evse_id,
-            "timestamp": _ts(at),
+            "timestamp": timestamp(at),
             "meter_stop_wh": meter_stop,
             "reason": reason,
             "id_tag": id_tag,
@@ -601,7 +614,7 @@ class Daemon(Services):
                         body = {
                             "evse_id": tx.evse_id,
                             "id_tag": tx.id_tag,
-                            "timestamp": _ts(tx.started_at),
+                            "timestamp": timestamp(tx.started_at),
                             "meter_start_wh": tx.meter_start_wh,
                             "reservation_id": tx.reservation_id,
                         }
@@ -618,7 +631,7 @@ class Daemon(Services):
                         then=partial(self._persisted, tx.id),
                     )
                     if self.ocpp is not None:
-                        self._transaction_started(tx.evse_id, tx.id)
+                        self._transaction_started(tx.evse_id, tx.id, tx.id_tag)
                 case TransactionStopped(tx_id, evse_id, stopped_at, meter_stop, reason, id_tag):
                     log.info(
                         "EVSE %d: transaction %s stopped (%s) at %.1f Wh",
@@ -641,11 +654,10 @@ class Daemon(Services):
                     )
                     if self.ocpp is not None:
                         self._transaction_ended(tx_id)
-                case MeterSampled(tx_id, taken_at, reading):
-                    state = self.station.evses.get(reading_evse(self.station, tx_id))
+                case MeterSampled(tx_id, taken_at, reading, evse_id):
                     body = None
-                    if self.ocpp is not None and state is not None:
-                        body = sample_body(state.id, taken_at, "Sample.Periodic", reading)
+                    if self.ocpp is not None:
+                        body = sample_body(evse_id, taken_at, "Sample.Periodic", reading)
                     self.writes.put(
                         partial(
                             Storage.add_meter_sample,
@@ -688,7 +700,7 @@ class Daemon(Services):
                 "ocpp": {
                     "connected": bool(self.ocpp and self.ocpp.online),
                     "version": self.ocpp.link.version if self.ocpp and self.ocpp.link.connected else None,
-                    "queued": self.outbox_count + (self.writes.pending() if self.ocpp else 0),
+                    "queued": self.outbox_count,
                 },
             }
         return self._evse_status(evse_id)
@@ -713,22 +725,3 @@ class Daemon(Services):
             "ocpp_connected": bool(self.ocpp and self.ocpp.online),
             "transaction_id": (self.csms_ids.get(tx.id, tx.id)) if tx and tx.persisted else None,
         }
-
-
-def _ts(moment: datetime) -> str:
-    from controller.storage import timestamp
-
-    return timestamp(moment)
-
-
-def _json(text: str) -> Any:
-    import json
-
-    return json.loads(text)
-
-
-def reading_evse(station: Station, tx_id: str) -> int:
-    for evse_id, state in station.evses.items():
-        if state.tx is not None and state.tx.id == tx_id:
-            return evse_id
-    return 0

@@ -92,32 +92,26 @@ class Link:
         self._lock = asyncio.Lock()
         self._pending: tuple[str, str, asyncio.Future[dict[str, Any]]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._reconnect = asyncio.Event()
         self.attempts = 0
 
     @property
     def connected(self) -> bool:
         return self._ws is not None
 
-    def reconnect(self) -> None:
-        """Close the connection (if any) and connect again now (new settings, reset)."""
-        self._reconnect.set()
-        if self._ws is not None:
-            self._spawn(self._ws.close())
-
     async def run(self) -> None:
         while True:
-            self._reconnect.clear()
             try:
                 await self._session()
                 self.attempts = 0
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
                 self.attempts += 1
                 self._log_failure(exc)
-            if self._reconnect.is_set():
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reconnect.wait(), backoff(self.attempts))
+            except Exception:
+                # Whatever else the network library raises (a URL it cannot use, a bug of
+                # its own), the station keeps running and keeps trying.
+                self.attempts += 1
+                log.exception("connection to %s failed unexpectedly; retrying", self.endpoint.url)
+            await asyncio.sleep(backoff(self.attempts))
 
     def _log_failure(self, exc: BaseException) -> None:
         level = logging.WARNING if self.attempts <= 3 or self.attempts % 10 == 0 else logging.DEBUG

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -56,6 +55,7 @@ class Ocpp16:
         self._session: list[asyncio.Task[Any]] = []
         self._outbox_wake = asyncio.Event()
         self._delivered: set[int] = set()  # answered, removal from the outbox not yet committed
+        self._abandoned: set[str] = set()  # transactions whose StartTransaction was dropped
         self._status_sent: dict[int, tuple[str, str]] = {}
         self._status_wake = asyncio.Event()
         self._heartbeat_changed = asyncio.Event()
@@ -122,9 +122,9 @@ class Ocpp16:
         self.accepted = True
         self._status_sent.clear()
         self._session = [
-            asyncio.create_task(self._heartbeat(), name="heartbeat"),
-            asyncio.create_task(self._deliver_outbox(), name="outbox"),
-            asyncio.create_task(self._send_statuses(), name="status"),
+            self.host.spawn(self._heartbeat()),
+            self.host.spawn(self._deliver_outbox()),
+            self.host.spawn(self._send_statuses()),
         ]
         self._status_wake.set()
         self._outbox_wake.set()
@@ -174,7 +174,7 @@ class Ocpp16:
             return
         skew = (theirs - self.host.now()).total_seconds()
         if abs(skew) > CLOCK_SKEW_S:
-            self.host.clock_offset += timedelta(seconds=skew)
+            self.host.set_clock(timedelta(seconds=skew))
             log.info("clock set from the CSMS (%+.1f s)", skew)
 
     async def _heartbeat(self) -> None:
@@ -214,7 +214,8 @@ class Ocpp16:
             for evse_id, state in self.host.station.evses.items():
                 if not state.status[0] or self._status_sent.get(evse_id) == state.status:
                     continue
-                if state.tx is not None and state.tx.id not in self.host.csms_ids:
+                tx = state.tx
+                if tx is not None and tx.id not in self.host.csms_ids and tx.id not in self._abandoned:
                     continue  # its StartTransaction goes first; delivering it wakes us again
                 status, code, info = (*state.status, self.host.status_info(evse_id))
                 if await self._status(evse_id, status, code, info):
@@ -255,76 +256,64 @@ class Ocpp16:
         self._outbox_wake.set()
 
     async def _deliver_outbox(self) -> None:
+        """Send the outbox in order while connected; the session's end cancels this."""
         database = self.host.database
         while True:
             try:
                 entries = await database.run(database.storage.outbox, 50)
+                entries = [e for e in entries if e.id not in self._delivered]
+                if not entries:
+                    self._outbox_wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._outbox_wake.wait(), 5.0)
+                    continue
+                for entry in entries:
+                    if not await self._deliver(entry):
+                        return  # the connection is gone; the next session starts over
             except StorageError as exc:
-                log.error("cannot read the outbox: %s", exc)
-                entries = []
-            entries = [e for e in entries if e.id not in self._delivered]
-            if not entries:
-                self._outbox_wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._outbox_wake.wait(), 5.0)
-                continue
-            for entry in entries:
-                await self._deliver(entry)
+                # A full or locked disk: nothing is lost, the outbox is read again.
+                log.error("transaction messages held back: %s", exc)
+                await asyncio.sleep(5.0)
 
-    async def _deliver(self, entry: OutboxEntry) -> None:
-        """Send one outbox entry until it is answered or its attempts run out."""
+    async def _drop(self, entry: OutboxEntry, why: str) -> None:
+        log.error("%s for transaction %s dropped: %s", entry.kind, entry.transaction_id, why)
+        if entry.kind == "start":
+            self._abandoned.add(entry.transaction_id)
+            self._status_wake.set()
+        await self.host.database.run(
+            self.host.database.storage.outbox_delivered, entry.id, entry.transaction_id
+        )
+
+    async def _deliver(self, entry: OutboxEntry) -> bool:
+        """Send one outbox entry until it is answered or its attempts run out.
+
+        False when the connection closed first (the entry stays for the next session).
+        """
         database = self.host.database
         attempts = entry.attempts
+        csms_id = None
+        if entry.kind != "start":
+            csms_id = entry.csms_id or self.host.csms_ids.get(entry.transaction_id)
+            if csms_id is None:
+                await self._drop(entry, "the CSMS never acknowledged its start")
+                return True
+        if entry.kind == "stop" and (
+            self.keys.items("StopTxnSampledData") or self.keys.items("StopTxnAlignedData")
+        ):
+            samples = await database.run(database.storage.meter_samples, entry.transaction_id)
+            entry = dataclasses.replace(entry, body={**entry.body, "samples": samples})
+        action, payload = self._message(entry, csms_id)
         while True:
-            csms_id = None
-            if entry.kind != "start":
-                csms_id = entry.csms_id or self.host.csms_ids.get(entry.transaction_id)
-            if entry.kind != "start" and csms_id is None:
-                csms_id = await database.run(database.storage.csms_id, entry.transaction_id)
-                if csms_id is None:
-                    log.error(
-                        "%s for transaction %s dropped: the CSMS never acknowledged its start",
-                        entry.kind,
-                        entry.transaction_id,
-                    )
-                    await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
-                    return
-            if entry.kind == "stop" and (
-                self.keys.items("StopTxnSampledData") or self.keys.items("StopTxnAlignedData")
-            ):
-                rows = await database.run(database.storage.meter_sample_rows, entry.transaction_id)
-                samples = [
-                    {
-                        "timestamp": r[0],
-                        "context": r[1],
-                        "energy_wh": r[2],
-                        "power_w": r[3],
-                        "current_a": json.loads(r[4]),
-                        "voltage_v": json.loads(r[5]),
-                    }
-                    for r in rows
-                ]
-                entry = dataclasses.replace(entry, body={**entry.body, "samples": samples})
-            action, payload = self._message(entry, csms_id)
             try:
                 reply = await self.link.call(action, payload, CALL_TIMEOUT_S)
             except NotConnected:
-                await asyncio.sleep(3600)  # the session ends and this task with it
-                return
+                return False
             except (CallFailed, TimeoutError) as exc:
                 attempts += 1
                 await database.run(database.storage.outbox_attempted, entry.id)
-                limit = self.keys.number("TransactionMessageAttempts")
-                if attempts >= limit:
-                    log.error(
-                        "%s for transaction %s dropped after %d attempts: %s",
-                        action,
-                        entry.transaction_id,
-                        attempts,
-                        exc,
-                    )
-                    await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
-                    return
+                if attempts >= self.keys.number("TransactionMessageAttempts"):
+                    await self._drop(entry, f"not accepted after {attempts} attempts: {exc}")
+                    return True
                 wait = self.keys.number("TransactionMessageRetryInterval") * attempts
                 log.warning("%s not accepted (%s); attempt %d again in %d s", action, exc, attempts + 1, wait)
                 await asyncio.sleep(wait)
@@ -358,7 +347,7 @@ class Ocpp16:
                     entry.body.get("id_tag", ""),
                     auth.info_from_ocpp16(reply["idTagInfo"]),
                 )
-            return
+            return True
 
     def _committed(self, entry_id: int) -> None:
         self._delivered.discard(entry_id)
@@ -470,15 +459,17 @@ class Ocpp16:
         )
         return await handler(call.payload)
 
-    def _evse(self, connector: int) -> int:
-        if connector not in self.host.station.evses:
+    def _known(self, connector: int | None, station: bool = True) -> bool:
+        """An EVSE of this station or, with ``station``, 0 for the station as a whole."""
+        return connector in self.host.station.evses or (station and connector == 0)
+
+    def _require(self, connector: int) -> None:
+        if not self._known(connector):
             raise RpcError("property", f"connectorId {connector} does not exist")
-        return connector
 
     async def _change_availability(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]
-        if connector != 0:
-            self._evse(connector)
+        self._require(connector)
         status = self.host.set_availability(connector, p["type"] == "Operative")
         return Reply({"status": status})
 
@@ -510,7 +501,7 @@ class Ocpp16:
 
     async def _remote_start(self, p: dict[str, Any]) -> Reply:
         connector = p.get("connectorId")
-        if connector is not None and (connector == 0 or connector not in self.host.station.evses):
+        if connector is not None and not self._known(connector, station=False):
             return Reply({"status": "Rejected"})
         profile = None
         if "chargingProfile" in p:
@@ -528,7 +519,7 @@ class Ocpp16:
 
             async def authorize_then_start() -> None:
                 info = await self.host.authorize_token(token)
-                if info is not None and info.status == "Accepted":
+                if info is not None and info.effective(self.host.now()) == "Accepted":
                     self.host.remote_start(connector, token, info.parent, profile)
                 else:
                     log.warning("RemoteStartTransaction for %s: the id tag is not authorized", token)
@@ -544,15 +535,14 @@ class Ocpp16:
     async def _reset(self, p: dict[str, Any]) -> Reply:
         kind = p["type"]
 
-        async def reset() -> None:
-            await asyncio.sleep(0.2)  # let the reply leave first
+        async def reset() -> None:  # runs once the reply has been sent
             self.host.reset(hard=kind == "Hard")
 
         return Reply({"status": "Accepted"}, reset)
 
     async def _unlock_connector(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]
-        if connector not in self.host.station.evses:
+        if not self._known(connector, station=False):
             return Reply({"status": "NotSupported"})
         return Reply({"status": self.host.unlock(connector)})
 
@@ -577,7 +567,7 @@ class Ocpp16:
 
     async def _reserve_now(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]
-        if connector != 0 and connector not in self.host.station.evses:
+        if not self._known(connector):
             return Reply({"status": "Rejected"})
         try:
             expiry = parse_timestamp(p["expiryDate"])
@@ -592,8 +582,7 @@ class Ocpp16:
 
     async def _set_charging_profile(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]
-        if connector != 0:
-            self._evse(connector)
+        self._require(connector)
         try:
             profile = schedule.from_ocpp16(p["csChargingProfiles"], connector)
         except ValueError as exc:
@@ -610,7 +599,7 @@ class Ocpp16:
 
     async def _get_composite_schedule(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]
-        if connector != 0 and connector not in self.host.station.evses:
+        if not self._known(connector):
             return Reply({"status": "Rejected"})
         unit = "W" if p.get("chargingRateUnit") == "W" else "A"
         start = self.host.now().replace(microsecond=0)
@@ -627,7 +616,7 @@ class Ocpp16:
     async def _trigger_message(self, p: dict[str, Any]) -> Reply:
         message = p["requestedMessage"]
         connector = p.get("connectorId")
-        if connector is not None and connector != 0 and connector not in self.host.station.evses:
+        if connector is not None and not self._known(connector):
             return Reply({"status": "Rejected"})
         evses = [connector] if connector else list(self.host.station.evses)
         follow_up: Callable[[], Awaitable[None]]
@@ -696,8 +685,8 @@ class Ocpp16:
                 raise RpcError("property", f"{key}: {exc}") from exc
         name = self.host.diagnostics_name()
 
-        async def start() -> None:
-            self.host.upload_diagnostics(
+        def start() -> Awaitable[None]:
+            return self.host.upload_diagnostics(
                 p["location"],
                 name,
                 times[0],

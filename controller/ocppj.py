@@ -25,31 +25,27 @@ CALL, CALLRESULT, CALLERROR = 2, 3, 4
 SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 
 # Error codes by meaning, in each version's spelling (1.6 keeps its typos).
+_SHARED_NAMES = {
+    "property": "PropertyConstraintViolation",
+    "type": "TypeConstraintViolation",
+    "protocol": "ProtocolError",
+    "not_implemented": "NotImplemented",
+    "not_supported": "NotSupported",
+    "internal": "InternalError",
+    "security": "SecurityError",
+    "generic": "GenericError",
+}
 ERROR_NAMES: dict[str, dict[str, str]] = {
     "1.6": {
+        **_SHARED_NAMES,
         "format": "FormationViolation",
         "occurrence": "OccurenceConstraintViolation",
-        "property": "PropertyConstraintViolation",
-        "type": "TypeConstraintViolation",
-        "protocol": "ProtocolError",
-        "not_implemented": "NotImplemented",
-        "not_supported": "NotSupported",
-        "internal": "InternalError",
-        "security": "SecurityError",
-        "generic": "GenericError",
         "message_type": "ProtocolError",
     },
     "2.0.1": {
+        **_SHARED_NAMES,
         "format": "FormatViolation",
         "occurrence": "OccurrenceConstraintViolation",
-        "property": "PropertyConstraintViolation",
-        "type": "TypeConstraintViolation",
-        "protocol": "ProtocolError",
-        "not_implemented": "NotImplemented",
-        "not_supported": "NotSupported",
-        "internal": "InternalError",
-        "security": "SecurityError",
-        "generic": "GenericError",
         "message_type": "MessageTypeNotSupported",
     },
 }
@@ -140,10 +136,6 @@ def _validator(version: str, action: str, response: bool) -> Draft4Validator | N
     schema = json.loads(path.read_text(encoding="utf-8"))
     # The 2.0.1 files say draft-06; nothing in them differs from draft-04 in effect.
     return Draft4Validator(schema, format_checker=_FORMATS)
-
-
-def known_action(version: str, action: str) -> bool:
-    return _validator(version, action, False) is not None
 
 
 def check(version: str, action: str, payload: Any, response: bool = False) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from controller.storage import timestamp
+
 ACCEPTED = "Accepted"
 REJECTED = "Rejected"
 UNITS = ("A", "W")
@@ -343,7 +345,7 @@ def parse_datetime(text: str) -> datetime:
 def format_datetime(value: datetime) -> str:
     """``2026-11-21T10:00:00.000Z``: UTC, milliseconds (finer precision is dropped)."""
     _require(value.tzinfo is not None, f"date-time without a timezone: {value!r}")
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return timestamp(value)
 
 
 def from_ocpp16(data: dict[str, Any], evse_id: int) -> Profile:

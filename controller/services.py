@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -44,8 +45,7 @@ Notify = Callable[[str], Awaitable[None]]
 class Services:
     """Mixed into ``Daemon``; ``self`` is the daemon."""
 
-    maintenance: asyncio.Task[None] | None = None
-    diagnostics: asyncio.Task[None] | None = None
+    maintenance: asyncio.Task[Any] | None = None
 
     # -- settings ----------------------------------------------------------------------
 
@@ -86,7 +86,9 @@ class Services:
     def cache_id_tag(self: Daemon, token: str, info: auth.IdTagInfo) -> None:
         now = self.now()
         self.auth_cache.update(token, info, now)
-        self.writes.put(lambda storage: auth.save_cache_entry(storage, token, info, now))
+        self.writes.put(
+            lambda storage: auth.save_cache_entry(storage, token, info, now, self.auth_cache.capacity)
+        )
 
     def id_tag_info(self: Daemon, tx_id: str, token: str, info: auth.IdTagInfo) -> None:
         """The CSMS's verdict on a transaction's id tag (StartTransaction answer)."""
@@ -118,29 +120,24 @@ class Services:
     # -- remote control ----------------------------------------------------------------
 
     def can_remote_start(self: Daemon, connector: int | None, token: str) -> bool:
-        evses = self.station.evses
-        candidates = [evses[connector]] if connector else list(evses.values())
-
-        def admits(reservation: Reservation | None) -> bool:
-            # A parent group is only known after Authorize: leave that case to it.
-            return reservation is None or reservation.id_tag == token or reservation.parent is not None
-
-        return any(e.idle() and e.available and admits(e.reservation) for e in candidates)
+        """Whether a remote start could go ahead once ``token`` is authorized."""
+        return self.station.remote_start_target(connector, token, parent_unknown=True) is not None
 
     def remote_start(
         self: Daemon, connector: int | None, token: str, parent: str | None, profile: schedule.Profile | None
     ) -> bool:
-        ok = self.station.remote_start(self.now(), connector, token, parent)
-        if ok and profile is not None:
-            evse_id = connector or next(
-                (i for i, e in self.station.evses.items() if e.token == token and e.tx is None), 0
-            )
-            self.pending_profiles[evse_id] = profile
+        evse_id = self.station.remote_start(self.now(), connector, token, parent)
+        if evse_id is not None and profile is not None:
+            # Installed when this token's transaction starts there (maybe at once, below).
+            self.pending_profiles[evse_id] = (token, profile)
         self._apply(self.station.drain())
         log.info(
-            "remote start for %s on %s: %s", token, connector or "any EVSE", "accepted" if ok else "rejected"
+            "remote start for %s on %s: %s",
+            token,
+            connector or "any EVSE",
+            "rejected" if evse_id is None else f"accepted on EVSE {evse_id}",
         )
-        return ok
+        return evse_id is not None
 
     async def local_transaction_id(self: Daemon, csms_id: str) -> str | None:
         for evse in self.station.evses.values():
@@ -161,7 +158,7 @@ class Services:
         return self.csms_ids.get(tx.id) if tx is not None else None
 
     def unlock(self: Daemon, evse_id: int) -> str:
-        lock = next(e for e in self.config.evses if e.id == evse_id).lock
+        lock = self.evse_config[evse_id].lock
         if lock.driver == "none":
             return "NotSupported"  # a tethered cable: nothing to unlock, the session goes on
         tx = self.station.evses[evse_id].tx
@@ -228,15 +225,15 @@ class Services:
     # -- smart charging ----------------------------------------------------------------
 
     async def install_profile(self: Daemon, profile: schedule.Profile) -> str:
-        active = None
+        local = None if profile.tx_id is None else await self.local_transaction_id(profile.tx_id)
+        active = None  # read after the await: the transaction may have ended meanwhile
         if profile.evse_id:
             tx = self.station.evses[profile.evse_id].tx
             active = tx.id if tx is not None else None
         if profile.tx_id is not None:
-            local = await self.local_transaction_id(profile.tx_id)
             if local is None or local != active:
                 return "Rejected"
-            profile = _with_tx(profile, local)
+            profile = dataclasses.replace(profile, tx_id=local)
         status = self.profiles.install(profile, active)
         if status == "Accepted":
             self._save_profiles()
@@ -274,7 +271,7 @@ class Services:
         self: Daemon, evse_id: int, start: datetime, duration_s: int, unit: str
     ) -> list[schedule.Period]:
         tx = self.station.evses[evse_id].tx if evse_id else None
-        phases = next((e.phases for e in self.config.evses if e.id == evse_id), 3)
+        phases = self.evse_config[evse_id].phases if evse_id else 3
         hardware = self.station.evses[evse_id].max_current_a if evse_id else None
         periods = self.profiles.composite(
             evse_id,
@@ -288,16 +285,23 @@ class Services:
         if hardware is None:  # the station as a whole: the sum of its EVSEs
             hardware = sum(e.max_current_a for e in self.station.evses.values())
         cap = hardware if unit == "A" else hardware * 230.0 * phases
-        return _merge([schedule.Period(p.start_s, min(p.limit, cap), p.phases) for p in periods])
+        return [schedule.Period(p.start_s, min(p.limit, cap), p.phases) for p in periods]
 
     def update_limits(self: Daemon) -> None:
         now = self.now()
+        # The station maximum is for the whole station: the EVSEs in a transaction share it.
+        charging = sum(1 for e in self.station.evses.values() if e.tx is not None)
+        station_cap = self.profiles.limit_a(0, now, None, None) / max(1, charging)
         for evse_id, state in self.station.evses.items():
             tx = state.tx
-            phases = next((e.phases for e in self.config.evses if e.id == evse_id), 3)
             limit = self.profiles.limit_a(
-                evse_id, now, tx.started_at if tx else None, tx.id if tx else None, phases=phases
+                evse_id,
+                now,
+                tx.started_at if tx else None,
+                tx.id if tx else None,
+                phases=self.evse_config[evse_id].phases,
             )
+            limit = min(limit, station_cap)
             if limit != state.limit_a:
                 log.info(
                     "EVSE %d: charging limit %s",
@@ -306,10 +310,11 @@ class Services:
                 )
                 self._apply(self.station.set_limit(now, evse_id, limit))
 
-    def _transaction_started(self: Daemon, evse_id: int, tx_id: str) -> None:
-        profile = self.pending_profiles.pop(evse_id, None)
-        if profile is not None:
-            status = self.profiles.install(_with_tx(_on_evse(profile, evse_id), tx_id), tx_id)
+    def _transaction_started(self: Daemon, evse_id: int, tx_id: str, token: str) -> None:
+        pending = self.pending_profiles.pop(evse_id, None)
+        if pending is not None and pending[0] == token:
+            profile = pending[1]
+            status = self.profiles.install(dataclasses.replace(profile, evse_id=evse_id, tx_id=tx_id), tx_id)
             log.info("remote start charging profile %d: %s", profile.id, status)
             self._save_profiles()
         self.update_limits()
@@ -334,7 +339,7 @@ class Services:
     ) -> None:
         if self.maintenance is not None and not self.maintenance.done():
             self.maintenance.cancel()
-        self.maintenance = asyncio.create_task(self._firmware(location, retrieve, retries, interval, notify))
+        self.maintenance = self.spawn(self._firmware(location, retrieve, retries, interval, notify))
 
     async def _firmware(
         self: Daemon, location: str, retrieve: datetime, retries: int, interval: int, notify: Notify
@@ -344,7 +349,7 @@ class Services:
             await asyncio.sleep(wait)
         folder = self.config.storage_dir / FIRMWARE_DIR
         folder.mkdir(exist_ok=True)
-        image = folder / (Path(location.split("?")[0]).name or "firmware.bin")
+        image = folder / "firmware.bin"  # never a name from the CSMS: it could point anywhere
         await notify("Downloading")
         try:
             await download(location, image, retries=retries, retry_interval_s=interval)
@@ -382,21 +387,7 @@ class Services:
     def diagnostics_name(self: Daemon) -> str:
         return f"{self.config.station['id']}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.tar.gz"
 
-    def upload_diagnostics(
-        self: Daemon,
-        location: str,
-        name: str,
-        start: datetime | None,
-        stop: datetime | None,
-        retries: int,
-        interval: int,
-        notify: Notify,
-    ) -> None:
-        self.diagnostics = asyncio.create_task(
-            self._diagnostics(location, name, start, stop, retries, interval, notify)
-        )
-
-    async def _diagnostics(
+    async def upload_diagnostics(
         self: Daemon,
         location: str,
         name: str,
@@ -450,27 +441,6 @@ def sample_body(evse_id: int, at: datetime, context: str, reading: Any) -> dict[
         "current_a": list(reading.current_a),
         "voltage_v": list(reading.voltage_v),
     }
-
-
-def _with_tx(profile: schedule.Profile, tx_id: str) -> schedule.Profile:
-    from dataclasses import replace
-
-    return replace(profile, tx_id=tx_id)
-
-
-def _on_evse(profile: schedule.Profile, evse_id: int) -> schedule.Profile:
-    from dataclasses import replace
-
-    return replace(profile, evse_id=evse_id)
-
-
-def _merge(periods: list[schedule.Period]) -> list[schedule.Period]:
-    merged: list[schedule.Period] = []
-    for period in periods:
-        if merged and (merged[-1].limit, merged[-1].phases) == (period.limit, period.phases):
-            continue
-        merged.append(period)
-    return merged
 
 
 async def _run(argv: list[str]) -> int:

@@ -106,6 +106,7 @@ class MeterSampled:
     tx_id: str
     taken_at: datetime
     reading: MeterReading
+    evse_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,30 +294,41 @@ class Station:
 
     # -- remote control (OCPP) ---------------------------------------------------------
 
-    def remote_start(self, now: datetime, evse_id: int | None, token: str, parent: str | None = None) -> bool:
-        """Start a session for ``token`` (on ``evse_id`` or the EVSE the station picks)."""
+    def remote_start_target(
+        self, evse_id: int | None, token: str, parent: str | None = None, parent_unknown: bool = False
+    ) -> EvseState | None:
+        """The EVSE a remote start for ``token`` would use (``evse_id`` or the station's pick).
+
+        ``parent_unknown``: the token is not authorized yet, so a reservation for a
+        parent group may still turn out to admit it.
+        """
         if self.closed:
-            return False
-        if evse_id is None:
-            candidates = sorted(
-                (e for e in self.evses.values() if e.idle() and e.available and self._usable(e)),
-                key=lambda e: not e.ev_present,  # a plugged-in EV first
+            return None
+
+        def fits(e: EvseState) -> bool:
+            if not (e.idle() and e.available and self._usable(e)):
+                return False
+            return self._admits(e, token, parent) or (
+                parent_unknown and e.reservation is not None and e.reservation.parent is not None
             )
-            candidates = [e for e in candidates if self._admits(e, token, parent)]
-            if not candidates:
-                return False
-            evse = candidates[0]
-        else:
+
+        if evse_id is not None:
             found = self.evses.get(evse_id)
-            if found is None or not found.idle() or not found.available or not self._usable(found):
-                return False
-            if not self._admits(found, token, parent):
-                return False
-            evse = found
+            return found if found is not None and fits(found) else None
+        candidates = sorted(filter(fits, self.evses.values()), key=lambda e: not e.ev_present)
+        return candidates[0] if candidates else None  # a plugged-in EV first
+
+    def remote_start(
+        self, now: datetime, evse_id: int | None, token: str, parent: str | None = None
+    ) -> int | None:
+        """Start a session for ``token``; the EVSE it will run on, or None if refused."""
+        evse = self.remote_start_target(evse_id, token, parent)
+        if evse is None:
+            return None
         evse.token, evse.token_parent, evse.finishing = token, parent, False
         evse.token_expires = None if evse.ev_present else now + self.connection_timeout
         self._rules(now)
-        return True
+        return evse.id
 
     @staticmethod
     def _usable(evse: EvseState) -> bool:
@@ -380,6 +392,21 @@ class Station:
                 self._rules(now)
                 return True
         return False
+
+    def shift(self, delta: timedelta) -> None:
+        """The clock was set (to the CSMS's time): move the timers that measure durations.
+
+        Reservation expiries are moments the CSMS named, so they stay.
+        """
+        if self.pending_token is not None:
+            self.pending_token = (self.pending_token[0], self.pending_token[1] + delta)
+        for evse in self.evses.values():
+            if evse.token_expires is not None:
+                evse.token_expires += delta
+            if evse.stopping is not None:
+                evse.stopping.deadline += delta
+            if evse.tx is not None and evse.tx.last_sample_at is not None:
+                evse.tx.last_sample_at += delta
 
     def set_limit(self, now: datetime, evse_id: int, limit_a: float) -> list[Action]:
         self.evses[evse_id].limit_a = limit_a
@@ -501,7 +528,7 @@ class Station:
             return
         if now - tx.last_sample_at >= self.sample_interval:
             tx.last_sample_at = now
-            self._actions.append(MeterSampled(tx.id, now, evse.reading))
+            self._actions.append(MeterSampled(tx.id, now, evse.reading, evse.id))
 
     def _update_permit(self, evse: EvseState) -> None:
         authorized = evse.tx is not None and evse.tx.persisted

@@ -266,15 +266,6 @@ class Storage:
 
         self._atomic(write)
 
-    def meter_sample_rows(self, tx_id: str) -> list[tuple[str, str, float, float, str, str]]:
-        """(taken_at, context, energy_wh, power_w, current_a json, voltage_v json), in order."""
-        rows: list[tuple[str, str, float, float, str, str]] = self.db.execute(
-            "SELECT taken_at, context, energy_wh, power_w, current_a, voltage_v FROM meter_samples "
-            "WHERE transaction_id = ? ORDER BY id",
-            (tx_id,),
-        ).fetchall()
-        return rows
-
     # -- the outbox of transaction messages --------------------------------------------
 
     def _queue(self, tx_id: str, kind: str, body: dict[str, Any], at: datetime) -> None:
@@ -295,7 +286,11 @@ class Storage:
         return [OutboxEntry(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
     def outbox_size(self) -> int:
-        count: int = self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        """Transaction messages not yet answered by the CSMS."""
+        try:
+            count: int = self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read {self.path}: {exc}") from exc
         return count
 
     def outbox_delivered(self, entry_id: int, tx_id: str, csms_id: str | None = None) -> None:
@@ -312,10 +307,6 @@ class Storage:
     def transaction_by_csms_id(self, csms_id: str) -> str | None:
         row = self.db.execute("SELECT id FROM transactions WHERE csms_id = ?", (csms_id,)).fetchone()
         return str(row[0]) if row else None
-
-    def csms_id(self, tx_id: str) -> str | None:
-        row = self.db.execute("SELECT csms_id FROM transactions WHERE id = ?", (tx_id,)).fetchone()
-        return str(row[0]) if row and row[0] is not None else None
 
     def transactions(self, open_only: bool = False, limit: int = 1000) -> list[TransactionRecord]:
         where = "WHERE t.stopped_at IS NULL" if open_only else ""
@@ -348,11 +339,27 @@ class Storage:
             (limit,),
         ).fetchall()
 
-    def meter_samples(self, tx_id: str) -> list[tuple[str, str, float]]:
-        return self.db.execute(
-            "SELECT taken_at, context, energy_wh FROM meter_samples WHERE transaction_id = ? ORDER BY id",
-            (tx_id,),
-        ).fetchall()
+    def meter_samples(self, tx_id: str) -> list[dict[str, Any]]:
+        """A transaction's readings in order: timestamp, context, energy_wh, power_w, current_a, voltage_v."""
+        try:
+            rows = self.db.execute(
+                "SELECT taken_at, context, energy_wh, power_w, current_a, voltage_v FROM meter_samples "
+                "WHERE transaction_id = ? ORDER BY id",
+                (tx_id,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read {self.path}: {exc}") from exc
+        return [
+            {
+                "timestamp": r[0],
+                "context": r[1],
+                "energy_wh": r[2],
+                "power_w": r[3],
+                "current_a": json.loads(r[4]),
+                "voltage_v": json.loads(r[5]),
+            }
+            for r in rows
+        ]
 
     # -- settings ----------------------------------------------------------------------
 

@@ -268,7 +268,7 @@ def test_set_charging_profile_tx_default_absolute_limits_offered_current(bench: 
     assert status["duty_percent"] == pytest.approx(16.67, abs=0.02)
     assert status["contactor_closed"]
     # The EV draws no more than offered: 10 A on 3 phases at 230 V.
-    bench.sim().wait_until(lambda s: 0 < s["power_w"] <= 6900 * 1.02, timeout=5)
+    bench.sim().wait_until(lambda s: 0 < s["power_w"] <= 6900 * 1.02, timeout=15)
 
 
 def test_set_charging_profile_tx_default_relative_while_charging(bench: Bench) -> None:
@@ -308,7 +308,7 @@ def test_set_charging_profile_stack_level_higher_wins(bench: Bench) -> None:
     assert set_profile(bench, 0, high) == "Accepted"
     assert limits(composite(bench)) == [(0, 8.0)]
     bench.charge()
-    offered(bench, 8, timeout=3)
+    offered(bench, 8, timeout=15)
     # The higher stack level wins even when it allows more.
     higher = profile(3, "TxDefaultProfile", 20, stack_level=2, kind="Absolute", start=start)
     assert set_profile(bench, 0, higher) == "Accepted"
@@ -325,7 +325,7 @@ def test_set_charging_profile_charge_point_max_caps_tx_profile(bench: Bench) -> 
     tx_id = csms_tx_id(bench)
     assert set_profile(bench, 1, profile(2, "TxProfile", 20, tx_id=tx_id)) == "Accepted"
     assert limits(composite(bench)) == [(0, 12.0)]
-    status = offered(bench, 12, timeout=3)
+    status = offered(bench, 12, timeout=15)
     assert status["contactor_closed"]
 
 
@@ -392,7 +392,7 @@ def test_get_composite_schedule_station_wide_without_profiles(bench: Bench) -> N
 def test_clear_charging_profile_by_id_restores_limit(bench: Bench) -> None:
     assert set_profile(bench, 0, profile(7, "TxDefaultProfile", 10)) == "Accepted"
     bench.charge()
-    offered(bench, 10, timeout=3)
+    offered(bench, 10, timeout=15)
     reply = bench.call("ClearChargingProfile", {"id": 7})
     assert reply["status"] == "Accepted"
     assert limits(composite(bench)) == [(0, 32.0)]
@@ -406,7 +406,7 @@ def test_clear_charging_profile_unknown_id(bench: Bench) -> None:
     assert bench.call("ClearChargingProfile", cleared)["status"] == "Unknown"
     # The installed profile is untouched.
     bench.charge()
-    offered(bench, 10, timeout=3)
+    offered(bench, 10, timeout=15)
     # Cleared by its purpose and stack level instead of its id.
     cleared = {"chargingProfilePurpose": "TxDefaultProfile", "stackLevel": 0}
     assert bench.call("ClearChargingProfile", cleared)["status"] == "Accepted"
@@ -419,10 +419,10 @@ def test_set_charging_profile_below_minimum_suspends_evse(bench: Bench) -> None:
     assert set_profile(bench, 0, profile(1, "TxDefaultProfile", 4)) == "Accepted"
     # The PWM stops at once; the simulated EV stays in C, so the contactor opens under load
     # once the EV has had its 6 s to react (IEC 61851-1 Table A.6, seq. 10.2).
-    status = bench.sim().wait_until(lambda s: not s["pwm"], timeout=2)
+    status = bench.sim().wait_until(lambda s: not s["pwm"], timeout=15)
     assert status["duty_percent"] == 100
     assert status["offered_a"] == 0
-    status = bench.sim().wait_until(lambda s: not s["contactor_closed"], timeout=9)
+    status = bench.sim().wait_until(lambda s: not s["contactor_closed"], timeout=15)
     assert status["duty_percent"] == 100
     assert status["offered_a"] == 0
     bench.status(1, "SuspendedEVSE", after=mark)
@@ -431,7 +431,7 @@ def test_set_charging_profile_below_minimum_suspends_evse(bench: Bench) -> None:
     mark = bench.mark()
     assert set_profile(bench, 0, profile(1, "TxDefaultProfile", 10)) == "Accepted"
     status = offered(bench, 10)
-    bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=5)
+    bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=15)
     bench.status(1, "Charging", after=mark)
     assert len(bench.calls("StartTransaction")) == 1
     assert not bench.calls("StopTransaction")
@@ -441,12 +441,11 @@ def test_set_charging_profile_persists_across_restart(bench: Bench) -> None:
     body = profile(3, "TxDefaultProfile", 10, kind="Absolute", start=now_iso(-60))
     assert set_profile(bench, 0, body) == "Accepted"
     assert limits(composite(bench)) == [(0, 10.0)]
-    time.sleep(0.3)  # let the write queue store it
     assert bench.stop() == 0
     bench.start()
     assert limits(composite(bench)) == [(0, 10.0)]
     bench.charge()
-    offered(bench, 10, timeout=3)
+    offered(bench, 10, timeout=15)
 
 
 def test_remote_start_transaction_with_charging_profile(bench: Bench) -> None:
@@ -462,8 +461,8 @@ def test_remote_start_transaction_with_charging_profile(bench: Bench) -> None:
     assert reply["status"] == "Accepted"
     bench.wait("StartTransaction", after=mark)
     bench.sim().charge(1, max_current_a=16)
-    status = offered(bench, 8, timeout=5)
-    bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=5)
+    status = offered(bench, 8, timeout=15)
+    bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=15)
     assert status["duty_percent"] == pytest.approx(13.33, abs=0.02)
     assert limits(tx_composite(bench)) == [(0, 8.0)]
 
@@ -480,14 +479,14 @@ def test_remote_start_transaction_with_charging_profile_ends_with_transaction(be
     assert bench.call("RemoteStopTransaction", {"transactionId": tx_id})["status"] == "Accepted"
     bench.wait("StopTransaction", after=mark)
     # A TxProfile lives only as long as its transaction.
-    eventually(lambda: limits(composite(bench)) == [(0, 32.0)], timeout=3, what="TxProfile removed")
+    eventually(lambda: limits(composite(bench)) == [(0, 32.0)], timeout=15, what="TxProfile removed")
 
 
 def test_set_charging_profile_tx_profile_station_reports_csms_transaction_id(bench: Bench) -> None:
     bench.charge()
     tx_id = csms_tx_id(bench)
     assert set_profile(bench, 1, profile(2, "TxProfile", 14, tx_id=tx_id)) == "Accepted"
-    bench.sim().wait_until(lambda s: s["transaction_id"] == str(tx_id), timeout=3)
+    bench.sim().wait_until(lambda s: s["transaction_id"] == str(tx_id), timeout=15)
 
 
 # -- Reservation -------------------------------------------------------------------------------
@@ -548,7 +547,7 @@ def test_reserve_now_expiry_returns_to_available(bench: Bench) -> None:
     mark = bench.mark()
     assert reserve(bench, 3, TOKEN, expires_in=2) == "Accepted"
     bench.status(1, "Reserved", after=mark)
-    bench.status(1, "Available", after=mark, timeout=6)
+    bench.status(1, "Available", after=mark, timeout=15)
     assert bench.call("CancelReservation", {"reservationId": 3})["status"] == "Rejected"
 
 
@@ -567,7 +566,6 @@ def test_reserve_now_persists_across_restart(bench: Bench) -> None:
     mark = bench.mark()
     assert reserve(bench, 11, OTHER_TOKEN) == "Accepted"
     bench.status(1, "Reserved", after=mark)
-    time.sleep(0.3)  # let the write queue store it
     assert bench.stop() == 0
     mark = bench.mark()
     bench.start()
@@ -676,7 +674,7 @@ def test_update_firmware_installed(
     station.rig = SimRig.wait_for(station.dir / "var" / "sim.sock")
     assert station.sim().status(1)["ocpp_connected"]
     hook_log = (tmp_path / "hook.log").read_text().split()
-    assert hook_log == [str(tmp_path / "var" / "firmware" / "image-2.0.bin")]
+    assert hook_log == [str(tmp_path / "var" / "firmware" / "firmware.bin")]
     assert (tmp_path / "installed.bin").read_bytes() == image
     assert files.gets == ["/fw/image-2.0.bin"]
 
@@ -736,7 +734,9 @@ def test_update_firmware_installation_failed(
     )
     wait_fw(station, "InstallationFailed", mark)
     assert fw_statuses(station, mark) == ["Downloading", "Downloaded", "Installing", "InstallationFailed"]
-    assert (tmp_path / "hook.log").read_text().split() == [str(tmp_path / "var" / "firmware" / "fw.bin")]
+    assert (tmp_path / "hook.log").read_text().split() == [
+        str(tmp_path / "var" / "firmware" / "firmware.bin")
+    ]
     # No restart: the station keeps running on its old firmware.
     assert len(station.calls("BootNotification")) == boots
     assert station.sim().status(1)["ocpp_connected"]

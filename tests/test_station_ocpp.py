@@ -154,3 +154,13 @@ def test_the_schedule_limit_caps_the_permit() -> None:
     permit = one(station.set_limit(at(4), 1, 10.0), Permit)
     assert permit.authorized and permit.limit_a == 10.0
     assert one(station.set_limit(at(5), 1, math.inf), Permit).limit_a == MAX_A
+
+
+def test_setting_the_clock_moves_duration_timers() -> None:
+    station = ocpp_station()
+    station.connection_timeout = timedelta(seconds=10)
+    station.remote_start(at(1), 1, TOKEN)
+    station.shift(timedelta(hours=-1))
+    assert station.evses[1].token_expires == at(11) - timedelta(hours=1)
+    station.tick(at(12) - timedelta(hours=1))  # 11 s later on the new clock: timed out
+    assert station.evses[1].token is None

@@ -146,7 +146,7 @@ def test_start_sample_stop_round_trip(storage: Storage) -> None:
         last_energy_wh=1250.5,
     )
     assert record.started_at.utcoffset() == timedelta(0)
-    assert storage.meter_samples("tx-1") == [
+    assert [(m["timestamp"], m["context"], m["energy_wh"]) for m in storage.meter_samples("tx-1")] == [
         ("2024-05-01T12:01:00.000Z", "Sample.Periodic", 1100.0),
         ("2024-05-01T12:02:00.000Z", "Sample.Periodic", 1250.5),
     ]
@@ -388,7 +388,7 @@ def test_write_queue_keeps_writes_in_order_while_disk_full_and_writes_all_when_s
                 1200.0,
             )
             samples = await database.run(Storage.meter_samples, storage, "tx-late")
-            assert [energy for _, _, energy in samples] == [1100.0, 1200.0]
+            assert [m["energy_wh"] for m in samples] == [1100.0, 1200.0]
             assert await database.run(Storage.get_setting, storage, "zz-after-the-session") == "1"
 
     asyncio.run(scenario())
