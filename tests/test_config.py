@@ -550,3 +550,8 @@ def test_a_nul_character_in_a_path_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(data, tmp_path / "evse.toml")
     assert any(p.startswith("storage.dir: must not contain a NUL") for p in caught.value.problems)
+
+
+@pytest.mark.parametrize("url", ["ws://csms.example.com:99999/ocpp", "ws://[::1/ocpp"])
+def test_an_ocpp_url_the_websocket_cannot_use_is_rejected(check: Check, url: str) -> None:
+    assert_problem(check(config(ocpp=ocpp(url=url))), "ocpp.url:", "ws://")
