@@ -1,10 +1,10 @@
 """OCPP local authorization: the Local Authorization List, the Authorization Cache and
 the decision whether an identifier may start charging without asking the CSMS.
 
-The logic is version neutral and uses the OCPP 1.6 words for statuses; an OCPP 2.0.1
-adapter maps its IdTokenInfo onto ``IdTagInfo``. It does no I/O and takes the time as an
-argument (aware UTC datetimes). The functions at the end keep the list and the cache in
-the SQLite database of ``controller.storage``.
+The logic is version neutral and uses the OCPP words for statuses (2.0.1 has more of them;
+only Accepted authorizes); a 2.0.1 IdTokenInfo maps onto ``IdTagInfo``. It does no I/O and
+takes the time as an argument (aware UTC datetimes). The functions at the end keep the list
+and the cache in the SQLite database of ``controller.storage``.
 
 Identifiers are case insensitive in OCPP (1.6 CiString, 2.0.1 IdToken), so both stores
 key their entries by ``normalize_id``: "04a1b2" and "04A1B2" are the same card.
@@ -31,7 +31,11 @@ BLOCKED = "Blocked"
 EXPIRED = "Expired"
 INVALID = "Invalid"
 CONCURRENT_TX = "ConcurrentTx"
-STATUSES = frozenset({ACCEPTED, BLOCKED, EXPIRED, INVALID, CONCURRENT_TX})
+STATUSES_16 = frozenset({ACCEPTED, BLOCKED, EXPIRED, INVALID, CONCURRENT_TX})
+# 2.0.1 AuthorizationStatusEnumType adds these; like every status but Accepted, they refuse.
+STATUSES = STATUSES_16 | {"NoCredit", "NotAllowedTypeEVSE", "NotAtThisLocation", "NotAtThisTime", "Unknown"}
+# The IdToken type of a group identifier the CSMS hands out (2.0.1 has no bare parent id).
+GROUP_TOKEN_TYPE = "Central"
 
 FULL = "Full"
 DIFFERENTIAL = "Differential"
@@ -62,7 +66,7 @@ def normalize_id(id_tag: str) -> str:
 
 @dataclass(frozen=True)
 class IdTagInfo:
-    """What the CSMS says about an identifier (OCPP 1.6 IdTagInfo)."""
+    """What the CSMS says about an identifier (OCPP 1.6 IdTagInfo, the core of 2.0.1 IdTokenInfo)."""
 
     status: str
     expiry: datetime | None = None
@@ -298,6 +302,8 @@ def info_from_ocpp16(d: Mapping[str, Any]) -> IdTagInfo:
     status = _field(d, "status", "status")
     if not isinstance(status, str):
         raise ValueError(f"idTagInfo without a status: {d!r}")
+    if status not in STATUSES_16:
+        raise ValueError(f"unknown OCPP 1.6 authorization status {status!r}")
     expiry = _field(d, "expiryDate", "expiry_date")
     parent = _field(d, "parentIdTag", "parent_id_tag")
     if expiry is not None and not isinstance(expiry, str):
@@ -329,6 +335,63 @@ def entries_from_ocpp16(
         info = _field(item, "idTagInfo", "id_tag_info")
         entries.append((id_tag, info_from_ocpp16(info) if info is not None else None))
     return entries
+
+
+# -- OCPP 2.0.1 JSON ---------------------------------------------------------------------
+# Read in camelCase and snake_case as in 1.6; the fields IdTagInfo has no room for
+# (chargingPriority, language1/2, evseId, personalMessage) are ignored.
+
+
+def info_from_ocpp201(d: Mapping[str, Any]) -> IdTagInfo:
+    """An IdTagInfo from a 2.0.1 IdTokenInfoType; ValueError if it is malformed."""
+    if not isinstance(d, Mapping):
+        raise ValueError(f"idTokenInfo is not an object: {d!r}")
+    status = _field(d, "status", "status")
+    if not isinstance(status, str):
+        raise ValueError(f"idTokenInfo without a status: {d!r}")
+    expiry = _field(d, "cacheExpiryDateTime", "cache_expiry_date_time")
+    if expiry is not None and not isinstance(expiry, str):
+        raise ValueError(f"idTokenInfo with a malformed cacheExpiryDateTime: {d!r}")
+    group = _field(d, "groupIdToken", "group_id_token")
+    parent = None if group is None else _token_id(group, "groupIdToken")
+    return IdTagInfo(status, _parse_expiry(expiry) if expiry is not None else None, parent)
+
+
+def info_to_ocpp201(info: IdTagInfo) -> dict[str, Any]:
+    """The 2.0.1 IdTokenInfoType of ``info``; a parent becomes a Central groupIdToken."""
+    d: dict[str, Any] = {"status": info.status}
+    if info.expiry is not None:
+        d["cacheExpiryDateTime"] = timestamp(info.expiry)
+    if info.parent is not None:
+        d["groupIdToken"] = {"idToken": info.parent, "type": GROUP_TOKEN_TYPE}
+    return d
+
+
+def entries_from_ocpp201(
+    local_authorization_list: Sequence[Mapping[str, Any]],
+) -> list[tuple[str, IdTagInfo | None]]:
+    """The entries of a 2.0.1 SendLocalListRequest localAuthorizationList; ValueError if malformed.
+
+    An entry is keyed by its idToken string alone (its type is not kept), as 1.6 entries are.
+    """
+    entries: list[tuple[str, IdTagInfo | None]] = []
+    for item in local_authorization_list:
+        if not isinstance(item, Mapping):
+            raise ValueError(f"authorization data is not an object: {item!r}")
+        token = _field(item, "idToken", "id_token")
+        if token is None:
+            raise ValueError(f"authorization data without an idToken: {item!r}")
+        info = _field(item, "idTokenInfo", "id_token_info")
+        entries.append((_token_id(token, "idToken"), info_from_ocpp201(info) if info is not None else None))
+    return entries
+
+
+def _token_id(token: Any, name: str) -> str:
+    """The identifier string of a 2.0.1 IdTokenType."""
+    value = _field(token, "idToken", "id_token") if isinstance(token, Mapping) else None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} without an idToken string: {token!r}")
+    return value
 
 
 # -- persistence -------------------------------------------------------------------------

@@ -2,16 +2,17 @@
 
 Pure and version neutral: no I/O, every instant comes in as a timezone-aware datetime. The rules
 are those of OCPP 1.6 §3.13 and OCPP 2.0.1 part K; ``from_ocpp16``/``to_ocpp16`` convert 1.6
-``csChargingProfiles`` JSON objects. A limit is piecewise constant in time and changes only at a
-profile's "edges" (validity bounds, schedule start, period starts, schedule end), so the composite
-schedule is the instantaneous limit sampled at every edge.
+``csChargingProfiles`` JSON objects, ``from_ocpp201``/``to_ocpp201`` 2.0.1 ChargingProfileType
+ones. A limit is piecewise constant in time and changes only at a profile's "edges" (validity
+bounds, schedule start, period starts, schedule end), so the composite schedule is the
+instantaneous limit sampled at every edge.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,10 @@ UNITS = ("A", "W")
 _HORIZON = timedelta(days=8)
 _SECOND = timedelta(seconds=1)
 _NUMBER = (int, float)
+# The 2.0.1 chargingLimitSource of profiles the CSMS sets: the only kind this store holds.
+SOURCE_CSO = "CSO"
+# The 2.0.1 purpose a CSMS may not set: such limits come from an energy manager on the station's side.
+EXTERNAL_CONSTRAINTS = "ChargingStationExternalConstraints"
 
 
 class Purpose(enum.Enum):
@@ -35,6 +40,14 @@ class Purpose(enum.Enum):
     @classmethod
     def _missing_(cls, value: object) -> Purpose | None:
         return cls.STATION_MAX if value == "ChargingStationMaxProfile" else None  # the 2.0.1 spelling
+
+
+_PURPOSES_201 = {
+    "ChargingStationMaxProfile": Purpose.STATION_MAX,
+    "TxDefaultProfile": Purpose.TX_DEFAULT,
+    "TxProfile": Purpose.TX,
+}
+_PURPOSE_NAMES_201 = {purpose: name for name, purpose in _PURPOSES_201.items()}
 
 
 class Kind(enum.Enum):
@@ -64,6 +77,7 @@ class Schedule:
     start: datetime | None = None
     duration_s: int | None = None
     min_rate: float | None = None
+    schedule_id: int | None = None  # the 2.0.1 ChargingScheduleType id; 1.6 schedules have none
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,10 @@ class Profiles:
         purpose: Purpose | None = None,
         stack_level: int | None = None,
     ) -> int:
-        """Remove by 1.6 ClearChargingProfile rules (an id alone decides); return how many went."""
+        """Remove by ClearChargingProfile rules (an id alone decides); return how many went.
+
+        The rules of 1.6 and of 2.0.1 (chargingProfileId, else chargingProfileCriteria) are the same.
+        """
 
         def matches(p: Profile) -> bool:
             if id is not None:
@@ -121,6 +138,31 @@ class Profiles:
             )
 
         return self._remove(matches)
+
+    def matching(
+        self,
+        ids: Sequence[int] | None = None,
+        evse_id: int | None = None,
+        purpose: Purpose | None = None,
+        stack_level: int | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[Profile]:
+        """The profiles a 2.0.1 GetChargingProfiles asks for, in installation order.
+
+        Every criterion given must hold (K09 makes them filters of equal weight); ``evse_id`` 0
+        selects the station-wide profiles, None those of every EVSE. ``sources`` are
+        chargingLimitSource values: every profile here was set by the CSMS (``SOURCE_CSO``).
+        """
+        if sources is not None and SOURCE_CSO not in sources:
+            return []
+        return [
+            p
+            for p in self._items
+            if (ids is None or p.id in ids)
+            and evse_id in (None, p.evse_id)
+            and purpose in (None, p.purpose)
+            and stack_level in (None, p.stack_level)
+        ]
 
     def transaction_ended(self, tx_id: str) -> int:
         """Drop the TxProfiles bound to ``tx_id``; return how many went."""
@@ -349,78 +391,184 @@ def format_datetime(value: datetime) -> str:
 
 
 def from_ocpp16(data: dict[str, Any], evse_id: int) -> Profile:
-    """A profile from a 1.6 ``csChargingProfiles`` object set on ``evse_id``; ValueError if invalid."""
+    """A profile from a 1.6 ``csChargingProfiles`` object set on ``evse_id``; ValueError if invalid.
+
+    Also reads the ``chargingSchedule.id`` that ``to_ocpp16`` stores for a 2.0.1 profile.
+    """
     schedule = _get(data, "chargingSchedule", dict)
+    periods = _periods(schedule)
+    tx = _get(data, "transactionId", (int, str), False)
+    return _profile(
+        data,
+        evse_id,
+        id=_get(data, "chargingProfileId", int),
+        purpose=Purpose(_get(data, "chargingProfilePurpose", str)),
+        schedule=_schedule(schedule, periods, _get(schedule, "id", int, False)),
+        tx_id=None if tx is None else str(tx),
+    )
+
+
+def from_ocpp201(data: dict[str, Any], evse_id: int) -> Profile:
+    """A profile from a 2.0.1 ChargingProfileType set on ``evse_id``; ValueError if invalid.
+
+    The model holds one schedule, so a profile with more (ISO 15118 offers up to three) is
+    refused; a salesTariff is ignored.
+    """
+    name = _get(data, "chargingProfilePurpose", str)
+    _require(name != EXTERNAL_CONSTRAINTS, f"a CSMS may not set a {EXTERNAL_CONSTRAINTS} profile")
+    _require(name in _PURPOSES_201, f"unknown chargingProfilePurpose {name!r}")
+    schedules = _get(data, "chargingSchedule", list)
+    _require(
+        len(schedules) == 1,
+        f"chargingSchedule holds {len(schedules)} schedules; this station supports exactly one",
+    )
+    schedule = schedules[0]
+    periods = _periods(schedule)
+    for row in _get(schedule, "chargingSchedulePeriod", list):
+        # 2.0.1 allows it only where ACPhaseSwitchingSupported is true; this station cannot switch.
+        phase = _get(row, "phaseToUse", int, False)
+        _require(phase is None, "phaseToUse needs AC phase switching, which this station does not have")
+    return _profile(
+        data,
+        evse_id,
+        id=_get(data, "id", int),
+        purpose=_PURPOSES_201[name],
+        schedule=_schedule(schedule, periods, _get(schedule, "id", int)),
+        tx_id=_get(data, "transactionId", str, False),
+    )
+
+
+def _periods(schedule: Any) -> tuple[Period, ...]:
     rows = _get(schedule, "chargingSchedulePeriod", list)
-    periods = tuple(
+    return tuple(
         Period(
             _get(r, "startPeriod", int), float(_get(r, "limit", _NUMBER)), _get(r, "numberPhases", int, False)
         )
         for r in rows
     )
-    tx = _get(data, "transactionId", (int, str), False)
+
+
+def _schedule(data: dict[str, Any], periods: tuple[Period, ...], schedule_id: int | None) -> Schedule:
+    """The schedule fields 1.6 and 2.0.1 share, read from ``data``."""
+    return Schedule(
+        periods=periods,
+        unit=_get(data, "chargingRateUnit", str),
+        start=_get_datetime(data, "startSchedule"),
+        duration_s=_get(data, "duration", int, False),
+        min_rate=_get(data, "minChargingRate", _NUMBER, False),
+        schedule_id=schedule_id,
+    )
+
+
+def _profile(
+    data: dict[str, Any], evse_id: int, id: int, purpose: Purpose, schedule: Schedule, tx_id: str | None
+) -> Profile:
+    """The validated profile from the fields 1.6 and 2.0.1 share and those read by version."""
     recurrency = _get(data, "recurrencyKind", str, False)
     profile = Profile(
-        id=_get(data, "chargingProfileId", int),
+        id=id,
         evse_id=evse_id,
         stack_level=_get(data, "stackLevel", int),
-        purpose=Purpose(_get(data, "chargingProfilePurpose", str)),
+        purpose=purpose,
         kind=Kind(_get(data, "chargingProfileKind", str)),
-        schedule=Schedule(
-            periods=periods,
-            unit=_get(schedule, "chargingRateUnit", str),
-            start=_get_datetime(schedule, "startSchedule"),
-            duration_s=_get(schedule, "duration", int, False),
-            min_rate=_get(schedule, "minChargingRate", _NUMBER, False),
-        ),
+        schedule=schedule,
         recurrency=None if recurrency is None else Recurrency(recurrency),
         valid_from=_get_datetime(data, "validFrom"),
         valid_to=_get_datetime(data, "validTo"),
-        tx_id=None if tx is None else str(tx),
+        tx_id=tx_id,
     )
     _validate(profile)
     return profile
 
 
 def to_ocpp16(profile: Profile) -> dict[str, Any]:
-    """The 1.6 ``csChargingProfiles`` object for ``profile`` (the EVSE id is not part of it)."""
-    s = profile.schedule
-    schedule = {
-        "duration": s.duration_s,
-        "startSchedule": _format_optional(s.start),
-        "chargingRateUnit": s.unit,
-        "chargingSchedulePeriod": [_period_json(q.start_s, q.limit, q.phases) for q in s.periods],
-        "minChargingRate": s.min_rate,
-    }
+    """The 1.6 ``csChargingProfiles`` object for ``profile`` (the EVSE id is not part of it).
+
+    A 2.0.1 schedule id is kept as ``chargingSchedule.id``, which the 1.6 schema does not allow:
+    this form goes to storage only (no 1.6 message sends a profile to the CSMS), and a profile
+    from 1.6 has no schedule id, so its form stays valid 1.6.
+    """
     return _compact(
         {
             "chargingProfileId": profile.id,
             "transactionId": None if profile.tx_id is None else _tx_json(profile.tx_id),
-            "stackLevel": profile.stack_level,
-            "chargingProfilePurpose": profile.purpose.value,
-            "chargingProfileKind": profile.kind.value,
-            "recurrencyKind": None if profile.recurrency is None else profile.recurrency.value,
-            "validFrom": _format_optional(profile.valid_from),
-            "validTo": _format_optional(profile.valid_to),
-            "chargingSchedule": _compact(schedule),
+            **_profile_json(profile, profile.purpose.value),
+            "chargingSchedule": _schedule_json(profile.schedule, profile.schedule.schedule_id),
+        }
+    )
+
+
+def to_ocpp201(profile: Profile) -> dict[str, Any]:
+    """The 2.0.1 ChargingProfileType for ``profile``; the schedule id is the profile's if unknown."""
+    schedule_id = profile.schedule.schedule_id
+    return _compact(
+        {
+            "id": profile.id,
+            "transactionId": profile.tx_id,
+            **_profile_json(profile, _PURPOSE_NAMES_201[profile.purpose]),
+            "chargingSchedule": [
+                _schedule_json(profile.schedule, profile.id if schedule_id is None else schedule_id)
+            ],
+        }
+    )
+
+
+def _profile_json(profile: Profile, purpose: str) -> dict[str, Any]:
+    return {
+        "stackLevel": profile.stack_level,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": profile.kind.value,
+        "recurrencyKind": None if profile.recurrency is None else profile.recurrency.value,
+        "validFrom": _format_optional(profile.valid_from),
+        "validTo": _format_optional(profile.valid_to),
+    }
+
+
+def _schedule_json(s: Schedule, schedule_id: int | None) -> dict[str, Any]:
+    return _compact(
+        {
+            "id": schedule_id,
+            "duration": s.duration_s,
+            "startSchedule": _format_optional(s.start),
+            "chargingRateUnit": s.unit,
+            "chargingSchedulePeriod": [_period_json(q.start_s, q.limit, q.phases) for q in s.periods],
+            "minChargingRate": s.min_rate,
         }
     )
 
 
 def composite_to_ocpp16(periods: list[Period], start: datetime, duration_s: int, unit: str) -> dict[str, Any]:
     """A 1.6 ``chargingSchedule`` for GetCompositeSchedule.conf; limits rounded to 0.1, then re-merged."""
-    rows: list[dict[str, Any]] = []
-    for q in periods:
-        _require(math.isfinite(q.limit), "an unlimited period has no 1.6 form: pass a finite no_limit")
-        limit = round(q.limit, 1)
-        if not rows or (rows[-1]["limit"], rows[-1].get("numberPhases")) != (limit, q.phases):
-            rows.append(_period_json(q.start_s, limit, q.phases))
     return {
         "duration": duration_s,
         "startSchedule": format_datetime(start),
         "chargingRateUnit": unit,
-        "chargingSchedulePeriod": rows,
+        "chargingSchedulePeriod": _composite_rows(periods, "1.6"),
     }
+
+
+def composite_to_ocpp201(
+    periods: list[Period], start: datetime, duration_s: int, unit: str, evse_id: int
+) -> dict[str, Any]:
+    """The 2.0.1 CompositeScheduleType of GetCompositeScheduleResponse; rounded like the 1.6 form."""
+    return {
+        "evseId": evse_id,
+        "duration": duration_s,
+        "scheduleStart": format_datetime(start),
+        "chargingRateUnit": unit,
+        "chargingSchedulePeriod": _composite_rows(periods, "2.0.1"),
+    }
+
+
+def _composite_rows(periods: list[Period], version: str) -> list[dict[str, Any]]:
+    """Periods with limits rounded to 0.1 (as both versions ask), then re-merged."""
+    rows: list[dict[str, Any]] = []
+    for q in periods:
+        _require(math.isfinite(q.limit), f"an unlimited period has no {version} form: pass a finite no_limit")
+        limit = round(q.limit, 1)
+        if not rows or (rows[-1]["limit"], rows[-1].get("numberPhases")) != (limit, q.phases):
+            rows.append(_period_json(q.start_s, limit, q.phases))
+    return rows
 
 
 def _period_json(start_s: int, limit: float, phases: int | None) -> dict[str, Any]:

@@ -4,19 +4,23 @@ and their persistence in a real SQLite file."""
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from jsonschema import Draft4Validator
 
 from controller.authorization import (
+    STATUSES,
     AuthCache,
     AuthSettings,
     Decision,
@@ -25,8 +29,11 @@ from controller.authorization import (
     clear_cache,
     decide,
     entries_from_ocpp16,
+    entries_from_ocpp201,
     info_from_ocpp16,
+    info_from_ocpp201,
     info_to_ocpp16,
+    info_to_ocpp201,
     load_cache,
     load_local_list,
     save_cache_entry,
@@ -404,6 +411,127 @@ def test_entries_from_ocpp16() -> None:
         entries_from_ocpp16([{"idTagInfo": {"status": "Accepted"}}])
 
 
+def test_ocpp16_refuses_the_statuses_only_201_has() -> None:
+    with pytest.raises(ValueError, match=r"1\.6"):
+        info_from_ocpp16({"status": "NoCredit"})
+
+
+# -- OCPP 2.0.1 JSON ---------------------------------------------------------------------
+
+
+def v201_validator(message: str) -> Draft4Validator:
+    text = (files("ocpp") / "v201" / "schemas" / f"{message}.json").read_text()
+    return Draft4Validator(json.loads(text))
+
+
+AUTHORIZE_201 = v201_validator("AuthorizeResponse")
+STATUSES_201 = AUTHORIZE_201.schema["definitions"]["AuthorizationStatusEnumType"]["enum"]
+
+
+def test_every_201_status_is_known_and_only_accepted_authorizes() -> None:
+    assert set(STATUSES_201) == STATUSES
+    local, cache = LocalList(), AuthCache()
+    local.apply("Full", 1, [(status, IdTagInfo(status, at(3600))) for status in STATUSES_201])
+    for status in STATUSES_201:
+        offline = decide(status.lower(), at(0), False, local, cache, UNKNOWN_OK)
+        online = decide(status, at(0), True, local, cache, PRE)
+        if status == "Accepted":
+            assert (offline.outcome, online.outcome) == ("accept", "accept")
+        else:
+            assert offline == Decision("reject", IdTagInfo(status, at(3600)), "local_list")
+            assert online == ASK
+    assert IdTagInfo("NoCredit", at(-1)).effective(at(0)) == "NoCredit"  # only Accepted expires
+
+
+def test_ocpp201_round_trip_inside_an_authorize_response() -> None:
+    wire = {
+        "status": "Accepted",
+        "cacheExpiryDateTime": "2024-05-01T13:00:00.000Z",
+        "groupIdToken": {"idToken": "FLEET", "type": "Central"},
+    }
+    info = info_from_ocpp201(wire)
+    assert info == OK_UNTIL_1H
+    assert info_to_ocpp201(info) == wire
+    assert info_to_ocpp201(IdTagInfo("NotAtThisTime")) == {"status": "NotAtThisTime"}
+    for sent in (OK, OK_UNTIL_1H, IdTagInfo("NoCredit", at(5), "P")):
+        AUTHORIZE_201.validate({"idTokenInfo": info_to_ocpp201(sent)})
+
+
+def test_ocpp201_parsing_ignores_what_id_tag_info_cannot_hold() -> None:
+    wire = {
+        "status": "Blocked",
+        "cacheExpiryDateTime": "2024-05-01T15:00:00+02:00",
+        "chargingPriority": 3,
+        "language1": "nl",
+        "evseId": [1],
+        "groupIdToken": {
+            "idToken": "FLEET",
+            "type": "Local",
+            "additionalInfo": [{"additionalIdToken": "x", "type": "y"}],
+        },
+        "personalMessage": {"format": "UTF8", "content": "Hoi"},
+    }
+    AUTHORIZE_201.validate({"idTokenInfo": wire})
+    assert info_from_ocpp201(wire) == IdTagInfo("Blocked", at(3600), "FLEET")
+    snake = {
+        "status": "Accepted",
+        "cache_expiry_date_time": "2024-05-01T13:00:00Z",
+        "group_id_token": {"id_token": "FLEET", "type": "Central"},
+    }
+    assert info_from_ocpp201(snake) == OK_UNTIL_1H
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({}, "status"),
+        ({"status": "Maybe"}, "status"),
+        ({"status": "Accepted", "cacheExpiryDateTime": "tomorrow"}, "tomorrow"),
+        ({"status": "Accepted", "cacheExpiryDateTime": 1714564800}, "cacheExpiryDateTime"),
+        ({"status": "Accepted", "groupIdToken": "FLEET"}, "groupIdToken"),
+        ({"status": "Accepted", "groupIdToken": {"type": "Central"}}, "groupIdToken"),
+        ({"status": "Accepted", "groupIdToken": {"idToken": 7, "type": "Central"}}, "groupIdToken"),
+        ("Accepted", "object"),
+    ],
+)
+def test_malformed_ocpp201_info(bad: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        info_from_ocpp201(bad)
+
+
+def test_entries_from_ocpp201_key_by_the_id_token_string() -> None:
+    wire: list[dict[str, Any]] = [
+        {"idToken": {"idToken": "04a1", "type": "ISO14443"}, "idTokenInfo": {"status": "NoCredit"}},
+        {"idToken": {"idToken": "B", "type": "Central"}},
+    ]
+    v201_validator("SendLocalListRequest").validate(
+        {"versionNumber": 2, "updateType": "Differential", "localAuthorizationList": wire}
+    )
+    entries = entries_from_ocpp201(wire)
+    assert entries == [("04a1", IdTagInfo("NoCredit")), ("B", None)]
+    local = LocalList()
+    local.apply("Full", 1, [("b", OK)])
+    assert local.apply("Differential", 2, entries) == "Accepted"
+    assert local.entries == {"04A1": IdTagInfo("NoCredit")}  # normalized like a 1.6 idTag
+    snake = [{"id_token": {"id_token": "C", "type": "Local"}, "id_token_info": {"status": "Accepted"}}]
+    assert entries_from_ocpp201(snake) == [("C", OK)]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [{"idTokenInfo": {"status": "Accepted"}}],
+        [{"idToken": "04A1"}],
+        [{"idToken": {"type": "ISO14443"}}],
+        [{"idToken": {"idToken": "A", "type": "ISO14443"}, "idTokenInfo": {"status": "Maybe"}}],
+        ["04A1"],
+    ],
+)
+def test_malformed_ocpp201_entries(bad: list[Any]) -> None:
+    with pytest.raises(ValueError):
+        entries_from_ocpp201(bad)
+
+
 # -- persistence -------------------------------------------------------------------------
 
 
@@ -419,6 +547,14 @@ def test_local_list_round_trip(storage: Storage, tmp_path: Path) -> None:
         reopened.close()
     assert loaded.version == 2
     assert loaded.entries == {"A": INVALID, "B": OK_UNTIL_1H, "D": OK}
+
+
+def test_201_statuses_are_stored_and_loaded(storage: Storage) -> None:
+    entries = [(status, IdTagInfo(status, at(60), "P")) for status in sorted(STATUSES)]
+    save_local_list(storage, "Full", 3, entries)
+    assert load_local_list(storage).entries == {status.upper(): info for status, info in entries}
+    save_cache_entry(storage, "A", IdTagInfo("NotAtThisLocation"), at(0))
+    assert load_cache(storage).get("a", at(1)) == IdTagInfo("NotAtThisLocation")
 
 
 def test_full_save_replaces_the_table(storage: Storage) -> None:

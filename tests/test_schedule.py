@@ -1,17 +1,20 @@
 """The smart-charging schedule engine (controller/schedule.py): stacking, purposes, kinds, units,
-profile management and the OCPP 1.6 JSON form."""
+profile management and the OCPP 1.6 and 2.0.1 JSON forms."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from importlib.resources import files
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from jsonschema import Draft4Validator
 
 from controller.schedule import (
     Kind,
@@ -22,10 +25,13 @@ from controller.schedule import (
     Recurrency,
     Schedule,
     composite_to_ocpp16,
+    composite_to_ocpp201,
     format_datetime,
     from_ocpp16,
+    from_ocpp201,
     parse_datetime,
     to_ocpp16,
+    to_ocpp201,
 )
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)  # a Saturday
@@ -287,6 +293,37 @@ def test_all_and_load_restore_a_store() -> None:
     assert restored.limit_a(1, T0, None, "tx1") == profiles.limit_a(1, T0, None, "tx1")
 
 
+@pytest.mark.parametrize(
+    ("criteria", "found"),
+    [
+        ({}, [1, 2, 3, 4, 5]),
+        ({"ids": [3, 5, 99]}, [3, 5]),
+        ({"ids": [3], "evse_id": 2}, []),  # every criterion given must hold
+        ({"evse_id": 0}, [1, 2]),  # the station-wide profiles only
+        ({"evse_id": 1}, [3, 4]),
+        ({"purpose": Purpose("ChargingStationMaxProfile")}, [1]),
+        ({"evse_id": 1, "stack_level": 2}, [4]),
+        ({"purpose": Purpose.TX_DEFAULT, "stack_level": 1}, [2, 3]),
+        ({"sources": ["CSO"]}, [1, 2, 3, 4, 5]),
+        ({"sources": ["EMS", "CSO"], "evse_id": 2}, [5]),
+        ({"sources": ["EMS", "SO", "Other"]}, []),  # every profile here came from the CSMS
+    ],
+)
+def test_matching_selects_by_get_charging_profiles_criteria(
+    criteria: dict[str, Any], found: list[int]
+) -> None:
+    profiles = clearable()
+    assert [p.id for p in profiles.matching(**criteria)] == found
+    assert len(profiles.all()) == 5
+
+
+def test_clear_by_201_criteria() -> None:
+    profiles = clearable()
+    assert profiles.clear(evse_id=0, purpose=Purpose("ChargingStationMaxProfile")) == 1
+    assert profiles.clear(evse_id=1, purpose=Purpose("TxProfile"), stack_level=2) == 1
+    assert sorted(p.id for p in profiles.all()) == [2, 3, 5]
+
+
 # --- composite
 
 
@@ -436,6 +473,190 @@ def test_date_times_parse_with_z_or_an_offset_and_never_naive() -> None:
         format_datetime(datetime(2026, 11, 21, 10))
 
 
+# --- OCPP 2.0.1 JSON
+
+
+def v201_validator(message: str) -> Draft4Validator:
+    text = (files("ocpp") / "v201" / "schemas" / f"{message}.json").read_text()
+    return Draft4Validator(json.loads(text))
+
+
+SET_201 = v201_validator("SetChargingProfileRequest")
+REPORT_201 = v201_validator("ReportChargingProfilesRequest")
+COMPOSITE_201 = v201_validator("GetCompositeScheduleResponse")
+SET_16 = Draft4Validator(
+    json.loads((files("ocpp") / "v16" / "schemas" / "SetChargingProfile.json").read_text())
+)
+
+
+def report(*profiles: dict[str, Any]) -> dict[str, Any]:
+    return {"requestId": 1, "chargingLimitSource": "CSO", "evseId": 2, "chargingProfile": list(profiles)}
+
+
+SAMPLE_201: dict[str, Any] = {
+    "id": 7,
+    "transactionId": "c0ffee00-1234-4d2a-9b1e-000000000042",
+    "stackLevel": 2,
+    "chargingProfilePurpose": "TxProfile",
+    "chargingProfileKind": "Recurring",
+    "recurrencyKind": "Daily",
+    "validFrom": "2026-11-01T00:00:00.000Z",
+    "validTo": "2026-12-01T00:00:00.000Z",
+    "chargingSchedule": [
+        {
+            "id": 70,
+            "duration": 86400,
+            "startSchedule": "2026-11-01T22:00:00.000Z",
+            "chargingRateUnit": "W",
+            "chargingSchedulePeriod": [
+                {"startPeriod": 0, "limit": 11000.0, "numberPhases": 3},
+                {"startPeriod": 28800, "limit": 3680.5, "numberPhases": 1},
+            ],
+            "minChargingRate": 1380.0,
+        }
+    ],
+}
+PROFILE_201 = Profile(
+    id=7,
+    evse_id=2,
+    stack_level=2,
+    purpose=Purpose.TX,
+    kind=Kind.RECURRING,
+    schedule=Schedule(
+        (Period(0, 11000.0, 3), Period(28800, 3680.5, 1)),
+        "W",
+        datetime(2026, 11, 1, 22, tzinfo=UTC),
+        86400,
+        1380.0,
+        schedule_id=70,
+    ),
+    recurrency=Recurrency.DAILY,
+    valid_from=datetime(2026, 11, 1, tzinfo=UTC),
+    valid_to=datetime(2026, 12, 1, tzinfo=UTC),
+    tx_id="c0ffee00-1234-4d2a-9b1e-000000000042",
+)
+TARIFF = {"id": 1, "salesTariffEntry": [{"relativeTimeInterval": {"start": 0}}]}
+
+
+def schedule_201(**changes: Any) -> dict[str, Any]:
+    return {**SAMPLE_201, "chargingSchedule": [{**SAMPLE_201["chargingSchedule"][0], **changes}]}
+
+
+def test_from_ocpp201_reads_every_field_and_to_ocpp201_writes_them_back() -> None:
+    SET_201.validate({"evseId": 2, "chargingProfile": SAMPLE_201})
+    assert from_ocpp201(SAMPLE_201, 2) == PROFILE_201
+    assert to_ocpp201(PROFILE_201) == SAMPLE_201
+    REPORT_201.validate(report(to_ocpp201(PROFILE_201)))
+
+
+def test_from_ocpp201_ignores_a_sales_tariff() -> None:
+    data = schedule_201(salesTariff=TARIFF)
+    SET_201.validate({"evseId": 2, "chargingProfile": data})
+    assert from_ocpp201(data, 2) == PROFILE_201
+
+
+def test_the_201_station_maximum_keeps_its_201_name() -> None:
+    data = {k: v for k, v in SAMPLE_201.items() if k != "transactionId"}
+    profile = from_ocpp201({**data, "chargingProfilePurpose": "ChargingStationMaxProfile"}, 0)
+    assert profile.purpose is Purpose.STATION_MAX
+    assert to_ocpp201(profile)["chargingProfilePurpose"] == "ChargingStationMaxProfile"
+    assert to_ocpp16(profile)["chargingProfilePurpose"] == "ChargePointMaxProfile"
+
+
+def test_to_ocpp201_gives_a_16_profile_its_own_id_as_schedule_id() -> None:
+    for profile in (from_ocpp16(SAMPLE, 2), make(id=12, kind=Kind.RELATIVE, start=None, duration=600)):
+        data = to_ocpp201(profile)
+        assert data["chargingSchedule"][0]["id"] == profile.id
+        REPORT_201.validate(report(data))
+    assert to_ocpp201(from_ocpp16(SAMPLE, 2))["transactionId"] == "1234"
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        PROFILE_201,
+        replace(PROFILE_201, tx_id="1234"),
+        replace(PROFILE_201, tx_id="0042"),
+        replace(PROFILE_201, purpose=Purpose.STATION_MAX, evse_id=0, tx_id=None),
+        replace(PROFILE_201, schedule=replace(PROFILE_201.schedule, schedule_id=0)),
+    ],
+)
+def test_a_201_profile_survives_storage_in_the_16_form(profile: Profile) -> None:
+    """The daemon stores ``to_ocpp16`` JSON and reloads it with ``from_ocpp16``."""
+    stored = json.dumps(to_ocpp16(profile))
+    assert from_ocpp16(json.loads(stored), profile.evse_id) == profile
+    assert to_ocpp201(from_ocpp16(json.loads(stored), profile.evse_id)) == to_ocpp201(profile)
+
+
+def test_the_16_form_of_a_16_profile_stays_valid_16() -> None:
+    profile = from_ocpp16(SAMPLE, 2)
+    assert "id" not in to_ocpp16(profile)["chargingSchedule"]
+    SET_16.validate({"connectorId": 2, "csChargingProfiles": to_ocpp16(profile)})
+    # The stored form of a 2.0.1 profile carries the schedule id 1.6 has no field for.
+    assert to_ocpp16(PROFILE_201)["chargingSchedule"]["id"] == 70
+
+
+def without_201(key: str) -> dict[str, Any]:
+    return {k: v for k, v in SAMPLE_201.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({**SAMPLE_201, "chargingProfilePurpose": "ChargingStationExternalConstraints"}, "may not set"),
+        ({**SAMPLE_201, "chargingProfilePurpose": "ChargePointMaxProfile"}, "ChargePointMaxProfile"),
+        ({**SAMPLE_201, "chargingSchedule": SAMPLE_201["chargingSchedule"] * 2}, "holds 2 schedules"),
+        ({**SAMPLE_201, "chargingSchedule": []}, "holds 0 schedules"),
+        ({**SAMPLE_201, "chargingSchedule": SAMPLE_201["chargingSchedule"][0]}, "chargingSchedule"),
+        (without_201("id"), "missing id"),
+        (without_201("stackLevel"), "missing stackLevel"),
+        (without_201("chargingProfileKind"), "missing chargingProfileKind"),
+        (schedule_201(id=None), "missing id"),
+        (schedule_201(id="70"), "id"),
+        ({**SAMPLE_201, "transactionId": 1234}, "transactionId"),
+        ({**SAMPLE_201, "chargingProfilePurpose": "TxDefaultProfile"}, "transactionId"),
+        ({**SAMPLE_201, "recurrencyKind": "Monthly"}, "Monthly"),
+        ({**SAMPLE_201, "validFrom": "2026-11-01T00:00:00"}, "timezone"),
+        ({**SAMPLE_201, "validTo": "2026-10-01T00:00:00Z"}, "validFrom must be before validTo"),
+        ({**without_201("transactionId"), "chargingProfileKind": "Relative"}, "Relative"),
+        (schedule_201(chargingRateUnit="kW"), "chargingRateUnit"),
+        (schedule_201(chargingSchedulePeriod=[{"startPeriod": 60, "limit": 6}]), "first period"),
+        (schedule_201(chargingSchedulePeriod=[{"startPeriod": 0, "limit": -1}]), "limits"),
+        (schedule_201(chargingSchedulePeriod=[{"startPeriod": 0, "limit": 6, "numberPhases": 0}]), "Phases"),
+        (
+            schedule_201(
+                chargingSchedulePeriod=[{"startPeriod": 0, "limit": 6, "numberPhases": 1, "phaseToUse": 2}]
+            ),
+            "phaseToUse",
+        ),
+        (schedule_201(minChargingRate=-1), "minChargingRate"),
+        (schedule_201(duration=-1), "duration"),
+    ],
+)
+def test_from_ocpp201_rejects_inconsistent_profiles(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        from_ocpp201(data, 2)
+
+
+def test_composite_to_ocpp201_is_the_16_schedule_with_an_evse() -> None:
+    periods = [Period(0, 16.04), Period(60, 15.96), Period(120, 6.0, phases=1), Period(180, 6.0)]
+    start = T0 + timedelta(milliseconds=250)
+    composite = composite_to_ocpp201(periods, start, 300, "A", 1)
+    assert composite == {
+        "evseId": 1,
+        "duration": 300,
+        "scheduleStart": "2026-11-21T10:00:00.250Z",
+        "chargingRateUnit": "A",
+        "chargingSchedulePeriod": composite_to_ocpp16(periods, start, 300, "A")["chargingSchedulePeriod"],
+    }
+    assert len(composite["chargingSchedulePeriod"]) == 3
+    COMPOSITE_201.validate({"status": "Accepted", "schedule": composite})
+    station = composite_to_ocpp201([Period(0, 22000.0)], T0, 60, "W", 0)
+    COMPOSITE_201.validate({"status": "Accepted", "schedule": station})
+    with pytest.raises(ValueError, match="no_limit"):
+        composite_to_ocpp201([Period(0, math.inf)], T0, 60, "A", 1)
+
+
 # --- properties
 
 offsets = st.integers(-2 * 86400, 2 * 86400)
@@ -474,6 +695,7 @@ def profiles(draw: st.DrawFn) -> Profile:
             start,
             draw(st.none() | st.integers(1, 2 * 86400)),
             draw(st.none() | st.integers(0, 10).map(float)),
+            draw(st.none() | st.integers(0, 99)),
         ),
         recurrency=draw(st.sampled_from(Recurrency)) if kind is Kind.RECURRING else None,
         valid_from=valid_from,
@@ -485,6 +707,24 @@ def profiles(draw: st.DrawFn) -> Profile:
 @given(profiles())
 def test_json_round_trip(profile: Profile) -> None:
     assert from_ocpp16(json.loads(json.dumps(to_ocpp16(profile))), profile.evse_id) == profile
+
+
+@given(profiles())
+def test_201_json_round_trip_valid_against_the_schema(profile: Profile) -> None:
+    data = json.loads(json.dumps(to_ocpp201(profile)))
+    REPORT_201.validate(report(data))
+    schedule = profile.schedule
+    filled = replace(
+        schedule, schedule_id=profile.id if schedule.schedule_id is None else schedule.schedule_id
+    )
+    assert from_ocpp201(data, profile.evse_id) == replace(profile, schedule=filled)
+
+
+@given(profiles(), st.text(min_size=1, max_size=36))
+def test_any_201_transaction_id_survives_storage(profile: Profile, tx_id: str) -> None:
+    profile = replace(profile, purpose=Purpose.TX, evse_id=1, tx_id=tx_id)
+    from_wire = from_ocpp201(to_ocpp201(profile), 1)
+    assert from_ocpp16(json.loads(json.dumps(to_ocpp16(from_wire))), 1) == from_wire
 
 
 @given(
