@@ -1,11 +1,13 @@
 """A small OCPP central system (CSMS) for development, demos and end-to-end tests.
 
     python -m hil.csms [--host 127.0.0.1] [--port 9000] [--boot-status Accepted] [--heartbeat 300]
+                       [--version 1.6|2.0.1|auto ...]
 
-Stations connect to ``ws://host:port/<anything>/<station id>`` with the ``ocpp1.6``
-subprotocol. The CSMS answers every charge-point-initiated OCPP 1.6 message from its
-settings, keeps a timeline of every frame in both directions (printed one line each
-unless ``quiet``) and lets a test send any CALL to a station and wait for messages.
+Stations connect to ``ws://host:port/<anything>/<station id>`` with the ``ocpp1.6`` or
+``ocpp2.0.1`` subprotocol (whichever of them the CSMS accepts; 1.6 alone by default).
+The CSMS answers every station-initiated OCPP 1.6 and 2.0.1 message from its settings,
+keeps a timeline of every frame in both directions (printed one line each unless
+``quiet``) and lets a test send any CALL to a station and wait for messages.
 
 Built on the ``ocpp`` package: its ``ChargePoint`` routes incoming CALLs to the ``@on``
 handlers below and every payload, received or sent, is checked against the official
@@ -38,6 +40,7 @@ from ocpp.exceptions import OCPPError  # type: ignore[import-untyped]
 from ocpp.messages import Call, CallError, CallResult, unpack, validate_payload  # type: ignore[import-untyped]
 from ocpp.routing import on  # type: ignore[import-untyped]
 from ocpp.v16 import ChargePoint as ChargePoint16  # type: ignore[import-untyped]
+from ocpp.v201 import ChargePoint as ChargePoint201  # type: ignore[import-untyped]
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHeader, NegotiationError
 from websockets.headers import build_www_authenticate_basic, parse_authorization_basic
@@ -120,13 +123,13 @@ class _Wire:
         await self._session._ws.send(message)
 
 
-class _Ocpp16(ChargePoint16):  # type: ignore[misc]
-    """The CSMS side of one OCPP 1.6 connection: a handler for each station-initiated action."""
+class _Answering:
+    """What the handlers of both versions share: answers go through the session's overrides."""
 
-    def __init__(self, session: StationSession) -> None:
-        super().__init__(session.id, _Wire(session), logger=_OCPP_LOG)
-        self._session = session
-        self._csms = session.csms
+    id: str
+    _call_result: Any
+    _session: StationSession
+    _csms: DevCsms
 
     def _reply(self, action: str, unique_id: str, default: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
         try:
@@ -139,15 +142,24 @@ class _Ocpp16(ChargePoint16):  # type: ignore[misc]
             _LOG.exception("%s: failed to answer %s", self.id, action)
             raise
 
-    def _id_tag_info(self, id_tag: str) -> dict[str, Any]:
-        return {"status": self._csms.auth_status(id_tag)}
-
     def _boot(self, payload: dict[str, Any]) -> dict[str, Any]:
         return {
             "status": self._csms.boot_status,
             "currentTime": _now(),
             "interval": self._csms.heartbeat_interval,
         }
+
+
+class _Ocpp16(_Answering, ChargePoint16):  # type: ignore[misc]
+    """The CSMS side of one OCPP 1.6 connection: a handler for each station-initiated action."""
+
+    def __init__(self, session: StationSession) -> None:
+        super().__init__(session.id, _Wire(session), logger=_OCPP_LOG)
+        self._session = session
+        self._csms = session.csms
+
+    def _id_tag_info(self, id_tag: str) -> dict[str, Any]:
+        return {"status": self._csms.auth_status(id_tag)}
 
     def _start(self, payload: dict[str, Any]) -> dict[str, Any]:
         key = tuple(payload.get(k) for k in ("connectorId", "idTag", "timestamp", "meterStart"))
@@ -220,8 +232,88 @@ class _Ocpp16(ChargePoint16):  # type: ignore[misc]
         return self._reply("LogStatusNotification", call_unique_id, lambda p: {})
 
 
+class _Ocpp201(_Answering, ChargePoint201):  # type: ignore[misc]
+    """The CSMS side of one OCPP 2.0.1 connection.
+
+    Boot, Heartbeat, Authorize and TransactionEvent have handlers here; every other
+    station-initiated action gets its fixed answer from ``_FIXED_201``.
+    """
+
+    def __init__(self, session: StationSession) -> None:
+        super().__init__(session.id, _Wire(session), logger=_OCPP_LOG)
+        self._session = session
+        self._csms = session.csms
+
+    def _id_token_info(self, id_token: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self._csms.auth_status(str(id_token.get("idToken")))}
+
+    def _transaction_event(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self._csms._transaction_event(self.id, payload)
+        token = payload.get("idToken")
+        return {"idTokenInfo": self._id_token_info(token)} if isinstance(token, dict) else {}
+
+    @_on("BootNotification")
+    def on_boot_notification(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("BootNotification", call_unique_id, self._boot)
+
+    @_on("Heartbeat")
+    def on_heartbeat(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("Heartbeat", call_unique_id, lambda p: {"currentTime": _now()})
+
+    @_on("Authorize")
+    def on_authorize(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply(
+            "Authorize", call_unique_id, lambda p: {"idTokenInfo": self._id_token_info(p["idToken"])}
+        )
+
+    @_on("TransactionEvent")
+    def on_transaction_event(self, call_unique_id: str, **_: Any) -> Any:
+        return self._reply("TransactionEvent", call_unique_id, self._transaction_event)
+
+
+# The default answers of the other station-initiated OCPP 2.0.1 actions.
+_FIXED_201: dict[str, dict[str, Any]] = {
+    "StatusNotification": {},
+    "MeterValues": {},
+    "NotifyReport": {},
+    "NotifyEvent": {},
+    "NotifyMonitoringReport": {},
+    "NotifyChargingLimit": {},
+    "ClearedChargingLimit": {},
+    "ReportChargingProfiles": {},
+    "ReservationStatusUpdate": {},
+    "FirmwareStatusNotification": {},
+    "PublishFirmwareStatusNotification": {},
+    "LogStatusNotification": {},
+    "SecurityEventNotification": {},
+    "NotifyCustomerInformation": {},
+    "NotifyDisplayMessages": {},
+    "SignCertificate": {"status": "Accepted"},
+    "DataTransfer": {"status": "Accepted"},
+    # Accepted = processed; the CSMS sends no schedule unless a test does.
+    "NotifyEVChargingNeeds": {"status": "Accepted"},
+    "NotifyEVChargingSchedule": {"status": "Accepted"},
+    # There is no certificate service behind this CSMS.
+    "Get15118EVCertificate": {"status": "Failed", "exiResponse": ""},
+    "GetCertificateStatus": {"status": "Failed"},
+}
+
+
+def _fixed_handler(action: str, answer: dict[str, Any]) -> Callable[..., Any]:
+    def handler(self: _Ocpp201, call_unique_id: str, **_: Any) -> Any:
+        return self._reply(action, call_unique_id, lambda p: copy.deepcopy(answer))
+
+    # The ocpp package finds handlers by attribute name, so each needs its own.
+    handler.__name__ = handler.__qualname__ = f"on_{action}"
+    return _on(action)(handler)
+
+
+for _action, _answer in _FIXED_201.items():
+    setattr(_Ocpp201, f"on_{_action}", _fixed_handler(_action, _answer))
+
+
 # OCPP version -> the ChargePoint class that speaks it on the CSMS side.
-_HANDLERS: dict[str, Callable[[StationSession], Any]] = {"1.6": _Ocpp16}
+_HANDLERS: dict[str, Callable[[StationSession], Any]] = {"1.6": _Ocpp16, "2.0.1": _Ocpp201}
 
 
 class StationSession:
@@ -364,12 +456,23 @@ def _station_id(path: str) -> str:
 class DevCsms:
     """The development CSMS (asyncio API).
 
+    ``versions`` are the OCPP versions accepted ("1.6", "2.0.1"), in the order of
+    preference: a station gets the first one it offers.
+
     Settings may be changed while it runs: ``boot_status``, ``heartbeat_interval``,
-    ``auth`` (idTag -> status), ``default_auth``, ``replies[action]`` (a payload, or a
-    callable taking the request payload) and ``errors[action] = (code, description)``,
-    which answers that action with a CALLERROR. A configured error or reply replaces
-    the default handling, so e.g. a StartTransaction answered that way opens no
-    transaction.
+    ``auth`` (idTag or idToken -> status), ``default_auth``, ``replies[action]`` (a
+    payload, or a callable taking the request payload) and ``errors[action] = (code,
+    description)``, which answers that action with a CALLERROR. A configured error or
+    reply replaces the default handling, so e.g. a StartTransaction or TransactionEvent
+    answered that way is not recorded in ``transactions`` / ``transactions201``.
+
+    ``transactions`` holds the OCPP 1.6 transactions by the id the CSMS gave them:
+    ``{"station", "start", "stop", "stop_count"}``. ``transactions201`` holds the OCPP
+    2.0.1 ones by the station's transactionId: ``{"station", "events", "started",
+    "ended", "ended_count", "duplicates"}``; ``events`` has each seqNo once (a
+    redelivered event is answered again and counted in ``duplicates``), ``started`` and
+    ``ended`` are the first Started and Ended events (or None) and ``ended_count``
+    counts every Ended event received, redeliveries included.
     """
 
     def __init__(
@@ -402,6 +505,7 @@ class DevCsms:
         self.errors: dict[str, tuple[str, str]] = {}
         self.timeline: list[Entry] = []
         self.transactions: dict[int, dict[str, Any]] = {}
+        self.transactions201: dict[str, dict[str, Any]] = {}
         self.stations: dict[str, StationSession] = {}
         self._tx_keys: dict[tuple[Any, ...], int] = {}
         self._pending: set[int] = set()
@@ -501,7 +605,7 @@ class DevCsms:
         ]
 
     def auth_status(self, id_tag: str) -> str:
-        """The idTagInfo status for an idTag."""
+        """The idTagInfo (1.6) or idTokenInfo (2.0.1) status for an idTag or idToken."""
         return self.auth.get(id_tag, self.default_auth)
 
     async def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -556,6 +660,29 @@ class DevCsms:
         self._tx_keys[full_key] = tx_id
         self.transactions[tx_id] = {"station": station, "start": payload, "stop": None, "stop_count": 0}
         return tx_id
+
+    def _transaction_event(self, station: str, payload: dict[str, Any]) -> None:
+        """Record an OCPP 2.0.1 TransactionEvent, each (transactionId, seqNo) once."""
+        tx = self.transactions201.setdefault(
+            payload["transactionInfo"]["transactionId"],
+            {
+                "station": station,
+                "events": [],
+                "started": None,
+                "ended": None,
+                "ended_count": 0,
+                "duplicates": 0,
+            },
+        )
+        kind = str(payload["eventType"]).lower()  # started, updated or ended
+        if kind == "ended":
+            tx["ended_count"] += 1
+        if any(event["seqNo"] == payload["seqNo"] for event in tx["events"]):
+            tx["duplicates"] += 1
+            return
+        tx["events"].append(payload)
+        if kind in ("started", "ended") and tx[kind] is None:
+            tx[kind] = payload
 
     def _refuse(self, connection: ServerConnection, status: HTTPStatus, why: str) -> Response:
         request = connection.request
@@ -625,10 +752,18 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _sampled(sample: dict[str, Any]) -> str:
+    """One sampled value: 1.6 has a ``unit``, 2.0.1 a ``unitOfMeasure`` with a power-of-ten multiplier."""
     measurand = sample.get("measurand", "Energy.Active.Import.Register")
-    unit = sample.get("unit", "Wh")
+    unit_of_measure = _dict(sample.get("unitOfMeasure"))
+    unit = sample.get("unit", unit_of_measure.get("unit", "Wh"))
     value = _number(sample.get("value"))
+    if value is not None:
+        value *= 10 ** (_number(unit_of_measure.get("multiplier")) or 0)
     phase = f" {sample['phase']}" if "phase" in sample else ""
     if value is not None and measurand == "Power.Active.Import" and unit in ("W", "kW"):
         return f"{value / 1000 if unit == 'W' else value:.1f} kW{phase}"
@@ -637,52 +772,176 @@ def _sampled(sample: dict[str, Any]) -> str:
     return f"{measurand} {sample.get('value')} {unit}{phase}"
 
 
+def _last_samples(meter_values: Any) -> list[dict[str, Any]]:
+    """The sampled values of the last meter value of a list."""
+    last = _dict(meter_values[-1]) if isinstance(meter_values, list) and meter_values else {}
+    return [s for s in last.get("sampledValue", []) if isinstance(s, dict)]
+
+
+def _variable(item: dict[str, Any]) -> str:
+    """A 2.0.1 component and variable: ``Component[evse,connector]:instance.Variable:instance``."""
+    component, variable = _dict(item.get("component")), _dict(item.get("variable"))
+    evse = _dict(component.get("evse"))
+    where = ",".join(str(evse[k]) for k in ("id", "connectorId") if k in evse)
+    text = str(component.get("name")) + (f"[{where}]" if where else "")
+    text += f":{component['instance']}" if "instance" in component else ""
+    text += f".{variable.get('name')}"
+    return text + (f":{variable['instance']}" if "instance" in variable else "")
+
+
+def _items(p: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return [item for item in p.get(key) or [] if isinstance(item, dict)]
+
+
 def _brief(payload: dict[str, Any]) -> str:
-    """Top-level fields as ``key=value``, status first and shortened."""
+    """Top-level fields as ``key=value``, status first and shortened (a CSR or an EXI blob is long)."""
     parts = [str(payload["status"])] if isinstance(payload.get("status"), str) else []
     for key, value in payload.items():
         if key == "status" and parts:
             continue
         if isinstance(value, dict):
-            value = value.get("status", "{...}")
+            value = value.get("status", value.get("idToken", "{...}"))
         elif isinstance(value, list):
             value = f"[{len(value)}]"
-        parts.append(f"{key}={value}")
+        text = str(value)
+        parts.append(f"{key}={text if len(text) <= 60 else text[:57] + '...'}")
     return " ".join(parts)
 
 
+def _boot_line(p: dict[str, Any]) -> str:
+    station = p.get("chargingStation")
+    if isinstance(station, dict):  # 2.0.1
+        line = f"vendor={station.get('vendorName')} model={station.get('model')}"
+        firmware, reason = station.get("firmwareVersion"), f" reason={p.get('reason')}"
+    else:
+        line = f"vendor={p.get('chargePointVendor')} model={p.get('chargePointModel')}"
+        firmware, reason = p.get("firmwareVersion"), ""
+    return line + (f" firmware={firmware}" if firmware else "") + reason
+
+
+def _status_line(p: dict[str, Any]) -> str:
+    if "connectorStatus" in p:  # 2.0.1
+        return f"evse {p.get('evseId')}/{p.get('connectorId')} {p.get('connectorStatus')}"
+    error = f" ({p.get('errorCode')})" if p.get("errorCode", "NoError") != "NoError" else ""
+    return f"connector {p.get('connectorId')}: {p.get('status')}{error}"
+
+
+def _meter_line(p: dict[str, Any]) -> str:
+    values = ", ".join(_sampled(s) for s in _last_samples(p.get("meterValue")))
+    if "evseId" in p:  # 2.0.1
+        return f"evse {p['evseId']}: {values}"
+    tx = f" tx {p['transactionId']}" if "transactionId" in p else ""
+    return f"connector {p.get('connectorId')}{tx}: {values}"
+
+
+def _authorize_line(p: dict[str, Any]) -> str:
+    token = p.get("idToken")
+    if isinstance(token, dict):  # 2.0.1
+        return f"idToken {token.get('idToken')} ({token.get('type')})"
+    return f"idTag {p.get('idTag')}"
+
+
+def _transaction_line(p: dict[str, Any]) -> str:
+    """``Started tx=<id> seq=<n> trigger=<reason> <chargingState> [offline] <energy>``, then extras."""
+    info = _dict(p.get("transactionInfo"))
+    parts = [
+        str(p.get("eventType")),
+        f"tx={info.get('transactionId')}",
+        f"seq={p.get('seqNo')}",
+        f"trigger={p.get('triggerReason')}",
+    ]
+    parts += [str(info["chargingState"])] if "chargingState" in info else []
+    parts += ["offline"] if p.get("offline") else []
+    parts += [
+        _sampled(s)
+        for s in _last_samples(p.get("meterValue"))
+        if s.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+        and "phase" not in s
+    ]
+    evse = _dict(p.get("evse"))
+    parts += [f"evse={evse['id']}"] if "id" in evse else []
+    token = _dict(p.get("idToken"))
+    parts += [f"idToken={token['idToken']}"] if "idToken" in token else []
+    parts += [f"reason={info['stoppedReason']}"] if "stoppedReason" in info else []
+    return " ".join(parts)
+
+
+def _report_line(p: dict[str, Any], key: str, noun: str) -> str:
+    tbc = " tbc" if p.get("tbc") else ""
+    return f"requestId={p.get('requestId')} seqNo={p.get('seqNo')}{tbc} {len(_items(p, key))} {noun}"
+
+
+def _token_status(p: dict[str, Any]) -> Any:
+    """The status of a 1.6 idTagInfo or a 2.0.1 idTokenInfo, or None."""
+    return _dict(p.get("idTagInfo", p.get("idTokenInfo"))).get("status")
+
+
+def _status_or_brief(p: dict[str, Any]) -> str:
+    status = _token_status(p)
+    return str(status) if status else _brief(p) or "ok"
+
+
+# action -> the one-line summary of a CALL, of both versions (told apart by their fields).
+_CALL_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "BootNotification": _boot_line,
+    "StatusNotification": _status_line,
+    "MeterValues": _meter_line,
+    "Authorize": _authorize_line,
+    "StartTransaction": lambda p: (
+        f"connector {p.get('connectorId')} idTag {p.get('idTag')} meterStart {p.get('meterStart')} Wh"
+    ),
+    "StopTransaction": lambda p: (
+        f"transaction {p.get('transactionId')} meterStop {p.get('meterStop')} Wh"
+        + (f" reason {p['reason']}" if "reason" in p else "")
+    ),
+    "TransactionEvent": _transaction_line,
+    "NotifyEvent": lambda p: ", ".join(
+        f"{_variable(e)}={e.get('actualValue')}" for e in _items(p, "eventData")
+    ),
+    "NotifyReport": lambda p: _report_line(p, "reportData", "items"),
+    "NotifyMonitoringReport": lambda p: _report_line(p, "monitor", "monitors"),
+    "GetVariables": lambda p: ", ".join(_variable(i) for i in _items(p, "getVariableData")),
+    "SetVariables": lambda p: ", ".join(
+        f"{_variable(i)}={i.get('attributeValue')}" for i in _items(p, "setVariableData")
+    ),
+}
+
+# action -> the one-line summary of a CALLRESULT.
+_RESULT_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "BootNotification": lambda p: f"{p.get('status')} interval={p.get('interval')}",
+    "Heartbeat": lambda p: str(p.get("currentTime")),
+    "StartTransaction": lambda p: f"transaction {p.get('transactionId')} ({_token_status(p)})",
+    "Authorize": _status_or_brief,
+    "StopTransaction": _status_or_brief,
+    "TransactionEvent": _status_or_brief,
+    "GetVariables": lambda p: ", ".join(
+        _variable(r)
+        + (f"={r['attributeValue']}" if "attributeValue" in r else "")
+        + f" {r.get('attributeStatus')}"
+        for r in _items(p, "getVariableResult")
+    ),
+    "SetVariables": lambda p: ", ".join(
+        f"{_variable(r)} {r.get('attributeStatus')}" for r in _items(p, "setVariableResult")
+    ),
+}
+
+
 def _call_summary(action: str, p: dict[str, Any]) -> str:
-    if action == "BootNotification":
-        firmware = f" firmware={p['firmwareVersion']}" if "firmwareVersion" in p else ""
-        return f"vendor={p.get('chargePointVendor')} model={p.get('chargePointModel')}{firmware}"
-    if action == "StatusNotification":
-        error = f" ({p.get('errorCode')})" if p.get("errorCode", "NoError") != "NoError" else ""
-        return f"connector {p.get('connectorId')}: {p.get('status')}{error}"
-    if action == "MeterValues":
-        values = (p.get("meterValue") or [{}])[-1].get("sampledValue", [])
-        tx = f" tx {p['transactionId']}" if "transactionId" in p else ""
-        return f"connector {p.get('connectorId')}{tx}: " + ", ".join(_sampled(s) for s in values)
-    if action == "StartTransaction":
-        return f"connector {p.get('connectorId')} idTag {p.get('idTag')} meterStart {p.get('meterStart')} Wh"
-    if action == "StopTransaction":
-        reason = f" reason {p['reason']}" if "reason" in p else ""
-        return f"transaction {p.get('transactionId')} meterStop {p.get('meterStop')} Wh{reason}"
-    if action == "Authorize":
-        return f"idTag {p.get('idTag')}"
-    return _brief(p)
+    line = _CALL_LINES.get(action)
+    return line(p) if line is not None else _brief(p)
 
 
 def _result_summary(action: str, p: dict[str, Any]) -> str:
-    status = p.get("idTagInfo", {}).get("status") if isinstance(p.get("idTagInfo"), dict) else None
-    if action == "BootNotification":
-        return f"{p.get('status')} interval={p.get('interval')}"
-    if action == "StartTransaction":
-        return f"transaction {p.get('transactionId')} ({status})"
-    if action in ("Authorize", "StopTransaction") and status:
-        return str(status)
-    if action == "Heartbeat":
-        return str(p.get("currentTime"))
-    return _brief(p) or "ok"
+    line = _RESULT_LINES.get(action)
+    return line(p) if line is not None else _brief(p) or "ok"
+
+
+def _summary(line: Callable[[str, dict[str, Any]], str], action: str, p: dict[str, Any]) -> str:
+    """A summary line; a payload too malformed for it (it may not be validated yet) gets the brief one."""
+    try:
+        return line(action, p)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return _brief(p)
 
 
 def describe(entry: Entry) -> str:
@@ -694,10 +953,10 @@ def describe(entry: Entry) -> str:
         text = p if len(p) <= 100 else p[:97] + "..."
         return f"{entry.station} {arrow} raw frame: {text!r}"
     if entry.kind == "call":
-        summary = _call_summary(entry.action, p)
+        summary = _summary(_call_summary, entry.action, p)
         return f"{head}  {summary}" if summary else head
     if entry.kind == "result":
-        return f"{head}: {_result_summary(entry.action, p)}"
+        return f"{head}: {_summary(_result_summary, entry.action, p) or 'ok'}"
     if entry.kind == "error":
         return f"{head}: CALLERROR {p.get('code')} {p.get('description')!r}"
     if entry.kind == "connect":
@@ -787,8 +1046,13 @@ class CsmsThread:
 
     @property
     def transactions(self) -> dict[int, dict[str, Any]]:
-        """A snapshot (deep copy) of the transactions."""
+        """A snapshot (deep copy) of the OCPP 1.6 transactions."""
         return self._sync(lambda: copy.deepcopy(self.csms.transactions))
+
+    @property
+    def transactions201(self) -> dict[str, dict[str, Any]]:
+        """A snapshot (deep copy) of the OCPP 2.0.1 transactions."""
+        return self._sync(lambda: copy.deepcopy(self.csms.transactions201))
 
     def connected(self) -> list[str]:
         """Ids of the stations connected now."""
@@ -863,6 +1127,16 @@ def _set(mapping: dict[str, Any], key: str, value: Any) -> None:
 # --- command line ------------------------------------------------------------------------------
 
 
+# What ``--version auto`` stands for: the newest first.
+_AUTO = ("2.0.1", "1.6")
+
+
+def _cli_versions(chosen: Iterable[str]) -> tuple[str, ...]:
+    """The ``--version`` values in order, ``auto`` expanded, each version once."""
+    expanded = [v for choice in chosen for v in (_AUTO if choice == "auto" else (choice,))]
+    return tuple(dict.fromkeys(expanded))
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     """Run the CSMS in the foreground, printing the timeline, until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m hil.csms", description="Development OCPP CSMS.")
@@ -877,14 +1151,28 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument(
         "--heartbeat", type=int, default=300, help="heartbeat interval in s (default %(default)s)"
     )
+    parser.add_argument(
+        "--version",
+        action="append",
+        dest="versions",
+        choices=[*_SUBPROTOCOLS, "auto"],
+        help="OCPP version to accept; repeat for several, preferred first; auto = 2.0.1, then 1.6 "
+        "(default 1.6)",
+    )
     args = parser.parse_args(None if argv is None else list(argv))
+    versions = _cli_versions(args.versions or ["1.6"])
 
     async def run() -> None:
         csms = DevCsms(
-            host=args.host, port=args.port, boot_status=args.boot_status, heartbeat_interval=args.heartbeat
+            host=args.host,
+            port=args.port,
+            versions=versions,
+            boot_status=args.boot_status,
+            heartbeat_interval=args.heartbeat,
         )
         await csms.start()
-        print(f"dev CSMS (OCPP 1.6) listening: connect stations to {csms.url}/<station id>", flush=True)
+        names = ", ".join(versions)
+        print(f"dev CSMS (OCPP {names}) listening: connect stations to {csms.url}/<station id>", flush=True)
         try:
             await asyncio.Event().wait()
         finally:
