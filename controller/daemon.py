@@ -205,7 +205,7 @@ class Daemon(Services):
             log.error("OCPP frame log disabled: %s", exc)
         from controller.ocpp_client import make_client
 
-        self.ocpp = make_client(self, {k[7:]: v for k, v in settings.items() if k.startswith("ocpp16.")})
+        self.ocpp = make_client(self, settings)
 
     async def _recover(self) -> None:
         """End transactions a crash or power cut left open, exactly once, as PowerLoss.
@@ -464,7 +464,7 @@ class Daemon(Services):
             for evse_id, state in self.station.evses.items():
                 tx = state.tx
                 if tx is not None and tx.persisted and state.reading is not None:
-                    body = sample_body(evse_id, at, "Sample.Clock", state.reading)
+                    body = sample_body(evse_id, at, "Sample.Clock", state.reading) if self._queues else None
                     self.writes.put(
                         partial(
                             Storage.add_meter_sample,
@@ -475,6 +475,9 @@ class Daemon(Services):
                             outbox=body,
                         ),
                         then=self._outbox_changed,
+                    )
+                    self.ocpp.station_changed(
+                        [MeterSampled(tx.id, at, state.reading, evse_id, "Sample.Clock")]
                     )
                 else:
                     self.spawn(self.ocpp.meter_values_now(evse_id, "Sample.Clock"))
@@ -509,10 +512,15 @@ class Daemon(Services):
         state = self.station.evses[evse_id]
         return Station.connector_status(state)[2] if state.view is not None else ""
 
+    @property
+    def _queues(self) -> bool:
+        """Whether transaction records carry a 1.6 outbox body (2.0.1 queues its own events)."""
+        return self.ocpp is not None and self.ocpp.queues_records
+
     def _stop_body(
         self, evse_id: int, at: datetime, meter_stop: float, reason: str, id_tag: str | None
     ) -> dict[str, Any] | None:
-        if self.ocpp is None:
+        if not self._queues:
             return None
         return {
             "evse_id": evse_id,
@@ -610,7 +618,7 @@ class Daemon(Services):
                         extra={"evse_id": tx.evse_id, "transaction_id": tx.id},
                     )
                     body = None
-                    if self.ocpp is not None:
+                    if self._queues:
                         body = {
                             "evse_id": tx.evse_id,
                             "id_tag": tx.id_tag,
@@ -656,7 +664,7 @@ class Daemon(Services):
                         self._transaction_ended(tx_id)
                 case MeterSampled(tx_id, taken_at, reading, evse_id):
                     body = None
-                    if self.ocpp is not None:
+                    if self._queues:
                         body = sample_body(evse_id, taken_at, "Sample.Periodic", reading)
                     self.writes.put(
                         partial(
@@ -686,6 +694,8 @@ class Daemon(Services):
                 case ReservationEnded(reservation_id, evse_id, reason):
                     log.info("EVSE %d: reservation %d ended (%s)", evse_id, reservation_id, reason)
                     self._forget_reservation(reservation_id)
+        if actions and self.ocpp is not None:
+            self.ocpp.station_changed(actions)
 
     def _persisted(self, tx_id: str) -> None:
         self._apply(self.station.transaction_persisted(self.now(), tx_id))
@@ -705,6 +715,9 @@ class Daemon(Services):
             }
         return self._evse_status(evse_id)
 
+    def _reported_status(self, status: str) -> str:
+        return self.ocpp.reported_status(status) if self.ocpp is not None else status
+
     def _evse_status(self, evse_id: int) -> dict[str, Any]:
         view = self.channels[evse_id].view
         state = self.station.evses[evse_id]
@@ -719,7 +732,7 @@ class Daemon(Services):
             "contactor_closed": bool(view and view.contactor_closed),
             "power_w": round(reading.power_w, 1) if reading else 0.0,
             "energy_wh": round(reading.energy_wh, 3) if reading else 0.0,
-            "connector_status": state.status[0] or "Available",
+            "connector_status": self._reported_status(state.status[0] or "Available"),
             "error_code": state.status[1] or "NoError",
             "faults": sorted(f.value for f in view.faults) if view else [],
             "ocpp_connected": bool(self.ocpp and self.ocpp.online),

@@ -19,20 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 from controller import authorization as auth
 from controller import schedule
-from controller.link import CallFailed, Endpoint, Link, NotConnected, Reply
+from controller.adapter import BOOT_RETRY_DEFAULT_S, CALL_TIMEOUT_S, Adapter
+from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.ocpp16_keys import KeyStore
 from controller.ocppj import Call, RpcError
 from controller.station import Reservation
-from controller.storage import OutboxEntry, Storage, StorageError, parse_timestamp, timestamp
+from controller.storage import OutboxEntry, Storage, parse_timestamp, timestamp
 
 if TYPE_CHECKING:
     from controller.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
-CALL_TIMEOUT_S = 30.0
-BOOT_RETRY_DEFAULT_S = 60
-CLOCK_SKEW_S = 1.0  # adopt the CSMS's time when ours differs by more than this
 
 PHASES = ("L1", "L2", "L3")
 
@@ -41,24 +39,19 @@ def _wh(value: float) -> int:
     return math.floor(value + 1e-9)
 
 
-class Ocpp16:
-    def __init__(self, host: Daemon, endpoint: Endpoint, stored_keys: dict[str, str]) -> None:
-        self.host = host
+class Ocpp16(Adapter):
+    OUTBOX_KINDS = ("start", "meter", "stop")
+
+    def __init__(self, host: Daemon, link: Link, stored_keys: dict[str, str]) -> None:
+        super().__init__(host, link)
         overrides = {
             "NumberOfConnectors": str(len(host.station.evses)),
             "ConnectorPhaseRotation": ",".join(f"{i}.Unknown" for i in host.station.evses),
         }
         self.keys = KeyStore(stored_keys, overrides, self._save_key)
-        self.link = Link(endpoint, self._handle, self._opened, self._closed, host.frames)
-        self.accepted = False  # BootNotification accepted on this connection
-        self.registration = "none"
-        self._session: list[asyncio.Task[Any]] = []
-        self._outbox_wake = asyncio.Event()
-        self._delivered: set[int] = set()  # answered, removal from the outbox not yet committed
         self._abandoned: set[str] = set()  # transactions whose StartTransaction was dropped
         self._status_sent: dict[int, tuple[str, str]] = {}
         self._status_wake = asyncio.Event()
-        self._heartbeat_changed = asyncio.Event()
         self.firmware_status = "Idle"
         self.diagnostics_status = "Idle"
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]] = {
@@ -97,6 +90,9 @@ class Ocpp16:
         station.sample_interval = timedelta(seconds=keys.number("MeterValueSampleInterval"))
         self.host.aligned_interval_s = keys.number("ClockAlignedDataInterval")
 
+    def heartbeat_interval(self) -> int:
+        return self.keys.number("HeartbeatInterval")
+
     def auth_settings(self) -> auth.AuthSettings:
         keys = self.keys
         return auth.AuthSettings(
@@ -107,14 +103,7 @@ class Ocpp16:
             allow_offline_tx_for_unknown_id=keys.flag("AllowOfflineTxForUnknownId"),
         )
 
-    @property
-    def online(self) -> bool:
-        return self.link.connected and self.accepted
-
     # -- connection --------------------------------------------------------------------
-
-    async def run(self) -> None:
-        await self.link.run()
 
     async def _opened(self, version: str) -> None:
         self.accepted = False
@@ -129,12 +118,6 @@ class Ocpp16:
         self._status_wake.set()
         self._outbox_wake.set()
         await self.host.ocpp_ready()
-
-    def _closed(self) -> None:
-        self.accepted = False
-        for task in self._session:
-            task.cancel()
-        self._session = []
 
     async def _boot(self) -> None:
         station = self.host.config.station
@@ -165,31 +148,6 @@ class Ocpp16:
             wait = interval if interval > 0 else BOOT_RETRY_DEFAULT_S
             log.warning("BootNotification %s by the CSMS; retrying in %d s", reply["status"], wait)
             await asyncio.sleep(wait)
-
-    def _adopt_clock(self, text: str) -> None:
-        try:
-            theirs = parse_timestamp(text)
-        except ValueError:
-            log.warning("the CSMS sent an unreadable currentTime %r; clock unchanged", text)
-            return
-        skew = (theirs - self.host.now()).total_seconds()
-        if abs(skew) > CLOCK_SKEW_S:
-            self.host.set_clock(timedelta(seconds=skew))
-            log.info("clock set from the CSMS (%+.1f s)", skew)
-
-    async def _heartbeat(self) -> None:
-        while True:
-            interval = self.keys.number("HeartbeatInterval") or 86400
-            self._heartbeat_changed.clear()
-            try:
-                await asyncio.wait_for(self._heartbeat_changed.wait(), interval)
-            except TimeoutError:
-                await self.heartbeat()
-
-    async def heartbeat(self) -> None:
-        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            reply = await self.link.call("Heartbeat", {}, CALL_TIMEOUT_S)
-            self._adopt_clock(reply["currentTime"])
 
     # -- status ------------------------------------------------------------------------
 
@@ -251,29 +209,6 @@ class Ocpp16:
         return auth.info_from_ocpp16(reply["idTagInfo"])
 
     # -- transaction messages ----------------------------------------------------------
-
-    def outbox_changed(self) -> None:
-        self._outbox_wake.set()
-
-    async def _deliver_outbox(self) -> None:
-        """Send the outbox in order while connected; the session's end cancels this."""
-        database = self.host.database
-        while True:
-            try:
-                entries = await database.run(database.storage.outbox, 50)
-                entries = [e for e in entries if e.id not in self._delivered]
-                if not entries:
-                    self._outbox_wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._outbox_wake.wait(), 5.0)
-                    continue
-                for entry in entries:
-                    if not await self._deliver(entry):
-                        return  # the connection is gone; the next session starts over
-            except StorageError as exc:
-                # A full or locked disk: nothing is lost, the outbox is read again.
-                log.error("transaction messages held back: %s", exc)
-                await asyncio.sleep(5.0)
 
     async def _drop(self, entry: OutboxEntry, why: str) -> None:
         log.error("%s for transaction %s dropped: %s", entry.kind, entry.transaction_id, why)
@@ -348,10 +283,6 @@ class Ocpp16:
                     auth.info_from_ocpp16(reply["idTagInfo"]),
                 )
             return True
-
-    def _committed(self, entry_id: int) -> None:
-        self._delivered.discard(entry_id)
-        self._outbox_wake.set()
 
     def _message(self, entry: OutboxEntry, csms_id: str | None) -> tuple[str, dict[str, Any]]:
         body = entry.body
@@ -703,6 +634,6 @@ class Ocpp16:
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
             await self.link.call("DiagnosticsStatusNotification", {"status": status}, CALL_TIMEOUT_S)
 
-    async def close(self) -> None:
-        self._closed()
-        await self.link.close()
+    @staticmethod
+    def reported_status(status: str) -> str:
+        return status

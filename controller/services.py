@@ -141,8 +141,9 @@ class Services:
 
     async def local_transaction_id(self: Daemon, csms_id: str) -> str | None:
         for evse in self.station.evses.values():
-            if evse.tx is not None and self.csms_ids.get(evse.tx.id) == csms_id:
-                return evse.tx.id
+            tx = evse.tx
+            if tx is not None and csms_id in (tx.id, self.csms_ids.get(tx.id)):
+                return tx.id  # 2.0.1: the station names its transactions itself
         return await self.database.run(self.database.storage.transaction_by_csms_id, csms_id)
 
     async def remote_stop(self: Daemon, csms_id: str) -> bool:

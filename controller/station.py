@@ -107,6 +107,7 @@ class MeterSampled:
     taken_at: datetime
     reading: MeterReading
     evse_id: int = 0
+    context: str = "Sample.Periodic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +192,7 @@ class EvseState:
     available: bool = True  # operative; an inoperative EVSE finishes its transaction first
     reservation: Reservation | None = None
     limit_a: float = math.inf  # from the charging schedule
+    next_tx_id: str | None = None  # the id the next transaction takes (2.0.1 may start one early)
 
     def idle(self) -> bool:
         return self.tx is None and self.stopping is None and self.token is None
@@ -488,7 +490,7 @@ class Station:
             return
         reservation = evse.reservation
         evse.tx = Transaction(
-            str(uuid.uuid4()),
+            evse.next_tx_id or str(uuid.uuid4()),
             evse.id,
             evse.token,
             now,
@@ -498,6 +500,7 @@ class Station:
             parent=evse.token_parent,
         )
         evse.token_expires = None
+        evse.next_tx_id = None
         if reservation is not None:
             evse.reservation = None
             self._actions.append(ReservationEnded(reservation.id, evse.id, "Used"))

@@ -93,6 +93,17 @@ MIGRATIONS: tuple[str, ...] = (
         expiry TEXT NOT NULL
     );
     """,
+    # OCPP 2.0.1: each transaction's last TransactionEvent seqNo, so that events go on
+    # without gaps after a restart and an interrupted transaction is ended exactly once.
+    """
+    CREATE TABLE tx_events (
+        transaction_id TEXT PRIMARY KEY,
+        evse_id INTEGER NOT NULL,
+        seq_no INTEGER NOT NULL,
+        ended INTEGER NOT NULL DEFAULT 0,
+        energy_wh REAL
+    );
+    """,
 )
 
 
@@ -139,7 +150,7 @@ class OutboxEntry:
 
     id: int
     transaction_id: str
-    kind: str  # "start", "meter", "stop"
+    kind: str  # 1.6: "start", "meter", "stop"; 2.0.1: "event" (a whole TransactionEvent)
     body: dict[str, Any]
     attempts: int
     csms_id: str | None  # the CSMS's id for the transaction, once it gave one
@@ -300,6 +311,48 @@ class Storage:
             self.db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
 
         self._atomic(write)
+
+    def add_tx_event(
+        self,
+        tx_id: str,
+        evse_id: int,
+        seq_no: int,
+        ended: bool,
+        energy_wh: float | None,
+        body: dict[str, Any],
+    ) -> None:
+        """Queue one 2.0.1 TransactionEvent and record its seqNo, in one commit."""
+
+        def write() -> None:
+            self.db.execute(
+                "INSERT INTO tx_events (transaction_id, evse_id, seq_no, ended, energy_wh) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO UPDATE SET "
+                "seq_no = excluded.seq_no, ended = excluded.ended, "
+                "energy_wh = coalesce(excluded.energy_wh, energy_wh)",
+                (tx_id, evse_id, seq_no, int(ended), energy_wh),
+            )
+            self._queue(tx_id, "event", body, datetime.now(UTC))
+
+        self._atomic(write)
+
+    def open_tx_events(self) -> list[tuple[str, int, int, float | None]]:
+        """2.0.1 transactions not ended: (id, evse id, last seqNo, last energy in Wh)."""
+        try:
+            rows = self.db.execute(
+                "SELECT transaction_id, evse_id, seq_no, energy_wh FROM tx_events WHERE ended = 0"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read {self.path}: {exc}") from exc
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def drop_outbox(self, kinds: tuple[str, ...]) -> int:
+        """Forget queued messages of another OCPP version (``ocpp.version = "auto"``)."""
+        marks = ",".join("?" * len(kinds))
+        cursor = self.db.execute(f"SELECT count(*) FROM outbox WHERE kind IN ({marks})", kinds)
+        count: int = cursor.fetchone()[0]
+        if count:
+            self._write(f"DELETE FROM outbox WHERE kind IN ({marks})", kinds)
+        return count
 
     def outbox_attempted(self, entry_id: int) -> None:
         self._write("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (entry_id,))

@@ -30,7 +30,7 @@ model = "PiCharger-Sim"
 serial = "SIM-0001"
 
 [ocpp]
-version = "1.6"
+version = "{version}"
 url = "{url}"
 
 [auth]
@@ -140,6 +140,29 @@ class Bench:
     def calls(self, action: str) -> list[dict[str, Any]]:
         return self.csms.calls(action, station="CP001")
 
+    def event(
+        self,
+        event_type: str,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = 10,
+        after: int = 0,
+    ) -> dict[str, Any]:
+        """The next 2.0.1 TransactionEvent of ``event_type`` (Started, Updated, Ended)."""
+        return self.wait(
+            "TransactionEvent",
+            lambda p: p["eventType"] == event_type and (where is None or where(p)),
+            timeout,
+            after,
+        )
+
+    def status201(self, evse: int, status: str, after: int = 0, timeout: float = 10) -> dict[str, Any]:
+        return self.wait(
+            "StatusNotification",
+            lambda p: p["evseId"] == evse and p["connectorStatus"] == status,
+            timeout,
+            after,
+        )
+
     # -- the station side --------------------------------------------------------------
 
     def db(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -169,15 +192,33 @@ def write_config(
     auth_mode: str = "ocpp",
     extra: str = "",
     lock: str = "none",
+    version: str = "1.6",
 ) -> None:
     blocks = "\n".join(EVSE.format(id=i, lock=lock) for i in range(1, evses + 1))
-    path.write_text(BASE.format(url=url, auth_mode=auth_mode, evses=blocks, extra=extra))
+    path.write_text(BASE.format(url=url, auth_mode=auth_mode, evses=blocks, extra=extra, version=version))
 
 
 @pytest.fixture
 def csms() -> Iterator[CsmsThread]:
     with CsmsThread(quiet=True) as server:
         yield server
+
+
+@pytest.fixture
+def csms201() -> Iterator[CsmsThread]:
+    """A development CSMS that speaks OCPP 2.0.1 only."""
+    with CsmsThread(quiet=True, versions=("2.0.1",)) as server:
+        yield server
+
+
+@pytest.fixture
+def bench201(tmp_path: Path, csms201: CsmsThread) -> Iterator[Bench]:
+    """A station with one EVSE speaking OCPP 2.0.1, auth mode "ocpp", booted."""
+    running = make_bench(tmp_path, csms201, version="2.0.1")
+    running.start()
+    yield running
+    if running.proc is not None and running.proc.poll() is None:
+        running.kill()
 
 
 def make_bench(tmp_path: Path, csms: CsmsThread, **config: Any) -> Bench:

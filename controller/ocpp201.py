@@ -1,0 +1,1018 @@
+"""The OCPP 2.0.1 adapter: the station model and services in 2.0.1 messages.
+
+Like the 1.6 adapter it holds no charging logic: settings live in the device model
+(``device_model.py``), transactions are derived by ``tx201`` from what the station does,
+and requests from the CSMS become calls on the daemon's version-neutral services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from controller import authorization as auth
+from controller import device_model as dm
+from controller import schedule, tx201
+from controller.adapter import BOOT_RETRY_DEFAULT_S, CALL_TIMEOUT_S, Adapter
+from controller.link import CallFailed, Link, NotConnected, Reply
+from controller.monitoring import Monitors
+from controller.ocppj import Call, RpcError
+from controller.pilot import CpState
+from controller.services import sample_body
+from controller.station import (
+    Action,
+    EvseState,
+    MeterSampled,
+    Reservation,
+    ReservationEnded,
+    TransactionStopped,
+)
+from controller.storage import OutboxEntry, Storage, parse_timestamp, timestamp
+
+if TYPE_CHECKING:
+    from controller.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+PREFIX = "ocpp201."
+STATUS_WORDS = {  # 1.6 connector status -> 2.0.1 ConnectorStatusEnumType
+    "Available": "Available",
+    "Preparing": "Occupied",
+    "Charging": "Occupied",
+    "SuspendedEV": "Occupied",
+    "SuspendedEVSE": "Occupied",
+    "Finishing": "Occupied",
+    "Reserved": "Reserved",
+    "Unavailable": "Unavailable",
+    "Faulted": "Faulted",
+}
+CHARGING_STATES = {
+    "Charging": "Charging",
+    "SuspendedEV": "SuspendedEV",
+    "SuspendedEVSE": "SuspendedEVSE",
+}
+UPLOAD_WORDS = {"UploadFailed": "UploadFailure"}
+
+
+class Ocpp201(Adapter):
+    OUTBOX_KINDS = ("event",)
+
+    def __init__(self, host: Daemon, link: Link, settings: dict[str, str]) -> None:
+        super().__init__(host, link)
+        config = host.config
+        station = config.station
+        ocpp = config.ocpp or {}
+        evses = {e.id: dm.EvseInfo(e.max_current_a, e.phases, e.lock.driver != "none") for e in config.evses}
+        info = dm.StationInfo(
+            station["vendor"],
+            station["model"],
+            station.get("serial") or "",
+            host.version,
+            int(ocpp.get("security_profile", 0)),
+        )
+        stored = {k[len(PREFIX) :]: v for k, v in settings.items() if k.startswith(PREFIX)}
+        self.model = dm.DeviceModel(dm.definitions(evses, info), stored, self._save)
+        self.monitors = Monitors(self.model, settings.get("monitors201"), self._save_monitors)
+        self._register_live()
+        self.tx = tx201.Transactions()
+        self._faults: dict[int, frozenset[str]] = {}
+        self._status_sent: dict[int, str] = {}
+        self._status_wake = asyncio.Event()
+        self.boot_reason = "PowerUp"
+        if settings.get("firmware.installed") == "pending":
+            self.boot_reason = "FirmwareUpdate"
+        elif settings.get(PREFIX + "boot_reason"):
+            self.boot_reason = settings[PREFIX + "boot_reason"]
+            host.save_setting(PREFIX + "boot_reason", "")
+        self.firmware_status = "Idle"
+        self.firmware_request: int | None = None
+        self.log_status = "Idle"
+        self.log_request: int | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]] = {
+            "CancelReservation": self._cancel_reservation,
+            "ChangeAvailability": self._change_availability,
+            "ClearCache": self._clear_cache,
+            "ClearChargingProfile": self._clear_charging_profile,
+            "ClearVariableMonitoring": self._clear_variable_monitoring,
+            "DataTransfer": self._data_transfer,
+            "GetBaseReport": self._get_base_report,
+            "GetChargingProfiles": self._get_charging_profiles,
+            "GetCompositeSchedule": self._get_composite_schedule,
+            "GetLocalListVersion": self._get_local_list_version,
+            "GetLog": self._get_log,
+            "GetMonitoringReport": self._get_monitoring_report,
+            "GetReport": self._get_report,
+            "GetTransactionStatus": self._get_transaction_status,
+            "GetVariables": self._get_variables,
+            "RequestStartTransaction": self._request_start,
+            "RequestStopTransaction": self._request_stop,
+            "ReserveNow": self._reserve_now,
+            "Reset": self._reset,
+            "SendLocalList": self._send_local_list,
+            "SetChargingProfile": self._set_charging_profile,
+            "SetMonitoringBase": self._set_monitoring_base,
+            "SetMonitoringLevel": self._set_monitoring_level,
+            "SetNetworkProfile": self._set_network_profile,
+            "SetVariableMonitoring": self._set_variable_monitoring,
+            "SetVariables": self._set_variables,
+            "TriggerMessage": self._trigger_message,
+            "UnlockConnector": self._unlock_connector,
+            "UpdateFirmware": self._update_firmware,
+        }
+
+    # -- settings ----------------------------------------------------------------------
+
+    def _save(self, key: str, value: str) -> None:
+        self.host.save_setting(PREFIX + key, value)
+
+    def _save_monitors(self, value: str) -> None:
+        self.host.save_setting("monitors201", value)
+
+    def _value(self, component: str, variable: str, **where: Any) -> str:
+        return self.model.value(component, variable, **where)
+
+    def _number(self, component: str, variable: str, **where: Any) -> int:
+        return int(self.model.number(component, variable, **where))
+
+    def _flag(self, component: str, variable: str, **where: Any) -> bool:
+        return self.model.flag(component, variable, **where)
+
+    def _items(self, component: str, variable: str, **where: Any) -> list[str]:
+        return self.model.items(component, variable, **where)
+
+    def heartbeat_interval(self) -> int:
+        return self._number("OCPPCommCtrlr", "HeartbeatInterval")
+
+    def apply_keys(self) -> None:
+        """Hand the variables that steer version-neutral behaviour to the station."""
+        station = self.host.station
+        station.connection_timeout = timedelta(seconds=self._number("TxCtrlr", "EVConnectionTimeOut"))
+        station.stop_on_invalid_id = self._flag("TxCtrlr", "StopTxOnInvalidId")
+        sampled = self._flag("SampledDataCtrlr", "Enabled")
+        interval = self._number("SampledDataCtrlr", "TxUpdatedInterval") if sampled else 0
+        station.sample_interval = timedelta(seconds=interval)
+        aligned = self._flag("AlignedDataCtrlr", "Enabled")
+        self.host.aligned_interval_s = self._number("AlignedDataCtrlr", "Interval") if aligned else 0
+        self.tx.settings = tx201.Settings(
+            start_points=frozenset(self._items("TxCtrlr", "TxStartPoint")),
+            stop_points=frozenset(self._items("TxCtrlr", "TxStopPoint")),
+            started_measurands=tuple(self._items("SampledDataCtrlr", "TxStartedMeasurands")),
+            updated_measurands=tuple(self._items("SampledDataCtrlr", "TxUpdatedMeasurands")),
+            ended_measurands=tuple(self._items("SampledDataCtrlr", "TxEndedMeasurands")),
+            aligned_measurands=tuple(self._items("AlignedDataCtrlr", "Measurands")),
+        )
+
+    def auth_settings(self) -> auth.AuthSettings:
+        return auth.AuthSettings(
+            local_auth_list_enabled=self._flag("LocalAuthListCtrlr", "Enabled"),
+            auth_cache_enabled=self._flag("AuthCacheCtrlr", "Enabled"),
+            local_pre_authorize=self._flag("AuthCtrlr", "LocalPreAuthorize"),
+            local_authorize_offline=self._flag("AuthCtrlr", "LocalAuthorizeOffline"),
+            allow_offline_tx_for_unknown_id=self._flag("AuthCtrlr", "OfflineTxForUnknownIdEnabled"),
+        )
+
+    def _register_live(self) -> None:
+        host, model = self.host, self.model
+
+        def live(component: str, variable: str, getter: Callable[[], str], **where: Any) -> None:
+            found = model.find(component, variable, **where)
+            if found is not None:
+                model.live(found.key, getter)
+
+        live("ClockCtrlr", "DateTime", lambda: timestamp(host.now()))
+        live("SecurityCtrlr", "Identity", lambda: str(host.config.station["id"]))
+        live("LocalAuthListCtrlr", "Entries", lambda: str(len(host.local_list)))
+        live(
+            "SmartChargingCtrlr",
+            "Entries",
+            lambda: str(len(host.profiles.all())),
+            variable_instance="ChargingProfiles",
+        )
+        live("ChargingStation", "AvailabilityState", lambda: self._station_state())
+        live(
+            "ChargingStation", "Problem", lambda: _bool(any(self._evse_faults(i) for i in host.station.evses))
+        )
+        live("TokenReader", "Problem", lambda: "false")
+        live("OCPPCommCtrlr", "ActiveNetworkProfile", lambda: "0")
+        for evse_id in host.station.evses:
+            live("EVSE", "AvailabilityState", functools.partial(self._evse_state, evse_id), evse=evse_id)
+            live("EVSE", "Power", functools.partial(self._power, evse_id), evse=evse_id)
+            live(
+                "Connector",
+                "AvailabilityState",
+                functools.partial(self._evse_state, evse_id),
+                evse=evse_id,
+                connector=1,
+            )
+            live("PowerContactor", "Active", functools.partial(self._contactor, evse_id), evse=evse_id)
+            live("CPPWMController", "Active", functools.partial(self._pwm, evse_id), evse=evse_id)
+            for component, variable in set(dm.FAULT_VARIABLES.values()):
+                live(
+                    component,
+                    variable,
+                    functools.partial(self._fault_value, evse_id, component, variable),
+                    evse=evse_id,
+                )
+
+    def _station_state(self) -> str:
+        states = {self._evse_state(i) for i in self.host.station.evses}
+        return "Available" if "Available" in states or "Occupied" in states else states.pop()
+
+    def _evse_state(self, evse_id: int) -> str:
+        status = self.host.station.evses[evse_id].status[0] or "Available"
+        return STATUS_WORDS.get(status, "Available")
+
+    def _power(self, evse_id: int) -> str:
+        reading = self.host.station.evses[evse_id].reading
+        return f"{reading.power_w:.1f}" if reading is not None else "0"
+
+    def _contactor(self, evse_id: int) -> str:
+        view = self.host.station.evses[evse_id].view
+        return _bool(view is not None and view.contactor_closed)
+
+    def _pwm(self, evse_id: int) -> str:
+        view = self.host.station.evses[evse_id].view
+        return _bool(view is not None and view.pilot.name == "PWM")
+
+    def _evse_faults(self, evse_id: int) -> frozenset[str]:
+        view = self.host.station.evses[evse_id].view
+        return frozenset(str(f) for f in view.faults) if view is not None else frozenset()
+
+    def _fault_value(self, evse_id: int, component: str, variable: str) -> str:
+        faults = self._evse_faults(evse_id)
+        return _bool(any(dm.FAULT_VARIABLES.get(f) == (component, variable) for f in faults))
+
+    @staticmethod
+    def reported_status(status: str) -> str:
+        return STATUS_WORDS.get(status, status)
+
+    # -- connection --------------------------------------------------------------------
+
+    async def _opened(self, version: str) -> None:
+        self.accepted = False
+        await self._boot()
+        self.accepted = True
+        self._status_sent.clear()
+        self._session = [
+            self.host.spawn(self._heartbeat()),
+            self.host.spawn(self._deliver_outbox()),
+            self.host.spawn(self._send_statuses()),
+        ]
+        self._status_wake.set()
+        self._outbox_wake.set()
+        await self.host.ocpp_ready()
+
+    async def _boot(self) -> None:
+        station = self.host.config.station
+        charging_station: dict[str, Any] = {
+            "model": station["model"][:20],
+            "vendorName": station["vendor"][:50],
+            "firmwareVersion": self.host.version[:50],
+        }
+        if station.get("serial"):
+            charging_station["serialNumber"] = station["serial"][:25]
+        while True:
+            payload = {"reason": self.boot_reason, "chargingStation": charging_station}
+            try:
+                reply = await self.link.call("BootNotification", payload, CALL_TIMEOUT_S)
+            except (CallFailed, TimeoutError) as exc:
+                log.warning("BootNotification failed (%s); retrying in %d s", exc, BOOT_RETRY_DEFAULT_S)
+                await asyncio.sleep(BOOT_RETRY_DEFAULT_S)
+                continue
+            self.registration = reply["status"]
+            self._adopt_clock(reply["currentTime"])
+            interval = int(reply["interval"])
+            if reply["status"] == "Accepted":
+                if interval > 0:
+                    key = self.model.find("OCPPCommCtrlr", "HeartbeatInterval")
+                    assert key is not None
+                    self.model.set_actual(key.key, str(interval))
+                log.info("BootNotification accepted; heartbeat every %d s", self.heartbeat_interval())
+                self.boot_reason = "PowerUp"
+                return
+            wait = interval if interval > 0 else BOOT_RETRY_DEFAULT_S
+            log.warning("BootNotification %s by the CSMS; retrying in %d s", reply["status"], wait)
+            await asyncio.sleep(wait)
+
+    # -- status and events -------------------------------------------------------------
+
+    def status_changed(self) -> None:
+        self._status_wake.set()
+
+    async def _send_statuses(self) -> None:
+        while True:
+            await self._status_wake.wait()
+            self._status_wake.clear()
+            for evse_id in self.host.station.evses:
+                status = self._evse_state(evse_id)
+                if self._status_sent.get(evse_id) != status and await self._status(evse_id, status):
+                    self._status_sent[evse_id] = status
+
+    async def _status(self, evse_id: int, status: str) -> bool:
+        payload = {
+            "timestamp": timestamp(self.host.now()),
+            "connectorStatus": status,
+            "evseId": evse_id,
+            "connectorId": 1,
+        }
+        try:
+            await self.link.call("StatusNotification", payload, CALL_TIMEOUT_S)
+        except (NotConnected, CallFailed, TimeoutError) as exc:
+            log.warning("StatusNotification for EVSE %d not delivered: %s", evse_id, exc)
+            return False
+        return True
+
+    def station_changed(self, actions: list[Action]) -> None:
+        """Derive transaction events, reservation updates and fault events from the actions."""
+        host, now = self.host, self.host.now()
+        offline = not self.online
+        events: list[tx201.Event] = []
+        for action in actions:
+            match action:
+                case TransactionStopped(tx_id, evse_id, _, meter_stop, reason, _):
+                    self.tx.energy_ended(evse_id, tx_id, reason, meter_stop)
+                case MeterSampled(tx_id, taken_at, reading, evse_id, context):
+                    sample = sample_body(evse_id, taken_at, context, reading)
+                    events += self.tx.sampled(now, evse_id, tx_id, sample, offline)
+                case ReservationEnded(reservation_id, _, reason) if reason == "Expired":
+                    host.spawn(self._reservation_update(reservation_id, "Expired"))
+        for evse_id, state in host.station.evses.items():
+            if state.view is None:
+                continue
+            events += self.tx.observe(now, evse_id, self._facts(state), offline)
+            if host.station.closed and evse_id in self.tx.open:
+                events += self.tx.end(now, evse_id, host.shutdown_reason, offline)
+            current = self.tx.open.get(evse_id)
+            state.next_tx_id = current.id if current is not None and current.station_tx is None else None
+            self._check_faults(evse_id, now)
+        for event in events:
+            self._queue(event)
+
+    def _facts(self, state: EvseState) -> tx201.Facts:
+        view = state.view
+        assert view is not None
+        tx = state.tx
+        status = state.status[0]
+        charging = CHARGING_STATES.get(status, "EVConnected" if state.ev_present else "Idle")
+        if tx is None and state.ev_present:
+            charging = "EVConnected"
+        reading = (
+            sample_body(state.id, self.host.now(), "Sample.Periodic", state.reading)
+            if state.reading
+            else None
+        )
+        return tx201.Facts(
+            ev_present=state.ev_present and view.cp is not CpState.E,
+            token=tx.id_tag if tx is not None else state.token,
+            tx_id=tx.id if tx is not None else None,
+            power_path_closed=view.contactor_closed,
+            charging_state=charging,
+            reading=reading,
+            stopping=state.stopping is not None,
+        )
+
+    def _queue(self, event: tx201.Event) -> None:
+        log.info(
+            "TransactionEvent %s for %s (seqNo %d, %s)",
+            event.payload["eventType"],
+            event.tx_id,
+            event.seq_no,
+            event.payload["triggerReason"],
+            extra={"evse_id": event.evse_id, "transaction_id": event.tx_id},
+        )
+        self.host.writes.put(
+            functools.partial(
+                Storage.add_tx_event,
+                tx_id=event.tx_id,
+                evse_id=event.evse_id,
+                seq_no=event.seq_no,
+                ended=event.ended,
+                energy_wh=event.energy_wh,
+                body=event.payload,
+            ),
+            then=self.outbox_changed,
+        )
+
+    def recover(self) -> None:
+        """End, as PowerLoss, the 2.0.1 transactions a crash or power cut left open."""
+        storage = self.host.database.storage
+        now = self.host.now()
+        for tx_id, evse_id, seq_no, energy in storage.open_tx_events():
+            payload = tx201.power_loss(now, tx_id, evse_id, seq_no, energy)
+            log.warning("transaction %s was interrupted (power loss or crash); ended as PowerLoss", tx_id)
+            self._queue(tx201.Event(tx_id, evse_id, seq_no + 1, True, energy, payload))
+
+    def _check_faults(self, evse_id: int, now: datetime) -> None:
+        faults = self._evse_faults(evse_id)
+        before = self._faults.get(evse_id, frozenset())
+        if faults == before:
+            return
+        self._faults[evse_id] = faults
+        data: list[dict[str, Any]] = []
+        for variable in {dm.FAULT_VARIABLES[f] for f in faults ^ before if f in dm.FAULT_VARIABLES}:
+            found = self.model.find(variable[0], variable[1], evse=evse_id)
+            if found is None:
+                continue
+            new = self._fault_value(evse_id, *variable)
+            old = _bool(any(dm.FAULT_VARIABLES.get(f) == variable for f in before))
+            if new != old:
+                data += self.monitors.changed(found.key, old, new, now)
+        if data:
+            self.host.spawn(self._notify_event(data))
+
+    async def _notify_event(self, data: list[dict[str, Any]]) -> None:
+        payload = {"generatedAt": timestamp(self.host.now()), "seqNo": 0, "eventData": data}
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            await self.link.call("NotifyEvent", payload, CALL_TIMEOUT_S)
+
+    async def _reservation_update(self, reservation_id: int, status: str) -> None:
+        payload = {"reservationId": reservation_id, "reservationUpdateStatus": status}
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            await self.link.call("ReservationStatusUpdate", payload, CALL_TIMEOUT_S)
+
+    # -- authorization -----------------------------------------------------------------
+
+    async def authorize(self, token: str) -> auth.IdTagInfo | None:
+        """Ask the CSMS; None when it cannot answer (offline rules apply)."""
+        if not self.online:
+            return None
+        try:
+            reply = await self.link.call("Authorize", {"idToken": tx201.id_token(token)}, CALL_TIMEOUT_S)
+            return auth.info_from_ocpp201(reply["idTokenInfo"])
+        except (NotConnected, CallFailed, TimeoutError, ValueError) as exc:
+            log.warning("Authorize for %s not answered (%s); offline rules apply", token, exc)
+            return None
+
+    # -- transaction events ------------------------------------------------------------
+
+    async def _deliver(self, entry: OutboxEntry) -> bool:
+        database = self.host.database
+        attempts = entry.attempts
+        payload = entry.body
+        while True:
+            try:
+                reply = await self.link.call("TransactionEvent", payload, CALL_TIMEOUT_S)
+            except NotConnected:
+                return False
+            except (CallFailed, TimeoutError) as exc:
+                attempts += 1
+                await database.run(database.storage.outbox_attempted, entry.id)
+                limit = self._number("OCPPCommCtrlr", "MessageAttempts", variable_instance="TransactionEvent")
+                if attempts >= limit:
+                    log.error(
+                        "TransactionEvent for %s dropped after %d attempts: %s",
+                        entry.transaction_id,
+                        attempts,
+                        exc,
+                    )
+                    await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
+                    return True
+                interval = self._number(
+                    "OCPPCommCtrlr", "MessageAttemptInterval", variable_instance="TransactionEvent"
+                )
+                wait = interval * attempts
+                log.warning("TransactionEvent not accepted (%s); attempt %d in %d s", exc, attempts + 1, wait)
+                await asyncio.sleep(wait)
+                continue
+            if payload["eventType"] == "Ended":
+                await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
+            else:
+                self._delivered.add(entry.id)
+                self.host.writes.put(
+                    functools.partial(
+                        Storage.outbox_delivered, entry_id=entry.id, tx_id=entry.transaction_id
+                    ),
+                    then=functools.partial(self._committed, entry.id),
+                )
+            if "idTokenInfo" in reply and "idToken" in payload:
+                try:
+                    info = auth.info_from_ocpp201(reply["idTokenInfo"])
+                except ValueError:
+                    return True
+                current = self.tx.by_id(entry.transaction_id)
+                station_tx = current.station_tx if current is not None else entry.transaction_id
+                self.host.id_tag_info(station_tx or entry.transaction_id, payload["idToken"]["idToken"], info)
+            return True
+
+    async def meter_values_now(self, evse_id: int, context: str) -> None:
+        """MeterValues outside a transaction (clock-aligned or triggered); not queued."""
+        if context == "Sample.Clock" and not self._flag("AlignedDataCtrlr", "SendDuringIdle"):
+            return
+        sample = self.host.sample(evse_id, context)
+        if sample is None or not self.online:
+            return
+        component = "AlignedDataCtrlr" if context == "Sample.Clock" else "SampledDataCtrlr"
+        variable = "Measurands" if context == "Sample.Clock" else "TxUpdatedMeasurands"
+        value = tx201.meter_value(sample, self._items(component, variable))
+        if not value["sampledValue"]:
+            return
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            await self.link.call("MeterValues", {"evseId": evse_id, "meterValue": [value]}, CALL_TIMEOUT_S)
+
+    # -- requests from the CSMS --------------------------------------------------------
+
+    async def _handle(self, call: Call) -> Reply:
+        if not self.accepted and self.registration == "Rejected":
+            raise RpcError("security", "the CSMS rejected our BootNotification")
+        handler = self._handlers.get(call.action)
+        if handler is None:
+            raise RpcError("not_implemented", f"{call.action} is not supported")
+        log.info(
+            "%s from the CSMS",
+            call.action,
+            extra={"ocpp_action": call.action, "ocpp_message_id": call.unique_id},
+        )
+        return await handler(call.payload)
+
+    def _evse(self, evse_id: int | None) -> bool:
+        return evse_id in self.host.station.evses
+
+    def _items_per_message(self, instance: str) -> int:
+        return self._number("DeviceDataCtrlr", "ItemsPerMessage", variable_instance=instance)
+
+    # B: provisioning
+
+    async def _get_variables(self, p: dict[str, Any]) -> Reply:
+        items = p["getVariableData"]
+        if len(items) > self._items_per_message("GetVariables"):
+            raise RpcError("occurrence", "more getVariableData than ItemsPerMessage GetVariables")
+        return Reply({"getVariableResult": [self.model.get(item) for item in items]})
+
+    async def _set_variables(self, p: dict[str, Any]) -> Reply:
+        items = p["setVariableData"]
+        if len(items) > self._items_per_message("SetVariables"):
+            raise RpcError("occurrence", "more setVariableData than ItemsPerMessage SetVariables")
+        results, changed = [], []
+        for item in items:
+            result, definition = self.model.set(item)
+            results.append(result)
+            if definition is not None:
+                changed.append(definition)
+                log.info(
+                    "%s.%s set to %s",
+                    definition.component,
+                    definition.variable,
+                    "***" if definition.mutability == "WriteOnly" else item["attributeValue"],
+                )
+        if changed:
+            self.apply_keys()
+            if any(d.variable == "HeartbeatInterval" for d in changed):
+                self._heartbeat_changed.set()
+        return Reply({"setVariableResult": results})
+
+    async def _get_base_report(self, p: dict[str, Any]) -> Reply:
+        data = self.model.report(base=p["reportBase"])
+        return self._report_reply(p["requestId"], data)
+
+    async def _get_report(self, p: dict[str, Any]) -> Reply:
+        data = self.model.report(
+            criteria=p.get("componentCriteria", ()), component_variables=p.get("componentVariable", ())
+        )
+        return self._report_reply(p["requestId"], data)
+
+    def _report_reply(self, request_id: int, data: list[dict[str, Any]]) -> Reply:
+        if not data:
+            return Reply({"status": "EmptyResultSet"})
+        size = max(1, self._items_per_message("GetReport"))
+
+        async def send() -> None:
+            parts = [data[i : i + size] for i in range(0, len(data), size)]
+            for seq_no, part in enumerate(parts):
+                payload = {
+                    "requestId": request_id,
+                    "generatedAt": timestamp(self.host.now()),
+                    "seqNo": seq_no,
+                    "tbc": seq_no < len(parts) - 1,
+                    "reportData": part,
+                }
+                try:
+                    await self.link.call("NotifyReport", payload, CALL_TIMEOUT_S)
+                except (NotConnected, CallFailed, TimeoutError) as exc:
+                    log.warning("NotifyReport %d part %d not delivered: %s", request_id, seq_no, exc)
+                    return
+
+        return Reply({"status": "Accepted"}, send)
+
+    async def _reset(self, p: dict[str, Any]) -> Reply:
+        if "evseId" in p:
+            # One EVSE cannot restart on its own: the whole station is one process.
+            return Reply({"status": "Rejected"})
+        busy = any(e.tx is not None or e.stopping is not None for e in self.host.station.evses.values())
+        on_idle = p["type"] == "OnIdle"
+
+        async def reset() -> None:
+            while on_idle and any(
+                e.tx is not None or e.stopping is not None for e in self.host.station.evses.values()
+            ):
+                await asyncio.sleep(1.0)
+            await self.host.database.run(
+                self.host.database.storage.set_setting, PREFIX + "boot_reason", "RemoteReset"
+            )
+            self.host.reset(hard=True)
+
+        return Reply({"status": "Scheduled" if busy and on_idle else "Accepted"}, reset)
+
+    async def _set_network_profile(self, p: dict[str, Any]) -> Reply:
+        data = p["connectionData"]
+        current = self._number("SecurityCtrlr", "SecurityProfile")
+        if data["ocppVersion"] != "OCPP20" or data["securityProfile"] < current:
+            return Reply({"status": "Rejected"})
+        if data["securityProfile"] >= 2 and not data["ocppCsmsUrl"].startswith("wss://"):
+            return Reply({"status": "Rejected"})
+        await self.host.database.run(
+            self.host.database.storage.set_setting,
+            f"{PREFIX}network.{p['configurationSlot']}",
+            json.dumps(data),
+        )
+        return Reply({"status": "Accepted"})
+
+    async def _trigger_message(self, p: dict[str, Any]) -> Reply:
+        message = p["requestedMessage"]
+        evse = p.get("evse", {}).get("id")
+        if evse is not None and not self._evse(evse):
+            return Reply({"status": "Rejected"})
+        evses = [evse] if evse else list(self.host.station.evses)
+        follow_up: Callable[[], Awaitable[None]]
+        if message == "BootNotification":
+            if self.registration == "Accepted":
+                return Reply({"status": "Rejected"})
+
+            async def follow_up() -> None:
+                self.boot_reason = "Triggered"
+                await self._boot()
+        elif message == "Heartbeat":
+            follow_up = self.heartbeat
+        elif message == "StatusNotification":
+
+            async def follow_up() -> None:
+                for evse_id in evses:
+                    await self._status(evse_id, self._evse_state(evse_id))
+        elif message == "MeterValues":
+
+            async def follow_up() -> None:
+                for evse_id in evses:
+                    await self.meter_values_now(evse_id, "Trigger")
+        elif message == "TransactionEvent":
+            if not any(e in self.tx.open for e in evses):
+                return Reply({"status": "Rejected"})
+
+            async def follow_up() -> None:
+                for evse_id in evses:
+                    for event in self.tx.triggered(self.host.now(), evse_id, not self.online):
+                        self._queue(event)
+        elif message == "FirmwareStatusNotification":
+
+            async def follow_up() -> None:
+                await self.firmware_status_notification(self.firmware_status)
+        elif message == "LogStatusNotification":
+
+            async def follow_up() -> None:
+                await self.log_status_notification(self.log_status)
+        else:
+            return Reply({"status": "NotImplemented"})
+        return Reply({"status": "Accepted"}, follow_up)
+
+    # C, D: authorization and local list
+
+    async def _clear_cache(self, p: dict[str, Any]) -> Reply:
+        if not self._flag("AuthCacheCtrlr", "Enabled"):
+            return Reply({"status": "Rejected"})
+        await self.host.clear_auth_cache()
+        return Reply({"status": "Accepted"})
+
+    async def _get_local_list_version(self, p: dict[str, Any]) -> Reply:
+        return Reply({"versionNumber": self.host.local_list.version})
+
+    async def _send_local_list(self, p: dict[str, Any]) -> Reply:
+        if not self._flag("LocalAuthListCtrlr", "Enabled"):
+            return Reply({"status": "Failed"})
+        try:
+            entries = auth.entries_from_ocpp201(p.get("localAuthorizationList", []))
+        except ValueError as exc:
+            log.warning("SendLocalList refused: %s", exc)
+            return Reply({"status": "Failed"})
+        status = await self.host.update_local_list(p["updateType"], p["versionNumber"], entries)
+        return Reply({"status": status})
+
+    # E, F: transactions and remote control
+
+    async def _get_transaction_status(self, p: dict[str, Any]) -> Reply:
+        database = self.host.database
+        entries = await database.run(database.storage.outbox, 1000)
+        tx_id = p.get("transactionId")
+        queued = [e for e in entries if e.kind == "event" and tx_id in (None, e.transaction_id)]
+        payload: dict[str, Any] = {"messagesInQueue": bool(queued)}
+        if tx_id is not None:
+            payload["ongoingIndicator"] = self.tx.by_id(tx_id) is not None
+        return Reply(payload)
+
+    async def _request_start(self, p: dict[str, Any]) -> Reply:
+        evse_id = p.get("evseId")
+        if evse_id is not None and not self._evse(evse_id):
+            return Reply({"status": "Rejected"})
+        profile = None
+        if "chargingProfile" in p:
+            try:
+                profile = schedule.from_ocpp201(p["chargingProfile"], evse_id or 0)
+            except ValueError as exc:
+                log.warning("RequestStartTransaction charging profile refused: %s", exc)
+                return Reply({"status": "Rejected"})
+            if profile.purpose is not schedule.Purpose.TX:
+                return Reply({"status": "Rejected"})
+        token = p["idToken"]["idToken"]
+        station = self.host.station
+        target = station.remote_start_target(evse_id, token, parent_unknown=True)
+        if target is None:
+            return Reply({"status": "Rejected"})
+        open_tx = self.tx.open.get(target.id)
+        reply: dict[str, Any] = {"status": "Accepted"}
+        if open_tx is not None:
+            open_tx.remote_start_id = p["remoteStartId"]
+            reply["transactionId"] = open_tx.id
+        else:
+            self.tx.remote_starts[target.id] = p["remoteStartId"]
+        if self._flag("AuthCtrlr", "AuthorizeRemoteStart"):
+
+            async def authorize_then_start() -> None:
+                info = await self.host.authorize_token(token)
+                if info is not None and info.effective(self.host.now()) == "Accepted":
+                    self.host.remote_start(target.id, token, info.parent, profile)
+                else:
+                    self.tx.remote_starts.pop(target.id, None)
+                    log.warning("RequestStartTransaction for %s: the idToken is not authorized", token)
+
+            return Reply(reply, authorize_then_start)
+        if not self.host.remote_start(target.id, token, None, profile):
+            self.tx.remote_starts.pop(target.id, None)
+            return Reply({"status": "Rejected"})
+        return Reply(reply)
+
+    async def _request_stop(self, p: dict[str, Any]) -> Reply:
+        current = self.tx.by_id(p["transactionId"])
+        if current is None:
+            return Reply({"status": "Rejected"})
+        station, now = self.host.station, self.host.now()
+        state = station.evses[current.evse_id]
+        if state.tx is not None and state.tx.id == current.station_tx:
+            station.stop_transaction(now, state.tx.id, "Remote")
+            self.host._apply(station.drain())
+        else:
+            # Not yet authorized (TxStartPoint EVConnected): nothing to stop but the transaction.
+            state.token, state.token_parent, state.token_expires = None, None, None
+            for event in self.tx.end(now, current.evse_id, "Remote", not self.online):
+                self._queue(event)
+        return Reply({"status": "Accepted"})
+
+    async def _unlock_connector(self, p: dict[str, Any]) -> Reply:
+        evse_id = p["evseId"]
+        if not self._evse(evse_id) or p["connectorId"] != 1:
+            return Reply({"status": "UnknownConnector"})
+        if self.host.station.evses[evse_id].tx is not None:
+            return Reply({"status": "OngoingAuthorizedTransaction"})
+        status = self.host.unlock(evse_id)
+        return Reply({"status": "Unlocked" if status == "Unlocked" else "UnlockFailed"})
+
+    async def _data_transfer(self, p: dict[str, Any]) -> Reply:
+        return Reply({"status": "UnknownVendorId"})
+
+    # G: availability
+
+    async def _change_availability(self, p: dict[str, Any]) -> Reply:
+        evse = p.get("evse") or {}
+        evse_id = evse.get("id", 0)
+        if evse_id and (not self._evse(evse_id) or evse.get("connectorId", 1) != 1):
+            return Reply({"status": "Rejected"})
+        status = self.host.set_availability(evse_id, p["operationalStatus"] == "Operative")
+        return Reply({"status": status})
+
+    # H: reservation
+
+    async def _reserve_now(self, p: dict[str, Any]) -> Reply:
+        evse_id = p.get("evseId", 0)
+        if evse_id and not self._evse(evse_id):
+            return Reply({"status": "Rejected"})
+        if p.get("connectorType") not in (None, "cType2", "Unknown"):
+            return Reply({"status": "Rejected"})
+        try:
+            expiry = parse_timestamp(p["expiryDateTime"])
+        except ValueError as exc:
+            raise RpcError("property", f"expiryDateTime: {exc}") from exc
+        group = p.get("groupIdToken", {}).get("idToken")
+        reservation = Reservation(p["id"], evse_id, p["idToken"]["idToken"], expiry, group)
+        return Reply({"status": await self.host.reserve(reservation)})
+
+    async def _cancel_reservation(self, p: dict[str, Any]) -> Reply:
+        ok = await self.host.cancel_reservation(p["reservationId"])
+        return Reply({"status": "Accepted" if ok else "Rejected"})
+
+    # K: smart charging
+
+    async def _set_charging_profile(self, p: dict[str, Any]) -> Reply:
+        evse_id = p["evseId"]
+        if evse_id and not self._evse(evse_id):
+            return Reply({"status": "Rejected"})
+        try:
+            profile = schedule.from_ocpp201(p["chargingProfile"], evse_id)
+        except ValueError as exc:
+            log.warning("SetChargingProfile refused: %s", exc)
+            return Reply(
+                {
+                    "status": "Rejected",
+                    "statusInfo": {"reasonCode": "InvalidSchedule", "additionalInfo": str(exc)[:512]},
+                }
+            )
+        if profile.tx_id is not None:
+            current = self.tx.by_id(profile.tx_id)
+            if current is None or current.station_tx is None:
+                return Reply({"status": "Rejected", "statusInfo": {"reasonCode": "TxNotFound"}})
+            profile = dataclasses.replace(profile, tx_id=current.station_tx)
+        return Reply({"status": await self.host.install_profile(profile)})
+
+    async def _get_charging_profiles(self, p: dict[str, Any]) -> Reply:
+        criteria = p["chargingProfile"]
+        sources = criteria.get("chargingLimitSource")
+        if sources and "CSO" not in sources:
+            return Reply({"status": "NoProfiles"})
+        purpose = criteria.get("chargingProfilePurpose")
+        found = self.host.profiles.matching(
+            criteria.get("chargingProfileId"),
+            p.get("evseId"),
+            schedule.Purpose(purpose) if purpose else None,
+            criteria.get("stackLevel"),
+        )
+        if not found:
+            return Reply({"status": "NoProfiles"})
+        by_evse: dict[int, list[schedule.Profile]] = {}
+        for profile in found:
+            by_evse.setdefault(profile.evse_id, []).append(profile)
+
+        async def report() -> None:
+            groups = sorted(by_evse.items())
+            for index, (evse_id, profiles) in enumerate(groups):
+                payload = {
+                    "requestId": p["requestId"],
+                    "chargingLimitSource": "CSO",
+                    "evseId": evse_id,
+                    "tbc": index < len(groups) - 1,
+                    "chargingProfile": [schedule.to_ocpp201(self._csms_view(x)) for x in profiles],
+                }
+                with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+                    await self.link.call("ReportChargingProfiles", payload, CALL_TIMEOUT_S)
+
+        return Reply({"status": "Accepted"}, report)
+
+    def _csms_view(self, profile: schedule.Profile) -> schedule.Profile:
+        """A profile with the transaction id the CSMS knows."""
+        if profile.tx_id is None:
+            return profile
+        for current in self.tx.open.values():
+            if current.station_tx == profile.tx_id:
+                return dataclasses.replace(profile, tx_id=current.id)
+        return profile
+
+    async def _clear_charging_profile(self, p: dict[str, Any]) -> Reply:
+        criteria = p.get("chargingProfileCriteria", {})
+        purpose = criteria.get("chargingProfilePurpose")
+        count = await self.host.clear_profiles(
+            p.get("chargingProfileId"),
+            criteria.get("evseId"),
+            schedule.Purpose(purpose) if purpose else None,
+            criteria.get("stackLevel"),
+        )
+        return Reply({"status": "Accepted" if count else "Unknown"})
+
+    async def _get_composite_schedule(self, p: dict[str, Any]) -> Reply:
+        evse_id = p["evseId"]
+        if evse_id and not self._evse(evse_id):
+            return Reply({"status": "Rejected"})
+        unit = "W" if p.get("chargingRateUnit") == "W" else "A"
+        start = self.host.now().replace(microsecond=0)
+        periods = self.host.composite(evse_id, start, p["duration"], unit)
+        composite = schedule.composite_to_ocpp201(periods, start, p["duration"], unit, evse_id)
+        return Reply({"status": "Accepted", "schedule": composite})
+
+    # L: firmware
+
+    async def _update_firmware(self, p: dict[str, Any]) -> Reply:
+        firmware = p["firmware"]
+        try:
+            retrieve = parse_timestamp(firmware["retrieveDateTime"])
+        except ValueError as exc:
+            raise RpcError("property", f"retrieveDateTime: {exc}") from exc
+        running = self.firmware_status not in ("Idle", "Installed", "DownloadFailed", "InstallationFailed")
+        self.firmware_request = p["requestId"]
+        await self.host.database.run(
+            self.host.database.storage.set_setting, PREFIX + "firmware_request", str(p["requestId"])
+        )
+
+        async def start() -> None:
+            self.host.update_firmware(
+                firmware["location"],
+                retrieve,
+                p.get("retries", 0),
+                p.get("retryInterval", 30),
+                self.firmware_status_notification,
+            )
+
+        return Reply({"status": "AcceptedCanceled" if running else "Accepted"}, start)
+
+    async def firmware_status_notification(self, status: str) -> None:
+        self.firmware_status = status
+        if self.firmware_request is None:
+            stored = await self.host.database.run(
+                self.host.database.storage.get_setting, PREFIX + "firmware_request"
+            )
+            self.firmware_request = int(stored) if stored else None
+        payload: dict[str, Any] = {"status": status}
+        if self.firmware_request is not None and status != "Idle":
+            payload["requestId"] = self.firmware_request
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            await self.link.call("FirmwareStatusNotification", payload, CALL_TIMEOUT_S)
+
+    # N: diagnostics and monitoring
+
+    async def _get_log(self, p: dict[str, Any]) -> Reply:
+        window = p["log"]
+        times: list[datetime | None] = []
+        for key in ("oldestTimestamp", "latestTimestamp"):
+            try:
+                times.append(parse_timestamp(window[key]) if key in window else None)
+            except ValueError as exc:
+                raise RpcError("property", f"{key}: {exc}") from exc
+        name = self.host.diagnostics_name()
+        if p["logType"] == "SecurityLog":
+            name = "security-" + name
+        running = self.log_status == "Uploading"
+        self.log_request = p["requestId"]
+
+        def start() -> Awaitable[None]:
+            return self.host.upload_diagnostics(
+                window["remoteLocation"],
+                name,
+                times[0],
+                times[1],
+                p.get("retries", 0),
+                p.get("retryInterval", 30),
+                self.log_status_notification,
+            )
+
+        return Reply({"status": "AcceptedCanceled" if running else "Accepted", "filename": name}, start)
+
+    async def log_status_notification(self, status: str) -> None:
+        status = UPLOAD_WORDS.get(status, status)
+        self.log_status = status
+        payload: dict[str, Any] = {"status": status}
+        if self.log_request is not None and status != "Idle":
+            payload["requestId"] = self.log_request
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            await self.link.call("LogStatusNotification", payload, CALL_TIMEOUT_S)
+
+    async def _set_variable_monitoring(self, p: dict[str, Any]) -> Reply:
+        return Reply({"setMonitoringResult": [self.monitors.set(item) for item in p["setMonitoringData"]]})
+
+    async def _clear_variable_monitoring(self, p: dict[str, Any]) -> Reply:
+        return Reply({"clearMonitoringResult": self.monitors.clear(p["id"])})
+
+    async def _get_monitoring_report(self, p: dict[str, Any]) -> Reply:
+        data = self.monitors.report(p.get("monitoringCriteria", ()), p.get("componentVariable", ()))
+        if not data:
+            return Reply({"status": "EmptyResultSet"})
+        request_id = p["requestId"]
+        size = max(1, self._items_per_message("GetReport"))
+
+        async def send() -> None:
+            parts = [data[i : i + size] for i in range(0, len(data), size)]
+            for seq_no, part in enumerate(parts):
+                payload = {
+                    "requestId": request_id,
+                    "generatedAt": timestamp(self.host.now()),
+                    "seqNo": seq_no,
+                    "tbc": seq_no < len(parts) - 1,
+                    "monitor": part,
+                }
+                with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+                    await self.link.call("NotifyMonitoringReport", payload, CALL_TIMEOUT_S)
+
+        return Reply({"status": "Accepted"}, send)
+
+    async def _set_monitoring_base(self, p: dict[str, Any]) -> Reply:
+        self.monitors.set_base(p["monitoringBase"])
+        return Reply({"status": "Accepted"})
+
+    async def _set_monitoring_level(self, p: dict[str, Any]) -> Reply:
+        level = self.model.find("MonitoringCtrlr", "ActiveMonitoringLevel")
+        if level is None or not 0 <= p["severity"] <= 9:
+            return Reply({"status": "Rejected"})
+        self.model.set_actual(level.key, str(p["severity"]))
+        return Reply({"status": "Accepted"})
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"

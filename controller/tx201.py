@@ -1,0 +1,370 @@
+"""OCPP 2.0.1 transactions: when they start and end, and their TransactionEvents. No I/O.
+
+The station model decides when energy may flow (EV connected and authorized). A 2.0.1
+transaction spans the same session but starts at the first of the configured
+TxStartPoint conditions and ends as soon as one TxStopPoint condition no longer holds,
+so it may begin before the station's transaction (EVConnected, Authorized: the station's
+transaction then takes its id) and end after it (a stop point of EVConnected alone keeps
+it open until the cable is unplugged).
+
+Every event is numbered per transaction without gaps; the caller persists it in the
+outbox together with its seqNo before it can be sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
+PHASES = ("L1", "L2", "L3")
+
+# Why the station ended its transaction (1.6 words) -> (triggerReason, stoppedReason).
+STOP_CAUSES: dict[str, tuple[str, str]] = {
+    "Local": ("StopAuthorized", "Local"),
+    "Remote": ("RemoteStop", "Remote"),
+    "DeAuthorized": ("Deauthorized", "DeAuthorized"),
+    "EVDisconnected": ("EVCommunicationLost", "EVDisconnected"),
+    "EmergencyStop": ("AbnormalCondition", "GroundFault"),
+    "Other": ("AbnormalCondition", "Other"),
+    "PowerLoss": ("AbnormalCondition", "PowerLoss"),
+    "Reboot": ("ResetCommand", "Reboot"),
+    "HardReset": ("ResetCommand", "ImmediateReset"),
+    "SoftReset": ("ResetCommand", "ImmediateReset"),
+    "UnlockCommand": ("UnlockCommand", "Other"),
+    "Timeout": ("EVConnectTimeout", "Timeout"),
+}
+START_TRIGGERS = {
+    "EVConnected": "CablePluggedIn",
+    "Authorized": "Authorized",
+    "PowerPathClosed": "ChargingStateChanged",
+    "EnergyTransfer": "ChargingStateChanged",
+}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """One EVSE as the station sees it after a batch of its actions."""
+
+    ev_present: bool
+    token: str | None  # the authorized identity of the session, if any
+    tx_id: str | None  # the station's transaction (energy allowed once persisted)
+    power_path_closed: bool
+    charging_state: str  # Charging | EVConnected | SuspendedEV | SuspendedEVSE | Idle
+    reading: dict[str, Any] | None  # the last meter reading, as services.sample_body makes it
+    stopping: bool = False  # the station's transaction ended and waits for its final reading
+
+
+@dataclass(frozen=True)
+class Settings:
+    start_points: frozenset[str] = frozenset({"PowerPathClosed"})
+    stop_points: frozenset[str] = frozenset({"EVConnected", "Authorized"})
+    started_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
+    updated_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
+    ended_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
+    aligned_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A TransactionEvent to persist and send; ``energy_wh`` is kept for a power loss."""
+
+    tx_id: str
+    evse_id: int
+    seq_no: int
+    ended: bool
+    energy_wh: float | None
+    payload: dict[str, Any]
+
+
+@dataclass
+class Open:
+    id: str
+    evse_id: int
+    seq_no: int = -1  # the last one used
+    token: str | None = None  # the idToken already reported
+    charging_state: str = ""
+    station_tx: str | None = None  # the station's transaction it covers
+    stopped: tuple[str, str] | None = None  # energy ended for this reason (trigger, stoppedReason)
+    remote_start_id: int | None = None
+    energy_wh: float | None = None
+
+
+@dataclass
+class Transactions:
+    settings: Settings = field(default_factory=Settings)
+    open: dict[int, Open] = field(default_factory=dict)
+    remote_starts: dict[int, int] = field(default_factory=dict)  # evse -> remoteStartId not yet used
+    _last: dict[int, Facts] = field(default_factory=dict)
+    # The station's transaction a 2.0.1 transaction already covered: one that started
+    # again on it (a PowerPathClosed stop point, then the contactor closed again) needs an id of its own.
+    _covered: dict[int, str] = field(default_factory=dict)
+
+    def by_id(self, tx_id: str) -> Open | None:
+        return next((o for o in self.open.values() if o.id == tx_id), None)
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def energy_ended(self, evse_id: int, tx_id: str, reason: str, energy_wh: float) -> None:
+        """The station ended its transaction ``tx_id`` (TransactionStopped)."""
+        current = self.open.get(evse_id)
+        if current is not None and current.station_tx == tx_id and current.stopped is None:
+            current.stopped = STOP_CAUSES.get(reason, ("AbnormalCondition", "Other"))
+            current.energy_wh = energy_wh
+
+    def sampled(
+        self, now: datetime, evse_id: int, tx_id: str, sample: dict[str, Any], offline: bool
+    ) -> list[Event]:
+        """A periodic or clock-aligned sample of the station's transaction ``tx_id``."""
+        current = self.open.get(evse_id)
+        if current is None or current.station_tx != tx_id or current.stopped is not None:
+            return []
+        clock = sample["context"] == "Sample.Clock"
+        measurands = self.settings.aligned_measurands if clock else self.settings.updated_measurands
+        values = meter_value(sample, measurands)
+        if not values["sampledValue"]:
+            return []
+        current.energy_wh = sample["energy_wh"]
+        trigger = "MeterValueClock" if clock else "MeterValuePeriodic"
+        return [self._event(now, current, "Updated", trigger, offline, meter=[values])]
+
+    def observe(self, now: datetime, evse_id: int, facts: Facts, offline: bool) -> list[Event]:
+        """Start, update or end the EVSE's 2.0.1 transaction from what the station shows."""
+        before = self._last.get(evse_id)
+        self._last[evse_id] = facts
+        events: list[Event] = []
+        current = self.open.get(evse_id)
+        if current is None:
+            point = self._start_point(facts)
+            if point is None:
+                return []
+            reuse = facts.tx_id is not None and self._covered.get(evse_id) != facts.tx_id
+            current = Open(facts.tx_id if reuse and facts.tx_id else str(uuid.uuid4()), evse_id)
+            current.station_tx = facts.tx_id
+            current.charging_state = facts.charging_state
+            current.remote_start_id = self.remote_starts.pop(evse_id, None)
+            trigger = START_TRIGGERS[point]
+            if point == "Authorized" and current.remote_start_id is not None:
+                trigger = "RemoteStart"
+            self.open[evse_id] = current
+            meter = []
+            if facts.reading is not None:
+                begin = {**facts.reading, "context": "Transaction.Begin"}
+                values = meter_value(begin, self.settings.started_measurands)
+                if values["sampledValue"]:
+                    meter.append(values)
+                current.energy_wh = facts.reading["energy_wh"]
+            if facts.token is not None:
+                current.token = facts.token
+            events.append(self._event(now, current, "Started", trigger, offline, meter=meter))
+        else:
+            if current.station_tx is None and facts.tx_id is not None:
+                current.station_tx = facts.tx_id
+            if facts.token is not None and current.token is None and current.stopped is None:
+                current.token = facts.token
+                trigger = "RemoteStart" if current.remote_start_id is not None else "Authorized"
+                events.append(self._event(now, current, "Updated", trigger, offline))
+            if facts.reading is not None:
+                current.energy_wh = facts.reading["energy_wh"]
+        end = self._end_cause(current, facts, before)
+        if end is not None:
+            events.append(self._end(now, current, end, facts, offline))
+            return events
+        state = facts.charging_state
+        if current.stopped is not None and not events and state != current.charging_state:
+            current.charging_state = state
+            events.append(self._event(now, current, "Updated", current.stopped[0], offline))
+        elif state != current.charging_state:
+            current.charging_state = state
+            events.append(self._event(now, current, "Updated", "ChargingStateChanged", offline))
+        return events
+
+    def triggered(self, now: datetime, evse_id: int, offline: bool) -> list[Event]:
+        """TriggerMessage(TransactionEvent): an Updated event with the latest reading."""
+        current = self.open.get(evse_id)
+        if current is None:
+            return []
+        meter = []
+        facts = self._last.get(evse_id)
+        if facts is not None and facts.reading is not None:
+            sample = {**facts.reading, "context": "Trigger"}
+            values = meter_value(sample, self.settings.updated_measurands)
+            if values["sampledValue"]:
+                meter.append(values)
+        return [self._event(now, current, "Updated", "Trigger", offline, meter=meter)]
+
+    def end(self, now: datetime, evse_id: int, reason: str, offline: bool) -> list[Event]:
+        """End the EVSE's transaction now (remote stop before authorization, shutdown)."""
+        current = self.open.get(evse_id)
+        if current is None:
+            return []
+        cause = current.stopped or STOP_CAUSES.get(reason, ("AbnormalCondition", "Other"))
+        facts = self._last.get(evse_id)
+        return [self._end(now, current, cause, facts, offline)]
+
+    # -- rules -------------------------------------------------------------------------
+
+    def _start_point(self, facts: Facts) -> str | None:
+        held = {
+            "EVConnected": facts.ev_present,
+            "Authorized": facts.token is not None or facts.tx_id is not None,
+            # Energy flows only in a station transaction: a contactor still opening after
+            # one ended starts nothing.
+            "PowerPathClosed": facts.power_path_closed and facts.tx_id is not None,
+            "EnergyTransfer": facts.charging_state == "Charging" and facts.tx_id is not None,
+        }
+        return next((p for p in POINTS if p in self.settings.start_points and held[p]), None)
+
+    def _end_cause(self, current: Open, facts: Facts, before: Facts | None) -> tuple[str, str] | None:
+        stops = self.settings.stop_points
+        if facts.stopping and current.stopped is None and current.station_tx is not None:
+            return None  # its end comes with the final meter reading (energy_ended)
+        if not facts.ev_present and (
+            "EVConnected" in stops or current.stopped is not None or current.station_tx is None
+        ):
+            if current.stopped is not None:
+                return current.stopped
+            if current.token is not None and current.station_tx is None:
+                return STOP_CAUSES["Timeout"]  # authorized, but no EV came in time
+            return STOP_CAUSES["EVDisconnected"]
+        if current.station_tx is None and current.token is not None and facts.token is None:
+            return STOP_CAUSES["Timeout"]  # EVConnectionTimeOut ran out before the EV came
+        if current.stopped is not None and (
+            "Authorized" in stops or not facts.ev_present or "EVConnected" not in stops
+        ):
+            return current.stopped
+        if before is None:
+            return None
+        path_opened = before.power_path_closed and not facts.power_path_closed
+        transfer_ended = before.charging_state == "Charging" and facts.charging_state != "Charging"
+        if ("PowerPathClosed" in stops and path_opened) or ("EnergyTransfer" in stops and transfer_ended):
+            return self._suspended(facts)
+        return None
+
+    @staticmethod
+    def _suspended(facts: Facts) -> tuple[str, str]:
+        if facts.charging_state == "SuspendedEV":
+            return "ChargingStateChanged", "StoppedByEV"
+        return "ChargingStateChanged", "Other"
+
+    def _end(
+        self, now: datetime, current: Open, cause: tuple[str, str], facts: Facts | None, offline: bool
+    ) -> Event:
+        del self.open[current.evse_id]
+        if current.station_tx is not None:
+            self._covered[current.evse_id] = current.station_tx
+        meter = []
+        energy = current.energy_wh
+        if facts is not None and facts.reading is not None and energy is not None:
+            end = {**facts.reading, "energy_wh": energy, "context": "Transaction.End"}
+            values = meter_value(end, self.settings.ended_measurands)
+            if values["sampledValue"]:
+                meter.append(values)
+        state = facts.charging_state if facts is not None else "Idle"
+        current.charging_state = state if state in ("EVConnected", "Idle") else "EVConnected"
+        return self._event(now, current, "Ended", cause[0], offline, meter=meter, stopped=cause[1])
+
+    def _event(
+        self,
+        now: datetime,
+        current: Open,
+        kind: str,
+        trigger: str,
+        offline: bool,
+        meter: Sequence[dict[str, Any]] = (),
+        stopped: str | None = None,
+    ) -> Event:
+        current.seq_no += 1
+        info: dict[str, Any] = {"transactionId": current.id}
+        if current.charging_state:
+            info["chargingState"] = current.charging_state
+        if stopped is not None:
+            info["stoppedReason"] = stopped
+        if current.remote_start_id is not None and (kind == "Started" or trigger == "RemoteStart"):
+            info["remoteStartId"] = current.remote_start_id
+        payload: dict[str, Any] = {
+            "eventType": kind,
+            "timestamp": _timestamp(now),
+            "triggerReason": trigger,
+            "seqNo": current.seq_no,
+            "transactionInfo": info,
+            "evse": {"id": current.evse_id, "connectorId": 1},
+        }
+        if offline:
+            payload["offline"] = True
+        if current.token is not None and (kind == "Started" or trigger in ("Authorized", "RemoteStart")):
+            payload["idToken"] = id_token(current.token)
+        if meter:
+            payload["meterValue"] = list(meter)
+        return Event(current.id, current.evse_id, current.seq_no, kind == "Ended", current.energy_wh, payload)
+
+
+def power_loss(
+    now: datetime, tx_id: str, evse_id: int, last_seq_no: int, energy_wh: float | None
+) -> dict[str, Any]:
+    """The Ended event of a transaction a crash or power cut interrupted."""
+    payload: dict[str, Any] = {
+        "eventType": "Ended",
+        "timestamp": _timestamp(now),
+        "triggerReason": "AbnormalCondition",
+        "seqNo": last_seq_no + 1,
+        "offline": True,
+        "transactionInfo": {"transactionId": tx_id, "stoppedReason": "PowerLoss"},
+        "evse": {"id": evse_id, "connectorId": 1},
+    }
+    if energy_wh is not None:
+        sample = {
+            "timestamp": payload["timestamp"],
+            "context": "Transaction.End",
+            "energy_wh": energy_wh,
+            "power_w": 0.0,
+            "current_a": [],
+            "voltage_v": [],
+        }
+        payload["meterValue"] = [meter_value(sample, ("Energy.Active.Import.Register",))]
+    return payload
+
+
+def id_token(token: str) -> dict[str, str]:
+    """A token from the reader (ISO14443 UID) or the CSMS, as a 2.0.1 IdTokenType."""
+    return {"idToken": token, "type": "ISO14443"}
+
+
+def meter_value(sample: dict[str, Any], measurands: Sequence[str]) -> dict[str, Any]:
+    """One 2.0.1 MeterValueType from a stored reading, with the configured measurands."""
+    context = sample["context"]
+    values: list[dict[str, Any]] = []
+
+    def add(measurand: str, value: float, unit: str, phase: str | None = None) -> None:
+        item: dict[str, Any] = {
+            "value": round(value, 1),
+            "context": context,
+            "measurand": measurand,
+            "location": "Outlet",
+            "unitOfMeasure": {"unit": unit},
+        }
+        if phase:
+            item["phase"] = phase
+        values.append(item)
+
+    for measurand in measurands:
+        if measurand == "Energy.Active.Import.Register":
+            add(measurand, sample["energy_wh"], "Wh")
+        elif measurand == "Power.Active.Import":
+            add(measurand, sample["power_w"], "W")
+        elif measurand == "Current.Import":
+            for phase, amps in zip(PHASES, sample["current_a"], strict=False):
+                add(measurand, amps, "A", phase)
+        elif measurand == "Voltage":
+            for phase, volts in zip(PHASES, sample["voltage_v"], strict=False):
+                add(measurand, volts, "V", f"{phase}-N")
+    return {"timestamp": sample["timestamp"], "sampledValue": values}
+
+
+def _timestamp(moment: datetime) -> str:
+    from controller.storage import timestamp
+
+    return timestamp(moment)
