@@ -174,6 +174,8 @@ class Transactions:
             events.append(self._end(now, current, end, facts, offline))
             return events
         state = facts.charging_state
+        if facts.stopping and current.stopped is None:
+            return events  # the Ended event follows with the final reading
         if current.stopped is not None and not events and state != current.charging_state:
             current.charging_state = state
             events.append(self._event(now, current, "Updated", current.stopped[0], offline))

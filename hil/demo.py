@@ -1,6 +1,7 @@
 """A scripted charging session on simulated hardware that you can watch.
 
-    python -m hil.demo [--config config/evse.ocpp.toml]
+    python -m hil.demo [--config config/evse.ocpp.toml]     (OCPP 1.6J)
+    python -m hil.demo --config config/evse.ocpp201.toml    (OCPP 2.0.1)
 
 Starts the bundled development CSMS, then ``evse run`` as a subprocess (as on a charger)
 connected to it, and plays the EV side over the rig socket: plug in, swipe a card,
@@ -79,6 +80,30 @@ LIMIT_10A = {
 }
 
 
+# The same limit in 2.0.1 words.
+LIMIT_10A_201 = {
+    "evseId": 1,
+    "chargingProfile": {
+        "id": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": [
+            {"id": 1, "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]}
+        ],
+    },
+}
+SAMPLE_EVERY_2S_201 = {
+    "setVariableData": [
+        {
+            "component": {"name": "SampledDataCtrlr"},
+            "variable": {"name": "TxUpdatedInterval"},
+            "attributeValue": "2",
+        }
+    ]
+}
+
+
 def _with_csms(path: Path, url: str, work: Path) -> Path:
     """A copy of the config in ``work`` pointing at the CSMS, with fresh state."""
     text = path.read_text()
@@ -88,7 +113,7 @@ def _with_csms(path: Path, url: str, work: Path) -> Path:
     return copy
 
 
-def ocpp_steps(rig: SimRig, csms: CsmsThread) -> list[tuple[str, Callable[[], Any], float]]:
+def ocpp_steps(rig: SimRig, csms: CsmsThread, version: str) -> list[tuple[str, Callable[[], Any], float]]:
     def plug_and_swipe() -> None:
         rig.plug()
         rig.swipe(TOKEN)
@@ -96,14 +121,19 @@ def ocpp_steps(rig: SimRig, csms: CsmsThread) -> list[tuple[str, Callable[[], An
     def call(action: str, payload: dict[str, Any]) -> Callable[[], Any]:
         return lambda: say(f"CSMS script: {action} -> {csms.call('CP001', action, payload)}")
 
+    v201 = version == "2.0.1"
+    sample_every_2s = (
+        call("SetVariables", SAMPLE_EVERY_2S_201)
+        if v201
+        else call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "2"})
+    )
+    limit = call("SetChargingProfile", LIMIT_10A_201 if v201 else LIMIT_10A)
+    start = "TransactionEvent Started once the contactor closes" if v201 else "StartTransaction"
+    stop = "TransactionEvent Ended" if v201 else "StopTransaction"
     return [
-        (
-            "the CSMS asks for meter values every 2 s",
-            call("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "2"}),
-            1,
-        ),
+        ("the CSMS asks for meter values every 2 s", sample_every_2s, 1),
         ("EV plugged in (state B): connector Preparing", lambda: rig.plug(), 2),
-        (f"card {TOKEN} swiped: Authorize, then StartTransaction", lambda: rig.swipe(TOKEN), 2),
+        (f"card {TOKEN} swiped: Authorize, then {start}", lambda: rig.swipe(TOKEN), 2),
         (
             "EV asks for energy (state C), takes up to 16 A on 3 phases",
             lambda: rig.charge(max_current_a=16, phases=3),
@@ -111,16 +141,17 @@ def ocpp_steps(rig: SimRig, csms: CsmsThread) -> list[tuple[str, Callable[[], An
         ),
         (
             "the CSMS limits the station to 10 A (SetChargingProfile)",
-            call("SetChargingProfile", LIMIT_10A),
+            limit,
             8,
         ),
         ("EV pauses (C -> B): contactor opens within 100 ms", lambda: rig.suspend(), 2),
         ("EV resumes", lambda: rig.charge(max_current_a=16, phases=3), 3),
-        ("EV unplugged: StopTransaction (EVDisconnected)", lambda: rig.unplug(), 3),
+        (f"EV unplugged: {stop} (EVDisconnected)", lambda: rig.unplug(), 3),
         ("EV plugged in again and the card swiped", plug_and_swipe, 2),
         ("charging", lambda: rig.charge(max_current_a=32), 3),
         (
-            "the residual-current sensor trips: Faulted (GroundFailure), latched until restart",
+            "the residual-current sensor trips: Faulted (GroundFailure; 2.0.1 NotifyEvent RCD.Tripped), "
+            "latched until restart",
             lambda: rig.fault("rcd"),
             3,
         ),
@@ -149,15 +180,17 @@ def main() -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "config" / "evse.ocpp.toml")
     args = parser.parse_args()
     try:
-        load(args.config)
+        config = load(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 78
+    wanted = config.ocpp["version"] if config.ocpp else "1.6"
+    versions = ("2.0.1", "1.6") if wanted == "auto" else (wanted,)
     work = Path(tempfile.mkdtemp(prefix="evse-demo-"))
     csms: CsmsThread | None = None
     try:
         if "[ocpp]" in args.config.read_text():
-            csms = CsmsThread(out=sys.stdout)
+            csms = CsmsThread(out=sys.stdout, versions=versions)
             csms.start()
             say(f"development CSMS listening on {csms.url}")
             args.config = _with_csms(args.config, csms.url, work)
@@ -187,7 +220,8 @@ def run(path: Path, csms: CsmsThread | None) -> int:
         if csms is not None:
             csms.wait_station("CP001", timeout=15)
             time.sleep(1)
-        steps = ocpp_steps(rig, csms) if csms is not None else standalone_steps(rig)
+        version = csms.csms.stations["CP001"].version if csms is not None else ""
+        steps = ocpp_steps(rig, csms, version) if csms is not None else standalone_steps(rig)
         for text, action, seconds in steps:
             say(f"rig: {text}")
             action()
@@ -205,7 +239,8 @@ def run(path: Path, csms: CsmsThread | None) -> int:
         ).fetchall()
     say("last transactions in the station's database:")
     for tx_id, csms_id, started, energy, reason in reversed(rows):
-        print(f"          {tx_id[:8]} (CSMS id {csms_id})  {started}  {energy or 0:8.1f} Wh  {reason}")
+        known = f" (CSMS id {csms_id})" if csms_id else ""
+        print(f"          {tx_id[:8]}{known}  {started}  {energy or 0:8.1f} Wh  {reason}")
     if csms is not None:
         say("transactions as the CSMS saw them:")
         for number, tx in csms.transactions.items():
@@ -213,6 +248,13 @@ def run(path: Path, csms: CsmsThread | None) -> int:
             print(
                 f"          {number}: idTag {tx['start']['idTag']} meterStart {tx['start']['meterStart']} "
                 f"meterStop {stop.get('meterStop')} reason {stop.get('reason')} stops {tx['stop_count']}"
+            )
+        for tx_id, tx in csms.transactions201.items():
+            ended = (tx["ended"] or {}).get("transactionInfo", {})
+            seqs = [e["seqNo"] for e in tx["events"]]
+            print(
+                f"          {tx_id[:8]}: {len(tx['events'])} events, seqNo {seqs[0]}..{seqs[-1]}, "
+                f"stoppedReason {ended.get('stoppedReason')}, Ended {tx['ended_count']}x"
             )
     return code
 
