@@ -145,5 +145,12 @@ def make_client(daemon: Daemon, settings: dict[str, str]) -> OcppClient:
     ocpp = daemon.config.ocpp
     assert ocpp is not None
     versions = {"1.6": ("1.6",), "2.0.1": ("2.0.1",), "auto": ("2.0.1", "1.6")}[ocpp["version"]]
-    ping = float(settings.get("ocpp16.WebSocketPingInterval", settings.get("ocpp201.ping", "30")) or 0)
+    from controller.device_model import storage_key
+
+    key201 = "ocpp201." + storage_key(("OCPPCommCtrlr", None, None, None, "WebSocketPingInterval", None))
+    stored = settings.get("ocpp16.WebSocketPingInterval" if versions[0] == "1.6" else key201, "30")
+    try:
+        ping = float(stored)
+    except ValueError:
+        ping = 30.0
     return OcppClient(daemon, endpoint(daemon, versions, ping), settings)
