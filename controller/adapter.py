@@ -102,6 +102,19 @@ class Adapter:
                 log.error("transaction messages held back: %s", exc)
                 await asyncio.sleep(5.0)
 
+    async def drain(self, timeout: float) -> None:
+        """Give queued transaction messages up to ``timeout`` s to reach the CSMS (shutdown)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        database = self.host.database
+        while self.online and loop.time() < deadline:
+            try:
+                if not await database.run(database.storage.outbox_size) and not self._delivered:
+                    return
+            except StorageError:
+                return
+            await asyncio.sleep(0.05)
+
     def _committed(self, entry_id: int) -> None:
         self._delivered.discard(entry_id)
         self._outbox_wake.set()

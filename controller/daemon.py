@@ -60,6 +60,7 @@ METER_FAILURES_FOR_FAULT = 3
 # The 2 s stop budget: control threads 0.5 s at most, a final meter reading 0.2 s,
 # flushing records 0.8 s; then a database call still waiting is interrupted.
 SHUTDOWN_FLUSH_S = 0.8
+OUTBOX_DRAIN_S = 0.5  # with the flush and the link close, SIGTERM still exits within 2 s
 FINAL_READING_TIMEOUT_S = 0.2
 STALL_S = 1.0  # a control loop silent this long is stalled: make safe, exit, restart
 SUPERVISE_INTERVAL_S = 0.25
@@ -371,6 +372,9 @@ class Daemon(Services):
                 self.database.storage.db.interrupt()  # a call waiting on a lock gives up now
         if self.ocpp is not None:
             with contextlib.suppress(Exception):
+                # The transaction ends just queued reach the CSMS now rather than after the restart.
+                await self.ocpp.drain(OUTBOX_DRAIN_S)
+            with contextlib.suppress(Exception):
                 await self.ocpp.close()
         for task in [*tasks, *self._background]:
             task.cancel()
@@ -406,7 +410,10 @@ class Daemon(Services):
 
     def _on_view(self, evse_id: int, view: EvseView) -> None:
         if not self.stopping.is_set():
+            before = self.station.evses[evse_id].view
             self._apply(self.station.evse_seen(self.now(), evse_id, view))
+            if self.ocpp is not None and (before is None or before.contactor_closed != view.contactor_closed):
+                self.ocpp.station_changed([])  # 2.0.1: PowerPathClosed is a transaction point
 
     async def _poll_meter(self, evse_id: int, meter: MeterDriver) -> None:
         channel = self.channels[evse_id]
@@ -448,6 +455,7 @@ class Daemon(Services):
             self._apply(self.station.tick(self.now()))
             if self.ocpp is not None:
                 self.update_limits()
+                self.ocpp.tick()
                 if self._counting is None or self._counting.done():  # never wait on SQLite here
                     self._counting = self.spawn(self._count_outbox())
 

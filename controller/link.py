@@ -276,6 +276,6 @@ class Link:
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 1.0)
+                await asyncio.wait_for(ws.close(), 0.5)
         for task in list(self._tasks):
             task.cancel()

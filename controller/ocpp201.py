@@ -83,9 +83,11 @@ class Ocpp201(Adapter):
         self._register_live()
         self.tx = tx201.Transactions()
         self._faults: dict[int, frozenset[str]] = {}
+        self._watched: dict[dm.Key, str] = {}
         self._status_sent: dict[int, str] = {}
         self._status_wake = asyncio.Event()
         self.boot_reason = "PowerUp"
+        self._boot_wake = asyncio.Event()
         if settings.get("firmware.installed") == "pending":
             self.boot_reason = "FirmwareUpdate"
         elif settings.get(PREFIX + "boot_reason"):
@@ -299,7 +301,9 @@ class Ocpp201(Adapter):
                 return
             wait = interval if interval > 0 else BOOT_RETRY_DEFAULT_S
             log.warning("BootNotification %s by the CSMS; retrying in %d s", reply["status"], wait)
-            await asyncio.sleep(wait)
+            self._boot_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._boot_wake.wait(), wait)  # or at once when triggered
 
     # -- status and events -------------------------------------------------------------
 
@@ -376,6 +380,7 @@ class Ocpp201(Adapter):
             charging_state=charging,
             reading=reading,
             stopping=state.stopping is not None,
+            reservation_id=tx.reservation_id if tx is not None else None,
         )
 
     def _queue(self, event: tx201.Event) -> None:
@@ -408,6 +413,22 @@ class Ocpp201(Adapter):
             payload = tx201.power_loss(now, tx_id, evse_id, seq_no, energy)
             log.warning("transaction %s was interrupted (power loss or crash); ended as PowerLoss", tx_id)
             self._queue(tx201.Event(tx_id, evse_id, seq_no + 1, True, energy, payload))
+
+    def tick(self) -> None:
+        """Once a second: custom monitors on variables other than the fault ones."""
+        now, data = self.host.now(), []
+        faults = set(dm.FAULT_VARIABLES.values())
+        for key in self.monitors.monitored():
+            definition = self.model.definition(key)
+            if definition is None or (definition.component, definition.variable) in faults:
+                continue
+            value = self.model.actual(key)
+            old = self._watched.get(key)
+            self._watched[key] = value
+            if old is not None and old != value:
+                data += self.monitors.changed(key, old, value, now)
+        if data:
+            self.host.spawn(self._notify_event(data))
 
     def _check_faults(self, evse_id: int, now: datetime) -> None:
         faults = self._evse_faults(evse_id)
@@ -508,9 +529,8 @@ class Ocpp201(Adapter):
         sample = self.host.sample(evse_id, context)
         if sample is None or not self.online:
             return
-        component = "AlignedDataCtrlr" if context == "Sample.Clock" else "SampledDataCtrlr"
-        variable = "Measurands" if context == "Sample.Clock" else "TxUpdatedMeasurands"
-        value = tx201.meter_value(sample, self._items(component, variable))
+        # Clock-aligned and triggered values both carry AlignedDataCtrlr.Measurands (F06.FR.06).
+        value = tx201.meter_value(sample, self._items("AlignedDataCtrlr", "Measurands"))
         if not value["sampledValue"]:
             return
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
@@ -646,7 +666,7 @@ class Ocpp201(Adapter):
 
             async def follow_up() -> None:
                 self.boot_reason = "Triggered"
-                await self._boot()
+                self._boot_wake.set()  # the boot loop, waiting while Pending, sends it now
         elif message == "Heartbeat":
             follow_up = self.heartbeat
         elif message == "StatusNotification":
@@ -906,7 +926,8 @@ class Ocpp201(Adapter):
             retrieve = parse_timestamp(firmware["retrieveDateTime"])
         except ValueError as exc:
             raise RpcError("property", f"retrieveDateTime: {exc}") from exc
-        running = self.firmware_status not in ("Idle", "Installed", "DownloadFailed", "InstallationFailed")
+        maintenance = self.host.maintenance
+        running = maintenance is not None and not maintenance.done()
         self.firmware_request = p["requestId"]
         await self.host.database.run(
             self.host.database.storage.set_setting, PREFIX + "firmware_request", str(p["requestId"])
@@ -924,7 +945,9 @@ class Ocpp201(Adapter):
         return Reply({"status": "AcceptedCanceled" if running else "Accepted"}, start)
 
     async def firmware_status_notification(self, status: str) -> None:
-        self.firmware_status = status
+        # After a final status a triggered notification reports Idle (L01.FR.25).
+        final = status in ("Installed", "DownloadFailed", "InstallationFailed", "InstallVerificationFailed")
+        self.firmware_status = "Idle" if final else status
         if self.firmware_request is None:
             stored = await self.host.database.run(
                 self.host.database.storage.get_setting, PREFIX + "firmware_request"
@@ -967,7 +990,7 @@ class Ocpp201(Adapter):
 
     async def log_status_notification(self, status: str) -> None:
         status = UPLOAD_WORDS.get(status, status)
-        self.log_status = status
+        self.log_status = status if status == "Uploading" else "Idle"
         payload: dict[str, Any] = {"status": status}
         if self.log_request is not None and status != "Idle":
             payload["requestId"] = self.log_request

@@ -136,6 +136,14 @@ class OcppClient:
         if observe is not None:
             observe(actions)
 
+    def tick(self) -> None:
+        tick = getattr(self.current, "tick", None)
+        if tick is not None:
+            tick()
+
+    async def drain(self, timeout: float) -> None:
+        await self.current.drain(timeout)
+
     def reported_status(self, status: str) -> str:
         """A 1.6 connector status in the words of the version spoken."""
         return str(self.current.reported_status(status))

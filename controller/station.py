@@ -241,7 +241,9 @@ class Station:
             if evse.tx is not None and evse.token == token:
                 self._end_by_token(now, evse, token)
                 return self._evaluate(now)
-        if self.auth_mode == "ocpp":
+        if not any(e.available for e in self.evses.values()):
+            self._actions.append(TokenRejected(token, "every EVSE is unavailable"))
+        elif self.auth_mode == "ocpp":
             self._actions.append(AuthorizeWanted(token))
         elif self.auth_mode != "list":
             self._actions.append(TokenRejected(token, f"auth mode is {self.auth_mode!r}"))

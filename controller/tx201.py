@@ -56,6 +56,7 @@ class Facts:
     charging_state: str  # Charging | EVConnected | SuspendedEV | SuspendedEVSE | Idle
     reading: dict[str, Any] | None  # the last meter reading, as services.sample_body makes it
     stopping: bool = False  # the station's transaction ended and waits for its final reading
+    reservation_id: int | None = None  # the reservation the station's transaction used
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class Open:
     stopped: tuple[str, str] | None = None  # energy ended for this reason (trigger, stoppedReason)
     remote_start_id: int | None = None
     energy_wh: float | None = None
+    ev_seen: bool = False  # the EV has been connected during this transaction
+    reservation_id: int | None = None  # to report with the next event
 
 
 @dataclass
@@ -102,6 +105,10 @@ class Transactions:
     # The station's transaction a 2.0.1 transaction already covered: one that started
     # again on it (a PowerPathClosed stop point, then the contactor closed again) needs an id of its own.
     _covered: dict[int, str] = field(default_factory=dict)
+    # Start points that held when the EVSE's last transaction ended: each must go away
+    # and come back before it starts another (a local stop with the EV still plugged in
+    # does not start a new transaction for EVConnected).
+    _spent: dict[int, set[str]] = field(default_factory=dict)
 
     def by_id(self, tx_id: str) -> Open | None:
         return next((o for o in self.open.values() if o.id == tx_id), None)
@@ -138,12 +145,13 @@ class Transactions:
         events: list[Event] = []
         current = self.open.get(evse_id)
         if current is None:
-            point = self._start_point(facts)
+            point = self._start_point(evse_id, facts)
             if point is None:
                 return []
             reuse = facts.tx_id is not None and self._covered.get(evse_id) != facts.tx_id
             current = Open(facts.tx_id if reuse and facts.tx_id else str(uuid.uuid4()), evse_id)
             current.station_tx = facts.tx_id
+            current.reservation_id = facts.reservation_id if facts.tx_id is not None else None
             current.charging_state = facts.charging_state
             current.remote_start_id = self.remote_starts.pop(evse_id, None)
             trigger = START_TRIGGERS[point]
@@ -163,12 +171,14 @@ class Transactions:
         else:
             if current.station_tx is None and facts.tx_id is not None:
                 current.station_tx = facts.tx_id
+                current.reservation_id = facts.reservation_id
             if facts.token is not None and current.token is None and current.stopped is None:
                 current.token = facts.token
                 trigger = "RemoteStart" if current.remote_start_id is not None else "Authorized"
                 events.append(self._event(now, current, "Updated", trigger, offline))
             if facts.reading is not None:
                 current.energy_wh = facts.reading["energy_wh"]
+        current.ev_seen = current.ev_seen or facts.ev_present
         end = self._end_cause(current, facts, before)
         if end is not None:
             events.append(self._end(now, current, end, facts, offline))
@@ -209,7 +219,8 @@ class Transactions:
 
     # -- rules -------------------------------------------------------------------------
 
-    def _start_point(self, facts: Facts) -> str | None:
+    @staticmethod
+    def _held(facts: Facts) -> set[str]:
         held = {
             "EVConnected": facts.ev_present,
             "Authorized": facts.token is not None or facts.tx_id is not None,
@@ -218,20 +229,26 @@ class Transactions:
             "PowerPathClosed": facts.power_path_closed and facts.tx_id is not None,
             "EnergyTransfer": facts.charging_state == "Charging" and facts.tx_id is not None,
         }
-        return next((p for p in POINTS if p in self.settings.start_points and held[p]), None)
+        return {p for p, on in held.items() if on}
+
+    def _start_point(self, evse_id: int, facts: Facts) -> str | None:
+        held = self._held(facts)
+        spent = self._spent.get(evse_id, set())
+        spent &= held
+        ready = held - spent
+        return next((p for p in POINTS if p in self.settings.start_points and p in ready), None)
 
     def _end_cause(self, current: Open, facts: Facts, before: Facts | None) -> tuple[str, str] | None:
         stops = self.settings.stop_points
         if facts.stopping and current.stopped is None and current.station_tx is not None:
             return None  # its end comes with the final meter reading (energy_ended)
-        if not facts.ev_present and (
-            "EVConnected" in stops or current.stopped is not None or current.station_tx is None
-        ):
-            if current.stopped is not None:
-                return current.stopped
-            if current.token is not None and current.station_tx is None:
-                return STOP_CAUSES["Timeout"]  # authorized, but no EV came in time
-            return STOP_CAUSES["EVDisconnected"]
+        if not facts.ev_present and current.ev_seen:
+            stopped = current.stopped
+            if stopped is None:
+                return STOP_CAUSES["EVDisconnected"]
+            if stopped[0] in ("AbnormalCondition", "ResetCommand"):
+                return stopped
+            return "EVCommunicationLost", stopped[1]  # the unplug ends it; why the energy stopped stays
         if current.station_tx is None and current.token is not None and facts.token is None:
             return STOP_CAUSES["Timeout"]  # EVConnectionTimeOut ran out before the EV came
         if current.stopped is not None and (
@@ -258,6 +275,7 @@ class Transactions:
         del self.open[current.evse_id]
         if current.station_tx is not None:
             self._covered[current.evse_id] = current.station_tx
+        self._spent[current.evse_id] = self._held(facts) if facts is not None else set()
         meter = []
         energy = current.energy_wh
         if facts is not None and facts.reading is not None and energy is not None:
@@ -297,6 +315,9 @@ class Transactions:
         }
         if offline:
             payload["offline"] = True
+        if current.reservation_id is not None:
+            payload["reservationId"] = current.reservation_id
+            current.reservation_id = None
         if current.token is not None and (kind == "Started" or trigger in ("Authorized", "RemoteStart")):
             payload["idToken"] = id_token(current.token)
         if meter:
