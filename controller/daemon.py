@@ -219,6 +219,11 @@ class Daemon(Services):
                 reading = await asyncio.wait_for(drivers.meter.read(), METER_TIMEOUT_S)
                 if _finite(reading):
                     self._apply(self.station.meter_read(self.now(), evse_id, reading))
+        if self.ocpp is not None:
+            try:
+                self.ocpp.recover()
+            except StorageError as exc:
+                log.error("cannot look for interrupted OCPP 2.0.1 transactions now: %s", exc)
         storage = self.database.storage
         try:
             interrupted = await self.database.run(storage.transactions, True)

@@ -406,10 +406,17 @@ class Ocpp201(Adapter):
         )
 
     def recover(self) -> None:
-        """End, as PowerLoss, the 2.0.1 transactions a crash or power cut left open."""
+        """End, as PowerLoss, the 2.0.1 transactions a crash or power cut left open.
+
+        Called once the meters have been read: the meter knows the energy delivered
+        after the last event was written.
+        """
         storage = self.host.database.storage
         now = self.host.now()
         for tx_id, evse_id, seq_no, energy in storage.open_tx_events():
+            state = self.host.station.evses.get(evse_id)
+            if state is not None and state.reading is not None and energy is not None:
+                energy = max(energy, state.reading.energy_wh)
             payload = tx201.power_loss(now, tx_id, evse_id, seq_no, energy)
             log.warning("transaction %s was interrupted (power loss or crash); ended as PowerLoss", tx_id)
             self._queue(tx201.Event(tx_id, evse_id, seq_no + 1, True, energy, payload))
@@ -465,7 +472,9 @@ class Ocpp201(Adapter):
         if not self.online:
             return None
         try:
-            reply = await self.link.call("Authorize", {"idToken": tx201.id_token(token)}, CALL_TIMEOUT_S)
+            kind = self.tx.token_types.get(token, "ISO14443")
+            payload = {"idToken": tx201.id_token(token, kind)}
+            reply = await self.link.call("Authorize", payload, CALL_TIMEOUT_S)
             return auth.info_from_ocpp201(reply["idTokenInfo"])
         except (NotConnected, CallFailed, TimeoutError, ValueError) as exc:
             log.warning("Authorize for %s not answered (%s); offline rules apply", token, exc)
@@ -747,6 +756,7 @@ class Ocpp201(Adapter):
             if profile.purpose is not schedule.Purpose.TX:
                 return Reply({"status": "Rejected"})
         token = p["idToken"]["idToken"]
+        self._remember_type(p["idToken"])
         station = self.host.station
         target = station.remote_start_target(evse_id, token, parent_unknown=True)
         if target is None:
@@ -773,6 +783,13 @@ class Ocpp201(Adapter):
             self.tx.remote_starts.pop(target.id, None)
             return Reply({"status": "Rejected"})
         return Reply(reply)
+
+    def _remember_type(self, token: dict[str, Any]) -> None:
+        if token["type"] != "ISO14443":
+            types = self.tx.token_types
+            types[token["idToken"]] = token["type"]
+            while len(types) > 100:  # a few recent ones are all a session needs
+                del types[next(iter(types))]
 
     async def _request_stop(self, p: dict[str, Any]) -> Reply:
         current = self.tx.by_id(p["transactionId"])
@@ -825,6 +842,7 @@ class Ocpp201(Adapter):
         except ValueError as exc:
             raise RpcError("property", f"expiryDateTime: {exc}") from exc
         group = p.get("groupIdToken", {}).get("idToken")
+        self._remember_type(p["idToken"])
         reservation = Reservation(p["id"], evse_id, p["idToken"]["idToken"], expiry, group)
         return Reply({"status": await self.host.reserve(reservation)})
 

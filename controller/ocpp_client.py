@@ -58,8 +58,6 @@ class OcppClient:
         spoken = settings.get(SPOKEN_SETTING)
         self.version = spoken if spoken in self.adapters else endpoint.versions[0]
         self.current.apply_keys()
-        if self.version == "2.0.1":
-            self.current.recover()
 
     @property
     def current(self) -> Any:
@@ -135,6 +133,11 @@ class OcppClient:
         observe = getattr(self.current, "station_changed", None)
         if observe is not None:
             observe(actions)
+
+    def recover(self) -> None:
+        """After the meters were read at start: end the interrupted 2.0.1 transactions."""
+        if self.version == "2.0.1":
+            self.current.recover()
 
     def tick(self) -> None:
         tick = getattr(self.current, "tick", None)

@@ -101,6 +101,7 @@ class Transactions:
     settings: Settings = field(default_factory=Settings)
     open: dict[int, Open] = field(default_factory=dict)
     remote_starts: dict[int, int] = field(default_factory=dict)  # evse -> remoteStartId not yet used
+    token_types: dict[str, str] = field(default_factory=dict)  # idToken types the CSMS named
     _last: dict[int, Facts] = field(default_factory=dict)
     # The station's transaction a 2.0.1 transaction already covered: one that started
     # again on it (a PowerPathClosed stop point, then the contactor closed again) needs an id of its own.
@@ -213,7 +214,9 @@ class Transactions:
         current = self.open.get(evse_id)
         if current is None:
             return []
-        cause = current.stopped or STOP_CAUSES.get(reason, ("AbnormalCondition", "Other"))
+        cause = STOP_CAUSES.get(reason, ("AbnormalCondition", "Other"))
+        if current.stopped is not None:
+            cause = cause[0], current.stopped[1]  # this is the trigger; why the energy stopped stays
         facts = self._last.get(evse_id)
         return [self._end(now, current, cause, facts, offline)]
 
@@ -233,10 +236,15 @@ class Transactions:
 
     def _start_point(self, evse_id: int, facts: Facts) -> str | None:
         held = self._held(facts)
-        spent = self._spent.get(evse_id, set())
+        spent = self._spent.setdefault(evse_id, set())
+        if facts.tx_id is not None and facts.tx_id != self._covered.get(evse_id):
+            spent.clear()  # a new session of the station's
         spent &= held
-        ready = held - spent
-        return next((p for p in POINTS if p in self.settings.start_points and p in ready), None)
+        point = next((p for p in POINTS if p in self.settings.start_points and p in held - spent), None)
+        if point is None and "PowerPathClosed" in held:
+            # Energy flows only inside a transaction, whatever the start points say.
+            point = "PowerPathClosed"
+        return point
 
     def _end_cause(self, current: Open, facts: Facts, before: Facts | None) -> tuple[str, str] | None:
         stops = self.settings.stop_points
@@ -319,7 +327,7 @@ class Transactions:
             payload["reservationId"] = current.reservation_id
             current.reservation_id = None
         if current.token is not None and (kind == "Started" or trigger in ("Authorized", "RemoteStart")):
-            payload["idToken"] = id_token(current.token)
+            payload["idToken"] = id_token(current.token, self.token_types.get(current.token, "ISO14443"))
         if meter:
             payload["meterValue"] = list(meter)
         return Event(current.id, current.evse_id, current.seq_no, kind == "Ended", current.energy_wh, payload)
@@ -351,9 +359,9 @@ def power_loss(
     return payload
 
 
-def id_token(token: str) -> dict[str, str]:
-    """A token from the reader (ISO14443 UID) or the CSMS, as a 2.0.1 IdTokenType."""
-    return {"idToken": token, "type": "ISO14443"}
+def id_token(token: str, kind: str = "ISO14443") -> dict[str, str]:
+    """A token from the reader (an ISO14443 UID) or the CSMS, as a 2.0.1 IdTokenType."""
+    return {"idToken": token, "type": kind}
 
 
 def meter_value(sample: dict[str, Any], measurands: Sequence[str]) -> dict[str, Any]:
