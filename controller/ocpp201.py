@@ -169,6 +169,9 @@ class Ocpp201(Adapter):
             updated_measurands=tuple(self._items("SampledDataCtrlr", "TxUpdatedMeasurands")),
             ended_measurands=tuple(self._items("SampledDataCtrlr", "TxEndedMeasurands")),
             aligned_measurands=tuple(self._items("AlignedDataCtrlr", "Measurands")),
+            ended_interval_s=self._number("SampledDataCtrlr", "TxEndedInterval") if sampled else 0,
+            aligned_ended_interval_s=self._number("AlignedDataCtrlr", "TxEndedInterval") if aligned else 0,
+            aligned_ended_measurands=tuple(self._items("AlignedDataCtrlr", "TxEndedMeasurands")),
         )
 
     def auth_settings(self) -> auth.AuthSettings:
@@ -422,8 +425,9 @@ class Ocpp201(Adapter):
             self._queue(tx201.Event(tx_id, evse_id, seq_no + 1, True, energy, payload))
 
     def tick(self) -> None:
-        """Once a second: custom monitors on variables other than the fault ones."""
+        """Once a second: TxEndedInterval samples, custom monitors on non-fault variables."""
         now, data = self.host.now(), []
+        self.tx.tick(now)
         faults = set(dm.FAULT_VARIABLES.values())
         for key in self.monitors.monitored():
             definition = self.model.definition(key)
@@ -963,9 +967,9 @@ class Ocpp201(Adapter):
         return Reply({"status": "AcceptedCanceled" if running else "Accepted"}, start)
 
     async def firmware_status_notification(self, status: str) -> None:
-        # After a final status a triggered notification reports Idle (L01.FR.25).
-        final = status in ("Installed", "DownloadFailed", "InstallationFailed", "InstallVerificationFailed")
-        self.firmware_status = "Idle" if final else status
+        # After Installed a triggered notification reports Idle (L01.FR.25); after a
+        # failure, the failure (L01.FR.26).
+        self.firmware_status = "Idle" if status == "Installed" else status
         if self.firmware_request is None:
             stored = await self.host.database.run(
                 self.host.database.storage.get_setting, PREFIX + "firmware_request"
@@ -1016,7 +1020,11 @@ class Ocpp201(Adapter):
             await self.link.call("LogStatusNotification", payload, CALL_TIMEOUT_S)
 
     async def _set_variable_monitoring(self, p: dict[str, Any]) -> Reply:
-        return Reply({"setMonitoringResult": [self.monitors.set(item) for item in p["setMonitoringData"]]})
+        results = [self.monitors.set(item) for item in p["setMonitoringData"]]
+        for key in self.monitors.monitored():
+            # A Delta counts from the value when the monitor was set.
+            self._watched.setdefault(key, self.model.actual(key))
+        return Reply({"setMonitoringResult": results})
 
     async def _clear_variable_monitoring(self, p: dict[str, Any]) -> Reply:
         return Reply({"clearMonitoringResult": self.monitors.clear(p["id"])})

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
+MAX_ENDED_VALUES = 500  # per transaction; a long session at a short interval keeps its first ones
 PHASES = ("L1", "L2", "L3")
 
 # Why the station ended its transaction (1.6 words) -> (triggerReason, stoppedReason).
@@ -67,6 +68,9 @@ class Settings:
     updated_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
     ended_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
     aligned_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
+    ended_interval_s: int = 0  # SampledDataCtrlr.TxEndedInterval: samples kept for the Ended event
+    aligned_ended_interval_s: int = 0  # AlignedDataCtrlr.TxEndedInterval
+    aligned_ended_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,10 @@ class Open:
     remote_start_id: int | None = None
     energy_wh: float | None = None
     ev_seen: bool = False  # the EV has been connected during this transaction
+    ended_values: list[dict[str, Any]] = field(default_factory=list)  # meter values for the Ended event
+    last_ended_sample: datetime | None = None
+    aligned_slot: int | None = None  # the clock-aligned interval the last tick fell in
+    opened_at: datetime | None = None
     reservation_id: int | None = None  # to report with the next event
 
 
@@ -155,6 +163,7 @@ class Transactions:
             current.reservation_id = facts.reservation_id if facts.tx_id is not None else None
             current.charging_state = facts.charging_state
             current.remote_start_id = self.remote_starts.pop(evse_id, None)
+            current.opened_at = now
             trigger = START_TRIGGERS[point]
             if point == "Authorized" and current.remote_start_id is not None:
                 trigger = "RemoteStart"
@@ -194,6 +203,35 @@ class Transactions:
             current.charging_state = state
             events.append(self._event(now, current, "Updated", "ChargingStateChanged", offline))
         return events
+
+    def tick(self, now: datetime) -> None:
+        """Once a second: keep the TxEndedInterval samples the Ended events will carry."""
+        settings = self.settings
+        for evse_id, current in self.open.items():
+            facts = self._last.get(evse_id)
+            if facts is None or facts.reading is None or current.station_tx is None or current.stopped:
+                continue
+            if len(current.ended_values) >= MAX_ENDED_VALUES:
+                continue
+            since = current.last_ended_sample or current.opened_at or now
+            # Ticks come about once a second: half a tick early is on time.
+            if settings.ended_interval_s and (now - since).total_seconds() >= settings.ended_interval_s - 0.5:
+                current.last_ended_sample = now
+                sample = {**facts.reading, "timestamp": _timestamp(now), "context": "Sample.Periodic"}
+                value = meter_value(sample, settings.ended_measurands)
+                if value["sampledValue"]:
+                    current.ended_values.append(value)
+            aligned = settings.aligned_ended_interval_s
+            slot = int(now.timestamp() // aligned) if aligned else None
+            if current.aligned_slot is None and slot is not None and current.opened_at is not None:
+                current.aligned_slot = int(current.opened_at.timestamp() // aligned)
+            crossed = slot is not None and current.aligned_slot is not None and slot != current.aligned_slot
+            current.aligned_slot = slot
+            if crossed:
+                sample = {**facts.reading, "timestamp": _timestamp(now), "context": "Sample.Clock"}
+                value = meter_value(sample, settings.aligned_ended_measurands)
+                if value["sampledValue"]:
+                    current.ended_values.append(value)
 
     def triggered(self, now: datetime, evse_id: int, offline: bool) -> list[Event]:
         """TriggerMessage(TransactionEvent): an Updated event with the latest reading."""
@@ -281,10 +319,10 @@ class Transactions:
         self, now: datetime, current: Open, cause: tuple[str, str], facts: Facts | None, offline: bool
     ) -> Event:
         del self.open[current.evse_id]
+        meter: list[dict[str, Any]] = list(current.ended_values)
         if current.station_tx is not None:
             self._covered[current.evse_id] = current.station_tx
         self._spent[current.evse_id] = self._held(facts) if facts is not None else set()
-        meter = []
         energy = current.energy_wh
         if facts is not None and facts.reading is not None and energy is not None:
             end = {**facts.reading, "energy_wh": energy, "context": "Transaction.End"}
