@@ -87,8 +87,8 @@ class Adapter:
         database = self.host.database
         while True:
             try:
-                entries = await database.run(database.storage.outbox, 50)
-                entries = [e for e in entries if e.id not in self._delivered and e.kind in self.OUTBOX_KINDS]
+                entries = await database.run(database.storage.outbox, 50, self.OUTBOX_KINDS)
+                entries = [e for e in entries if e.id not in self._delivered]
                 if not entries:
                     self._outbox_wake.clear()
                     with contextlib.suppress(TimeoutError):

@@ -221,7 +221,7 @@ class Daemon(Services):
                     self._apply(self.station.meter_read(self.now(), evse_id, reading))
         if self.ocpp is not None:
             try:
-                self.ocpp.recover()
+                await self.ocpp.recover()
             except StorageError as exc:
                 log.error("cannot look for interrupted OCPP 2.0.1 transactions now: %s", exc)
         storage = self.database.storage

@@ -59,6 +59,7 @@ CHARGING_STATES = {
     "SuspendedEVSE": "SuspendedEVSE",
 }
 UPLOAD_WORDS = {"UploadFailed": "UploadFailure"}
+MAX_UNSENT_EVENTS = 100
 
 
 class Ocpp201(Adapter):
@@ -81,9 +82,13 @@ class Ocpp201(Adapter):
         self.model = dm.DeviceModel(dm.definitions(evses, info), stored, self._save)
         self.monitors = Monitors(self.model, settings.get("monitors201"), self._save_monitors)
         self._register_live()
+        password = self.model.find("SecurityCtrlr", "BasicAuthPassword")
+        if password is not None and link.endpoint.password and self.model.actual(password.key):
+            link.endpoint.password = self.model.actual(password.key)  # the CSMS's last one
         self.tx = tx201.Transactions()
         self._faults: dict[int, frozenset[str]] = {}
         self._watched: dict[dm.Key, str] = {}
+        self._unsent_events: list[dict[str, Any]] = []
         self._status_sent: dict[int, str] = {}
         self._status_wake = asyncio.Event()
         self.boot_reason = "PowerUp"
@@ -272,6 +277,9 @@ class Ocpp201(Adapter):
         ]
         self._status_wake.set()
         self._outbox_wake.set()
+        if self._unsent_events:
+            unsent, self._unsent_events = self._unsent_events, []
+            self.host.spawn(self._notify_event(unsent))
         await self.host.ocpp_ready()
 
     async def _boot(self) -> None:
@@ -408,15 +416,26 @@ class Ocpp201(Adapter):
             then=self.outbox_changed,
         )
 
-    def recover(self) -> None:
+    async def recover(self) -> None:
         """End, as PowerLoss, the 2.0.1 transactions a crash or power cut left open.
 
         Called once the meters have been read: the meter knows the energy delivered
-        after the last event was written.
+        after the last event was written. A station transaction whose Started event never
+        reached the database (a crash right after the contactor closed) is reported too,
+        Started and Ended at once.
         """
-        storage = self.host.database.storage
+        database = self.host.database
         now = self.host.now()
-        for tx_id, evse_id, seq_no, energy in storage.open_tx_events():
+        self.tx = tx201.Transactions(settings=self.tx.settings)  # nothing is open any more
+        unreported = await database.run(database.storage.transactions, False, 1000, True)
+        interrupted = await database.run(database.storage.open_tx_events)
+        for record in unreported:
+            started = tx201.unreported_start(
+                record.started_at, record.id, record.evse_id, record.id_tag, record.meter_start_wh
+            )
+            self._queue(tx201.Event(record.id, record.evse_id, 0, False, record.meter_start_wh, started))
+            interrupted.append((record.id, record.evse_id, 0, record.last_energy_wh))
+        for tx_id, evse_id, seq_no, energy in interrupted:
             state = self.host.station.evses.get(evse_id)
             if state is not None and state.reading is not None and energy is not None:
                 energy = max(energy, state.reading.energy_wh)
@@ -460,9 +479,15 @@ class Ocpp201(Adapter):
             self.host.spawn(self._notify_event(data))
 
     async def _notify_event(self, data: list[dict[str, Any]]) -> None:
-        payload = {"generatedAt": timestamp(self.host.now()), "seqNo": 0, "eventData": data}
-        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("NotifyEvent", payload, CALL_TIMEOUT_S)
+        if self.online:
+            payload = {"generatedAt": timestamp(self.host.now()), "seqNo": 0, "eventData": data}
+            try:
+                await self.link.call("NotifyEvent", payload, CALL_TIMEOUT_S)
+                return
+            except (NotConnected, CallFailed, TimeoutError) as exc:
+                log.warning("NotifyEvent not delivered (%s); sent after the next boot", exc)
+        # Kept in memory (not across restarts) and sent once the CSMS accepts us again.
+        self._unsent_events = (self._unsent_events + data)[-MAX_UNSENT_EVENTS:]
 
     async def _reservation_update(self, reservation_id: int, status: str) -> None:
         payload = {"reservationId": reservation_id, "reservationUpdateStatus": status}
@@ -596,6 +621,9 @@ class Ocpp201(Adapter):
                 )
         if changed:
             self.apply_keys()
+            for definition in changed:
+                if definition.variable == "BasicAuthPassword" and self.link.endpoint.password:
+                    self.link.endpoint.password = self.model.actual(definition.key)  # at the next connection
             if any(d.variable == "HeartbeatInterval" for d in changed):
                 self._heartbeat_changed.set()
         return Reply({"setVariableResult": results})
@@ -801,14 +829,15 @@ class Ocpp201(Adapter):
             return Reply({"status": "Rejected"})
         station, now = self.host.station, self.host.now()
         state = station.evses[current.evse_id]
-        if state.tx is not None and state.tx.id == current.station_tx:
+        if state.tx is not None:
             station.stop_transaction(now, state.tx.id, "Remote")
             self.host._apply(station.drain())
         else:
-            # Not yet authorized (TxStartPoint EVConnected): nothing to stop but the transaction.
+            # No energy allowed yet (TxStartPoint EVConnected): nothing to stop but the transaction.
             state.token, state.token_parent, state.token_expires = None, None, None
             for event in self.tx.end(now, current.evse_id, "Remote", not self.online):
                 self._queue(event)
+            state.next_tx_id = None  # an ended id is never used again
         return Reply({"status": "Accepted"})
 
     async def _unlock_connector(self, p: dict[str, Any]) -> Reply:
@@ -839,7 +868,7 @@ class Ocpp201(Adapter):
         evse_id = p.get("evseId", 0)
         if evse_id and not self._evse(evse_id):
             return Reply({"status": "Rejected"})
-        if p.get("connectorType") not in (None, "cType2", "Unknown"):
+        if p.get("connectorType") not in (None, "cType2", "sType2", "Unknown"):
             return Reply({"status": "Rejected"})
         try:
             expiry = parse_timestamp(p["expiryDateTime"])

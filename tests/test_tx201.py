@@ -779,3 +779,25 @@ def test_e_reservation_id_in_the_first_event_only() -> None:
     started = one(feed.see(reserved))
     assert started["reservationId"] == 7
     assert "reservationId" not in one(feed.sample("S1", 1100.0))
+
+
+def test_e06_stop_point_ev_connected_a_new_authorization_resumes_the_same_transaction() -> None:
+    """After a local stop the transaction goes on; a new card starts the station's next
+    session inside it: reported as Authorized, its samples and its end belong to it."""
+    feed = Feed(Settings(stop_points=frozenset({"EVConnected"})))
+    tx_id = one(feed.see(facts(token=TOKEN, tx="S1", closed=True)))["transactionInfo"]["transactionId"]
+    feed.see(facts(tx=None, state="EVConnected", stopping=True))
+    feed.ended("S1", "Local", 2000.0)
+    feed.see(facts(state="EVConnected", energy=2000.0))
+    authorized = feed.see(facts(token="OTHER", tx="S2", energy=2000.0))[0]
+    assert authorized["triggerReason"] == "Authorized"
+    assert authorized["idToken"]["idToken"] == "OTHER"
+    assert authorized["transactionInfo"]["transactionId"] == tx_id
+    assert one(feed.sample("S2", 2500.0))["triggerReason"] == "MeterValuePeriodic"
+    feed.see(facts(token="OTHER", tx=None, state="EVConnected", stopping=True, energy=2500.0))
+    feed.ended("S2", "Remote", 2600.0)
+    feed.see(facts(state="EVConnected", energy=2600.0))
+    ended = one(feed.see(facts(ev=False, energy=2600.0)))
+    assert ended["transactionInfo"]["stoppedReason"] == "Remote"
+    assert energy_of(ended) == ("Transaction.End", 2600.0)
+    assert seq_nos(feed, tx_id) == list(range(len(seq_nos(feed, tx_id))))
