@@ -60,6 +60,8 @@ METER_FAILURES_FOR_FAULT = 3
 # The 2 s stop budget: control threads 0.5 s at most, a final meter reading 0.2 s,
 # flushing records 0.8 s; then a database call still waiting is interrupted.
 SHUTDOWN_FLUSH_S = 0.8
+DRIVER_CLOSE_S = 0.3
+TASK_CANCEL_S = 0.5
 OUTBOX_DRAIN_S = 0.5  # with the flush and the link close, SIGTERM still exits within 2 s
 FINAL_READING_TIMEOUT_S = 0.2
 STALL_S = 1.0  # a control loop silent this long is stalled: make safe, exit, restart
@@ -381,17 +383,23 @@ class Daemon(Services):
                 await self.ocpp.drain(OUTBOX_DRAIN_S)
             with contextlib.suppress(Exception):
                 await self.ocpp.close()
-        for task in [*tasks, *self._background]:
+        pending = [*tasks, *self._background]
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+        if pending:
+            # A driver call that swallows cancellation (a Modbus client busy reconnecting)
+            # must not hold up the exit: the contactors are already open.
+            await asyncio.wait(pending, timeout=TASK_CANCEL_S)
         if self.frames is not None:
             self.frames.close()
+        # A driver that hangs while closing (a serial port, a meter's socket) must not
+        # keep the service from exiting: the contactors are already open.
         for drivers in getattr(self, "drivers", {}).values():
             with contextlib.suppress(Exception):
-                await drivers.meter.close()
+                await asyncio.wait_for(drivers.meter.close(), DRIVER_CLOSE_S)
         if getattr(self, "rfid", None) is not None:
             with contextlib.suppress(Exception):
-                await self.rfid.close()  # type: ignore[union-attr]
+                await asyncio.wait_for(self.rfid.close(), DRIVER_CLOSE_S)  # type: ignore[union-attr]
         if getattr(self, "bench", None) is not None:
             with contextlib.suppress(OSError):
                 self.bench.save()  # type: ignore[union-attr]
@@ -405,9 +413,16 @@ class Daemon(Services):
         """One meter reading per EVSE after the contactors opened, for meterStop."""
 
         async def read(evse_id: int, meter: MeterDriver) -> None:
+            task = asyncio.ensure_future(meter.read())
+            # Not wait_for: it waits for a cancelled read to finish, and a driver busy
+            # reconnecting may take seconds to notice.
+            done, _ = await asyncio.wait({task}, timeout=FINAL_READING_TIMEOUT_S)
+            if task not in done:
+                task.cancel()
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                return
             with contextlib.suppress(DriverError, TimeoutError, OSError):
-                reading = await asyncio.wait_for(meter.read(), FINAL_READING_TIMEOUT_S)
-                self._apply(self.station.meter_read(self.now(), evse_id, reading))
+                self._apply(self.station.meter_read(self.now(), evse_id, task.result()))
 
         await asyncio.gather(*(read(i, d.meter) for i, d in self.drivers.items()))
 
