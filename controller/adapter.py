@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from controller.link import CallFailed, Link, NotConnected
+from controller.link import CallFailed, Link, NotConnected, Reply
+from controller.ocppj import Call, RpcError
 from controller.storage import OutboxEntry, StorageError, parse_timestamp
 
 if TYPE_CHECKING:
@@ -23,6 +25,8 @@ CLOCK_SKEW_S = 1.0  # adopt the CSMS's time when ours differs by more than this
 
 class Adapter:
     OUTBOX_KINDS: tuple[str, ...] = ()
+    UNKNOWN_ACTION = "not_implemented"  # the error kind for an action without a handler
+    _handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]
 
     def __init__(self, host: Daemon, link: Link) -> None:
         self.host = host
@@ -43,6 +47,19 @@ class Adapter:
         for task in self._session:
             task.cancel()
         self._session = []
+
+    async def _handle(self, call: Call) -> Reply:
+        if not self.accepted and self.registration == "Rejected":
+            raise RpcError("security", "the CSMS rejected our BootNotification")
+        handler = self._handlers.get(call.action)
+        if handler is None:
+            raise RpcError(self.UNKNOWN_ACTION, f"{call.action} is not supported")
+        log.info(
+            "%s from the CSMS",
+            call.action,
+            extra={"ocpp_action": call.action, "ocpp_message_id": call.unique_id},
+        )
+        return await handler(call.payload)
 
     # -- clock and heartbeat -----------------------------------------------------------
 

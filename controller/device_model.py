@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controller.measurands import MEASURANDS
 from controller.ocppj import is_datetime
 
 Key = tuple[str, str | None, int | None, int | None, str, str | None]
@@ -35,7 +36,6 @@ DATA_TYPES = (
     "MemberList",
 )
 LISTS = ("SequenceList", "MemberList")
-MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage")
 TX_POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
 AVAILABILITY = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
 PROTOCOLS = ("HTTP", "HTTPS", "FTP")

@@ -21,8 +21,9 @@ from controller import authorization as auth
 from controller import schedule
 from controller.adapter import BOOT_RETRY_DEFAULT_S, CALL_TIMEOUT_S, Adapter
 from controller.link import CallFailed, Link, NotConnected, Reply
+from controller.measurands import measured
 from controller.ocpp16_keys import KeyStore
-from controller.ocppj import Call, RpcError
+from controller.ocppj import RpcError
 from controller.station import Reservation
 from controller.storage import OutboxEntry, Storage, parse_timestamp, timestamp
 
@@ -32,15 +33,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-PHASES = ("L1", "L2", "L3")
-
-
 def _wh(value: float) -> int:
     return math.floor(value + 1e-9)
 
 
 class Ocpp16(Adapter):
     OUTBOX_KINDS = ("start", "meter", "stop")
+    UNKNOWN_ACTION = "not_supported"
 
     def __init__(self, host: Daemon, link: Link, stored_keys: dict[str, str]) -> None:
         super().__init__(host, link)
@@ -331,13 +330,11 @@ class Ocpp16(Adapter):
     @staticmethod
     def meter_value(sample: dict[str, Any], measurands: list[str]) -> dict[str, Any]:
         """One 1.6 meterValue from a stored reading, with the configured measurands."""
-        context = sample["context"]
-        values: list[dict[str, Any]] = []
-
-        def add(measurand: str, value: float, unit: str, phase: str | None = None) -> None:
+        values = []
+        for measurand, value, unit, phase in measured(sample, measurands):
             item = {
                 "value": f"{value:.1f}",
-                "context": context,
+                "context": sample["context"],
                 "measurand": measurand,
                 "location": "Outlet",
                 "unit": unit,
@@ -345,18 +342,6 @@ class Ocpp16(Adapter):
             if phase:
                 item["phase"] = phase
             values.append(item)
-
-        for measurand in measurands:
-            if measurand == "Energy.Active.Import.Register":
-                add(measurand, sample["energy_wh"], "Wh")
-            elif measurand == "Power.Active.Import":
-                add(measurand, sample["power_w"], "W")
-            elif measurand == "Current.Import":
-                for phase, amps in zip(PHASES, sample["current_a"], strict=False):
-                    add(measurand, amps, "A", phase)
-            elif measurand == "Voltage":
-                for phase, volts in zip(PHASES, sample["voltage_v"], strict=False):
-                    add(measurand, volts, "V", f"{phase}-N")
         return {"timestamp": sample["timestamp"], "sampledValue": values}
 
     async def meter_values_now(self, evse_id: int, context: str) -> None:
@@ -376,19 +361,6 @@ class Ocpp16(Adapter):
             await self.link.call("MeterValues", payload, CALL_TIMEOUT_S)
 
     # -- requests from the CSMS --------------------------------------------------------
-
-    async def _handle(self, call: Call) -> Reply:
-        if not self.accepted and self.registration == "Rejected":
-            raise RpcError("security", "the CSMS rejected our BootNotification")
-        handler = self._handlers.get(call.action)
-        if handler is None:
-            raise RpcError("not_supported", f"{call.action} is not supported")
-        log.info(
-            "%s from the CSMS",
-            call.action,
-            extra={"ocpp_action": call.action, "ocpp_message_id": call.unique_id},
-        )
-        return await handler(call.payload)
 
     def _known(self, connector: int | None, station: bool = True) -> bool:
         """An EVSE of this station or, with ``station``, 0 for the station as a whole."""

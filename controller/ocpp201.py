@@ -23,8 +23,8 @@ from controller import schedule, tx201
 from controller.adapter import BOOT_RETRY_DEFAULT_S, CALL_TIMEOUT_S, Adapter
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.monitoring import Monitors
-from controller.ocppj import Call, RpcError
-from controller.pilot import CpState
+from controller.ocppj import RpcError
+from controller.pilot import CpState, PilotMode
 from controller.services import sample_body
 from controller.station import (
     Action,
@@ -233,7 +233,9 @@ class Ocpp201(Adapter):
 
     def _station_state(self) -> str:
         states = {self._evse_state(i) for i in self.host.station.evses}
-        return "Available" if "Available" in states or "Occupied" in states else states.pop()
+        if "Available" in states or "Occupied" in states:
+            return "Available"
+        return "Faulted" if "Faulted" in states else "Unavailable"
 
     def _evse_state(self, evse_id: int) -> str:
         status = self.host.station.evses[evse_id].status[0] or "Available"
@@ -249,7 +251,7 @@ class Ocpp201(Adapter):
 
     def _pwm(self, evse_id: int) -> str:
         view = self.host.station.evses[evse_id].view
-        return _bool(view is not None and view.pilot.name == "PWM")
+        return _bool(view is not None and view.pilot is PilotMode.PWM)
 
     def _evse_faults(self, evse_id: int) -> frozenset[str]:
         view = self.host.station.evses[evse_id].view
@@ -576,19 +578,6 @@ class Ocpp201(Adapter):
 
     # -- requests from the CSMS --------------------------------------------------------
 
-    async def _handle(self, call: Call) -> Reply:
-        if not self.accepted and self.registration == "Rejected":
-            raise RpcError("security", "the CSMS rejected our BootNotification")
-        handler = self._handlers.get(call.action)
-        if handler is None:
-            raise RpcError("not_implemented", f"{call.action} is not supported")
-        log.info(
-            "%s from the CSMS",
-            call.action,
-            extra={"ocpp_action": call.action, "ocpp_message_id": call.unique_id},
-        )
-        return await handler(call.payload)
-
     def _evse(self, evse_id: int | None) -> bool:
         return evse_id in self.host.station.evses
 
@@ -638,7 +627,14 @@ class Ocpp201(Adapter):
         )
         return self._report_reply(p["requestId"], data)
 
-    def _report_reply(self, request_id: int, data: list[dict[str, Any]]) -> Reply:
+    def _report_reply(
+        self,
+        request_id: int,
+        data: list[dict[str, Any]],
+        action: str = "NotifyReport",
+        key: str = "reportData",
+    ) -> Reply:
+        """Accepted, then ``data`` in parts of ItemsPerMessage[GetReport] (seqNo, tbc)."""
         if not data:
             return Reply({"status": "EmptyResultSet"})
         size = max(1, self._items_per_message("GetReport"))
@@ -651,12 +647,12 @@ class Ocpp201(Adapter):
                     "generatedAt": timestamp(self.host.now()),
                     "seqNo": seq_no,
                     "tbc": seq_no < len(parts) - 1,
-                    "reportData": part,
+                    key: part,
                 }
                 try:
-                    await self.link.call("NotifyReport", payload, CALL_TIMEOUT_S)
+                    await self.link.call(action, payload, CALL_TIMEOUT_S)
                 except (NotConnected, CallFailed, TimeoutError) as exc:
-                    log.warning("NotifyReport %d part %d not delivered: %s", request_id, seq_no, exc)
+                    log.warning("%s %d part %d not delivered: %s", action, request_id, seq_no, exc)
                     return
 
         return Reply({"status": "Accepted"}, send)
@@ -834,7 +830,7 @@ class Ocpp201(Adapter):
             self.host._apply(station.drain())
         else:
             # No energy allowed yet (TxStartPoint EVConnected): nothing to stop but the transaction.
-            state.token, state.token_parent, state.token_expires = None, None, None
+            station.withdraw_token(current.evse_id)
             for event in self.tx.end(now, current.evse_id, "Remote", not self.online):
                 self._queue(event)
             state.next_tx_id = None  # an ended id is never used again
@@ -1060,25 +1056,7 @@ class Ocpp201(Adapter):
 
     async def _get_monitoring_report(self, p: dict[str, Any]) -> Reply:
         data = self.monitors.report(p.get("monitoringCriteria", ()), p.get("componentVariable", ()))
-        if not data:
-            return Reply({"status": "EmptyResultSet"})
-        request_id = p["requestId"]
-        size = max(1, self._items_per_message("GetReport"))
-
-        async def send() -> None:
-            parts = [data[i : i + size] for i in range(0, len(data), size)]
-            for seq_no, part in enumerate(parts):
-                payload = {
-                    "requestId": request_id,
-                    "generatedAt": timestamp(self.host.now()),
-                    "seqNo": seq_no,
-                    "tbc": seq_no < len(parts) - 1,
-                    "monitor": part,
-                }
-                with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-                    await self.link.call("NotifyMonitoringReport", payload, CALL_TIMEOUT_S)
-
-        return Reply({"status": "Accepted"}, send)
+        return self._report_reply(p["requestId"], data, "NotifyMonitoringReport", "monitor")
 
     async def _set_monitoring_base(self, p: dict[str, Any]) -> Reply:
         self.monitors.set_base(p["monitoringBase"])

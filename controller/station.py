@@ -349,6 +349,12 @@ class Station:
                 return True
         return False
 
+    def withdraw_token(self, evse_id: int) -> None:
+        """Forget the identity waiting on an EVSE (a session the CSMS stopped before it started)."""
+        evse = self.evses[evse_id]
+        if evse.tx is None:
+            evse.token, evse.token_parent, evse.token_expires = None, None, None
+
     def deauthorized(self, now: datetime, tx_id: str) -> bool:
         """The CSMS answered the start with an id tag that is not valid."""
         if not self.stop_on_invalid_id:

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from controller.measurands import measured
+from controller.storage import timestamp
+
 POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
 MAX_ENDED_VALUES = 500  # per transaction; a long session at a short interval keeps its first ones
-PHASES = ("L1", "L2", "L3")
 
 # Why the station ended its transaction (1.6 words) -> (triggerReason, stoppedReason).
 STOP_CAUSES: dict[str, tuple[str, str]] = {
@@ -222,7 +224,7 @@ class Transactions:
             # Ticks come about once a second: half a tick early is on time.
             if settings.ended_interval_s and (now - since).total_seconds() >= settings.ended_interval_s - 0.5:
                 current.last_ended_sample = now
-                sample = {**facts.reading, "timestamp": _timestamp(now), "context": "Sample.Periodic"}
+                sample = {**facts.reading, "timestamp": timestamp(now), "context": "Sample.Periodic"}
                 value = meter_value(sample, settings.ended_measurands)
                 if value["sampledValue"]:
                     current.ended_values.append(value)
@@ -233,7 +235,7 @@ class Transactions:
             crossed = slot is not None and current.aligned_slot is not None and slot != current.aligned_slot
             current.aligned_slot = slot
             if crossed:
-                sample = {**facts.reading, "timestamp": _timestamp(now), "context": "Sample.Clock"}
+                sample = {**facts.reading, "timestamp": timestamp(now), "context": "Sample.Clock"}
                 value = meter_value(sample, settings.aligned_ended_measurands)
                 if value["sampledValue"]:
                     current.ended_values.append(value)
@@ -358,7 +360,7 @@ class Transactions:
             info["remoteStartId"] = current.remote_start_id
         payload: dict[str, Any] = {
             "eventType": kind,
-            "timestamp": _timestamp(now),
+            "timestamp": timestamp(now),
             "triggerReason": trigger,
             "seqNo": current.seq_no,
             "transactionInfo": info,
@@ -379,7 +381,7 @@ class Transactions:
 def unreported_start(at: datetime, tx_id: str, evse_id: int, token: str, energy_wh: float) -> dict[str, Any]:
     """The Started event of a station transaction a crash kept from being reported."""
     begin = {
-        "timestamp": _timestamp(at),
+        "timestamp": timestamp(at),
         "context": "Transaction.Begin",
         "energy_wh": energy_wh,
         "power_w": 0.0,
@@ -388,7 +390,7 @@ def unreported_start(at: datetime, tx_id: str, evse_id: int, token: str, energy_
     }
     return {
         "eventType": "Started",
-        "timestamp": _timestamp(at),
+        "timestamp": timestamp(at),
         "triggerReason": "Authorized",
         "seqNo": 0,
         "offline": True,
@@ -405,7 +407,7 @@ def power_loss(
     """The Ended event of a transaction a crash or power cut interrupted."""
     payload: dict[str, Any] = {
         "eventType": "Ended",
-        "timestamp": _timestamp(now),
+        "timestamp": timestamp(now),
         "triggerReason": "AbnormalCondition",
         "seqNo": last_seq_no + 1,
         "offline": True,
@@ -432,13 +434,11 @@ def id_token(token: str, kind: str = "ISO14443") -> dict[str, str]:
 
 def meter_value(sample: dict[str, Any], measurands: Sequence[str]) -> dict[str, Any]:
     """One 2.0.1 MeterValueType from a stored reading, with the configured measurands."""
-    context = sample["context"]
-    values: list[dict[str, Any]] = []
-
-    def add(measurand: str, value: float, unit: str, phase: str | None = None) -> None:
+    values = []
+    for measurand, value, unit, phase in measured(sample, measurands):
         item: dict[str, Any] = {
             "value": round(value, 1),
-            "context": context,
+            "context": sample["context"],
             "measurand": measurand,
             "location": "Outlet",
             "unitOfMeasure": {"unit": unit},
@@ -446,22 +446,4 @@ def meter_value(sample: dict[str, Any], measurands: Sequence[str]) -> dict[str, 
         if phase:
             item["phase"] = phase
         values.append(item)
-
-    for measurand in measurands:
-        if measurand == "Energy.Active.Import.Register":
-            add(measurand, sample["energy_wh"], "Wh")
-        elif measurand == "Power.Active.Import":
-            add(measurand, sample["power_w"], "W")
-        elif measurand == "Current.Import":
-            for phase, amps in zip(PHASES, sample["current_a"], strict=False):
-                add(measurand, amps, "A", phase)
-        elif measurand == "Voltage":
-            for phase, volts in zip(PHASES, sample["voltage_v"], strict=False):
-                add(measurand, volts, "V", f"{phase}-N")
     return {"timestamp": sample["timestamp"], "sampledValue": values}
-
-
-def _timestamp(moment: datetime) -> str:
-    from controller.storage import timestamp
-
-    return timestamp(moment)
