@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hil.csms import CsmsThread
+from hil.csms import CsmsThread, describe
 from hil.simrig import SimRig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,6 +235,30 @@ def bench(tmp_path: Path, csms: CsmsThread) -> Iterator[Bench]:
     yield running
     if running.proc is not None and running.proc.poll() is None:
         running.kill()
+
+
+def set_variables(bench: Bench, *items: tuple[str, str, str] | tuple[str, str, str, str]) -> None:
+    """SetVariables (component, variable, value[, variable instance]), each Accepted."""
+    data = []
+    for item in items:
+        variable: dict[str, str] = {"name": item[1]}
+        if len(item) == 4:
+            variable["instance"] = item[3]
+        data.append({"component": {"name": item[0]}, "variable": variable, "attributeValue": item[2]})
+    reply = bench.call("SetVariables", {"setVariableData": data})
+    assert [r["attributeStatus"] for r in reply["setVariableResult"]] == ["Accepted"] * len(items), reply
+
+
+@pytest.fixture(autouse=True)
+def timeline201(csms201: CsmsThread, tmp_path: Path) -> Iterator[None]:
+    """Print the CSMS timeline and the daemon log's tail; pytest shows them for a failed test.
+
+    Autouse in the modules that import it (the 2.0.1 ones)."""
+    yield
+    print("\n".join(f"{e.t:10.3f} {describe(e)}" for e in csms201.timeline))
+    log = tmp_path / "daemon.log"
+    if log.exists():
+        print("--- daemon.log (tail)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-80:]))
 
 
 def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

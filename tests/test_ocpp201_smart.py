@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hil.csms import CsmsThread, describe
+from hil.csms import CsmsThread
 from hil.simrig import SimRig
 from tests import ocpp_harness
 from tests.ocpp_harness import TOKEN, Bench, eventually, make_bench
@@ -27,6 +27,8 @@ from tests.test_ocpp16_smart import FileServer
 # The bench's fixtures, under their own names (imported names shadowed by parameters upset ruff).
 bench201 = ocpp_harness.bench201
 csms201 = ocpp_harness.csms201
+timeline201 = ocpp_harness.timeline201  # prints the timeline and daemon log of a failed test
+set_variables = ocpp_harness.set_variables
 
 OTHER_TOKEN = "0A0B0C0D"
 # The supervisor changes the offered current at most once per 5 s (IEC 61851-1 A.2.3).
@@ -75,15 +77,6 @@ def no_call(
         bench.wait(action, where, timeout=seconds, after=after)
 
 
-def set_variables(bench: Bench, *items: tuple[str, str, str]) -> None:
-    """SetVariables (component, variable, value), each Accepted."""
-    data = [
-        {"component": {"name": c}, "variable": {"name": v}, "attributeValue": value} for c, v, value in items
-    ]
-    reply = bench.call("SetVariables", {"setVariableData": data})
-    assert [r["attributeStatus"] for r in reply["setVariableResult"]] == ["Accepted"] * len(items), reply
-
-
 def change_availability(bench: Bench, status: str, evse: int | None = None) -> str:
     payload: dict[str, Any] = {"operationalStatus": status}
     if evse is not None:
@@ -108,16 +101,6 @@ def reconnect_rig(bench: Bench) -> None:
     if bench.rig is not None:
         bench.rig.close()
     bench.rig = SimRig.wait_for(bench.dir / "var" / "sim.sock")
-
-
-@pytest.fixture(autouse=True)
-def timeline(csms201: CsmsThread, tmp_path: Path) -> Iterator[None]:
-    """Print the CSMS timeline and the daemon log's tail; pytest shows them for a failed test."""
-    yield
-    print("\n".join(f"{e.t:10.3f} {describe(e)}" for e in csms201.timeline))
-    log = tmp_path / "daemon.log"
-    if log.exists():
-        print("--- daemon.log (tail)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-80:]))
 
 
 # -- G: availability ---------------------------------------------------------------------------

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,13 +24,14 @@ from jsonschema import Draft4Validator, FormatChecker
 
 from controller.ocppj import is_datetime
 from controller.storage import parse_timestamp
-from hil.csms import CsmsThread, describe
 from tests import ocpp_harness
 from tests.ocpp_harness import TOKEN, Bench, eventually
 
 # The bench's fixtures, under their own names (imported names shadowed by parameters upset ruff).
 bench201 = ocpp_harness.bench201
 csms201 = ocpp_harness.csms201
+timeline201 = ocpp_harness.timeline201  # prints the timeline and daemon log of a failed test
+set_variables = ocpp_harness.set_variables
 
 STATION = "CP001"
 OTHER = "0A0B0C0D"  # a second card
@@ -51,18 +51,6 @@ EVENT_SCHEMA = Draft4Validator(_SCHEMA, format_checker=_FORMATS)
 
 def id_token(token: str = TOKEN) -> dict[str, str]:
     return {"idToken": token, "type": "ISO14443"}
-
-
-def set_variables(bench: Bench, *items: tuple[str, str, str] | tuple[str, str, str, str]) -> None:
-    """SetVariables (component, variable, value[, variable instance]), each Accepted."""
-    data = []
-    for item in items:
-        variable: dict[str, str] = {"name": item[1]}
-        if len(item) == 4:
-            variable["instance"] = item[3]
-        data.append({"component": {"name": item[0]}, "variable": variable, "attributeValue": item[2]})
-    reply = bench.call("SetVariables", {"setVariableData": data})
-    assert [r["attributeStatus"] for r in reply["setVariableResult"]] == ["Accepted"] * len(items), reply
 
 
 def since(
@@ -177,16 +165,6 @@ def go_online(bench: Bench) -> int:
 
 def outbox_empty(bench: Bench) -> bool:
     return bench.db("SELECT count(*) FROM outbox")[0][0] == 0
-
-
-@pytest.fixture(autouse=True)
-def timeline(csms201: CsmsThread, tmp_path: Path) -> Iterator[None]:
-    """Print the CSMS timeline and the daemon log's tail; pytest shows them for a failed test."""
-    yield
-    print("\n".join(f"{e.t:10.3f} {describe(e)}" for e in csms201.timeline))
-    log = tmp_path / "daemon.log"
-    if log.exists():
-        print("--- daemon.log (tail)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-80:]))
 
 
 # -- E01-E03, E09: a regular session ------------------------------------------------------------
