@@ -195,42 +195,6 @@ class _Ocpp16(_Answering, ChargePoint16):  # type: ignore[misc]
     def on_stop_transaction(self, call_unique_id: str, **_: Any) -> Any:
         return self._reply("StopTransaction", call_unique_id, self._stop)
 
-    @_on("MeterValues")
-    def on_meter_values(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("MeterValues", call_unique_id, lambda p: {})
-
-    @_on("StatusNotification")
-    def on_status_notification(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("StatusNotification", call_unique_id, lambda p: {})
-
-    @_on("DataTransfer")
-    def on_data_transfer(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("DataTransfer", call_unique_id, lambda p: {"status": "Accepted"})
-
-    @_on("DiagnosticsStatusNotification")
-    def on_diagnostics_status_notification(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("DiagnosticsStatusNotification", call_unique_id, lambda p: {})
-
-    @_on("FirmwareStatusNotification")
-    def on_firmware_status_notification(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("FirmwareStatusNotification", call_unique_id, lambda p: {})
-
-    @_on("SecurityEventNotification")
-    def on_security_event_notification(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("SecurityEventNotification", call_unique_id, lambda p: {})
-
-    @_on("SignCertificate")
-    def on_sign_certificate(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("SignCertificate", call_unique_id, lambda p: {"status": "Accepted"})
-
-    @_on("SignedFirmwareStatusNotification")
-    def on_signed_firmware_status_notification(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("SignedFirmwareStatusNotification", call_unique_id, lambda p: {})
-
-    @_on("LogStatusNotification")
-    def on_log_status_notification(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("LogStatusNotification", call_unique_id, lambda p: {})
-
 
 class _Ocpp201(_Answering, ChargePoint201):  # type: ignore[misc]
     """The CSMS side of one OCPP 2.0.1 connection.
@@ -299,8 +263,21 @@ _FIXED_201: dict[str, dict[str, Any]] = {
 }
 
 
+_FIXED_16: dict[str, dict[str, Any]] = {
+    "MeterValues": {},
+    "StatusNotification": {},
+    "DataTransfer": {"status": "Accepted"},
+    "DiagnosticsStatusNotification": {},
+    "FirmwareStatusNotification": {},
+    "SecurityEventNotification": {},
+    "SignCertificate": {"status": "Accepted"},
+    "SignedFirmwareStatusNotification": {},
+    "LogStatusNotification": {},
+}
+
+
 def _fixed_handler(action: str, answer: dict[str, Any]) -> Callable[..., Any]:
-    def handler(self: _Ocpp201, call_unique_id: str, **_: Any) -> Any:
+    def handler(self: _Answering, call_unique_id: str, **_: Any) -> Any:
         return self._reply(action, call_unique_id, lambda p: copy.deepcopy(answer))
 
     # The ocpp package finds handlers by attribute name, so each needs its own.
@@ -308,8 +285,9 @@ def _fixed_handler(action: str, answer: dict[str, Any]) -> Callable[..., Any]:
     return _on(action)(handler)
 
 
-for _action, _answer in _FIXED_201.items():
-    setattr(_Ocpp201, f"on_{_action}", _fixed_handler(_action, _answer))
+for _cls, _table in ((_Ocpp16, _FIXED_16), (_Ocpp201, _FIXED_201)):
+    for _action, _answer in _table.items():
+        setattr(_cls, f"on_{_action}", _fixed_handler(_action, _answer))
 
 
 # OCPP version -> the ChargePoint class that speaks it on the CSMS side.
