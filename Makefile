@@ -71,6 +71,7 @@ install:
 	systemd-sysusers $(ROOT) $(SYSUSERS)
 	install -D -m 0644 systemd/evse.service $(UNIT)
 	install -D -m 0644 systemd/evse-pwm.rules $(UDEV)
+	install -D -m 0755 systemd/install-firmware $(DESTDIR)/usr/lib/evse/install-firmware
 	install -d -m 0750 $(CONF)
 	[ -e $(CONF)/evse.toml ] || install -m 0640 config/evse.pi.toml $(CONF)/evse.toml
 	chgrp $$(awk -F: '$$1 == "evse" { print $$3 }' $(DESTDIR)/etc/group) $(CONF) $(CONF)/evse.toml
@@ -85,6 +86,7 @@ install:
 uninstall:
 	-systemctl $(ROOT) disable $(if $(DESTDIR),,--now) evse.service
 	rm -f $(UNIT) $(UDEV) $(SYSUSERS)
+	rm -rf $(DESTDIR)/usr/lib/evse
 	rm -rf $(DESTDIR)$(OPT)
 	$(if $(DESTDIR),,systemctl daemon-reload && udevadm control --reload)
 	@echo "kept $(CONF) (configuration) and $(DESTDIR)/var/lib/evse (transactions); the evse user stays"
