@@ -2,9 +2,12 @@
 
     python -m hil.csms [--host 127.0.0.1] [--port 9000] [--boot-status Accepted] [--heartbeat 300]
                        [--version 1.6|2.0.1|auto ...]
+                       [--tls-cert PEM [--tls-key PEM] [--tls-ca PEM] [--plain-too]]
 
 Stations connect to ``ws://host:port/<anything>/<station id>`` with the ``ocpp1.6`` or
-``ocpp2.0.1`` subprotocol (whichever of them the CSMS accepts; 1.6 alone by default).
+``ocpp2.0.1`` subprotocol (whichever of them the CSMS accepts; 1.6 alone by default),
+or to ``wss://`` when it has a TLS certificate (``ssl_context``; with ``plain_too`` the same
+port takes both).
 The CSMS answers every station-initiated OCPP 1.6 and 2.0.1 message from its settings,
 keeps a timeline of every frame in both directions (printed one line each unless
 ``quiet``) and lets a test send any CALL to a station and wait for messages.
@@ -24,6 +27,9 @@ import copy
 import hmac
 import json
 import logging
+import re
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -451,6 +457,15 @@ class DevCsms:
     redelivered event is answered again and counted in ``duplicates``), ``started`` and
     ``ended`` are the first Started and Ended events (or None) and ``ended_count``
     counts every Ended event received, redeliveries included.
+
+    With ``ssl_context`` (a server-side context; requiring client certificates is its
+    business) stations connect with TLS, to ``url`` (wss://); with ``plain_too`` as well
+    the same port also takes plain connections, told apart by their first byte: ``url``
+    is then the ws:// one and ``tls_url`` the wss:// one. TLS handshakes that fail are
+    recorded as "refused" entries ``{"error", "reason", "peer"}`` (no HTTP ``status``),
+    and the "connect" entry of a TLS connection has ``"tls": {"version", "client_cert"}``
+    (the client certificate's subject, e.g. ``{"commonName": ..., "organizationName": ...}``,
+    or None).
     """
 
     def __init__(
@@ -465,10 +480,14 @@ class DevCsms:
         passwords: dict[str, str] | None = None,
         quiet: bool = False,
         out: IO[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        plain_too: bool = False,
     ) -> None:
         unsupported = [v for v in versions if v not in _HANDLERS]
         if unsupported or not versions:
             raise ValueError(f"unsupported OCPP version(s) {unsupported}; supported: {', '.join(_HANDLERS)}")
+        if plain_too and ssl_context is None:
+            raise ValueError("plain_too needs an ssl_context")
         self.host = host
         self.port = port
         self.versions = tuple(versions)
@@ -479,6 +498,8 @@ class DevCsms:
         self.passwords = passwords
         self.quiet = quiet
         self.out = out
+        self.ssl_context = ssl_context
+        self.plain_too = plain_too
         self.replies: dict[str, Reply] = {}
         self.errors: dict[str, tuple[str, str]] = {}
         self.timeline: list[Entry] = []
@@ -489,32 +510,60 @@ class DevCsms:
         self._pending: set[int] = set()
         self._changed = asyncio.Event()
         self._server: Server | None = None
+        self._front: _TlsFront | None = None
 
     @property
     def url(self) -> str:
-        """The base URL; a station appends ``/<station id>``."""
+        """The base URL; a station appends ``/<station id>``. wss:// with TLS only, else ws://."""
+        tls_only = self.ssl_context is not None and not self.plain_too
+        return self._base_url("wss" if tls_only else "ws")
+
+    @property
+    def tls_url(self) -> str:
+        """The wss:// base URL (``ValueError`` without an ``ssl_context``)."""
+        if self.ssl_context is None:
+            raise ValueError("this CSMS has no TLS (no ssl_context)")
+        return self._base_url("wss")
+
+    def _base_url(self, scheme: str) -> str:
         host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
         host = f"[{host}]" if ":" in host else host
-        return f"ws://{host}:{self.port}/ocpp"
+        return f"{scheme}://{host}:{self.port}/ocpp"
 
     async def start(self) -> None:
         """Start listening; ``port`` then holds the actual port."""
+        # With TLS, the front takes the connections and relays them to a plain server inside.
+        inside = self.ssl_context is not None
         self._server = await serve(
             self._serve,
-            self.host,
-            self.port,
+            "127.0.0.1" if inside else self.host,
+            0 if inside else self.port,
             subprotocols=[Subprotocol(_SUBPROTOCOLS[v]) for v in self.versions],
             select_subprotocol=self._select_subprotocol,
             process_request=self._check_request,
         )
-        self.port = self._server.sockets[0].getsockname()[1]
+        port: int = self._server.sockets[0].getsockname()[1]
+        if self.ssl_context is not None:
+            self._front = _TlsFront(self, self.ssl_context, self.plain_too, port)
+            try:
+                port = await self._front.start(self.host, self.port)
+            except BaseException:
+                self._front = None
+                await self.stop()
+                raise
+        self.port = port
 
     async def stop(self) -> None:
         """Close every station connection and stop listening."""
+        if self._front is not None:
+            self._front.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self._front is not None:
+            await self._front.wait_closed()
+            self._front = None
 
     async def wait_station(self, station_id: str, timeout: float = 10) -> StationSession:
         """Wait until the station is connected and return its session."""
@@ -708,9 +757,11 @@ class DevCsms:
         version = next(v for v in self.versions if _SUBPROTOCOLS[v] == ws.subprotocol)
         session = StationSession(self, station_id, version, ws)
         self.stations[station_id] = session
-        self._record(
-            station_id, "in", "connect", "", {"path": ws.request.path, "subprotocol": ws.subprotocol}
-        )
+        details: dict[str, Any] = {"path": ws.request.path, "subprotocol": ws.subprotocol}
+        tls = self._front.tls_of(ws.remote_address[1]) if self._front is not None else None
+        if tls is not None:
+            details["tls"] = tls
+        self._record(station_id, "in", "connect", "", details)
         try:
             await session._run()
         finally:
@@ -718,6 +769,247 @@ class DevCsms:
                 del self.stations[station_id]
             info = {"code": ws.close_code, "reason": ws.close_reason or ""}
             self._record(station_id, "in", "disconnect", "", info)
+
+
+# --- TLS -----------------------------------------------------------------------------------------
+
+# A TLS connection starts with a handshake record; a plain one with "GET".
+_TLS_HANDSHAKE = 0x16
+_OPEN_TIMEOUT = 10.0  # s: for the first bytes and the TLS handshake
+_CLOSE_TIMEOUT = 5.0  # s: for the other direction once one has ended
+_CHUNK = 65536
+
+
+class _TlsFront:
+    """The listening socket of a TLS CSMS: does the TLS handshake (or, with ``plain_too``, lets a
+    plain connection through as is) and relays the bytes to the plain websocket server inside.
+
+    The TLS runs on memory buffers rather than in an asyncio TLS transport, which drops the
+    alert of a failed handshake (the peer would see a bare reset instead of e.g. "protocol
+    version") and does not tell the server why a handshake failed.
+    """
+
+    def __init__(self, csms: DevCsms, context: ssl.SSLContext, plain_too: bool, inner_port: int) -> None:
+        self._csms = csms
+        self._context = context
+        self._plain_too = plain_too
+        self._inner_port = inner_port
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._opening: set[asyncio.Task[None]] = set()  # connections before their relay runs
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tls: dict[int, dict[str, Any]] = {}  # relay's port on the inside -> TLS details
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on ``host``:``port``; return the port (the actual one for port 0)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, port), family=family)
+        self._listener.setblocking(False)
+        self._accepting = asyncio.create_task(self._accept(self._listener))
+        return int(self._listener.getsockname()[1])
+
+    def close(self) -> None:
+        """Stop accepting and drop the connections not relayed yet."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+        if self._listener is not None:
+            self._listener.close()
+        for task in self._opening:
+            task.cancel()
+
+    async def wait_closed(self, timeout: float = _CLOSE_TIMEOUT) -> None:
+        """Wait for the relays to end (the server inside closes its side), then cut what is left."""
+        if self._accepting is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accepting
+        if self._tasks:
+            _, left = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+
+    def tls_of(self, inner_port: int) -> dict[str, Any] | None:
+        """The TLS details of the connection relayed from this port, or None (a plain one)."""
+        return self._tls.get(inner_port)
+
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            sock, peer = await loop.sock_accept(listener)
+            task = asyncio.create_task(self._connection(sock, _address(peer)))
+            for tasks in (self._opening, self._tasks):
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+    async def _connection(self, sock: socket.socket, peer: str) -> None:
+        loop = asyncio.get_running_loop()
+        inner = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        inner.setblocking(False)
+        try:
+            outside = await self._open_outside(sock, peer)
+            if outside is None:
+                return
+            await loop.sock_connect(inner, ("127.0.0.1", self._inner_port))
+            inner_port = int(inner.getsockname()[1])
+            if outside.tls is not None:
+                self._tls[inner_port] = _tls_details(outside.tls)
+            task = asyncio.current_task()
+            if task is not None:
+                self._opening.discard(task)
+            try:
+                await _relay(outside, _Side(inner))
+            finally:
+                self._tls.pop(inner_port, None)
+        finally:
+            sock.close()
+            inner.close()
+
+    async def _open_outside(self, sock: socket.socket, peer: str) -> _Side | None:
+        """The station's side, after the TLS handshake unless it is a plain connection; None if
+        the station sent nothing or the handshake failed."""
+        loop = asyncio.get_running_loop()
+        tls = not self._plain_too
+        try:
+            async with asyncio.timeout(_OPEN_TIMEOUT):
+                first = await loop.sock_recv(sock, _CHUNK)
+                if not first:
+                    return None
+                tls = not self._plain_too or first[0] == _TLS_HANDSHAKE
+                side = _Side(sock, self._context if tls else None, first)
+                if tls:
+                    await side.handshake()
+                return side
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            if tls:
+                error, reason = _handshake_error(exc)
+                self._csms._record("", "in", "refused", "", {"error": error, "reason": reason, "peer": peer})
+            return None
+
+
+class _Side:
+    """One end of a relayed connection: a socket, with TLS (on memory buffers) or without.
+
+    ``received`` is what was read from the socket already (the first bytes of a connection).
+    """
+
+    def __init__(
+        self, sock: socket.socket, context: ssl.SSLContext | None = None, received: bytes = b""
+    ) -> None:
+        self._sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self.tls = (
+            None if context is None else context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        )
+        self._early = received
+        if self.tls is not None:
+            self._incoming.write(received)
+            self._early = b""
+        self._sending = asyncio.Lock()
+
+    async def handshake(self) -> None:
+        """Do the TLS handshake; a failure raises its ``ssl.SSLError`` after sending the alert to the peer."""
+        assert self.tls is not None
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._send_pending()
+                await self._receive()
+            except ssl.SSLError:
+                with contextlib.suppress(OSError):
+                    await self._send_pending()
+                raise
+        await self._send_pending()
+
+    async def read(self) -> bytes:
+        """The next bytes received (decrypted), b"" at the end."""
+        if self.tls is None:
+            early, self._early = self._early, b""
+            return early or await asyncio.get_running_loop().sock_recv(self._sock, _CHUNK)
+        while True:
+            try:
+                return self.tls.read(_CHUNK)
+            except ssl.SSLWantReadError:
+                await self._send_pending()  # TLS 1.3 may answer, e.g. a key update
+                await self._receive()
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    async def write(self, data: bytes) -> None:
+        if self.tls is None:
+            await asyncio.get_running_loop().sock_sendall(self._sock, data)
+        else:
+            self.tls.write(data)
+            await self._send_pending()
+
+    async def end(self) -> None:
+        """Stop sending (TLS: a close_notify) and go on receiving."""
+        if self.tls is None:
+            self._sock.shutdown(socket.SHUT_WR)
+            return
+        with contextlib.suppress(ssl.SSLError):  # it wants to read the peer's close_notify: no need
+            self.tls.unwrap()
+        await self._send_pending()
+
+    async def _receive(self) -> None:
+        data = await asyncio.get_running_loop().sock_recv(self._sock, _CHUNK)
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+
+    async def _send_pending(self) -> None:
+        # The lock keeps the records in order when both directions of a relay produce some.
+        async with self._sending:
+            data = self._outgoing.read()
+            if data:
+                await asyncio.get_running_loop().sock_sendall(self._sock, data)
+
+
+async def _pump(source: _Side, sink: _Side) -> None:
+    while data := await source.read():
+        await sink.write(data)
+    await sink.end()
+
+
+async def _relay(a: _Side, b: _Side) -> None:
+    """Copy bytes both ways until both directions have ended (the second within a timeout of
+    the first) or one fails."""
+    pumps = {asyncio.create_task(_pump(a, b)), asyncio.create_task(_pump(b, a))}
+    try:
+        done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        if all(task.exception() is None for task in done):
+            await asyncio.wait(pumps, timeout=_CLOSE_TIMEOUT)
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _address(peer: Any) -> str:
+    host, port = peer[0], peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _tls_details(tls: ssl.SSLObject) -> dict[str, Any]:
+    cert = tls.getpeercert()
+    rdns = cast(tuple[tuple[tuple[str, str], ...], ...], cert.get("subject", ()) if cert else ())
+    subject = {key: value for rdn in rdns for key, value in rdn} if cert else None
+    return {"version": tls.version(), "client_cert": subject}
+
+
+def _handshake_error(exc: BaseException) -> tuple[str, str]:
+    """``(OpenSSL reason or exception class, message)`` of a failed TLS handshake."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return str(exc.reason or "CERTIFICATE_VERIFY_FAILED"), str(exc.verify_message)
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        # "[SSL: UNSUPPORTED_PROTOCOL] unsupported protocol (_ssl.c:1006)" -> "unsupported protocol"
+        return str(exc.reason), re.sub(r"^\[SSL: \w+\] | \(_ssl\.c:\d+\)$", "", str(exc.strerror or exc))
+    if isinstance(exc, TimeoutError):
+        return "TimeoutError", f"no TLS handshake within {_OPEN_TIMEOUT:g} s"
+    return type(exc).__name__, str(exc) or "the connection ended during the TLS handshake"
 
 
 # --- timeline lines ---------------------------------------------------------------------------
@@ -938,10 +1230,16 @@ def describe(entry: Entry) -> str:
     if entry.kind == "error":
         return f"{head}: CALLERROR {p.get('code')} {p.get('description')!r}"
     if entry.kind == "connect":
-        return f"{entry.station} connected ({p.get('subprotocol')}, {p.get('path')})"
+        tls = _dict(p.get("tls"))
+        cert = _dict(tls.get("client_cert"))
+        extra = f", {tls.get('version')}" if tls else ""
+        extra += f", client certificate {cert.get('commonName')}" if cert else ""
+        return f"{entry.station} connected ({p.get('subprotocol')}, {p.get('path')}{extra})"
     if entry.kind == "disconnect":
         reason = f" {p['reason']}" if p.get("reason") else ""
         return f"{entry.station} disconnected (code {p.get('code')}{reason})"
+    if "status" not in p:
+        return f"{entry.station or '?'} refused: TLS handshake failed ({p.get('error')}): {p.get('reason')}"
     return f"{entry.station or '?'} refused: HTTP {p.get('status')} {p.get('reason')}"
 
 
@@ -1011,6 +1309,11 @@ class CsmsThread:
     def url(self) -> str:
         """The base URL; a station appends ``/<station id>``."""
         return self.csms.url
+
+    @property
+    def tls_url(self) -> str:
+        """The wss:// base URL (``ValueError`` without an ``ssl_context``)."""
+        return self.csms.tls_url
 
     @property
     def port(self) -> int:
@@ -1094,6 +1397,11 @@ class CsmsThread:
         """Answer an action with a CALLERROR ``(code, description)``, or stop doing so (None)."""
         self._sync(lambda: _set(self.csms.errors, action, error))
 
+    def set_passwords(self, passwords: dict[str, str] | None) -> None:
+        """Replace the Basic-auth passwords (station id -> password); None = no Basic auth."""
+        swapped = None if passwords is None else dict(passwords)
+        self._sync(lambda: setattr(self.csms, "passwords", swapped))
+
 
 def _set(mapping: dict[str, Any], key: str, value: Any) -> None:
     if value is None:
@@ -1113,6 +1421,21 @@ def _cli_versions(chosen: Iterable[str]) -> tuple[str, ...]:
     """The ``--version`` values in order, ``auto`` expanded, each version once."""
     expanded = [v for choice in chosen for v in (_AUTO if choice == "auto" else (choice,))]
     return tuple(dict.fromkeys(expanded))
+
+
+def _cli_ssl_context(cert: str, key: str | None, ca: str | None) -> ssl.SSLContext:
+    """The server context of ``--tls-*``: TLS 1.2 or newer; client certificates required with a CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=ca)
+    return context
+
+
+def _listening_urls(csms: DevCsms) -> list[str]:
+    return [csms.url, csms.tls_url] if csms.plain_too else [csms.url]
 
 
 def main(argv: Iterable[str] | None = None) -> int:
@@ -1137,8 +1460,19 @@ def main(argv: Iterable[str] | None = None) -> int:
         help="OCPP version to accept; repeat for several, preferred first; auto = 2.0.1, then 1.6 "
         "(default 1.6)",
     )
+    parser.add_argument("--tls-cert", help="PEM certificate chain (leaf first): serve wss:// (profile 2)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert (default: in the --tls-cert file)")
+    parser.add_argument(
+        "--tls-ca", help="PEM CA certificates: require client certificates signed by them (profile 3)"
+    )
+    parser.add_argument(
+        "--plain-too", action="store_true", help="with --tls-cert: take ws:// on the same port as well"
+    )
     args = parser.parse_args(None if argv is None else list(argv))
     versions = _cli_versions(args.versions or ["1.6"])
+    if args.tls_cert is None and (args.tls_key or args.tls_ca or args.plain_too):
+        parser.error("--tls-key, --tls-ca and --plain-too need --tls-cert")
+    context = _cli_ssl_context(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
 
     async def run() -> None:
         csms = DevCsms(
@@ -1147,10 +1481,13 @@ def main(argv: Iterable[str] | None = None) -> int:
             versions=versions,
             boot_status=args.boot_status,
             heartbeat_interval=args.heartbeat,
+            ssl_context=context,
+            plain_too=args.plain_too,
         )
         await csms.start()
         names = ", ".join(versions)
-        print(f"dev CSMS (OCPP {names}) listening: connect stations to {csms.url}/<station id>", flush=True)
+        urls = " or ".join(f"{url}/<station id>" for url in _listening_urls(csms))
+        print(f"dev CSMS (OCPP {names}) listening: connect stations to {urls}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:
