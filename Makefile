@@ -66,6 +66,7 @@ install:
 	$(if $(DESTDIR),grep -rlI '$(DESTDIR)$(OPT)' $(DESTDIR)$(OPT)/bin $(DESTDIR)$(OPT)/pyvenv.cfg \
 	  | xargs -r sed -i 's|$(DESTDIR)$(OPT)|$(OPT)|g',)
 	install -m 0644 README.md $(DESTDIR)$(OPT)/README.md
+	install -D -m 0644 docs/firmware-ab.md $(DESTDIR)$(OPT)/docs/firmware-ab.md
 	install -d -m 0755 $(DESTDIR)/etc
 	install -D -m 0644 systemd/evse.sysusers $(SYSUSERS)
 	systemd-sysusers $(ROOT) $(SYSUSERS)

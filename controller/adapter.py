@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from controller import security
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.ocppj import Call, RpcError
 from controller.storage import OutboxEntry, StorageError, parse_timestamp
@@ -21,9 +22,16 @@ log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 30.0
 BOOT_RETRY_DEFAULT_S = 60
 CLOCK_SKEW_S = 1.0  # adopt the CSMS's time when ours differs by more than this
+UPLOAD_WORDS = {"UploadFailed": "UploadFailure"}
+CERT_SIGNING_WAIT_S = 60
+CERT_SIGNING_REPEAT = 3
+RENEW_BEFORE = timedelta(days=30)
+RENEW_CHECK_S = 12 * 3600
+SECURITY_ATTEMPTS = 3  # a SecurityEventNotification the CSMS keeps refusing is then dropped
 
 
 class Adapter:
+    VERSION = ""
     OUTBOX_KINDS: tuple[str, ...] = ()
     UNKNOWN_ACTION = "not_implemented"  # the error kind for an action without a handler
     _handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]
@@ -37,6 +45,10 @@ class Adapter:
         self._outbox_wake = asyncio.Event()
         self._delivered: set[int] = set()  # answered, removal from the outbox not yet committed
         self._heartbeat_changed = asyncio.Event()
+        self.log_status = "Idle"
+        self.log_request: int | None = None
+        self._log_upload: asyncio.Task[Any] | None = None
+        self._signed_event = asyncio.Event()
 
     @property
     def online(self) -> bool:
@@ -76,6 +88,7 @@ class Adapter:
         if abs(skew) > CLOCK_SKEW_S:
             self.host.set_clock(timedelta(seconds=skew))
             log.info("clock set from the CSMS (%+.1f s)", skew)
+            self.host.security_event("SettingSystemTime", f"clock moved {skew:+.1f} s to the CSMS's time")
 
     async def _heartbeat(self) -> None:
         while True:
@@ -99,6 +112,25 @@ class Adapter:
     async def _deliver(self, entry: OutboxEntry) -> bool:
         raise NotImplementedError
 
+    async def _deliver_security(self, entry: OutboxEntry) -> bool:
+        database = self.host.database
+        payload = security.notification(self.VERSION, entry.body)
+        attempts = entry.attempts
+        while True:
+            try:
+                await self.link.call("SecurityEventNotification", payload, CALL_TIMEOUT_S)
+            except NotConnected:
+                return False
+            except (CallFailed, TimeoutError) as exc:
+                attempts += 1
+                await database.run(database.storage.outbox_attempted, entry.id)
+                if attempts < SECURITY_ATTEMPTS:
+                    await asyncio.sleep(5.0 * attempts)
+                    continue
+                log.error("SecurityEventNotification %s dropped: %s", payload["type"], exc)
+            await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
+            return True
+
     async def _deliver_outbox(self) -> None:
         """Send the outbox in order while connected; the session's end cancels this."""
         database = self.host.database
@@ -112,7 +144,8 @@ class Adapter:
                         await asyncio.wait_for(self._outbox_wake.wait(), 5.0)
                     continue
                 for entry in entries:
-                    if not await self._deliver(entry):
+                    deliver = self._deliver_security if entry.kind == "security" else self._deliver
+                    if not await deliver(entry):
                         return  # the connection is gone; the next session starts over
             except StorageError as exc:
                 # A full or locked disk: nothing is lost, the outbox is read again.
@@ -131,6 +164,99 @@ class Adapter:
             except StorageError:
                 return
             await asyncio.sleep(0.05)
+
+    # -- logs (2.0.1 GetLog; 1.6 Security Whitepaper GetLog) ----------------------------
+
+    async def _get_log(self, p: dict[str, Any]) -> Reply:
+        window = p["log"]
+        times: list[datetime | None] = []
+        for key in ("oldestTimestamp", "latestTimestamp"):
+            try:
+                times.append(parse_timestamp(window[key]) if key in window else None)
+            except ValueError as exc:
+                raise RpcError("property", f"{key}: {exc}") from exc
+        security_log = p["logType"] == "SecurityLog"
+        name = self.host.diagnostics_name()
+        if security_log:
+            name = name.replace(".tar.gz", "-security.log")
+        running = self._log_upload is not None and not self._log_upload.done()
+        if running:
+            assert self._log_upload is not None
+            self._log_upload.cancel()  # AcceptedCanceled: the new request replaces it
+        self.log_request = p["requestId"]
+
+        async def start() -> None:
+            self._log_upload = self.host.spawn(
+                self.host.upload_diagnostics(
+                    window["remoteLocation"],
+                    name,
+                    times[0],
+                    times[1],
+                    p.get("retries", 0),
+                    p.get("retryInterval", 30),
+                    self.log_status_notification,
+                    security_log,
+                )
+            )
+
+        return Reply({"status": "AcceptedCanceled" if running else "Accepted", "filename": name}, start)
+
+    async def log_status_notification(self, status: str) -> None:
+        status = UPLOAD_WORDS.get(status, status)
+        self.log_status = status if status == "Uploading" else "Idle"
+        payload: dict[str, Any] = {"status": status}
+        if self.log_request is not None and status != "Idle":
+            payload["requestId"] = self.log_request
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            await self.link.call("LogStatusNotification", payload, CALL_TIMEOUT_S)
+
+    # -- client certificate ------------------------------------------------------------
+
+    def organization(self) -> str:
+        raise NotImplementedError
+
+    def sign_certificate_payload(self, csr: str) -> dict[str, Any]:
+        return {"csr": csr}
+
+    def cert_signing_wait(self) -> tuple[int, int]:
+        """(seconds to wait for CertificateSigned, times to repeat the request)."""
+        return CERT_SIGNING_WAIT_S, CERT_SIGNING_REPEAT
+
+    async def request_certificate(self) -> None:
+        """SignCertificate with a new key pair; again while no CertificateSigned comes."""
+        wait, repeat = self.cert_signing_wait()
+        for attempt in range(repeat + 1):
+            csr = await self.host.certificate_request(self.organization())
+            self._signed_event.clear()
+            try:
+                payload = self.sign_certificate_payload(csr)
+                reply = await self.link.call("SignCertificate", payload, CALL_TIMEOUT_S)
+            except (NotConnected, CallFailed, TimeoutError) as exc:
+                log.warning("SignCertificate not sent: %s", exc)
+                return
+            if reply["status"] != "Accepted":
+                log.error("the CSMS rejected our certificate signing request")
+                return
+            try:
+                await asyncio.wait_for(self._signed_event.wait(), wait * 2**attempt)
+                return
+            except TimeoutError:
+                log.warning("no CertificateSigned within %d s", wait * 2**attempt)
+
+    async def _certificate_signed_reply(self, chain: str, max_bytes: int | None) -> Reply:
+        ok = await self.host.certificate_signed(chain, max_bytes)
+        if ok:
+            self._signed_event.set()
+        return Reply({"status": "Accepted" if ok else "Rejected"})
+
+    async def _renew_certificate(self) -> None:
+        """Ask for a new client certificate when the one in use expires within a month."""
+        while True:
+            expiry = self.host.client_certificate_expiry()
+            if expiry is not None and expiry - self.host.now() < RENEW_BEFORE:
+                log.warning("client certificate expires %s: requesting a new one", expiry.isoformat())
+                await self.request_certificate()
+            await asyncio.sleep(RENEW_CHECK_S)
 
     def _committed(self, entry_id: int) -> None:
         self._delivered.discard(entry_id)

@@ -194,6 +194,47 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.ok is False for c in checks) else 0
 
 
+def cmd_firmware_sign(args: argparse.Namespace) -> int:
+    from controller import certs
+
+    try:
+        key = certs.load_key(args.key.read_bytes())
+        signature = certs.sign_firmware(args.image, key, args.scheme)
+    except OSError as exc:
+        print(f"evse firmware sign: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (certs.CertError, ValueError) as exc:
+        print(f"evse firmware sign: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        args.output.write_text(signature + "\n", encoding="ascii")
+    else:
+        print(signature)
+    return 0
+
+
+def cmd_firmware_verify(args: argparse.Namespace) -> int:
+    """Check an image as the station would: signing certificate, then the signature."""
+    from datetime import UTC, datetime
+
+    from controller import certs
+
+    try:
+        roots = certs.load_certs(args.ca.read_bytes())
+        pem = args.cert.read_text(encoding="ascii")
+        cert = certs.check_signing_certificate(pem, roots, datetime.now(UTC))
+        signature = args.signature.read_text(encoding="ascii").strip()
+        scheme = certs.verify_firmware(cert, signature, certs.file_digest(args.image))
+    except OSError as exc:
+        print(f"evse firmware verify: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (certs.CertError, UnicodeDecodeError) as exc:
+        print(f"evse firmware verify: REFUSED: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.image}: signature valid ({scheme}), signed by {certs.describe(cert)}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evse", description="EV charge point controller")
     p.add_argument("--version", action="version", version=f"evse {_version()}")
@@ -232,6 +273,23 @@ def parser() -> argparse.ArgumentParser:
         "--card-seconds", type=float, default=0.0, metavar="N", help="wait up to N seconds for an RFID card"
     )
     doctor.set_defaults(func=cmd_doctor)
+
+    firmware = sub.add_parser("firmware", help="sign and verify firmware images (for manufacturers)")
+    firmware_sub = firmware.add_subparsers(dest="firmware_action", required=True)
+    sign = firmware_sub.add_parser("sign", help="print the base64 signature of an image")
+    sign.add_argument("image", type=Path)
+    sign.add_argument("--key", type=Path, required=True, help="signing private key (PEM, RSA or EC)")
+    sign.add_argument(
+        "--scheme", choices=("RSA-PSS", "RSA-PKCS1v15", "ECDSA"), help="default: RSA-PSS or ECDSA by key"
+    )
+    sign.add_argument("--output", type=Path, help="write the signature to this file")
+    sign.set_defaults(func=cmd_firmware_sign)
+    verify = firmware_sub.add_parser("verify", help="check an image, its signature and signing certificate")
+    verify.add_argument("image", type=Path)
+    verify.add_argument("--signature", type=Path, required=True, help="file with the base64 signature")
+    verify.add_argument("--cert", type=Path, required=True, help="signing certificate (PEM)")
+    verify.add_argument("--ca", type=Path, required=True, help="manufacturer roots (signing_ca_file)")
+    verify.set_defaults(func=cmd_firmware_verify)
     return p
 
 

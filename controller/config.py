@@ -233,6 +233,10 @@ class Config:
     sample_hz: int
     logging: dict[str, Any] = field(default_factory=dict)
 
+    def file(self, value: str) -> Path:
+        """A file named by the config: relative names are relative to the config file."""
+        return _resolve(self.path.parent, value)
+
     def uses_sim(self) -> bool:
         devices = [d for e in self.evses for d in (e.pilot, e.contactor, e.meter, e.rcd)]
         return any(d.driver == "sim" for d in devices + ([self.rfid] if self.rfid else []))

@@ -18,17 +18,22 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from controller import authorization as auth
 from controller import logs, schedule
+from controller.certs import CertError
+from controller.certstore import CertStore
 from controller.config import Config, ConfigError, EvseConfig, load
 from controller.control import ControlLoop, EvseChannel
+from controller.credentials import Credentials
 from controller.notify import Notifier
 from controller.pilot import PilotMode
 from controller.reload import plan as reload_plan
 from controller.rig import Rig, RigError, serve
 from controller.safety import Supervisor
+from controller.security import SECURITY_LOG, SecurityLog
 from controller.services import Services, sample_body
 from controller.station import (
     Action,
@@ -133,7 +138,10 @@ class Daemon(Services):
             self.database = Database(Storage(config.storage_dir / DB_FILE))
         except StorageError as exc:
             raise StartupError(str(exc)) from exc
+        with contextlib.suppress(OSError):
+            (config.storage_dir / DB_FILE).chmod(0o600)  # it holds tokens and transactions
         self.writes = WriteQueue(self.database)
+        self.security_log = SecurityLog(config.storage_dir / SECURITY_LOG)
         try:
             self.bench: SimBench | None = make_bench(config)
             self.drivers: dict[int, EvseDrivers] = {e.id: build_evse(e, self.bench) for e in config.evses}
@@ -206,6 +214,23 @@ class Daemon(Services):
             )
         except OSError as exc:
             log.error("OCPP frame log disabled: %s", exc)
+        ocpp = config.ocpp
+        assert ocpp is not None
+        roots: dict[str, list[Path]] = {}
+        if ocpp.get("ca_file"):
+            roots["CSMSRootCertificate"] = [config.file(ocpp["ca_file"])]
+        if config.firmware.get("signing_ca_file"):
+            roots["ManufacturerRootCertificate"] = [config.file(config.firmware["signing_ca_file"])]
+        try:
+            self.certs = CertStore(config.storage_dir / "certs", roots)
+        except CertError as exc:
+            raise StartupError(f"certificates: {exc}") from exc
+        self.client_files = (
+            (config.file(ocpp["cert_file"]), config.file(ocpp["key_file"]))
+            if ocpp.get("cert_file") and ocpp.get("key_file")
+            else None
+        )
+        self.credentials = Credentials(config.storage_dir, ocpp.get("password") or "")
         from controller.ocpp_client import make_client
 
         self.ocpp = make_client(self, settings)
@@ -279,6 +304,7 @@ class Daemon(Services):
         server: asyncio.AbstractServer | None = None
         try:
             await self._recover()
+            self.security_event("StartupOfTheDevice", f"evse {self.version} started")
             for control in self.loops:
                 control.start()
             tasks.append(asyncio.create_task(self.writes.run(), name="writes"))
@@ -291,6 +317,7 @@ class Daemon(Services):
             tasks.append(asyncio.create_task(self._tick(), name="tick"))
             if self.ocpp is not None:
                 tasks.append(asyncio.create_task(self.ocpp.run(), name="ocpp"))
+                self.spawn(self.firmware_watch())
                 tasks.append(asyncio.create_task(self._aligned_meter_values(), name="aligned meter values"))
             tasks.append(asyncio.create_task(self._supervise(), name="supervise"))
             if self.config.sim_socket is not None:

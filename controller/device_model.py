@@ -171,6 +171,8 @@ def _controllers(station: StationInfo, phases: int) -> list[VariableDef]:
         VariableDef(sec, "BasicAuthPassword", "string", "", "WriteOnly", min_limit=16, max_limit=40),
         _ro(sec, "AdditionalRootCertificateCheck", "boolean", "false"),
         _ro(sec, "MaxCertificateChainSize", "integer", "10000", unit="B", max_limit=10000),
+        _rw(sec, "CertSigningWaitMinimum", "integer", "60", unit="s", min_limit=1, max_limit=86400),
+        _rw(sec, "CertSigningRepeatTimes", "integer", "3", min_limit=0, max_limit=100),
         _rw(auth, "Enabled", "boolean", "true"),
         _rw(auth, "AuthorizeRemoteStart", "boolean", "false"),
         _rw(auth, "LocalAuthorizeOffline", "boolean", "true"),

@@ -32,6 +32,10 @@ OPEN_TIMEOUT_S = 10.0
 MAX_FRAME_BYTES = 16 * 1024 * 1024  # a SendLocalList of 50,000 entries is about 4 MiB
 
 
+class SetupError(Exception):
+    """The station cannot prepare a connection (e.g. its TLS settings); retried later."""
+
+
 class NotConnected(Exception):
     """No connection to the CSMS (or it closed while waiting for an answer)."""
 
@@ -93,6 +97,12 @@ class Link:
         self._pending: tuple[str, str, asyncio.Future[dict[str, Any]]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.attempts = 0
+        # Set by the owner: pick the endpoint before each attempt, hear of failed ones
+        # and of frames from the CSMS that break the protocol.
+        self.choose: Callable[[], Endpoint] | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None
+        self.on_invalid: Callable[[str], None] | None = None
+        self.lost_with: BaseException | None = None  # why the last connection was lost
 
     @property
     def connected(self) -> bool:
@@ -101,17 +111,58 @@ class Link:
     async def run(self) -> None:
         while True:
             try:
+                if self.choose is not None:
+                    self.endpoint = self.choose()
                 await self._session()
                 self.attempts = 0
+            except SetupError as exc:
+                self.attempts += 1
+                log.error("cannot connect to the CSMS: %s", exc)
+                self._failed(exc)
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
                 self.attempts += 1
                 self._log_failure(exc)
+                self._failed(exc)
             except Exception:
                 # Whatever else the network library raises (a URL it cannot use, a bug of
                 # its own), the station keeps running and keeps trying.
                 self.attempts += 1
                 log.exception("connection to %s failed unexpectedly; retrying", self.endpoint.url)
             await asyncio.sleep(backoff(self.attempts))
+
+    def _connection_class(self) -> type[ClientConnection]:
+        link = self
+
+        class Connection(ClientConnection):
+            # With TLS 1.3 a CSMS refuses a client certificate after the handshake: the
+            # alert arrives only here, while websockets reports a closed connection.
+            def connection_lost(self, exc: Exception | None) -> None:
+                if exc is not None:
+                    link.lost_with = exc
+                super().connection_lost(exc)
+
+        return Connection
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.on_failure is not None:
+            try:
+                self.on_failure(exc)
+            except Exception:
+                log.exception("handling a failed connection failed")
+
+    def _invalid(self, what: str) -> None:
+        if self.on_invalid is not None:
+            try:
+                self.on_invalid(what)
+            except Exception:
+                log.exception("handling an invalid frame failed")
+
+    async def reconnect(self) -> None:
+        """Close the connection; the next attempt picks its endpoint again."""
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(1000, "reconnecting"), 2.0)
 
     def _log_failure(self, exc: BaseException) -> None:
         level = logging.WARNING if self.attempts <= 3 or self.attempts % 10 == 0 else logging.DEBUG
@@ -132,8 +183,10 @@ class Link:
     async def _session(self) -> None:
         endpoint = self.endpoint
         protocols = [SUBPROTOCOLS[v] for v in endpoint.versions]
+        self.lost_with = None
         ws = await connect(
             endpoint.url,
+            create_connection=self._connection_class(),
             subprotocols=protocols,  # type: ignore[arg-type]
             additional_headers=self._headers(),
             ssl=endpoint.ssl_context,
@@ -176,6 +229,7 @@ class Link:
             message = codec.decode(text)
         except FrameError as exc:
             log.warning("bad frame from the CSMS: %s: %.200s", exc, text)
+            self._invalid(str(exc))
             if exc.reply is not None:
                 self._send(exc.reply)
             return
@@ -213,6 +267,8 @@ class Link:
             text = codec.result(call, reply.payload)
         except RpcError as exc:
             log.warning("%s from the CSMS refused: %s", call.action, exc.description or exc.kind)
+            if exc.kind in ("format", "property", "occurrence", "type"):
+                self._invalid(f"{call.action}: {exc.description or exc.kind}")
             self._send(codec.error(call.unique_id, exc.kind, exc.description, exc.details))
             return
         except Exception:

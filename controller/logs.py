@@ -9,6 +9,7 @@ size-capped rotating files (``FrameLog``), which diagnostics uploads collect.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import logging.handlers
 import os
@@ -121,6 +122,27 @@ def setup(
         _configured_modules.add(name)
 
 
+SECRET_KEYS = ("AuthorizationKey", "BasicAuthPassword")
+
+
+def redact_frame(frame: str) -> str:
+    """The frame with the passwords a CSMS sets replaced by "***" (for logs)."""
+    if not any(key in frame for key in SECRET_KEYS):
+        return frame
+    try:
+        message = json.loads(frame)
+        payload = message[3] if message[0] == 2 else None
+    except (ValueError, IndexError, KeyError, TypeError):
+        return "[a frame naming a password, not logged]"
+    if isinstance(payload, dict):
+        if payload.get("key") == "AuthorizationKey" and "value" in payload:
+            payload["value"] = "***"
+        for item in payload.get("setVariableData") or ():
+            if isinstance(item, dict) and (item.get("variable") or {}).get("name") == "BasicAuthPassword":
+                item["attributeValue"] = "***"
+    return json.dumps(message, separators=(",", ":"))
+
+
 class FrameLog:
     """Raw OCPP frames with timestamps, in size-capped rotating files."""
 
@@ -142,6 +164,7 @@ class FrameLog:
 
     def record(self, direction: str, frame: str) -> None:
         """``direction`` is "in" (from the CSMS) or "out"."""
+        frame = redact_frame(frame)
         moment = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         self._logger.info("%s %s %s", moment, "<" if direction == "in" else ">", frame)
 

@@ -14,7 +14,7 @@ import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller import authorization as auth
@@ -24,6 +24,7 @@ from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.measurands import measured
 from controller.ocpp16_keys import KeyStore
 from controller.ocppj import RpcError
+from controller.services import FirmwareRequest
 from controller.station import Reservation
 from controller.storage import OutboxEntry, Storage, parse_timestamp, timestamp
 
@@ -37,17 +38,39 @@ def _wh(value: float) -> int:
     return math.floor(value + 1e-9)
 
 
+# Signed-update statuses in the words of the 1.6 core FirmwareStatusNotification.
+PLAIN_FIRMWARE_STATUS = {
+    "InstallVerificationFailed": "InstallationFailed",
+    "InvalidSignature": "InstallationFailed",
+}
+PLAIN_FIRMWARE_STATUSES = frozenset(
+    {"Downloaded", "DownloadFailed", "Downloading", "Idle", "InstallationFailed", "Installing", "Installed"}
+)
+CERTIFICATE_TYPES = {
+    "CentralSystemRootCertificate": "CSMSRootCertificate",
+    "ManufacturerRootCertificate": "ManufacturerRootCertificate",
+}
+
+
 class Ocpp16(Adapter):
-    OUTBOX_KINDS = ("start", "meter", "stop")
+    VERSION = "1.6"
+    OUTBOX_KINDS = ("start", "meter", "stop", "security")
     UNKNOWN_ACTION = "not_supported"
 
     def __init__(self, host: Daemon, link: Link, stored_keys: dict[str, str]) -> None:
         super().__init__(host, link)
+        ocpp = host.config.ocpp or {}
         overrides = {
             "NumberOfConnectors": str(len(host.station.evses)),
             "ConnectorPhaseRotation": ",".join(f"{i}.Unknown" for i in host.station.evses),
+            "CpoName": host.config.station["vendor"][:64],
         }
+        secret = ("SecurityProfile", "AuthorizationKey")  # kept by the client and in credentials
+        stored_keys = {k: v for k, v in stored_keys.items() if k not in secret}
         self.keys = KeyStore(stored_keys, overrides, self._save_key)
+        self.keys.values["SecurityProfile"] = str(ocpp.get("security_profile", 0))  # the client raises it
+        request = stored_keys.get("firmware_request")
+        self.firmware_request: int | None = int(request) if request else None  # a signed update
         self._abandoned: set[str] = set()  # transactions whose StartTransaction was dropped
         self._status_sent: dict[int, tuple[str, str]] = {}
         self._status_wake = asyncio.Event()
@@ -55,11 +78,18 @@ class Ocpp16(Adapter):
         self.diagnostics_status = "Idle"
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]] = {
             "CancelReservation": self._cancel_reservation,
+            "CertificateSigned": self._certificate_signed,
             "ChangeAvailability": self._change_availability,
             "ChangeConfiguration": self._change_configuration,
             "ClearCache": self._clear_cache,
             "ClearChargingProfile": self._clear_charging_profile,
             "DataTransfer": self._data_transfer,
+            "DeleteCertificate": self._delete_certificate,
+            "ExtendedTriggerMessage": self._extended_trigger_message,
+            "GetInstalledCertificateIds": self._get_installed_certificate_ids,
+            "GetLog": self._get_log,
+            "InstallCertificate": self._install_certificate,
+            "SignedUpdateFirmware": self._signed_update_firmware,
             "GetCompositeSchedule": self._get_composite_schedule,
             "GetConfiguration": self._get_configuration,
             "GetDiagnostics": self._get_diagnostics,
@@ -113,6 +143,7 @@ class Ocpp16(Adapter):
             self.host.spawn(self._heartbeat()),
             self.host.spawn(self._deliver_outbox()),
             self.host.spawn(self._send_statuses()),
+            self.host.spawn(self._renew_certificate()),
         ]
         self._status_wake.set()
         self._outbox_wake.set()
@@ -377,6 +408,10 @@ class Ocpp16(Adapter):
         return Reply({"status": status})
 
     async def _change_configuration(self, p: dict[str, Any]) -> Reply:
+        if p["key"] == "SecurityProfile":
+            return self._change_security_profile(p["value"])
+        if p["key"] == "AuthorizationKey":
+            return self._change_authorization_key(p["value"])
         status = self.keys.change(p["key"], p["value"])
         if status in ("Accepted", "RebootRequired"):
             self.apply_keys()
@@ -384,6 +419,41 @@ class Ocpp16(Adapter):
                 self._heartbeat_changed.set()
             log.info("configuration key %s set to %s", p["key"], p["value"])
         return Reply({"status": status})
+
+    def _change_security_profile(self, value: str) -> Reply:
+        try:
+            profile = int(value)
+        except ValueError:
+            return Reply({"status": "Rejected"})
+        current = self.keys.number("SecurityProfile")
+        problem = (
+            f"the security profile may only be raised (now {current})"
+            if not current < profile <= 3
+            else self.host.ocpp.profile_problem(profile)
+        )
+        if problem is not None:
+            log.warning("SecurityProfile %s refused: %s", value, problem)
+            return Reply({"status": "Rejected"})
+
+        async def reconnect() -> None:
+            await self.host.ocpp.raise_profile(profile)
+
+        return Reply({"status": "Accepted"}, reconnect)
+
+    def _change_authorization_key(self, value: str) -> Reply:
+        if self.keys.problem("AuthorizationKey", value) is not None:
+            return Reply({"status": "Rejected"})
+        try:
+            self.host.credentials.set_password(value)
+        except OSError as exc:
+            log.error("AuthorizationKey not stored: %s", exc)
+            return Reply({"status": "Rejected"})
+        log.info("configuration key AuthorizationKey set (used from the next connection)")
+        self.host.security_event("ReconfigurationOfSecurityParameters", "AuthorizationKey changed")
+        return Reply({"status": "Accepted"})
+
+    def security_profile_changed(self, profile: int) -> None:
+        self.keys.values["SecurityProfile"] = str(profile)
 
     async def _get_configuration(self, p: dict[str, Any]) -> Reply:
         names = p.get("key") or None
@@ -558,26 +628,120 @@ class Ocpp16(Adapter):
     # -- firmware and diagnostics ------------------------------------------------------
 
     async def _update_firmware(self, p: dict[str, Any]) -> Reply:
+        if self.host.firmware_roots():
+            raise RpcError("not_supported", "signed firmware only here: use SignedUpdateFirmware")
         try:
             retrieve = parse_timestamp(p["retrieveDate"])
         except ValueError as exc:
             raise RpcError("property", f"retrieveDate: {exc}") from exc
+        request = FirmwareRequest(p["location"], retrieve, p.get("retries", 0), p.get("retryInterval", 30))
 
         async def start() -> None:
-            self.host.update_firmware(
-                p["location"],
-                retrieve,
-                p.get("retries", 0),
-                p.get("retryInterval", 30),
-                self.firmware_status_notification,
-            )
+            self._firmware_request(None)
+            self.host.update_firmware(request, self.firmware_status_notification)
 
         return Reply({}, start)
 
+    def _firmware_request(self, request_id: int | None) -> None:
+        self.firmware_request = request_id
+        self.host.save_setting("ocpp16.firmware_request", "" if request_id is None else str(request_id))
+
+    async def _signed_update_firmware(self, p: dict[str, Any]) -> Reply:
+        firmware = p["firmware"]
+        times: list[datetime | None] = []
+        for key in ("retrieveDateTime", "installDateTime"):
+            try:
+                times.append(parse_timestamp(firmware[key]) if key in firmware else None)
+            except ValueError as exc:
+                raise RpcError("property", f"{key}: {exc}") from exc
+        cert = self.host.check_signing_certificate(firmware["signingCertificate"])
+        if cert is None:
+            return Reply({"status": "InvalidCertificate"})
+        assert times[0] is not None
+        request = FirmwareRequest(
+            firmware["location"],
+            times[0],
+            p.get("retries", 0),
+            p.get("retryInterval", 30),
+            times[1],
+            firmware["signature"],
+            cert,
+        )
+        maintenance = self.host.maintenance
+        running = maintenance is not None and not maintenance.done()
+        self._firmware_request(p["requestId"])
+
+        async def start() -> None:
+            self.host.update_firmware(request, self.firmware_status_notification)
+
+        return Reply({"status": "AcceptedCanceled" if running else "Accepted"}, start)
+
     async def firmware_status_notification(self, status: str) -> None:
-        self.firmware_status = status
+        """FirmwareStatusNotification, or SignedFirmwareStatusNotification for a signed update."""
+        if self.firmware_request is not None:
+            self.firmware_status = status
+            payload: dict[str, Any] = {"status": status}
+            if status != "Idle":
+                payload["requestId"] = self.firmware_request
+            action = "SignedFirmwareStatusNotification"
+        else:
+            plain = PLAIN_FIRMWARE_STATUS.get(status, status)
+            if plain not in PLAIN_FIRMWARE_STATUSES:
+                return  # the 1.6 core has no word for it
+            self.firmware_status = plain
+            payload, action = {"status": plain}, "FirmwareStatusNotification"
+        if status == "Installed":
+            self.firmware_status = "Idle"
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("FirmwareStatusNotification", {"status": status}, CALL_TIMEOUT_S)
+            await self.link.call(action, payload, CALL_TIMEOUT_S)
+
+    # -- security ----------------------------------------------------------------------
+
+    def organization(self) -> str:
+        return self.keys.get("CpoName")
+
+    async def _certificate_signed(self, p: dict[str, Any]) -> Reply:
+        return await self._certificate_signed_reply(
+            p["certificateChain"], self.keys.number("CertificateSignedMaxChainSize")
+        )
+
+    async def _install_certificate(self, p: dict[str, Any]) -> Reply:
+        status = await self.host.install_certificate(
+            CERTIFICATE_TYPES[p["certificateType"]],
+            p["certificate"],
+            self.keys.flag("AdditionalRootCertificateCheck"),
+        )
+        return Reply({"status": status})
+
+    async def _delete_certificate(self, p: dict[str, Any]) -> Reply:
+        return Reply({"status": await self.host.delete_certificate(p["certificateHashData"])})
+
+    async def _get_installed_certificate_ids(self, p: dict[str, Any]) -> Reply:
+        found = self.host.certs.installed([CERTIFICATE_TYPES[p["certificateType"]]])
+        if not found:
+            return Reply({"status": "NotFound"})
+        return Reply({"status": "Accepted", "certificateHashData": [data for _, data in found]})
+
+    async def _extended_trigger_message(self, p: dict[str, Any]) -> Reply:
+        message = p["requestedMessage"]
+        follow_up: Callable[[], Awaitable[None]]
+        if message in ("BootNotification", "Heartbeat", "MeterValues", "StatusNotification"):
+            return await self._trigger_message(p)
+        if p.get("connectorId") is not None and not self._known(p["connectorId"]):
+            return Reply({"status": "Rejected"})
+        if message == "FirmwareStatusNotification":
+
+            async def follow_up() -> None:
+                await self.firmware_status_notification(self.firmware_status)
+        elif message == "LogStatusNotification":
+
+            async def follow_up() -> None:
+                await self.log_status_notification(self.log_status)
+        elif message == "SignChargePointCertificate":
+            follow_up = self.request_certificate
+        else:
+            return Reply({"status": "NotImplemented"})
+        return Reply({"status": "Accepted"}, follow_up)
 
     async def _get_diagnostics(self, p: dict[str, Any]) -> Reply:
         times = []

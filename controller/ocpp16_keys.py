@@ -26,6 +26,9 @@ class KeyDef:
     members: tuple[str, ...] = ()  # allowed members of a comma separated list
     max_items: int = 0
     choices: tuple[str, ...] = ()  # allowed values (a bool key the station supports one way only)
+    write_only: bool = False  # never reported (a password)
+    min_len: int = 0
+    max_len: int = 500
 
 
 def _measurands(default: str) -> KeyDef:
@@ -77,6 +80,13 @@ KEYS: dict[str, KeyDef] = {
     "ChargingScheduleMaxPeriods": KeyDef("int", "48", writable=False),
     "ConnectorSwitch3to1PhaseSupported": KeyDef("bool", "false", writable=False),
     "MaxChargingProfilesInstalled": KeyDef("int", "32", writable=False),
+    # Security Whitepaper (edition 3)
+    "AdditionalRootCertificateCheck": KeyDef("bool", "false", writable=False),
+    "AuthorizationKey": KeyDef("str", "", write_only=True, min_len=16, max_len=40),
+    "CertificateSignedMaxChainSize": KeyDef("int", "10000", writable=False),
+    "CertificateStoreMaxLength": KeyDef("int", "20", writable=False),
+    "CpoName": KeyDef("str", "", max_len=64),
+    "SecurityProfile": KeyDef("int", "0", max=3),
 }
 
 
@@ -86,6 +96,8 @@ def _problem(definition: KeyDef, value: str) -> str | None:
         return f"only {', '.join(definition.choices)} is supported"
     if definition.kind == "bool":
         return None if value.lower() in ("true", "false") else "must be true or false"
+    if definition.kind == "str" and not definition.min_len <= len(value) <= definition.max_len:
+        return f"must be {definition.min_len} to {definition.max_len} characters"
     if definition.kind == "int":
         try:
             number = int(value)
@@ -144,8 +156,10 @@ class KeyStore:
     def report(self, names: list[str] | None) -> tuple[list[dict[str, object]], list[str]]:
         """GetConfiguration: (configurationKey, unknownKey)."""
         wanted = names if names else list(KEYS)
-        known = [
-            {"key": n, "readonly": not KEYS[n].writable, "value": self.values[n][:500]}
+        known: list[dict[str, object]] = [
+            {"key": n, "readonly": not KEYS[n].writable}
+            if KEYS[n].write_only
+            else {"key": n, "readonly": not KEYS[n].writable, "value": self.values[n][:500]}
             for n in wanted
             if n in KEYS
         ]

@@ -18,14 +18,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller import authorization as auth
+from controller import connection, schedule, tx201
 from controller import device_model as dm
-from controller import schedule, tx201
 from controller.adapter import BOOT_RETRY_DEFAULT_S, CALL_TIMEOUT_S, Adapter
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.monitoring import Monitors
 from controller.ocppj import RpcError
 from controller.pilot import CpState, PilotMode
-from controller.services import sample_body
+from controller.services import FirmwareRequest, sample_body
 from controller.station import (
     Action,
     EvseState,
@@ -58,12 +58,13 @@ CHARGING_STATES = {
     "SuspendedEV": "SuspendedEV",
     "SuspendedEVSE": "SuspendedEVSE",
 }
-UPLOAD_WORDS = {"UploadFailed": "UploadFailure"}
 MAX_UNSENT_EVENTS = 100
+NETWORK_VARIABLES = ("NetworkConfigurationPriority", "NetworkProfileConnectionAttempts")
 
 
 class Ocpp201(Adapter):
-    OUTBOX_KINDS = ("event",)
+    VERSION = "2.0.1"
+    OUTBOX_KINDS = ("event", "security")
 
     def __init__(self, host: Daemon, link: Link, settings: dict[str, str]) -> None:
         super().__init__(host, link)
@@ -76,15 +77,13 @@ class Ocpp201(Adapter):
             station["model"],
             station.get("serial") or "",
             host.version,
-            int(ocpp.get("security_profile", 0)),
+            connection.floor(int(ocpp.get("security_profile", 0)), settings.get(connection.FLOOR_SETTING)),
         )
         stored = {k[len(PREFIX) :]: v for k, v in settings.items() if k.startswith(PREFIX)}
+        self._password_key = dm.storage_key(("SecurityCtrlr", None, None, None, "BasicAuthPassword", None))
         self.model = dm.DeviceModel(dm.definitions(evses, info), stored, self._save)
         self.monitors = Monitors(self.model, settings.get("monitors201"), self._save_monitors)
         self._register_live()
-        password = self.model.find("SecurityCtrlr", "BasicAuthPassword")
-        if password is not None and link.endpoint.password and self.model.actual(password.key):
-            link.endpoint.password = self.model.actual(password.key)  # the CSMS's last one
         self.tx = tx201.Transactions()
         self._faults: dict[int, frozenset[str]] = {}
         self._watched: dict[dm.Key, str] = {}
@@ -100,12 +99,14 @@ class Ocpp201(Adapter):
             host.save_setting(PREFIX + "boot_reason", "")
         self.firmware_status = "Idle"
         self.firmware_request: int | None = None
-        self.log_status = "Idle"
-        self.log_request: int | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]] = {
             "CancelReservation": self._cancel_reservation,
+            "CertificateSigned": self._certificate_signed,
             "ChangeAvailability": self._change_availability,
             "ClearCache": self._clear_cache,
+            "DeleteCertificate": self._delete_certificate,
+            "GetInstalledCertificateIds": self._get_installed_certificate_ids,
+            "InstallCertificate": self._install_certificate,
             "ClearChargingProfile": self._clear_charging_profile,
             "ClearVariableMonitoring": self._clear_variable_monitoring,
             "DataTransfer": self._data_transfer,
@@ -137,6 +138,14 @@ class Ocpp201(Adapter):
     # -- settings ----------------------------------------------------------------------
 
     def _save(self, key: str, value: str) -> None:
+        if key == self._password_key:  # write-only: kept out of the database
+            try:
+                self.host.credentials.set_password(value)
+            except OSError as exc:
+                log.error("BasicAuthPassword not stored: %s", exc)
+                return
+            self.host.security_event("ReconfigurationOfSecurityParameters", "BasicAuthPassword changed")
+            return
         self.host.save_setting(PREFIX + key, value)
 
     def _save_monitors(self, value: str) -> None:
@@ -210,7 +219,8 @@ class Ocpp201(Adapter):
             "ChargingStation", "Problem", lambda: _bool(any(self._evse_faults(i) for i in host.station.evses))
         )
         live("TokenReader", "Problem", lambda: "false")
-        live("OCPPCommCtrlr", "ActiveNetworkProfile", lambda: "0")
+        live("OCPPCommCtrlr", "ActiveNetworkProfile", self._active_slot)
+        live("SecurityCtrlr", "CertificateEntries", lambda: str(host.certs.count()))
         for evse_id in host.station.evses:
             live("EVSE", "AvailabilityState", functools.partial(self._evse_state, evse_id), evse=evse_id)
             live("EVSE", "Power", functools.partial(self._power, evse_id), evse=evse_id)
@@ -230,6 +240,10 @@ class Ocpp201(Adapter):
                     functools.partial(self._fault_value, evse_id, component, variable),
                     evse=evse_id,
                 )
+
+    def _active_slot(self) -> str:
+        target = getattr(self.host.ocpp, "target", None)
+        return str(target.slot or 0) if target is not None else "0"
 
     def _station_state(self) -> str:
         states = {self._evse_state(i) for i in self.host.station.evses}
@@ -276,6 +290,7 @@ class Ocpp201(Adapter):
             self.host.spawn(self._heartbeat()),
             self.host.spawn(self._deliver_outbox()),
             self.host.spawn(self._send_statuses()),
+            self.host.spawn(self._renew_certificate()),
         ]
         self._status_wake.set()
         self._outbox_wake.set()
@@ -610,9 +625,8 @@ class Ocpp201(Adapter):
                 )
         if changed:
             self.apply_keys()
-            for definition in changed:
-                if definition.variable == "BasicAuthPassword" and self.link.endpoint.password:
-                    self.link.endpoint.password = self.model.actual(definition.key)  # at the next connection
+            if any(d.variable in NETWORK_VARIABLES for d in changed):
+                self.host.ocpp.network_changed()  # from the next connection on
             if any(d.variable == "HeartbeatInterval" for d in changed):
                 self._heartbeat_changed.set()
         return Reply({"setVariableResult": results})
@@ -677,18 +691,72 @@ class Ocpp201(Adapter):
         return Reply({"status": "Scheduled" if busy and on_idle else "Accepted"}, reset)
 
     async def _set_network_profile(self, p: dict[str, Any]) -> Reply:
-        data = p["connectionData"]
-        current = self._number("SecurityCtrlr", "SecurityProfile")
-        if data["ocppVersion"] != "OCPP20" or data["securityProfile"] < current:
-            return Reply({"status": "Rejected"})
-        if data["securityProfile"] >= 2 and not data["ocppCsmsUrl"].startswith("wss://"):
-            return Reply({"status": "Rejected"})
-        await self.host.database.run(
-            self.host.database.storage.set_setting,
-            f"{PREFIX}network.{p['configurationSlot']}",
-            json.dumps(data),
-        )
+        data, slot = p["connectionData"], p["configurationSlot"]
+        profile, url = data["securityProfile"], data["ocppCsmsUrl"]
+        problem = None
+        if data["ocppVersion"] != "OCPP20":
+            problem = f"OCPP version {data['ocppVersion']} is not spoken here"
+        elif slot < 0 or data["ocppTransport"] != "JSON":
+            problem = "only JSON over websockets, slots from 0"
+        elif profile < self._number("SecurityCtrlr", "SecurityProfile"):
+            problem = "the security profile may only be raised"
+        elif not url.startswith("wss://" if profile >= 2 else "ws://"):
+            problem = f"security profile {profile} needs a {'wss' if profile >= 2 else 'ws'}:// URL"
+        else:
+            problem = self.host.ocpp.profile_problem(profile)
+        if problem is not None:
+            log.warning("SetNetworkProfile slot %d refused: %s", slot, problem)
+            info = {"reasonCode": "InvalidNetworkConf", "additionalInfo": problem[:512]}
+            return Reply({"status": "Rejected", "statusInfo": info})
+        self.host.ocpp.save(f"{PREFIX}network.{slot}", json.dumps(data))
+        self.host.ocpp.network_changed()
+        self.host.security_event("ReconfigurationOfSecurityParameters", f"network profile slot {slot} set")
         return Reply({"status": "Accepted"})
+
+    def security_profile_changed(self, profile: int) -> None:
+        key = self.model.find("SecurityCtrlr", "SecurityProfile")
+        if key is not None:
+            self.model.set_actual(key.key, str(profile))
+
+    # A: certificates
+
+    def organization(self) -> str:
+        return self._value("SecurityCtrlr", "OrganizationName")
+
+    def sign_certificate_payload(self, csr: str) -> dict[str, Any]:
+        return {"csr": csr, "certificateType": "ChargingStationCertificate"}
+
+    def cert_signing_wait(self) -> tuple[int, int]:
+        return (
+            self._number("SecurityCtrlr", "CertSigningWaitMinimum"),
+            self._number("SecurityCtrlr", "CertSigningRepeatTimes"),
+        )
+
+    async def _certificate_signed(self, p: dict[str, Any]) -> Reply:
+        if p.get("certificateType", "ChargingStationCertificate") != "ChargingStationCertificate":
+            return Reply({"status": "Rejected", "statusInfo": {"reasonCode": "NotSupported"}})
+        return await self._certificate_signed_reply(
+            p["certificateChain"], self._number("SecurityCtrlr", "MaxCertificateChainSize")
+        )
+
+    async def _install_certificate(self, p: dict[str, Any]) -> Reply:
+        status = await self.host.install_certificate(
+            p["certificateType"],
+            p["certificate"],
+            self._flag("SecurityCtrlr", "AdditionalRootCertificateCheck"),
+        )
+        return Reply({"status": status})
+
+    async def _delete_certificate(self, p: dict[str, Any]) -> Reply:
+        return Reply({"status": await self.host.delete_certificate(p["certificateHashData"])})
+
+    async def _get_installed_certificate_ids(self, p: dict[str, Any]) -> Reply:
+        wanted = p.get("certificateType") or None
+        found = self.host.certs.installed(wanted)
+        if not found:
+            return Reply({"status": "NotFound"})
+        chain = [{"certificateType": kind, "certificateHashData": data} for kind, data in found]
+        return Reply({"status": "Accepted", "certificateHashDataChain": chain})
 
     async def _trigger_message(self, p: dict[str, Any]) -> Reply:
         message = p["requestedMessage"]
@@ -732,6 +800,8 @@ class Ocpp201(Adapter):
 
             async def follow_up() -> None:
                 await self.log_status_notification(self.log_status)
+        elif message == "SignChargingStationCertificate":
+            follow_up = self.request_certificate
         else:
             return Reply({"status": "NotImplemented"})
         return Reply({"status": "Accepted"}, follow_up)
@@ -969,10 +1039,33 @@ class Ocpp201(Adapter):
 
     async def _update_firmware(self, p: dict[str, Any]) -> Reply:
         firmware = p["firmware"]
-        try:
-            retrieve = parse_timestamp(firmware["retrieveDateTime"])
-        except ValueError as exc:
-            raise RpcError("property", f"retrieveDateTime: {exc}") from exc
+        times: list[datetime | None] = []
+        for key in ("retrieveDateTime", "installDateTime"):
+            try:
+                times.append(parse_timestamp(firmware[key]) if key in firmware else None)
+            except ValueError as exc:
+                raise RpcError("property", f"{key}: {exc}") from exc
+        signature, pem = firmware.get("signature"), firmware.get("signingCertificate")
+        cert = None
+        if signature is not None or pem is not None:
+            cert = self.host.check_signing_certificate(pem or "")
+            if cert is None:
+                return Reply({"status": "InvalidCertificate"})
+            if signature is None:
+                return Reply({"status": "Rejected", "statusInfo": {"reasonCode": "MissingSignature"}})
+        elif self.host.firmware_roots():
+            log.error("unsigned firmware refused: this station installs signed firmware only")
+            return Reply({"status": "Rejected", "statusInfo": {"reasonCode": "MissingSignature"}})
+        assert times[0] is not None
+        request = FirmwareRequest(
+            firmware["location"],
+            times[0],
+            p.get("retries", 0),
+            p.get("retryInterval", 30),
+            times[1],
+            signature,
+            cert,
+        )
         maintenance = self.host.maintenance
         running = maintenance is not None and not maintenance.done()
         self.firmware_request = p["requestId"]
@@ -981,13 +1074,7 @@ class Ocpp201(Adapter):
         )
 
         async def start() -> None:
-            self.host.update_firmware(
-                firmware["location"],
-                retrieve,
-                p.get("retries", 0),
-                p.get("retryInterval", 30),
-                self.firmware_status_notification,
-            )
+            self.host.update_firmware(request, self.firmware_status_notification)
 
         return Reply({"status": "AcceptedCanceled" if running else "Accepted"}, start)
 
@@ -1007,42 +1094,6 @@ class Ocpp201(Adapter):
             await self.link.call("FirmwareStatusNotification", payload, CALL_TIMEOUT_S)
 
     # N: diagnostics and monitoring
-
-    async def _get_log(self, p: dict[str, Any]) -> Reply:
-        window = p["log"]
-        times: list[datetime | None] = []
-        for key in ("oldestTimestamp", "latestTimestamp"):
-            try:
-                times.append(parse_timestamp(window[key]) if key in window else None)
-            except ValueError as exc:
-                raise RpcError("property", f"{key}: {exc}") from exc
-        name = self.host.diagnostics_name()
-        if p["logType"] == "SecurityLog":
-            name = "security-" + name
-        running = self.log_status == "Uploading"
-        self.log_request = p["requestId"]
-
-        def start() -> Awaitable[None]:
-            return self.host.upload_diagnostics(
-                window["remoteLocation"],
-                name,
-                times[0],
-                times[1],
-                p.get("retries", 0),
-                p.get("retryInterval", 30),
-                self.log_status_notification,
-            )
-
-        return Reply({"status": "AcceptedCanceled" if running else "Accepted", "filename": name}, start)
-
-    async def log_status_notification(self, status: str) -> None:
-        status = UPLOAD_WORDS.get(status, status)
-        self.log_status = status if status == "Uploading" else "Idle"
-        payload: dict[str, Any] = {"status": status}
-        if self.log_request is not None and status != "Idle":
-            payload["requestId"] = self.log_request
-        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("LogStatusNotification", payload, CALL_TIMEOUT_S)
 
     async def _set_variable_monitoring(self, p: dict[str, Any]) -> Reply:
         results = [self.monitors.set(item) for item in p["setMonitoringData"]]

@@ -9,10 +9,14 @@ messages of the old one are dropped with a warning (the transactions stay on rec
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
-from controller.link import Endpoint, Link
+from controller import connection, tls
+from controller.connection import Chooser, Target
+from controller.link import Endpoint, Link, SetupError
 from controller.ocppj import Call
 from controller.storage import StorageError
 
@@ -23,6 +27,9 @@ log = logging.getLogger(__name__)
 
 SPOKEN_SETTING = "ocpp.version_spoken"
 OUTBOX_KINDS = {"1.6": ("start", "meter", "stop"), "2.0.1": ("event",)}
+NETWORK_PREFIX = "ocpp201.network."
+TRIAL_ATTEMPTS_16 = 3  # failed connections with a raised 1.6 profile before falling back
+INVALID_MESSAGES_EVERY_S = 60.0  # at most one InvalidMessages security event per minute
 
 
 def endpoint(daemon: Daemon, versions: tuple[str, ...], ping_interval_s: float | None) -> Endpoint:
@@ -44,7 +51,18 @@ class OcppClient:
 
     def __init__(self, host: Daemon, endpoint: Endpoint, settings: dict[str, str]) -> None:
         self.host = host
+        self.settings = {
+            k: v
+            for k, v in settings.items()
+            if k in (connection.FLOOR_SETTING, connection.TRIAL_SETTING) or k.startswith(NETWORK_PREFIX)
+        }
         self.link = Link(endpoint, self._handle, self._opened, self._closed, host.frames)
+        self.link.choose = self._choose
+        self.link.on_failure = self._failed
+        self.link.on_invalid = self._invalid
+        self._failure_event: str | None = None
+        self._invalid_at = float("-inf")
+        self.target: Target | None = None
         self.adapters: dict[str, Any] = {}
         for version in endpoint.versions:
             if version == "1.6":
@@ -58,7 +76,11 @@ class OcppClient:
                 self.adapters[version] = Ocpp201(host, self.link, settings)
         spoken = settings.get(SPOKEN_SETTING)
         self.version = spoken if spoken in self.adapters else endpoint.versions[0]
+        for adapter in self.adapters.values():
+            adapter.security_profile_changed(self.security_profile)
         self.current.apply_keys()
+        self.chooser = Chooser([], 1)
+        self.plan()
         foreign = tuple(k for v, kinds in OUTBOX_KINDS.items() if v != self.version for k in kinds)
         try:
             dropped = host.database.storage.drop_outbox(foreign)
@@ -96,6 +118,7 @@ class OcppClient:
         return await self.current._handle(call)
 
     async def _opened(self, version: str) -> None:
+        self._connected()
         if version != self.version:
             await self._switch(version)
         await self.current._opened(version)
@@ -127,6 +150,137 @@ class OcppClient:
                 await self.current.recover()
             except StorageError as exc:
                 log.error("cannot look for interrupted OCPP 2.0.1 transactions now: %s", exc)
+
+    # -- where to connect, and how ----------------------------------------------------
+
+    @property
+    def config_profile(self) -> int:
+        ocpp = self.host.config.ocpp
+        assert ocpp is not None
+        return int(ocpp.get("security_profile", 0))
+
+    @property
+    def security_profile(self) -> int:
+        """The lowest profile the station may connect with (raised by the CSMS)."""
+        return connection.floor(self.config_profile, self.settings.get(connection.FLOOR_SETTING))
+
+    def save(self, key: str, value: str) -> None:
+        self.settings[key] = value
+        self.host.save_setting(key, value)
+
+    def plan(self) -> None:
+        """Work out the targets to try, in order (after a change of profile or slots)."""
+        ocpp = self.host.config.ocpp
+        assert ocpp is not None
+        url, floor = ocpp["url"], self.security_profile
+        if self.version == "1.6":
+            trial = connection.trial_profile(self.settings.get(connection.TRIAL_SETTING), floor)
+            targets = connection.targets_16(url, self.config_profile, floor, trial)
+            attempts = TRIAL_ATTEMPTS_16
+        else:
+            slots: dict[int, dict[str, Any]] = {}
+            for key, value in self.settings.items():
+                if key.startswith(NETWORK_PREFIX) and value:
+                    try:
+                        slots[int(key[len(NETWORK_PREFIX) :])] = json.loads(value)
+                    except ValueError:
+                        log.error("network profile %s unreadable; ignored", key)
+            adapter = self.current
+            priority = adapter._items("OCPPCommCtrlr", "NetworkConfigurationPriority")
+            targets = connection.targets_201(url, self.config_profile, floor, slots, priority)
+            attempts = adapter._number("OCPPCommCtrlr", "NetworkProfileConnectionAttempts")
+        self.chooser = Chooser(targets, attempts)
+
+    def _choose(self) -> Endpoint:
+        target = self.target = self.chooser.current
+        host, base = self.host, self.link.endpoint
+        station_id = host.config.station["id"]
+        context = None
+        if target.profile >= 2:
+            client = None
+            if target.profile == 3:
+                client = host.client_certificate()
+                if client is None:
+                    raise SetupError("security profile 3 needs a client certificate: none is installed")
+            try:
+                context = tls.client_context(host.certs.roots_pem("CSMSRootCertificate"), client)
+            except tls.TlsSetupError as exc:
+                raise SetupError(str(exc)) from exc
+        return Endpoint(
+            url=f"{target.url}/{station_id}",
+            station_id=station_id,
+            versions=base.versions,
+            password=host.credentials.password() if target.profile in (1, 2) else "",
+            ssl_context=context,
+            ping_interval_s=base.ping_interval_s,
+        )
+
+    def _failed(self, exc: BaseException) -> None:
+        event = tls.failure_event(exc)
+        if event is None and self.link.lost_with is not None:
+            event = tls.failure_event(self.link.lost_with)
+        if event is not None and event[0] != self._failure_event:
+            self._failure_event = event[0]  # once per kind until a connection succeeds
+            self.host.security_event(*event)
+        given_up = self.chooser.failed()
+        if given_up is None:
+            return
+        if given_up.trial and self.version == "1.6":
+            log.error(
+                "cannot connect with security profile %d: back to profile %d",
+                given_up.profile,
+                self.security_profile,
+            )
+            self.save(connection.TRIAL_SETTING, "")
+            self.current.security_profile_changed(self.security_profile)
+            self.plan()
+        log.error("cannot connect to %s; trying %s", given_up.describe(), self.chooser.current.describe())
+
+    def _invalid(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self._invalid_at >= INVALID_MESSAGES_EVERY_S:
+            self._invalid_at = now
+            self.host.security_event("InvalidMessages", what)
+
+    def _connected(self) -> None:
+        self._failure_event = None
+        self.chooser.succeeded()
+        target = self.target
+        if target is None:
+            return
+        if target.profile >= 2:
+            self.host.certs.confirm_csms_root()
+        if target.profile > self.security_profile:
+            self.save(connection.FLOOR_SETTING, connection.floor_setting(self.config_profile, target.profile))
+            self.host.security_event(
+                "ReconfigurationOfSecurityParameters", f"connected with security profile {target.profile}"
+            )
+            self.current.security_profile_changed(target.profile)
+        if target.trial:
+            self.save(connection.TRIAL_SETTING, "")
+            self.plan()
+
+    def profile_problem(self, profile: int) -> str | None:
+        """Why the station cannot use ``profile`` now, or None (its prerequisites are met)."""
+        host = self.host
+        if profile in (1, 2) and not 16 <= len(host.credentials.password()) <= 40:
+            return f"security profile {profile} needs a Basic auth password of 16 to 40 characters"
+        if profile >= 2 and not host.certs.roots_pem("CSMSRootCertificate").strip():
+            return f"security profile {profile} needs a CSMS root certificate"
+        if profile == 3 and host.client_certificate() is None:
+            return "security profile 3 needs a client certificate"
+        return None
+
+    async def raise_profile(self, profile: int) -> None:
+        """1.6: try ``profile`` from the next connection on (falls back if it fails)."""
+        self.save(connection.TRIAL_SETTING, json.dumps({"profile": profile, "from": self.security_profile}))
+        self.plan()
+        log.warning("security profile %d requested by the CSMS: reconnecting", profile)
+        await self.link.reconnect()
+
+    def network_changed(self) -> None:
+        """2.0.1: a slot or the priority changed; used from the next connection on."""
+        self.plan()
 
     # -- what the daemon tells the adapter ---------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -27,9 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller import authorization as auth
-from controller import schedule
+from controller import certs, schedule, security
 from controller.station import Reservation
-from controller.storage import Storage, StorageError, timestamp
+from controller.storage import Storage, StorageError, parse_timestamp, timestamp
 from controller.transfer import TransferError, download, redact, upload
 
 if TYPE_CHECKING:
@@ -38,8 +39,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FIRMWARE_DIR = "firmware"
+CERTIFICATE_STORE_MAX = 20  # CertificateStoreMaxLength: installed roots plus the client chain
+FIRMWARE_VERIFY_S = 600  # the new firmware must reach the CSMS within this after its restart
 DIAGNOSTICS_DIR = "diagnostics"
 Notify = Callable[[str], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class FirmwareRequest:
+    location: str
+    retrieve: datetime
+    retries: int = 0
+    interval: int = 30
+    install_at: datetime | None = None
+    signature: str | None = None  # base64; with it, the signing certificate checked already
+    signing_cert: Any = None
 
 
 class Services:
@@ -51,6 +65,80 @@ class Services:
 
     def save_setting(self: Daemon, key: str, value: str) -> None:
         self.writes.put(lambda storage: storage.set_setting(key, value))
+
+    # -- security events ---------------------------------------------------------------
+
+    def security_event(self: Daemon, event: str, tech_info: str = "") -> None:
+        """Log a security event and queue it for the CSMS (persistently, in order)."""
+        body = security.event_body(event, self.now(), tech_info)
+        log.warning("security event %s%s", event, f": {tech_info}" if tech_info else "")
+        bodies = [body]
+        if self.security_log.append(body):  # a small local file: written at once
+            cleared = security.event_body("SecurityLogWasCleared", self.now(), "oldest entries rotated out")
+            bodies.append(cleared)
+            self.security_log.append(bodies[-1])
+        if self.ocpp is None:
+            return
+
+        self.writes.put(lambda storage: storage.add_security_events(bodies), then=self._outbox_changed)
+
+    # -- certificates ------------------------------------------------------------------
+
+    def _tls_in_use(self: Daemon) -> bool:
+        target = getattr(self.ocpp, "target", None)
+        return target is not None and target.profile >= 2
+
+    async def install_certificate(self: Daemon, cert_type: str, pem: str, additional_check: bool) -> str:
+        status: str = await asyncio.to_thread(
+            self.certs.install, cert_type, pem, self.now(), CERTIFICATE_STORE_MAX, additional_check
+        )
+        log.info("%s install: %s", cert_type, status)
+        if status == "Accepted":
+            self.security_event("ReconfigurationOfSecurityParameters", f"{cert_type} installed")
+        return status
+
+    async def delete_certificate(self: Daemon, hash_data: dict[str, Any]) -> str:
+        status: str = await asyncio.to_thread(
+            functools.partial(self.certs.delete, hash_data, protect_csms_root=self._tls_in_use())
+        )
+        log.info("certificate %s delete: %s", hash_data.get("serialNumber"), status)
+        if status == "Accepted":
+            self.security_event("ReconfigurationOfSecurityParameters", "certificate deleted")
+        return status
+
+    async def certificate_request(self: Daemon, organization: str) -> str:
+        """A new key pair and its CSR (PEM), for SignCertificate."""
+        csr: str = await asyncio.to_thread(self.certs.new_csr, self.config.station["id"], organization)
+        return csr
+
+    async def certificate_signed(self: Daemon, chain: str, max_bytes: int | None) -> bool:
+        try:
+            await asyncio.to_thread(self.certs.accept_signed, chain, self.now(), max_bytes)
+        except certs.CertError as exc:
+            log.error("CertificateSigned refused: %s", exc)
+            self.security_event("InvalidChargingStationCertificate", str(exc))
+            return False
+        log.warning("new client certificate installed: used from the next connection")
+        self.security_event("ReconfigurationOfSecurityParameters", "new client certificate")
+        return True
+
+    def client_certificate(self: Daemon) -> tuple[Path, Path] | None:
+        """(chain, key) for profile 3: the one the CSMS signed, else the config's files."""
+        return (
+            self.certs.station_certificate(*self.client_files)
+            if self.client_files
+            else self.certs.station_certificate()
+        )
+
+    def client_certificate_expiry(self: Daemon) -> datetime | None:
+        files = self.client_certificate()
+        if files is None:
+            return None
+        try:
+            expiry: datetime = certs.load_certs(files[0].read_bytes())[0].not_valid_after_utc
+        except (OSError, certs.CertError):
+            return None
+        return expiry
 
     # -- authorization -----------------------------------------------------------------
 
@@ -179,6 +267,7 @@ class Services:
 
     def reset(self: Daemon, hard: bool) -> None:
         log.warning("%s reset requested by the CSMS", "hard" if hard else "soft")
+        self.security_event("ResetOrReboot", f"{'hard' if hard else 'soft'} reset requested by the CSMS")
         self.shutdown_reason = "HardReset" if hard else "SoftReset"
         self.restart = "reboot" if hard and self.config.system.get("reboot_command") else "exec"
         self.stop()
@@ -335,32 +424,99 @@ class Services:
 
     # -- firmware ----------------------------------------------------------------------
 
-    def update_firmware(
-        self: Daemon, location: str, retrieve: datetime, retries: int, interval: int, notify: Notify
-    ) -> None:
-        if self.maintenance is not None and not self.maintenance.done():
-            self.maintenance.cancel()
-        self.maintenance = self.spawn(self._firmware(location, retrieve, retries, interval, notify))
+    def firmware_roots(self: Daemon) -> list[Any]:
+        """The manufacturer roots firmware signing certificates must be issued by."""
+        return list(self.certs.roots("ManufacturerRootCertificate"))
 
-    async def _firmware(
-        self: Daemon, location: str, retrieve: datetime, retries: int, interval: int, notify: Notify
-    ) -> None:
-        wait = (retrieve - self.now()).total_seconds()
+    def check_signing_certificate(self: Daemon, pem: str) -> Any | None:
+        """The signing certificate of a firmware request, or None (security event raised)."""
+        try:
+            return certs.check_signing_certificate(pem, self.firmware_roots(), self.now())
+        except certs.CertError as exc:
+            log.error("firmware signing certificate refused: %s", exc)
+            self.security_event("InvalidFirmwareSigningCertificate", str(exc))
+            return None
+
+    def update_firmware(self: Daemon, request: FirmwareRequest, notify: Notify) -> bool:
+        """Start an update; True when it cancelled one that was still running."""
+        running = self.maintenance is not None and not self.maintenance.done()
+        if running:
+            assert self.maintenance is not None
+            log.warning("firmware update cancelled: a new one was requested")
+            self.maintenance.cancel()
+        self.maintenance = self.spawn(self._firmware(request, notify))
+        return running
+
+    def _busy(self: Daemon) -> bool:
+        return any(e.tx is not None or e.stopping is not None for e in self.station.evses.values())
+
+    async def _firmware(self: Daemon, request: FirmwareRequest, notify: Notify) -> None:
+        wait = (request.retrieve - self.now()).total_seconds()
         if wait > 0:
+            await notify("DownloadScheduled")
             await asyncio.sleep(wait)
         folder = self.config.storage_dir / FIRMWARE_DIR
         folder.mkdir(exist_ok=True)
         image = folder / "firmware.bin"  # never a name from the CSMS: it could point anywhere
         await notify("Downloading")
         try:
-            await download(location, image, retries=retries, retry_interval_s=interval)
+            await download(
+                request.location, image, retries=request.retries, retry_interval_s=request.interval
+            )
         except TransferError as exc:
             log.error("firmware download failed: %s", exc)
             await notify("DownloadFailed")
             return
         await notify("Downloaded")
-        while any(e.tx is not None or e.stopping is not None for e in self.station.evses.values()):
-            await asyncio.sleep(1.0)  # install only once no transaction runs
+        if request.signature is not None:
+            try:
+                digest = await asyncio.to_thread(certs.file_digest, image)
+                scheme = certs.verify_firmware(request.signing_cert, request.signature, digest)
+            except (certs.CertError, OSError) as exc:
+                log.error("firmware from %s refused: %s", redact(request.location), exc)
+                self.security_event("InvalidFirmwareSignature", str(exc))
+                with contextlib.suppress(OSError):
+                    image.unlink()
+                await notify("InvalidSignature")
+                return
+            log.info("firmware signature verified (%s)", scheme)
+            await notify("SignatureVerified")
+        scheduled = False
+        wait = (request.install_at - self.now()).total_seconds() if request.install_at else 0.0
+        if wait > 0:
+            await notify("InstallScheduled")
+            scheduled = True
+            await asyncio.sleep(wait)
+        blocked: list[int] = []
+        try:
+            while self._busy():  # install only once no transaction runs; no new one starts
+                if not scheduled:
+                    await notify("InstallScheduled")
+                    scheduled = True
+                blocked += self._block_idle_evses()
+                await asyncio.sleep(1.0)
+            await self._install(image, request.location, notify)
+            if self.stopping.is_set():
+                blocked = []  # restarting: they stay unavailable until then
+        finally:
+            if blocked:
+                now = self.now()
+                for evse_id in blocked:
+                    self.station.set_available(now, evse_id, True)
+                self._apply(self.station.drain())
+
+    def _block_idle_evses(self: Daemon) -> list[int]:
+        now, blocked = self.now(), []
+        for evse_id, state in self.station.evses.items():
+            if state.available and state.tx is None and state.stopping is None:
+                self.station.set_available(now, evse_id, False)
+                blocked.append(evse_id)
+        if blocked:
+            log.info("EVSE(s) %s unavailable until the firmware is installed", blocked)
+            self._apply(self.station.drain())
+        return blocked
+
+    async def _install(self: Daemon, image: Path, location: str, notify: Notify) -> None:
         command = self.config.firmware.get("install_command")
         await notify("Installing")
         if not command:
@@ -373,15 +529,56 @@ class Services:
             await notify("InstallationFailed")
             return
         log.warning("firmware installed from %s; restarting", redact(location))
-        await self.database.run(self.database.storage.set_setting, "firmware.installed", "pending")
+        storage = self.database.storage
+        await self.database.run(storage.set_setting, "firmware.installed", "pending")
+        await self.database.run(storage.set_setting, "firmware.from_version", self.version)
+        await notify("InstallRebooting")
+        self.security_event("ResetOrReboot", "restarting into the new firmware")
         self.shutdown_reason = "Reboot"
         self.restart = "reboot" if self.config.system.get("reboot_command") else "exec"
         self.stop()
 
+    async def firmware_watch(self: Daemon) -> None:
+        """After an install: roll back when the CSMS is not reached in time."""
+        storage = self.database.storage
+        if await self.database.run(storage.get_setting, "firmware.installed") != "pending":
+            return
+        await asyncio.sleep(FIRMWARE_VERIFY_S)
+        if await self.database.run(storage.get_setting, "firmware.installed") == "pending":
+            log.error("new firmware not connected to the CSMS within %d s: rolling back", FIRMWARE_VERIFY_S)
+            await self.database.run(storage.set_setting, "firmware.installed", "failed")
+            await self._firmware_hook("--rollback")
+            if self.config.system.get("reboot_command"):
+                # On an A/B system the old slot is still the default: a reboot returns to it.
+                self.shutdown_reason = "Reboot"
+                self.restart = "reboot"
+                self.stop()
+
+    async def _firmware_hook(self: Daemon, step: str) -> bool:
+        command = self.config.firmware.get("install_command")
+        if not command:
+            return True
+        code = await _run([*shlex.split(command), step])
+        if code != 0:
+            log.error("firmware install command %s exited %d", step, code)
+        return code == 0
+
     async def firmware_after_restart(self: Daemon, notify: Notify) -> None:
-        if await self.database.run(self.database.storage.get_setting, "firmware.installed") == "pending":
-            await notify("Installed")
-            await self.database.run(self.database.storage.set_setting, "firmware.installed", "reported")
+        """Connected after an install: Installed once the hook confirms the new version."""
+        storage = self.database.storage
+        state = await self.database.run(storage.get_setting, "firmware.installed")
+        if state == "pending":
+            if await self._firmware_hook("--commit"):
+                await self.database.run(storage.set_setting, "firmware.installed", "reported")
+                await notify("Installed")
+                self.security_event("FirmwareUpdated", f"now running {self.version}")
+                return
+            state = "failed"
+            await self.database.run(storage.set_setting, "firmware.installed", "failed")
+            await self._firmware_hook("--rollback")
+        if state == "failed":
+            await self.database.run(storage.set_setting, "firmware.installed", "reported")
+            await notify("InstallVerificationFailed")
 
     # -- diagnostics -------------------------------------------------------------------
 
@@ -397,11 +594,12 @@ class Services:
         retries: int,
         interval: int,
         notify: Notify,
+        security_log: bool = False,
     ) -> None:
         folder = self.config.storage_dir / DIAGNOSTICS_DIR
         folder.mkdir(exist_ok=True)
         path = folder / name
-        await asyncio.to_thread(self._bundle, path, start, stop)
+        await asyncio.to_thread(self._security_extract if security_log else self._bundle, path, start, stop)
         await notify("Uploading")
         try:
             await upload(location, path, retries=retries, retry_interval_s=interval)
@@ -414,6 +612,19 @@ class Services:
         finally:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+    def _security_extract(self: Daemon, path: Path, start: datetime | None, stop: datetime | None) -> None:
+        """The security log entries of the window asked for, as JSON lines."""
+        with path.open("w", encoding="utf-8") as out:
+            for source in self.security_log.files():
+                with source.open(encoding="utf-8", errors="replace") as lines:
+                    for line in lines:
+                        try:
+                            at = parse_timestamp(json.loads(line)["timestamp"])
+                        except (ValueError, KeyError, TypeError):
+                            continue
+                        if (start is None or at >= start) and (stop is None or at <= stop):
+                            out.write(line)
 
     def _bundle(self: Daemon, path: Path, start: datetime | None, stop: datetime | None) -> None:
         """A tar.gz with the status, the journal of the window asked for and the OCPP frames."""

@@ -150,7 +150,7 @@ class OutboxEntry:
 
     id: int
     transaction_id: str
-    kind: str  # 1.6: "start", "meter", "stop"; 2.0.1: "event" (a whole TransactionEvent)
+    kind: str  # 1.6: "start", "meter", "stop"; 2.0.1: "event" (a whole TransactionEvent); "security"
     body: dict[str, Any]
     attempts: int
     csms_id: str | None  # the CSMS's id for the transaction, once it gave one
@@ -345,6 +345,15 @@ class Storage:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read {self.path}: {exc}") from exc
         return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def add_security_events(self, bodies: list[dict[str, Any]]) -> None:
+        """Queue SecurityEventNotifications (either version; not tied to a transaction)."""
+
+        def write() -> None:
+            for body in bodies:
+                self._queue("", "security", body, datetime.now(UTC))
+
+        self._atomic(write)
 
     def drop_outbox(self, kinds: tuple[str, ...]) -> int:
         """Forget queued messages of another OCPP version (``ocpp.version = "auto"``)."""

@@ -97,6 +97,8 @@ class Bench:
         if wait_boot:
             self.wait("BootNotification", after=mark)
             self.wait("StatusNotification", lambda p: p["connectorId"] == 1, after=mark)
+            # Every start is a security event; tests begin once it has been delivered.
+            self.wait("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice", after=mark)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.rig is not None:

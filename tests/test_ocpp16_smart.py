@@ -220,6 +220,7 @@ def files() -> Iterator[FileServer]:
 
 INSTALL_HOOK = """\
 #!/bin/sh
+case "$1" in --*) echo "$1" >> "{record}.steps"; exit 0;; esac
 echo "$1" >> "{record}"
 cp "$1" "{copy}"
 exit {code}

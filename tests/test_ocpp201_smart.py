@@ -957,6 +957,7 @@ def files() -> Iterator[FileServer]:
 
 INSTALL_HOOK = """\
 #!/bin/sh
+case "$1" in --*) echo "$1" >> "{record}.steps"; exit 0;; esac
 echo "$1" >> "{record}"
 cp "$1" "{copy}"
 exit {code}
@@ -1018,7 +1019,13 @@ def test_l01_update_firmware_installed(
     assert update_firmware(station, 17, f"{files.url}/fw/image-2.0.bin") == "Accepted"
     wait_fw(station, "Installed", mark, timeout=20)
     notes = fw_notifications(station, mark)
-    assert [n["status"] for n in notes] == ["Downloading", "Downloaded", "Installing", "Installed"]
+    assert [n["status"] for n in notes] == [
+        "Downloading",
+        "Downloaded",
+        "Installing",
+        "InstallRebooting",
+        "Installed",
+    ]
     assert all(n.get("requestId") == 17 for n in notes), notes
     # The daemon re-executed itself in place and booted again, for the firmware update.
     boots = since(station, "BootNotification", mark)
@@ -1102,6 +1109,7 @@ def test_l01_update_firmware_installs_after_transaction(
         "Downloading",
         "Downloaded",
         "Installing",
+        "InstallRebooting",
         "Installed",
     ]
     assert all(n.get("requestId") == 8 for n in notes), notes
@@ -1132,10 +1140,6 @@ def test_l01_update_firmware_while_one_is_scheduled_accepted_canceled(
     wait_fw(station, "Installed", mark, timeout=15)
 
 
-@pytest.mark.xfail(
-    reason="not yet: L01.FR.16 installDateTime (InstallScheduled) comes with signed firmware, issue 5",
-    strict=True,
-)
 def test_l01_update_firmware_install_date_time_in_future_install_scheduled(
     files: FileServer, firmware_station: Callable[..., Bench]
 ) -> None:
@@ -1151,7 +1155,14 @@ def test_l01_update_firmware_install_date_time_in_future_install_scheduled(
     assert station.call("UpdateFirmware", {"requestId": 33, "firmware": firmware})["status"] == "Accepted"
     wait_fw(station, "Installed", mark, timeout=15)
     statuses = [n["status"] for n in fw_notifications(station, mark)]
-    assert statuses == ["Downloading", "Downloaded", "InstallScheduled", "Installing", "Installed"], statuses
+    assert statuses == [
+        "Downloading",
+        "Downloaded",
+        "InstallScheduled",
+        "Installing",
+        "InstallRebooting",
+        "Installed",
+    ], statuses
     notes = [
         e
         for e in station.csms.timeline[mark:]
@@ -1193,10 +1204,6 @@ def test_f06_trigger_message_firmware_status_after_failure_repeats_it(
     }
 
 
-@pytest.mark.xfail(
-    reason="not yet: L01.FR.07 idle EVSEs Unavailable during a pending install: issue 5",
-    strict=True,
-)
 def test_l01_update_firmware_waiting_sets_unused_evses_unavailable(
     files: FileServer, firmware_station: Callable[..., Bench]
 ) -> None:
