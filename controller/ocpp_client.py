@@ -216,9 +216,10 @@ class OcppClient:
         )
 
     def _failed(self, exc: BaseException) -> None:
-        event = tls.failure_event(exc)
+        context = self.link.endpoint.ssl_context
+        event = tls.failure_event(exc, context)
         if event is None and self.link.lost_with is not None:
-            event = tls.failure_event(self.link.lost_with)
+            event = tls.failure_event(self.link.lost_with, context)
         if event is not None and event[0] != self._failure_event:
             self._failure_event = event[0]  # once per kind until a connection succeeds
             self.host.security_event(*event)

@@ -32,8 +32,9 @@ _CLIENT_CERT_REASONS = {
     "SSLV3_ALERT_CERTIFICATE_EXPIRED",
     "TLSV1_ALERT_ACCESS_DENIED",
     "SSLV3_ALERT_CERTIFICATE_REVOKED",
-    "SSLV3_ALERT_HANDSHAKE_FAILURE",
 }
+HANDSHAKE_FAILURE = "SSLV3_ALERT_HANDSHAKE_FAILURE"  # no common cipher, or (TLS 1.2) no client cert
+CERTIFICATE_REQUEST = 13  # TLS handshake message type
 
 
 class TlsSetupError(Exception):
@@ -51,6 +52,18 @@ def client_context(ca_pem: str, client_cert: tuple[Path, Path] | None = None) ->
         context.load_verify_locations(cadata=ca_pem)
     except (ssl.SSLError, ValueError) as exc:
         raise TlsSetupError(f"the CSMS root certificates cannot be used: {exc}") from exc
+    # Which handshake messages came from the CSMS: a handshake failure alert after its
+    # CertificateRequest refuses our certificate; before it, nothing was agreed.
+    seen: set[int] = set()
+
+    def note(
+        conn: object, direction: str, version: object, content: object, kind: object, data: object
+    ) -> None:
+        if direction == "read":
+            seen.add(int(kind))  # type: ignore[call-overload]
+
+    context._msg_callback = note  # type: ignore[attr-defined]
+    context.handshake_seen = seen  # type: ignore[attr-defined]
     if client_cert is not None:
         chain, key = client_cert
         try:
@@ -60,7 +73,7 @@ def client_context(ca_pem: str, client_cert: tuple[Path, Path] | None = None) ->
     return context
 
 
-def failure_event(exc: BaseException) -> tuple[str, str] | None:
+def failure_event(exc: BaseException, context: ssl.SSLContext | None = None) -> tuple[str, str] | None:
     """(security event, what happened) for a failed connection, or None for a plain one."""
     if isinstance(exc, InvalidStatus) and exc.response.status_code == 401:
         return "FailedToAuthenticateAtCsms", "the CSMS refused our Basic auth credentials (HTTP 401)"
@@ -68,14 +81,14 @@ def failure_event(exc: BaseException) -> tuple[str, str] | None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:  # the TLS error may be wrapped
         seen.add(id(current))
-        found = _classify_ssl(current)
+        found = _classify_ssl(current, getattr(context, "handshake_seen", None))
         if found is not None:
             return found
         current = current.__cause__ or current.__context__
     return None
 
 
-def _classify_ssl(exc: BaseException) -> tuple[str, str] | None:
+def _classify_ssl(exc: BaseException, seen: set[int] | None) -> tuple[str, str] | None:
     if isinstance(exc, ssl.SSLCertVerificationError):
         why = getattr(exc, "verify_message", None) or exc
         return "InvalidCsmsCertificate", f"server certificate refused: {why}"
@@ -86,6 +99,10 @@ def _classify_ssl(exc: BaseException) -> tuple[str, str] | None:
         return "InvalidTLSVersion", f"the CSMS offers no TLS version of 1.2 or newer ({reason})"
     if reason in _CIPHER_REASONS:
         return "InvalidTLSCipherSuite", f"no cipher suite in common with the CSMS ({reason})"
+    if reason == HANDSHAKE_FAILURE:
+        if seen is not None and CERTIFICATE_REQUEST not in seen:
+            return "InvalidTLSCipherSuite", f"the CSMS agreed no cipher suite with us ({reason})"
+        return "FailedToAuthenticateAtCsms", f"the CSMS refused our client certificate ({reason})"
     if reason in _CLIENT_CERT_REASONS:
         return "FailedToAuthenticateAtCsms", f"the CSMS refused our client certificate ({reason})"
     return None
