@@ -219,6 +219,12 @@ def check_signing_certificate(
         )
     cert = certs[0]
     check_validity(cert, now)
+    if not isinstance(cert.public_key(), rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        # Nothing it signs could be verified: refuse it before downloading anything.
+        raise CertError(
+            f"signing certificate {describe(cert)} has an unsupported key type "
+            f"{type(cert.public_key()).__name__}: RSA or EC only"
+        )
     if is_ca(cert):
         raise CertError(f"signing certificate {describe(cert)} is a CA certificate")
     issuers = [root for root in roots if signed_by(cert, root)]

@@ -200,15 +200,15 @@ def cmd_firmware_sign(args: argparse.Namespace) -> int:
     try:
         key = certs.load_key(args.key.read_bytes())
         signature = certs.sign_firmware(args.image, key, args.scheme)
+        if args.output:
+            args.output.write_text(signature + "\n", encoding="ascii")
     except OSError as exc:
         print(f"evse firmware sign: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except (certs.CertError, ValueError) as exc:
         print(f"evse firmware sign: {exc}", file=sys.stderr)
         return 1
-    if args.output:
-        args.output.write_text(signature + "\n", encoding="ascii")
-    else:
+    if not args.output:
         print(signature)
     return 0
 

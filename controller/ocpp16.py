@@ -616,7 +616,7 @@ class Ocpp16(Adapter):
         elif message == "FirmwareStatusNotification":
 
             async def follow_up() -> None:
-                await self.firmware_status_notification(self.firmware_status)
+                await self.firmware_status_notification(self.firmware_status, core=True)
         elif message == "DiagnosticsStatusNotification":
 
             async def follow_up() -> None:
@@ -676,11 +676,17 @@ class Ocpp16(Adapter):
 
         return Reply({"status": "AcceptedCanceled" if running else "Accepted"}, start)
 
-    async def firmware_status_notification(self, status: str) -> None:
-        """FirmwareStatusNotification, or SignedFirmwareStatusNotification for a signed update."""
-        if self.firmware_request is not None:
+    async def firmware_status_notification(self, status: str, core: bool = False) -> None:
+        """FirmwareStatusNotification, or SignedFirmwareStatusNotification for a signed update
+        (``core``: the core message whatever the update, for the core TriggerMessage)."""
+        payload: dict[str, Any]
+        if core:
+            plain = PLAIN_FIRMWARE_STATUS.get(status, status)
+            payload = {"status": plain if plain in PLAIN_FIRMWARE_STATUSES else "Idle"}
+            action = "FirmwareStatusNotification"
+        elif self.firmware_request is not None:
             self.firmware_status = status
-            payload: dict[str, Any] = {"status": status}
+            payload = {"status": status}
             if status != "Idle":
                 payload["requestId"] = self.firmware_request
             action = "SignedFirmwareStatusNotification"
@@ -690,7 +696,7 @@ class Ocpp16(Adapter):
                 return  # the 1.6 core has no word for it
             self.firmware_status = plain
             payload, action = {"status": plain}, "FirmwareStatusNotification"
-        if status == "Installed":
+        if status == "Installed" and not core:
             self.firmware_status = "Idle"
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
             await self.link.call(action, payload, CALL_TIMEOUT_S)
