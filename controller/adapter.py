@@ -48,6 +48,7 @@ class Adapter:
         self.log_status = "Idle"
         self.log_request: int | None = None
         self._log_upload: asyncio.Task[Any] | None = None
+        self._log_active = False  # an upload runs that has not reported its outcome yet
         self._signed_event = asyncio.Event()
 
     @property
@@ -179,13 +180,17 @@ class Adapter:
         name = self.host.diagnostics_name()
         if security_log:
             name = name.replace(".tar.gz", "-security.log")
-        running = self._log_upload is not None and not self._log_upload.done()
+        running = self._log_active and self._log_upload is not None and not self._log_upload.done()
+        cancelled = self.log_request
         if running:
             assert self._log_upload is not None
             self._log_upload.cancel()  # AcceptedCanceled: the new request replaces it
         self.log_request = p["requestId"]
+        self._log_active = True
 
         async def start() -> None:
+            if running and self.VERSION == "2.0.1":
+                await self._log_status_call({"status": "AcceptedCanceled", "requestId": cancelled})
             self._log_upload = self.host.spawn(
                 self.host.upload_diagnostics(
                     window["remoteLocation"],
@@ -204,9 +209,14 @@ class Adapter:
     async def log_status_notification(self, status: str) -> None:
         status = UPLOAD_WORDS.get(status, status)
         self.log_status = status if status == "Uploading" else "Idle"
+        if status != "Uploading":
+            self._log_active = False  # a GetLog from now on starts afresh
         payload: dict[str, Any] = {"status": status}
         if self.log_request is not None and status != "Idle":
             payload["requestId"] = self.log_request
+        await self._log_status_call(payload)
+
+    async def _log_status_call(self, payload: dict[str, Any]) -> None:
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
             await self.link.call("LogStatusNotification", payload, CALL_TIMEOUT_S)
 
@@ -245,9 +255,13 @@ class Adapter:
 
     async def _certificate_signed_reply(self, chain: str, max_bytes: int | None) -> Reply:
         ok = await self.host.certificate_signed(chain, max_bytes)
-        if ok:
-            self._signed_event.set()
-        return Reply({"status": "Accepted" if ok else "Rejected"})
+        if not ok:
+            return Reply({"status": "Rejected"})
+        self._signed_event.set()
+        target = getattr(self.host.ocpp, "target", None)
+        if target is not None and target.profile == 3:
+            return Reply({"status": "Accepted"}, self.link.reconnect)  # with the new certificate
+        return Reply({"status": "Accepted"})
 
     async def _renew_certificate(self) -> None:
         """Ask for a new client certificate when the one in use expires within a month."""

@@ -65,6 +65,7 @@ class VariableDef:
     reboot: bool = False  # a change answers RebootRequired (and is still stored)
     extra: tuple[tuple[str, str], ...] = ()  # other attribute types (Target, MinSet, MaxSet) and values
     live: bool = False  # the Actual value comes from the running station (a registered getter)
+    preset: bool = False  # ReadOnly, but a value stored by the manufacturer is restored
 
     @property
     def key(self) -> Key:
@@ -169,7 +170,7 @@ def _controllers(station: StationInfo, phases: int) -> list[VariableDef]:
         _rw(sec, "OrganizationName", "string", station.vendor, max_limit=64),
         _live(sec, "CertificateEntries", "integer", "0"),
         VariableDef(sec, "BasicAuthPassword", "string", "", "WriteOnly", min_limit=16, max_limit=40),
-        _ro(sec, "AdditionalRootCertificateCheck", "boolean", "false"),
+        _ro(sec, "AdditionalRootCertificateCheck", "boolean", "false", preset=True),
         _ro(sec, "MaxCertificateChainSize", "integer", "10000", unit="B", max_limit=10000),
         _rw(sec, "CertSigningWaitMinimum", "integer", "60", unit="s", min_limit=1, max_limit=86400),
         _rw(sec, "CertSigningRepeatTimes", "integer", "3", min_limit=0, max_limit=100),
@@ -437,7 +438,7 @@ class DeviceModel:
 
     @staticmethod
     def _restore(d: VariableDef, attribute: str, default: str, stored: Mapping[str, str]) -> str:
-        text = stored.get(storage_key(d.key, attribute)) if _persisted(d) else None
+        text = stored.get(storage_key(d.key, attribute)) if _persisted(d) or d.preset else None
         if text is None:
             return default
         try:

@@ -21,6 +21,7 @@ import os
 import shlex
 import subprocess
 import tarfile
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -598,7 +599,8 @@ class Services:
     ) -> None:
         folder = self.config.storage_dir / DIAGNOSTICS_DIR
         folder.mkdir(exist_ok=True)
-        path = folder / name
+        work = Path(tempfile.mkdtemp(dir=folder))  # each request its own: names can repeat
+        path = work / name
         await asyncio.to_thread(self._security_extract if security_log else self._bundle, path, start, stop)
         await notify("Uploading")
         try:
@@ -612,6 +614,7 @@ class Services:
         finally:
             with contextlib.suppress(OSError):
                 path.unlink()
+                work.rmdir()
 
     def _security_extract(self: Daemon, path: Path, start: datetime | None, stop: datetime | None) -> None:
         """The security log entries of the window asked for, as JSON lines."""
