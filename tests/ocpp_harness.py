@@ -3,6 +3,7 @@ subprocess on simulated hardware, driven over the rig socket."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -271,3 +272,19 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "con
             return result
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def stop_all(benches: list[Bench], servers: list[CsmsThread]) -> None:
+    """Kill the stations and stop the CSMSs, printing each timeline and log tail (shown on failure)."""
+    for bench in benches:
+        if bench.proc is not None and bench.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                bench.kill()
+    for server in servers:
+        print(f"--- CSMS {server.url}")
+        print("\n".join(f"{e.t:10.3f} {describe(e)}" for e in server.timeline))
+        server.stop()
+    for bench in benches:
+        if bench.log.exists():
+            tail = bench.log.read_text(errors="replace").splitlines()[-60:]
+            print(f"--- {bench.log} (tail)\n" + "\n".join(tail))

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from hil.csms import CsmsThread, Entry, describe
-from tests.ocpp_harness import ROOT, Bench, eventually, write_config
+from tests.ocpp_harness import ROOT, Bench, eventually, stop_all, write_config
 from tests.pki import Authority, Pki, server_context
 
 VERSIONS = ["1.6", "2.0.1"]
@@ -121,18 +121,7 @@ class Lab:
         return bench
 
     def close(self) -> None:
-        for bench in self.benches:
-            if bench.proc is not None and bench.proc.poll() is None:
-                with contextlib.suppress(Exception):
-                    bench.kill()
-        for server in self.servers:
-            print(f"--- CSMS {server.url}")
-            print("\n".join(f"{e.t:10.3f} {describe(e)}" for e in server.timeline))
-            server.stop()
-        for bench in self.benches:
-            if bench.log.exists():
-                tail = bench.log.read_text(errors="replace").splitlines()[-60:]
-                print(f"--- {bench.log} (tail)\n" + "\n".join(tail))
+        stop_all(self.benches, self.servers)
 
 
 @pytest.fixture
