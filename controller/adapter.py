@@ -32,6 +32,8 @@ SECURITY_ATTEMPTS = 3  # a SecurityEventNotification the CSMS keeps refusing is 
 
 class Adapter:
     VERSION = ""
+    SIGN_CERTIFICATE_TRIGGER = ""  # the trigger's name for a new client certificate
+    firmware_status: str
     OUTBOX_KINDS: tuple[str, ...] = ()
     UNKNOWN_ACTION = "not_implemented"  # the error kind for an action without a handler
     _handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]
@@ -220,7 +222,23 @@ class Adapter:
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
             await self.link.call("LogStatusNotification", payload, CALL_TIMEOUT_S)
 
+    async def firmware_status_notification(self, status: str) -> None:
+        raise NotImplementedError
+
+    def _shared_trigger(self, message: str) -> Callable[[], Awaitable[None]] | None:
+        """The follow-up of a triggered message both versions send alike, or None."""
+        if message == "FirmwareStatusNotification":
+            return lambda: self.firmware_status_notification(self.firmware_status)
+        if message == "LogStatusNotification":
+            return lambda: self.log_status_notification(self.log_status)
+        if message == self.SIGN_CERTIFICATE_TRIGGER:
+            return self.request_certificate
+        return None
+
     # -- client certificate ------------------------------------------------------------
+
+    async def _delete_certificate(self, p: dict[str, Any]) -> Reply:
+        return Reply({"status": await self.host.delete_certificate(p["certificateHashData"])})
 
     def organization(self) -> str:
         raise NotImplementedError

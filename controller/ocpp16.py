@@ -54,6 +54,7 @@ CERTIFICATE_TYPES = {
 
 class Ocpp16(Adapter):
     VERSION = "1.6"
+    SIGN_CERTIFICATE_TRIGGER = "SignChargePointCertificate"
     OUTBOX_KINDS = ("start", "meter", "stop", "security")
     UNKNOWN_ACTION = "not_supported"
 
@@ -719,9 +720,6 @@ class Ocpp16(Adapter):
         )
         return Reply({"status": status})
 
-    async def _delete_certificate(self, p: dict[str, Any]) -> Reply:
-        return Reply({"status": await self.host.delete_certificate(p["certificateHashData"])})
-
     async def _get_installed_certificate_ids(self, p: dict[str, Any]) -> Reply:
         found = self.host.certs.installed([CERTIFICATE_TYPES[p["certificateType"]]])
         if not found:
@@ -730,22 +728,12 @@ class Ocpp16(Adapter):
 
     async def _extended_trigger_message(self, p: dict[str, Any]) -> Reply:
         message = p["requestedMessage"]
-        follow_up: Callable[[], Awaitable[None]]
         if message in ("BootNotification", "Heartbeat", "MeterValues", "StatusNotification"):
             return await self._trigger_message(p)
         if p.get("connectorId") is not None and not self._known(p["connectorId"]):
             return Reply({"status": "Rejected"})
-        if message == "FirmwareStatusNotification":
-
-            async def follow_up() -> None:
-                await self.firmware_status_notification(self.firmware_status)
-        elif message == "LogStatusNotification":
-
-            async def follow_up() -> None:
-                await self.log_status_notification(self.log_status)
-        elif message == "SignChargePointCertificate":
-            follow_up = self.request_certificate
-        else:
+        follow_up = self._shared_trigger(message)
+        if follow_up is None:
             return Reply({"status": "NotImplemented"})
         return Reply({"status": "Accepted"}, follow_up)
 

@@ -64,6 +64,7 @@ NETWORK_VARIABLES = ("NetworkConfigurationPriority", "NetworkProfileConnectionAt
 
 class Ocpp201(Adapter):
     VERSION = "2.0.1"
+    SIGN_CERTIFICATE_TRIGGER = "SignChargingStationCertificate"
     OUTBOX_KINDS = ("event", "security")
 
     def __init__(self, host: Daemon, link: Link, settings: dict[str, str]) -> None:
@@ -747,9 +748,6 @@ class Ocpp201(Adapter):
         )
         return Reply({"status": status})
 
-    async def _delete_certificate(self, p: dict[str, Any]) -> Reply:
-        return Reply({"status": await self.host.delete_certificate(p["certificateHashData"])})
-
     async def _get_installed_certificate_ids(self, p: dict[str, Any]) -> Reply:
         wanted = p.get("certificateType") or None
         found = self.host.certs.installed(wanted)
@@ -792,18 +790,11 @@ class Ocpp201(Adapter):
                 for evse_id in evses:
                     for event in self.tx.triggered(self.host.now(), evse_id, not self.online):
                         self._queue(event)
-        elif message == "FirmwareStatusNotification":
-
-            async def follow_up() -> None:
-                await self.firmware_status_notification(self.firmware_status)
-        elif message == "LogStatusNotification":
-
-            async def follow_up() -> None:
-                await self.log_status_notification(self.log_status)
-        elif message == "SignChargingStationCertificate":
-            follow_up = self.request_certificate
         else:
-            return Reply({"status": "NotImplemented"})
+            shared = self._shared_trigger(message)
+            if shared is None:
+                return Reply({"status": "NotImplemented"})
+            follow_up = shared
         return Reply({"status": "Accepted"}, follow_up)
 
     # C, D: authorization and local list
