@@ -8,28 +8,56 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hil.rig import NOMINAL_PILOT_V, Measurement, Rig, RigError
 
-class RigReplyError(Exception):
+
+class RigReplyError(RigError):
     pass
 
 
-class SimRig:
-    """One connection to the rig socket; every call is one request and its reply."""
+class SimRig(Rig):
+    """One connection to the rig socket of a daemon on simulated hardware; every call is
+    one request and its reply."""
 
-    def __init__(self, path: Path | str, timeout: float = 5.0) -> None:
+    def __init__(self, path: Path | str, timeout: float = 5.0, reconnect_s: float = 0.0) -> None:
+        """``reconnect_s`` > 0: a request that finds the socket gone (a daemon restarted)
+        waits up to that long for the socket to answer again and is sent again."""
         self.path = Path(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(str(self.path))
+        self.timeout = timeout
+        self.reconnect_s = reconnect_s
+        self.sock = self._connect()
         self._buffer = b""
 
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.path))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
     @classmethod
-    def wait_for(cls, path: Path | str, timeout: float = 10.0) -> SimRig:
+    def wait_for(cls, path: Path | str, timeout: float = 10.0, reconnect_s: float = 0.0) -> SimRig:
         """Connect once the daemon listens."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return cls(path)
+                return cls(path, reconnect_s=reconnect_s)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def reconnect(self, timeout: float) -> None:
+        self.sock.close()
+        self._buffer = b""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = self._connect()
+                return
             except OSError:
                 if time.monotonic() > deadline:
                     raise
@@ -46,6 +74,15 @@ class SimRig:
 
     def send_line(self, line: bytes) -> dict[str, Any]:
         """Send raw bytes (a line) and read one reply line."""
+        if not self.reconnect_s:
+            return self._exchange(line)
+        try:
+            return self._exchange(line)
+        except OSError:
+            self.reconnect(self.reconnect_s)
+            return self._exchange(line)
+
+    def _exchange(self, line: bytes) -> dict[str, Any]:
         self.sock.sendall(line if line.endswith(b"\n") else line + b"\n")
         while b"\n" not in self._buffer:
             chunk = self.sock.recv(65536)
@@ -65,8 +102,9 @@ class SimRig:
     def plug(self, evse: int = 1) -> None:
         self.request("plug", evse=evse)
 
-    def charge(self, evse: int = 1, **fields: Any) -> None:
-        self.request("charge", evse=evse, **fields)
+    def charge(self, evse: int = 1, max_current_a: float | None = None, phases: int | None = None) -> None:
+        given = {"max_current_a": max_current_a, "phases": phases}
+        self.request("charge", evse=evse, **{k: v for k, v in given.items() if v is not None})
 
     def suspend(self, evse: int = 1) -> None:
         self.request("suspend", evse=evse)
@@ -85,6 +123,17 @@ class SimRig:
 
     def status(self, evse: int = 1) -> dict[str, Any]:
         return self.request("status", evse=evse)
+
+    def measure(self, evse: int = 1) -> Measurement:
+        status = self.status(evse)
+        return Measurement(
+            cp_state=status["cp_state"],
+            pilot_v=NOMINAL_PILOT_V[status["cp_state"]],
+            duty_percent=status["duty_percent"],
+            contactor_closed=status["contactor_closed"],
+            power_w=status["power_w"],
+            energy_wh=status["energy_wh"],
+        )
 
     def wait_until(self, check: Any, timeout: float = 5.0, evse: int = 1) -> dict[str, Any]:
         """Poll status until ``check(status)`` is true; returns that status."""
