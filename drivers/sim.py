@@ -175,6 +175,7 @@ class SimBench:
         self.evses = {i: SimEvse(i, p) for i, p in phases.items()}
         self.swipes: asyncio.Queue[str] = asyncio.Queue()
         self._lock = threading.Lock()
+        self._save_failed = False
         self._load()
 
     def _load(self) -> None:
@@ -213,8 +214,21 @@ class SimBench:
                         "pilot": evse.pilot_mode.value,
                     }
             tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(snapshot))
-            os.replace(tmp, self.state_file)
+            try:
+                tmp.write_text(json.dumps(snapshot))
+                os.replace(tmp, self.state_file)
+            except OSError as exc:
+                # The file stands in for physics, which a full disk does not stop: go on
+                # from memory and say so once.
+                if not self._save_failed:
+                    log.warning(
+                        "simulated hardware state not saved to %s (kept in memory): %s", self.state_file, exc
+                    )
+                self._save_failed = True
+                return
+            if self._save_failed:
+                log.info("simulated hardware state saved to %s again", self.state_file)
+            self._save_failed = False
 
 
 class SimPilot:

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import IO, Any, Literal, TypeVar, cast
 from urllib.parse import unquote
@@ -76,9 +76,13 @@ def _on(action: str) -> Callable[[_F], _F]:
     return cast(Callable[[_F], _F], on(action))
 
 
-def _now() -> str:
-    """The current UTC time in RFC 3339 with a ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _now(offset_s: float = 0.0) -> str:
+    """The current UTC time (plus ``offset_s``) in RFC 3339 with a ``Z``."""
+    return (
+        (datetime.now(UTC) + timedelta(seconds=offset_s))
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ class _Answering:
     def _boot(self, payload: dict[str, Any]) -> dict[str, Any]:
         return {
             "status": self._csms.boot_status,
-            "currentTime": _now(),
+            "currentTime": self._csms.now(),
             "interval": self._csms.heartbeat_interval,
         }
 
@@ -185,7 +189,7 @@ class _Ocpp16(_Answering, ChargePoint16):  # type: ignore[misc]
 
     @_on("Heartbeat")
     def on_heartbeat(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("Heartbeat", call_unique_id, lambda p: {"currentTime": _now()})
+        return self._reply("Heartbeat", call_unique_id, lambda p: {"currentTime": self._csms.now()})
 
     @_on("Authorize")
     def on_authorize(self, call_unique_id: str, **_: Any) -> Any:
@@ -228,7 +232,7 @@ class _Ocpp201(_Answering, ChargePoint201):  # type: ignore[misc]
 
     @_on("Heartbeat")
     def on_heartbeat(self, call_unique_id: str, **_: Any) -> Any:
-        return self._reply("Heartbeat", call_unique_id, lambda p: {"currentTime": _now()})
+        return self._reply("Heartbeat", call_unique_id, lambda p: {"currentTime": self._csms.now()})
 
     @_on("Authorize")
     def on_authorize(self, call_unique_id: str, **_: Any) -> Any:
@@ -511,6 +515,11 @@ class DevCsms:
         self._changed = asyncio.Event()
         self._server: Server | None = None
         self._front: _TlsFront | None = None
+        self.clock_offset_s = 0.0  # the time this CSMS tells stations, minus the real time
+
+    def now(self) -> str:
+        """The time as this CSMS tells it (currentTime), ``clock_offset_s`` included."""
+        return _now(self.clock_offset_s)
 
     @property
     def url(self) -> str:
@@ -534,6 +543,7 @@ class DevCsms:
         """Start listening; ``port`` then holds the actual port."""
         # With TLS, the front takes the connections and relays them to a plain server inside.
         inside = self.ssl_context is not None
+        self._changed = asyncio.Event()  # a restarted CSMS runs on a new event loop
         self._server = await serve(
             self._serve,
             "127.0.0.1" if inside else self.host,
@@ -1283,6 +1293,13 @@ class CsmsThread:
             self._run(self.csms.stop(), timeout=15)
         finally:
             self._stop_loop()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop, stay down ``down_s`` seconds, start again on the same port. What the CSMS
+        recorded (timeline, transactions) is kept, as a CSMS's database would be."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
 
     def _stop_loop(self) -> None:
         assert self._loop is not None and self._thread is not None
