@@ -13,7 +13,6 @@ The station always reaches the CSMS through the fault proxy (hil.proxy).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,7 +56,7 @@ class Station:
 
     def power_loss(self, off_s: float = 1.0) -> None:
         if self.local is not None:
-            self.local.power_loss(off_s)
+            self.local.power_loss(off_s).close()  # the scenario's rig reconnects by itself
             return
         cut = getattr(self.rig, "power_cut", None)
         if cut is None:
@@ -67,8 +66,10 @@ class Station:
         cut(False)
 
     def fill_disk(self) -> None:
-        if self.local is None or not self.local.mounted:
-            pytest.skip("disk full needs the station's storage on a tmpfs here (a local station, as root)")
+        if self.local is None:
+            pytest.skip("disk full needs the station's storage here (a local station)")
+        if not self.local.mounted:
+            pytest.skip(f"disk full needs the storage on a tmpfs: {self.local.no_tmpfs_because}")
         self.local.fill_disk()
 
     def free_disk(self) -> None:
@@ -134,8 +135,7 @@ def station(
         finally:
             bench_rig.close()
         return
-    disk_mb = 64 if os.geteuid() == 0 else None
-    local = LocalStation(tmp_path / "station", _station_url(request, proxy), version, disk_mb=disk_mb)
+    local = LocalStation(tmp_path / "station", _station_url(request, proxy), version, disk_mb=64)
     mark = len(csms.timeline) if csms is not None else 0
     try:
         rig = local.start()

@@ -3,13 +3,15 @@ ADS1115 for the pilot, an input for the contactor, a UART that plays an RDM6300 
 
 The wiring and parts list are in hil/README.md; the pins come from a TOML file
 (``hil/pirig.example.toml``). Every action is a set of relays: the tables below are the
-whole of what the rig does to the charger. Relays switch break-before-make, so the pilot
-never sees two EV resistors at once.
+whole of what the rig does to the charger. Relays switch break-before-make, with the
+contacts' release time between, so the pilot never sees two EV paths at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ FAULT_RELAYS: dict[str, str] = {
     "meter_offline": "meter_break",
 }
 RELAYS = EV_RELAYS + tuple(FAULT_RELAYS.values())
+RELAY_RELEASE_S = 0.02  # a small signal relay opens its contacts within 5-10 ms
 
 
 @dataclass
@@ -175,9 +178,13 @@ class PiRig(Rig):
         missing = wanted - set(relays)
         if missing:
             raise RigError(f"evse {evse}: no relay for {sorted(missing)} in the rig config")
+        released = False
         for name in EV_RELAYS:
-            if name in relays and name not in wanted:
+            if name in relays and name not in wanted and relays[name].value:
                 relays[name].off()
+                released = True
+        if released:
+            time.sleep(RELAY_RELEASE_S)
         for name in EV_RELAYS:
             if name in wanted:
                 relays[name].on()
@@ -291,18 +298,27 @@ class PiRig(Rig):
         return {name for name, relay in self._evse(evse).items() if relay.value}
 
     def close(self) -> None:
+        """Every relay off (no EV, no fault, power on) and every handle released; again is harmless."""
         for relays in self._relays.values():
             for relay in relays.values():
-                relay.off()
-                relay.close()
+                if not relay.closed:
+                    relay.off()
+                    relay.close()
         for sense in self._sense.values():
             sense.close()
-        if self.power is not None:
+        if self.power is not None and not self.power.closed:
             self.power.off()
             self.power.close()
-        if self._loop is not None:
+        if self._meters:
+            loop = self._loop or asyncio.new_event_loop()
             for meter in self._meters.values():
-                self._loop.run_until_complete(meter.close())
-            self._loop.close()
-        if self._serial is not None:
-            self._serial.close()
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(meter.close())
+            loop.close()
+            self._meters, self._loop = {}, None
+        for handle in (self._serial, self._bus):
+            close = getattr(handle, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+        self._serial = self._bus = None

@@ -6,8 +6,9 @@ Point the station's ``ocpp.url`` at the proxy. Faults, from Python (``FaultProxy
 lines on the control port (``nc 127.0.0.1 8181``, one command a line, a JSON reply each):
 
 - ``delay SECONDS``: every chunk in either direction arrives that much later;
-- ``blackhole on|off``: bytes vanish and new connections hang, as when a link goes dead
-  without telling anyone; ``off`` lets the hung connections through;
+- ``blackhole on|off``: nothing gets through and new connections hang, as when a link
+  goes dead without telling anyone; ``off`` delivers what was held (as TCP would
+  retransmit it) and resets the connections that hung;
 - ``down on|off``: the port stops listening (connection refused) and open connections close;
 - ``drop``: close every open connection cleanly (FIN), once;
 - ``reset``: abort every open connection (RST), once;
@@ -64,17 +65,21 @@ class FaultProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        await self._stop_listening()
-        self._close_all(abort=True)
+        await self._stop_listening(abort=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _stop_listening(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+    async def _stop_listening(self, abort: bool) -> None:
+        """Stop accepting and close the open connections. They are closed before waiting:
+        from Python 3.12.1 on, wait_closed() waits for every accepted connection too."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        self._close_all(abort)
+        if server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 5)
 
     # -- faults ------------------------------------------------------------------------
 
@@ -87,15 +92,20 @@ class FaultProxy:
         self.faults += on
         if on:
             self._clear.clear()
-        else:
-            self._clear.set()
+            return
+        # Connections that arrived during the black hole never reached the CSMS, as a
+        # lost SYN would not: reset them rather than replay a handshake given up on long ago.
+        for pair in list(self._pairs):
+            if pair.csms is None:
+                self._pairs.discard(pair)
+                _close(pair.station, abort=True)
+        self._clear.set()
 
     async def set_down(self, on: bool) -> None:
         if on and not self.down:
             self.down = True
             self.faults += 1
-            await self._stop_listening()
-            self._close_all(abort=False)
+            await self._stop_listening(abort=False)
         elif not on and self.down:
             self.down = False
             await self.start()
@@ -154,7 +164,7 @@ class FaultProxy:
         self._pairs.add(pair)
         try:
             await self._clear.wait()  # a black-holed connect hangs, as an unanswered SYN would
-            if pair not in self._pairs:
+            if pair not in self._pairs:  # reset when the black hole lifted, or dropped
                 return
             csms_reader, pair.csms = await asyncio.open_connection(*self.target)
         except OSError:
@@ -173,8 +183,7 @@ class FaultProxy:
         loop = asyncio.get_running_loop()
         try:
             while chunk := await reader.read(CHUNK):
-                if not self.blackhole:
-                    queue.put_nowait((loop.time() + self.delay_s, chunk))
+                queue.put_nowait((loop.time() + self.delay_s, chunk))
             queue.put_nowait((loop.time() + self.delay_s, b""))  # end of stream, after the data
             await sender
         except (OSError, asyncio.IncompleteReadError):
@@ -187,13 +196,13 @@ class FaultProxy:
                     if side is not None:
                         _close(side, abort=False)
 
-    @staticmethod
-    async def _send(queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter) -> None:
+    async def _send(self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
         while True:
             due, chunk = await queue.get()
             if due > loop.time():
                 await asyncio.sleep(due - loop.time())
+            await self._clear.wait()  # a black hole holds everything, the end of stream too
             if not chunk:
                 return
             writer.write(chunk)

@@ -27,6 +27,7 @@ class SimRig(Rig):
         self.reconnect_s = reconnect_s
         self.sock = self._connect()
         self._buffer = b""
+        self._broken = False
 
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -53,10 +54,12 @@ class SimRig(Rig):
     def reconnect(self, timeout: float) -> None:
         self.sock.close()
         self._buffer = b""
+        self._broken = True
         deadline = time.monotonic() + timeout
         while True:
             try:
                 self.sock = self._connect()
+                self._broken = False
                 return
             except OSError:
                 if time.monotonic() > deadline:
@@ -73,14 +76,22 @@ class SimRig(Rig):
         self.close()
 
     def send_line(self, line: bytes) -> dict[str, Any]:
-        """Send raw bytes (a line) and read one reply line."""
-        if not self.reconnect_s:
-            return self._exchange(line)
+        """Send raw bytes (a line) and read one reply line.
+
+        A request that failed leaves the connection out of step (a late reply may still
+        come), so the next request starts on a new one. Only a request that cannot have
+        reached the daemon (the socket gone) is sent again; a timed-out one is not, since
+        it may have been carried out (a swipe twice is not a swipe once)."""
+        if self._broken:
+            self.reconnect(self.reconnect_s)
         try:
             return self._exchange(line)
-        except OSError:
-            self.reconnect(self.reconnect_s)
-            return self._exchange(line)
+        except OSError as exc:
+            self._broken = True
+            if not self.reconnect_s or isinstance(exc, TimeoutError):
+                raise
+        self.reconnect(self.reconnect_s)
+        return self._exchange(line)
 
     def _exchange(self, line: bytes) -> dict[str, Any]:
         self.sock.sendall(line if line.endswith(b"\n") else line + b"\n")

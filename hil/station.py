@@ -64,7 +64,8 @@ class StationError(Exception):
 class LocalStation:
     """``evse run`` in ``dir`` (config ``dir/evse.toml``, storage ``dir/var``, log
     ``dir/daemon.log``). ``disk_mb`` puts the storage on a tmpfs of that size, which
-    ``fill_disk`` can fill: that needs root (mount), else ``StationError`` says so."""
+    ``fill_disk`` can fill; that needs root (mount): when it cannot be mounted the storage
+    is a plain directory, ``mounted`` is false and ``no_tmpfs_because`` says why."""
 
     def __init__(
         self,
@@ -88,8 +89,12 @@ class LocalStation:
             + extra
         )
         self.mounted = False
+        self.no_tmpfs_because = ""
         if disk_mb is not None:
-            self._mount(disk_mb)
+            try:
+                self._mount(disk_mb)
+            except StationError as exc:  # the station runs as well without; only disk full needs it
+                self.no_tmpfs_because = str(exc)
 
     @property
     def config(self) -> Path:
@@ -175,7 +180,8 @@ class LocalStation:
     def fill_disk(self) -> None:
         """Fill the storage file system to the last byte."""
         if not self.mounted:
-            raise StationError("this station's storage is not a tmpfs of its own (give disk_mb)")
+            why = self.no_tmpfs_because or "no disk_mb given"
+            raise StationError(f"this station's storage is not a tmpfs of its own: {why}")
         block = b"\0" * 65536
         with self.ballast.open("ab", buffering=0) as out:
             for size in (65536, 4096, 1):
@@ -190,7 +196,7 @@ class LocalStation:
         self.ballast.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Stop the daemon (SIGKILL if it lingers) and unmount the storage."""
+        """Stop the daemon (SIGKILL: a test is over, nothing to wait for) and unmount the storage."""
         self.stop(signal.SIGKILL if self.proc is not None and self.proc.poll() is None else signal.SIGTERM)
         if self.mounted:
             with contextlib.suppress(OSError):

@@ -4,6 +4,7 @@ limit), in one vocabulary whatever the station speaks."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ STATUS_201 = {
     "Faulted": "Faulted",
 }
 ENERGY = "Energy.Active.Import.Register"
+# 1.6 connector status -> the 2.0.1 chargingState that tells the same.
+CHARGING_STATE_201 = {"Charging": "Charging", "SuspendedEV": "SuspendedEV", "SuspendedEVSE": "SuspendedEVSE"}
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Transaction:
     ended: bool
     stop_reason: str | None
     ends: int  # Stop / Ended messages received, redeliveries included
+    distinct_ends: int  # different Stop / Ended messages: more than one is a second end, not a redelivery
 
 
 def _energy(meter_values: Any) -> list[float]:
@@ -88,11 +92,24 @@ class CsmsView:
         return self.wait("BootNotification", timeout=timeout, after=after)
 
     def status(self, evse: int, status: str, after: int = 0, timeout: float = 10) -> dict[str, Any]:
-        """Wait for a StatusNotification of ``status`` (1.6 words, mapped for 2.0.1)."""
+        """Wait for a StatusNotification of ``status`` (1.6 words). 2.0.1 says Occupied for
+        all the states of a session, so there a charging state is waited for as the
+        ``chargingState`` of a TransactionEvent."""
         if self.v16:
             return self.wait(
                 "StatusNotification",
                 lambda p: p["connectorId"] == evse and p["status"] == status,
+                timeout,
+                after,
+            )
+        if status in CHARGING_STATE_201:
+            wanted_state = CHARGING_STATE_201[status]
+            return self.wait(
+                "TransactionEvent",
+                lambda p: (
+                    p["transactionInfo"].get("chargingState") == wanted_state
+                    and p.get("evse", {}).get("id", evse) == evse
+                ),
                 timeout,
                 after,
             )
@@ -107,15 +124,26 @@ class CsmsView:
     def started(self, evse: int = 1, after: int = 0, timeout: float = 10) -> str:
         """Wait for a transaction to start on ``evse``; its id at the CSMS."""
         if self.v16:
-            self.wait("StartTransaction", lambda p: p["connectorId"] == evse, timeout, after)
-            # The reply's id: the newest transaction the CSMS opened for that connector.
-            return str(
-                max(
-                    tx_id
-                    for tx_id, tx in self.csms.transactions.items()
-                    if tx["station"] == self.station and tx["start"]["connectorId"] == evse
-                )
+            call = self.csms.wait_for(
+                "StartTransaction",
+                station=self.station,
+                where=lambda p: p["connectorId"] == evse,
+                timeout=timeout,
+                after=after,
             )
+            # The id is in the CSMS's reply to that very call.
+            deadline = time.monotonic() + timeout
+            while True:
+                for entry in self.csms.timeline:
+                    if (
+                        entry.direction == "out"
+                        and entry.kind == "result"
+                        and entry.unique_id == call.unique_id
+                    ):
+                        return str(entry.payload["transactionId"])  # type: ignore[index]
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no reply to StartTransaction {call.unique_id}")
+                time.sleep(0.02)
         event = self.wait(
             "TransactionEvent",
             lambda p: p["eventType"] == "Started" and p.get("evse", {}).get("id") == evse,
@@ -140,42 +168,46 @@ class CsmsView:
     def transactions(self) -> list[Transaction]:
         """Every transaction of this station the CSMS knows, oldest first."""
         if self.v16:
+            stops: dict[int, list[dict[str, Any]]] = {}
+            for stop in self.csms.calls("StopTransaction", station=self.station):
+                if stop not in stops.setdefault(stop["transactionId"], []):
+                    stops[stop["transactionId"]].append(stop)
             return [
                 Transaction(
                     id=str(tx_id),
                     evse=tx["start"]["connectorId"],
                     id_token=tx["start"]["idTag"],
                     meter_start_wh=float(tx["start"]["meterStart"]),
-                    meter_stop_wh=float(tx["stop"]["meterStop"]) if tx["stop"] else None,
-                    ended=tx["stop"] is not None,
-                    stop_reason=(tx["stop"] or {}).get("reason", "Local" if tx["stop"] else None),
+                    meter_stop_wh=float(stops[tx_id][0]["meterStop"]) if stops.get(tx_id) else None,
+                    ended=bool(stops.get(tx_id)),
+                    stop_reason=stops[tx_id][0].get("reason", "Local") if stops.get(tx_id) else None,
                     ends=tx["stop_count"],
+                    distinct_ends=len(stops.get(tx_id, [])),
                 )
                 for tx_id, tx in sorted(self.csms.transactions.items())
                 if tx["station"] == self.station
             ]
         found = []
-        for tx_id, tx in self.csms._sync(
-            lambda: {k: dict(v) for k, v in self.csms.csms.transactions201.items()}
-        ).items():
+        for tx_id, tx in self.csms.transactions201.items():
             if tx["station"] != self.station:
                 continue
-            readings = [value for event in tx["events"] for value in _energy(event.get("meterValue"))]
             first = tx["started"] or (tx["events"][0] if tx["events"] else {})
             ended = tx["ended"]
+            start_energy = _energy(first.get("meterValue"))
+            stop_energy = _energy(ended.get("meterValue")) if ended else []
             token = next((e["idToken"]["idToken"] for e in tx["events"] if e.get("idToken")), None)
             found.append(
                 Transaction(
                     id=tx_id,
                     evse=first.get("evse", {}).get("id"),
                     id_token=token,
-                    meter_start_wh=_energy(first.get("meterValue"))[0]
-                    if _energy(first.get("meterValue"))
-                    else None,
-                    meter_stop_wh=readings[-1] if ended and readings else None,
+                    meter_start_wh=start_energy[0] if start_energy else None,
+                    meter_stop_wh=stop_energy[-1] if stop_energy else None,
                     ended=ended is not None,
                     stop_reason=ended["transactionInfo"].get("stoppedReason", "Local") if ended else None,
                     ends=tx["ended_count"],
+                    # events holds each seqNo once: two Ended there are two different messages
+                    distinct_ends=sum(e["eventType"] == "Ended" for e in tx["events"]),
                 )
             )
         return found

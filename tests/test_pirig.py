@@ -129,6 +129,7 @@ def test_power_cut_and_close_leave_everything_at_rest(pins: MockFactory) -> None
     rig.power_cut(True)
     assert pins.pin(POWER).state is False  # active low: energised, the charger's supply open
     rig.close()
+    rig.close()  # twice is harmless
     assert energised(pins, active_high=False) == set()
     assert pins.pin(POWER).state is True
 
@@ -195,6 +196,7 @@ def test_swipe_sends_an_rdm6300_frame_the_charger_reads(pins: MockFactory) -> No
     rig = make_rig(rfid_port=os.ttyname(slave))
     try:
         rig.swipe("0A1B2C3D4E")
+        assert isinstance(rig._serial, serial.Serial)
         parser = Rdm6300Parser()
         while not (ids := parser.feed(os.read(master, 64))):
             pass
@@ -203,4 +205,3 @@ def test_swipe_sends_an_rdm6300_frame_the_charger_reads(pins: MockFactory) -> No
         rig.close()
         os.close(master)
         os.close(slave)
-    assert isinstance(rig._serial, serial.Serial)

@@ -54,22 +54,24 @@ def test_delay_holds_each_direction(proxy: ProxyThread) -> None:
         assert time.monotonic() - started >= 0.4  # there and back
 
 
-def test_blackhole_swallows_bytes_and_hangs_new_connections_until_lifted(proxy: ProxyThread) -> None:
+def test_blackhole_holds_bytes_and_resets_connections_that_hung(proxy: ProxyThread) -> None:
     with connect(proxy) as sock:
         assert echo(sock) == b"ping"
         proxy.command("blackhole on")
         sock.settimeout(0.3)
         with pytest.raises(TimeoutError):
-            echo(sock, b"lost")
+            echo(sock, b"held")
         with connect(proxy) as hung:
             hung.settimeout(0.3)
             with pytest.raises(TimeoutError):
                 echo(hung)
             proxy.command("blackhole off")
             hung.settimeout(2)
-            assert hung.recv(100) == b"ping"  # held, then let through
+            with pytest.raises(ConnectionResetError):
+                hung.recv(100)
         sock.settimeout(2)
-        assert echo(sock, b"again") == b"again"  # "lost" is gone for good
+        assert sock.recv(100) == b"held"  # delivered late, as TCP would retransmit it
+        assert echo(sock, b"again") == b"again"
 
 
 def test_down_refuses_connections_and_closes_open_ones(proxy: ProxyThread) -> None:
@@ -134,8 +136,10 @@ def test_the_cli_takes_commands_on_its_control_port(tmp_path: object) -> None:
         cli.stdout.readline()
         with socket.create_connection(("127.0.0.1", control), timeout=5) as sock:
             sock.sendall(b"blackhole on\nstatus\n")
-            lines = sock.makefile().readline(), sock.makefile().readline()
+            replies = sock.makefile()
+            lines = replies.readline(), replies.readline()
         assert json.loads(lines[0])["blackhole"] is True
+        assert json.loads(lines[1])["ok"] is True
     finally:
         cli.terminate()
         cli.wait(5)

@@ -65,7 +65,7 @@ def test_swipe_then_plug_charges(rig: Rig, view: CsmsView) -> None:
     assert view.ended(tx, after=mark).ends == 1
 
 
-def test_unknown_card_never_closes_the_contactor(rig: Rig, view: CsmsView, csms: object) -> None:
+def test_unknown_card_never_closes_the_contactor(rig: Rig, view: CsmsView) -> None:
     view.csms.csms.auth["0BADCAFE00"] = "Invalid"
     mark = view.mark()
     rig.plug()

@@ -29,12 +29,9 @@ def needs_fault(rig: Rig, kind: str) -> None:
 
 
 def open_within(rig: Rig, budget_s: float) -> Measurement:
-    """The contactor must be open within the budget; measured from here, so a slow rig
-    only makes this stricter."""
-    started = time.monotonic()
-    seen = rig.expect(lambda m: not m.contactor_closed, timeout=budget_s + 0.5, what="contactor open")
-    assert time.monotonic() - started <= budget_s + 0.5
-    return seen
+    """The contactor opens within the budget plus the rig's own slack (0.5 s: a shared CI
+    machine and a polled rig). The budget itself is measured by python -m hil.loop_latency."""
+    return rig.expect(lambda m: not m.contactor_closed, timeout=budget_s + 0.5, what="contactor open")
 
 
 @pytest.mark.parametrize(
