@@ -159,6 +159,9 @@ class FaultProxy:
             self._tasks.discard(task)
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:  # accepted by the kernel just before the port closed
+            _close(writer, abort=False)
+            return
         self.connections += 1
         pair = _Pair(writer)
         self._pairs.add(pair)

@@ -76,6 +76,7 @@ def test_blackhole_holds_bytes_and_resets_connections_that_hung(proxy: ProxyThre
 
 def test_down_refuses_connections_and_closes_open_ones(proxy: ProxyThread) -> None:
     with connect(proxy) as sock:
+        assert echo(sock) == b"ping"  # relayed, not just accepted
         proxy.command("down on")
         assert sock.recv(10) == b""
     with pytest.raises(ConnectionRefusedError):
