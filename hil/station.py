@@ -34,7 +34,7 @@ version = "{version}"
 url = "{url}"
 
 [auth]
-mode = "ocpp"
+mode = "{auth_mode}"
 
 [storage]
 dir = "var"
@@ -42,11 +42,14 @@ dir = "var"
 [rfid]
 driver = "sim"
 
+{evses}
+{extra}
+
 [sim]
 socket = "var/sim.sock"
 """
 
-EVSE = """
+EVSE = """\
 [[evse]]
 id = {id}
 max_current_a = 32
@@ -54,7 +57,25 @@ phases = 3
 pilot = {{ driver = "sim" }}
 contactor = {{ driver = "sim" }}
 meter = {{ driver = "sim" }}
+lock = {{ driver = "{lock}" }}
 """
+
+
+def config_text(
+    url: str,
+    version: str = "1.6",
+    evses: int = 1,
+    auth_mode: str = "ocpp",
+    lock: str = "none",
+    extra: str = "",
+    station_id: str = "CP001",
+) -> str:
+    """The config of a station on simulated hardware (storage ``var``, rig socket
+    ``var/sim.sock``); ``extra`` is TOML added before the ``[sim]`` table."""
+    blocks = "\n".join(EVSE.format(id=n, lock=lock) for n in range(1, evses + 1))
+    return CONFIG.format(
+        station_id=station_id, version=version, url=url, auth_mode=auth_mode, evses=blocks, extra=extra
+    )
 
 
 class StationError(Exception):
@@ -83,11 +104,7 @@ class LocalStation:
         self.starts = 0
         self.dir.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(exist_ok=True)
-        self.config.write_text(
-            CONFIG.format(station_id=station_id, version=version, url=url)
-            + "".join(EVSE.format(id=n) for n in range(1, evses + 1))
-            + extra
-        )
+        self.config.write_text(config_text(url, version, evses, extra=extra, station_id=station_id))
         self.mounted = False
         self.no_tmpfs_because = ""
         if disk_mb is not None:

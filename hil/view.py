@@ -9,23 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from controller.ocpp201 import CHARGING_STATES, STATUS_WORDS  # the station's own 1.6 -> 2.0.1 words
 from hil.csms import CsmsThread
 
-# 1.6 connector status -> the 2.0.1 one.
-STATUS_201 = {
-    "Available": "Available",
-    "Preparing": "Occupied",
-    "Charging": "Occupied",
-    "SuspendedEV": "Occupied",
-    "SuspendedEVSE": "Occupied",
-    "Finishing": "Occupied",
-    "Reserved": "Reserved",
-    "Unavailable": "Unavailable",
-    "Faulted": "Faulted",
-}
 ENERGY = "Energy.Active.Import.Register"
-# 1.6 connector status -> the 2.0.1 chargingState that tells the same.
-CHARGING_STATE_201 = {"Charging": "Charging", "SuspendedEV": "SuspendedEV", "SuspendedEVSE": "SuspendedEVSE"}
 
 
 @dataclass
@@ -102,8 +89,8 @@ class CsmsView:
                 timeout,
                 after,
             )
-        if status in CHARGING_STATE_201:
-            wanted_state = CHARGING_STATE_201[status]
+        if status in CHARGING_STATES:
+            wanted_state = CHARGING_STATES[status]
             return self.wait(
                 "TransactionEvent",
                 lambda p: (
@@ -113,7 +100,7 @@ class CsmsView:
                 timeout,
                 after,
             )
-        wanted = STATUS_201[status]
+        wanted = STATUS_WORDS[status]
         return self.wait(
             "StatusNotification",
             lambda p: p["evseId"] == evse and p["connectorStatus"] == wanted,

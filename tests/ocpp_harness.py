@@ -19,47 +19,10 @@ import pytest
 
 from hil.csms import CsmsThread, describe
 from hil.simrig import SimRig
+from hil.station import config_text
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "04A1B2C3"
-
-BASE = """\
-[station]
-id = "CP001"
-vendor = "Generic"
-model = "PiCharger-Sim"
-serial = "SIM-0001"
-
-[ocpp]
-version = "{version}"
-url = "{url}"
-
-[auth]
-mode = "{auth_mode}"
-
-[storage]
-dir = "var"
-
-[rfid]
-driver = "sim"
-
-{evses}
-{extra}
-
-[sim]
-socket = "var/sim.sock"
-"""
-
-EVSE = """\
-[[evse]]
-id = {id}
-max_current_a = 32
-phases = 3
-pilot = {{ driver = "sim" }}
-contactor = {{ driver = "sim" }}
-meter = {{ driver = "sim" }}
-lock = {{ driver = "{lock}" }}
-"""
 
 
 @dataclass
@@ -197,8 +160,7 @@ def write_config(
     lock: str = "none",
     version: str = "1.6",
 ) -> None:
-    blocks = "\n".join(EVSE.format(id=i, lock=lock) for i in range(1, evses + 1))
-    path.write_text(BASE.format(url=url, auth_mode=auth_mode, evses=blocks, extra=extra, version=version))
+    path.write_text(config_text(url, version, evses, auth_mode, lock, extra))
 
 
 @pytest.fixture

@@ -10,17 +10,8 @@ import pytest
 
 from hil.conftest import TOKEN
 from hil.rig import Measurement, Rig
+from hil.scenarios.steps import charging
 from hil.view import CsmsView
-
-
-def charging(rig: Rig, view: CsmsView) -> tuple[str, int]:
-    mark = view.mark()
-    rig.plug()
-    rig.swipe(TOKEN)
-    rig.charge()
-    tx = view.started(after=mark)
-    rig.expect(lambda m: m.contactor_closed, what="contactor closed")
-    return tx, mark
 
 
 def needs_fault(rig: Rig, kind: str) -> None:

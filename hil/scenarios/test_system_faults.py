@@ -7,21 +7,12 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from hil.conftest import TOKEN, Station
+from hil.conftest import Station
 from hil.csms import CsmsThread
 from hil.proxy import ProxyThread
 from hil.rig import Rig
+from hil.scenarios.steps import charging
 from hil.view import CsmsView
-
-
-def charging(rig: Rig, view: CsmsView) -> tuple[str, int]:
-    mark = view.mark()
-    rig.plug()
-    rig.swipe(TOKEN)
-    rig.charge()
-    tx = view.started(after=mark)
-    rig.expect(lambda m: m.contactor_closed, what="contactor closed")
-    return tx, mark
 
 
 def still_charging(rig: Rig, seconds: float) -> float | None:
