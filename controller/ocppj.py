@@ -4,7 +4,8 @@ An OCPP-J frame is a JSON array: ``[2, id, action, payload]`` (CALL), ``[3, id,
 payload]`` (CALLRESULT) or ``[4, id, code, description, details]`` (CALLERROR). This
 module turns text into those messages and back, validates every payload against the
 official OCA JSON schemas shipped with the ``ocpp`` package (date-times included, which
-the package leaves unchecked) and names errors in the words of the version spoken.
+the package leaves unchecked; compiled by ``controller.schema``) and names errors in the
+words of the version spoken.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
-from jsonschema import Draft4Validator, FormatChecker
+from controller.schema import Check, compile_schema
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
@@ -75,8 +75,7 @@ def is_datetime(value: object) -> bool:
     return True
 
 
-_FORMATS = FormatChecker(formats=())
-_FORMATS.checks("date-time")(is_datetime)
+_FORMATS = {"date-time": is_datetime}  # "uri" is left unchecked, as the ``ocpp`` package does
 
 
 class RpcError(Exception):
@@ -128,14 +127,14 @@ def _schema_name(version: str, action: str, response: bool) -> str:
 
 
 @cache
-def _validator(version: str, action: str, response: bool) -> Draft4Validator | None:
+def _validator(version: str, action: str, response: bool) -> Check | None:
     folder = {"1.6": "v16", "2.0.1": "v201"}[version]
     path = resources.files("ocpp").joinpath(folder, "schemas", _schema_name(version, action, response))
     if not path.is_file():
         return None
     schema = json.loads(path.read_text(encoding="utf-8"))
     # The 2.0.1 files say draft-06; nothing in them differs from draft-04 in effect.
-    return Draft4Validator(schema, format_checker=_FORMATS)
+    return compile_schema(schema, _FORMATS)
 
 
 def check(version: str, action: str, payload: Any, response: bool = False) -> None:
@@ -143,11 +142,11 @@ def check(version: str, action: str, payload: Any, response: bool = False) -> No
     validator = _validator(version, action, response)
     if validator is None:
         raise RpcError("not_implemented", f"unknown action {action}")
-    error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
+    error = validator(payload)
     if error is None:
         return
-    kind = _KEYWORD_ERRORS.get(str(error.validator), "property")
-    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+    kind = _KEYWORD_ERRORS.get(error.keyword, "property")
+    where = "/".join(str(p) for p in error.path) or "payload"
     raise RpcError(kind, f"{where}: {error.message}"[:255])
 
 

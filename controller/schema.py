@@ -1,0 +1,296 @@
+"""Fast validation of OCPP payloads against the OCA JSON schemas.
+
+A schema is compiled once into nested checking functions for the keywords the OCA
+schemas of 1.6 and 2.0.1 use, with draft-04 meaning (as ``jsonschema``'s
+Draft4Validator has it: ``$ref`` overrides its siblings, an integer is an ``int`` and
+never a float or a bool). A keyword outside that set makes compiling fail, so nothing is
+silently left unchecked.
+
+Why not ``jsonschema`` itself: a general validator spent 3 s on a 1.6 SendLocalList of
+50,000 entries (11 s on 2.0.1) on the event loop; these functions take a tenth of that.
+The tests hold the two to the same verdicts.
+
+A check returns None when the payload is valid, else the first ``Invalid`` found: the
+object's own keywords are checked before its members, so an error nearer the top wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Keywords that only annotate; draft-04 ignores ``additionalItems`` when ``items`` is one
+# schema, which it always is in the OCA files (compiling checks that).
+ANNOTATIONS = frozenset(
+    {
+        "description",
+        "javaType",
+        "$schema",
+        "$id",
+        "id",
+        "comment",
+        "title",
+        "default",
+        "definitions",
+        "additionalItems",
+    }
+)
+
+
+@dataclass
+class Invalid:
+    keyword: str  # the schema keyword that failed: "required", "type", ...
+    message: str
+    path: list[str | int] = field(default_factory=list)  # where in the payload, outermost first
+
+
+class SchemaError(Exception):
+    """A schema this module cannot check completely."""
+
+
+Check = Callable[[Any], Invalid | None]
+Format = Callable[[Any], bool]
+
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _inside(error: Invalid, key: str | int) -> Invalid:
+    error.path.insert(0, key)
+    return error
+
+
+def _unexpected(extras: list[str]) -> str:
+    names = ", ".join(repr(name) for name in sorted(extras))
+    return (
+        f"Additional properties are not allowed ({names} {'was' if len(extras) == 1 else 'were'} unexpected)"
+    )
+
+
+def _not_multiple(value: Any, step: float) -> bool:
+    if isinstance(step, float):
+        if not math.isfinite(value):
+            return True
+        quotient = value / step
+        return bool(int(quotient) != quotient)
+    return bool(value % step)
+
+
+class Compiler:
+    """Compiles one schema document (its ``#/definitions/...`` references included)."""
+
+    def __init__(self, document: Mapping[str, Any], formats: Mapping[str, Format]) -> None:
+        self.document = document
+        self.formats = formats
+        self._refs: dict[str, Check] = {}
+
+    def compile(self) -> Check:
+        return self._node(self.document)
+
+    def _ref(self, ref: str) -> Check:
+        if ref in self._refs:
+            return self._refs[ref]
+        if not ref.startswith("#/definitions/"):
+            raise SchemaError(f"reference {ref!r}: only #/definitions/... is supported")
+        target = self.document.get("definitions", {}).get(ref.removeprefix("#/definitions/"))
+        if not isinstance(target, Mapping):
+            raise SchemaError(f"reference {ref!r} names nothing")
+        compiled: Check | None = None
+
+        def late(value: Any) -> Invalid | None:  # lets a definition refer to itself
+            assert compiled is not None
+            return compiled(value)
+
+        self._refs[ref] = late
+        compiled = self._node(target)
+        self._refs[ref] = compiled
+        return compiled
+
+    def _node(self, schema: Mapping[str, Any]) -> Check:
+        if "$ref" in schema:
+            return self._ref(schema["$ref"])  # draft-04: its siblings are ignored
+        unknown = set(schema) - ANNOTATIONS - _KEYWORDS
+        if unknown:
+            raise SchemaError(f"unsupported keywords {sorted(unknown)}")
+        built = [make(self, schema) for keyword, make in _BUILDERS.items() if keyword in schema]
+        built += [make(self, schema) for group, make in _GROUPS.items() if any(k in schema for k in group)]
+        checks = [check for check in built if check is not None]
+        if not checks:
+            return lambda value: None
+        if len(checks) == 1:
+            return checks[0]
+
+        def all_of(value: Any) -> Invalid | None:
+            for check in checks:
+                error = check(value)
+                if error is not None:
+                    return error
+            return None
+
+        return all_of
+
+    # -- keywords ------------------------------------------------------------------------
+
+    def _type(self, schema: Mapping[str, Any]) -> Check:
+        name = schema["type"]
+        if not isinstance(name, str) or name not in _TYPES:
+            raise SchemaError(f"type {name!r} is not supported")
+        test = _TYPES[name]
+
+        def check(value: Any) -> Invalid | None:
+            return None if test(value) else Invalid("type", f"{value!r} is not of type {name!r}")
+
+        return check
+
+    def _enum(self, schema: Mapping[str, Any]) -> Check:
+        values = schema["enum"]
+        if not all(isinstance(v, str) for v in values):
+            raise SchemaError(f"enum {values!r}: only strings are supported")
+        allowed = frozenset(values)
+
+        def check(value: Any) -> Invalid | None:
+            if isinstance(value, str) and value in allowed:
+                return None
+            return Invalid("enum", f"{value!r} is not one of {values!r}")
+
+        return check
+
+    def _max_length(self, schema: Mapping[str, Any]) -> Check:
+        limit = schema["maxLength"]
+
+        def check(value: Any) -> Invalid | None:
+            if isinstance(value, str) and len(value) > limit:
+                return Invalid("maxLength", f"{value!r} is too long (at most {limit} characters)")
+            return None
+
+        return check
+
+    def _format(self, schema: Mapping[str, Any]) -> Check | None:
+        name = schema["format"]
+        test = self.formats.get(name)
+        if test is None:
+            return None  # as jsonschema does with a format it was not given a checker for
+
+        def check(value: Any) -> Invalid | None:
+            return None if test(value) else Invalid("format", f"{value!r} is not a {name!r}")
+
+        return check
+
+    def _bound(self, schema: Mapping[str, Any], keyword: str) -> Check:
+        bound = schema[keyword]
+        low = keyword == "minimum"
+        if schema.get("exclusiveMinimum" if low else "exclusiveMaximum"):
+            raise SchemaError(f"exclusive {keyword} is not supported")
+
+        def check(value: Any) -> Invalid | None:
+            if _is_number(value) and (value < bound if low else value > bound):
+                word = "less than the minimum" if low else "greater than the maximum"
+                return Invalid(keyword, f"{value!r} is {word} of {bound!r}")
+            return None
+
+        return check
+
+    def _multiple_of(self, schema: Mapping[str, Any]) -> Check:
+        step = schema["multipleOf"]
+
+        def check(value: Any) -> Invalid | None:
+            if _is_number(value) and _not_multiple(value, step):
+                return Invalid("multipleOf", f"{value!r} is not a multiple of {step}")
+            return None
+
+        return check
+
+    def _required(self, schema: Mapping[str, Any]) -> Check:
+        names = list(schema["required"])
+
+        def check(value: Any) -> Invalid | None:
+            if isinstance(value, dict):
+                for name in names:
+                    if name not in value:
+                        return Invalid("required", f"{name!r} is a required property")
+            return None
+
+        return check
+
+    def _properties(self, schema: Mapping[str, Any]) -> Check:
+        members = {name: self._node(sub) for name, sub in schema.get("properties", {}).items()}
+        closed = schema.get("additionalProperties", True)
+        if closed not in (True, False):
+            raise SchemaError("additionalProperties as a schema is not supported")
+        closed = closed is False
+
+        def check(value: Any) -> Invalid | None:
+            if not isinstance(value, dict):
+                return None
+            if closed:
+                extras = [key for key in value if key not in members]
+                if extras:
+                    return Invalid("additionalProperties", _unexpected(extras))
+            for key, member in value.items():
+                sub = members.get(key)
+                if sub is not None:
+                    error = sub(member)
+                    if error is not None:
+                        return _inside(error, key)
+            return None
+
+        return check
+
+    def _items(self, schema: Mapping[str, Any]) -> Check:
+        items = schema.get("items")
+        if items is not None and not isinstance(items, Mapping):
+            raise SchemaError("items as a list of schemas is not supported")
+        each = self._node(items) if items is not None else None
+        low, high = schema.get("minItems"), schema.get("maxItems")
+
+        def check(value: Any) -> Invalid | None:
+            if not isinstance(value, list):
+                return None
+            if low is not None and len(value) < low:
+                return Invalid("minItems", f"{value!r} is too short (at least {low} items)"[:200])
+            if high is not None and len(value) > high:
+                return Invalid("maxItems", f"{len(value)} items are too many (at most {high})")
+            if each is not None:
+                for index, item in enumerate(value):
+                    error = each(item)
+                    if error is not None:
+                        return _inside(error, index)
+            return None
+
+        return check
+
+
+# Keyword -> builder, in checking order: the value's own type and shape first, then its
+# members. Keywords that only work together are compiled as one group.
+_BUILDERS: dict[str, Callable[[Compiler, Mapping[str, Any]], Check | None]] = {
+    "type": Compiler._type,
+    "enum": Compiler._enum,
+    "maxLength": Compiler._max_length,
+    "format": Compiler._format,
+    "minimum": lambda c, s: c._bound(s, "minimum"),
+    "maximum": lambda c, s: c._bound(s, "maximum"),
+    "multipleOf": Compiler._multiple_of,
+    "required": Compiler._required,
+}
+_GROUPS: dict[tuple[str, ...], Callable[[Compiler, Mapping[str, Any]], Check]] = {
+    ("items", "minItems", "maxItems"): Compiler._items,
+    ("properties", "additionalProperties"): Compiler._properties,
+}
+_KEYWORDS = frozenset(_BUILDERS) | {k for group in _GROUPS for k in group}
+
+
+def compile_schema(document: Mapping[str, Any], formats: Mapping[str, Format] | None = None) -> Check:
+    """A check for ``document``; ``formats`` maps a format name to its test (others pass)."""
+    return Compiler(document, formats or {}).compile()
