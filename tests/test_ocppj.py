@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from controller import ocppj
 from controller.ocpp16_keys import KEYS, KeyStore
 from controller.ocppj import Call, CallError, CallResult, Codec, FrameError, RpcError, check, is_datetime
 
@@ -96,3 +100,59 @@ def test_key_store_rules_and_persistence() -> None:
     assert saved == {"WebSocketPingInterval": "10", "LocalPreAuthorize": "true"}
     known, unknown = keys.report(["LocalPreAuthorize", "Nope"])
     assert known == [{"key": "LocalPreAuthorize", "readonly": False, "value": "true"}] and unknown == ["Nope"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.sampled_from([None, 1, 2]), st.data())
+def test_large_frames_parse_in_pieces_exactly_as_json_loads(
+    value: Any, indent: int | None, data: st.DataObject
+) -> None:
+    text = json.dumps(value, indent=indent)
+    if data.draw(st.booleans()):  # a damaged text: both parsers must refuse it, or agree
+        at = data.draw(st.integers(0, len(text)))
+        text = (
+            text[:at] + data.draw(st.sampled_from(["", ",", "]", "}", ":", '"', "x", " "])) + text[at + 1 :]
+        )
+    with _split_everything():
+        try:
+            expected = json.loads(text)
+        except ValueError:
+            with pytest.raises(ValueError):
+                ocppj.loads(text)
+        else:
+            assert ocppj.loads(text) == expected
+
+
+def test_a_large_send_local_list_decodes_as_a_call() -> None:
+    entries = [{"idTag": f"{n:08X}", "idTagInfo": {"status": "Accepted"}} for n in range(5000)]
+    frame = json.dumps(
+        [
+            2,
+            "id-1",
+            "SendLocalList",
+            {"listVersion": 1, "updateType": "Full", "localAuthorizationList": entries},
+        ]
+    )
+    assert len(frame) > ocppj.LARGE_FRAME
+    call = Codec("1.6").decode(frame)
+    assert isinstance(call, Call) and call.payload["localAuthorizationList"] == entries
+    with pytest.raises(FrameError):
+        Codec("1.6").decode(frame[:-1])
+
+
+class _split_everything:
+    """Every text takes the piecewise path."""
+
+    def __enter__(self) -> None:
+        self.saved = ocppj.LARGE_FRAME
+        ocppj.LARGE_FRAME = 0
+
+    def __exit__(self, *_: object) -> None:
+        ocppj.LARGE_FRAME = self.saved
