@@ -43,6 +43,8 @@ RCD_RECHECK_S = 0.001  # a residual-current trip is read twice this far apart
 RCD_TRIP_S = 1.0  # the self-test holds the test input at most this long waiting for a trip
 RCD_RELEASE_S = 0.5  # and then waits at most this long for the sensor to release
 MAKE_SAFE_FEEDBACK_S = 0.3  # how long a safe exit waits for the contactor to report open
+RECHECK_S = 0.002  # a sample that may confirm an opening is followed by the next this soon
+REST_HZ = 10  # sampling rate while every EVSE is at rest (no EV, nothing live)
 T = TypeVar("T")
 
 
@@ -84,6 +86,9 @@ class EvseChannel:
         self._applied_contactor: bool | None = None
         self._hardware_ok = True
         self._driver_error = ""
+        # After each tick: whether the loop may slow down, and whether it must sample again at once.
+        self.at_rest = False
+        self.recheck = False
 
     def tick(self, now: float) -> EvseView:
         read_ok = True
@@ -131,6 +136,16 @@ class EvseChannel:
         if read_ok and self._hardware_ok:
             self._driver_error = ""
         self.view = EvseView(out.cp, out.pilot, out.duty_percent, out.offered_a, feedback, out.faults)
+        # A board's hardware watchdog may want its toggle at the full rate whatever the state.
+        self.at_rest = (
+            self.watchdog is None
+            and self.supervisor.at_rest(now)
+            and not feedback
+            and not engaged
+            and self._test_phase == "idle"
+            and read_ok
+        )
+        self.recheck = self.supervisor.open_pending()
         return self.view
 
     def _rcd_tripped(self) -> bool:
@@ -265,21 +280,27 @@ class ControlLoop(threading.Thread):
         super().__init__(name=f"control-{'-'.join(str(c.evse_id) for c in channels)}", daemon=True)
         self.channels = channels
         self.period = 1.0 / sample_hz
+        self.rest_period = max(self.period, 1.0 / REST_HZ)
         self.publish = publish
         self.clock = clock
         self.stats = LoopStats()
         self._halt = threading.Event()
 
     def run(self) -> None:
+        """Tick every ``period``; every ``rest_period`` while all EVSEs are at rest; and
+        ``RECHECK_S`` after a tick whose sample may confirm an opening (such an extra
+        tick leaves the schedule as it was)."""
         published: dict[int, EvseView] = {}
         due = self.stats.last_tick = self.clock()  # a slow first tick is not a stall
+        period, scheduled = self.period, True
         try:
             while not self._halt.is_set():
                 now = self.clock()
-                lateness = now - due
-                if lateness > self.period:
-                    self.stats.late_ticks += 1
-                self.stats.max_lateness_s = max(self.stats.max_lateness_s, lateness)
+                if scheduled:
+                    lateness = now - due
+                    if lateness > period:
+                        self.stats.late_ticks += 1
+                    self.stats.max_lateness_s = max(self.stats.max_lateness_s, lateness)
                 for channel in self.channels:
                     view = channel.tick(now)
                     if published.get(channel.evse_id) != view:
@@ -287,9 +308,13 @@ class ControlLoop(threading.Thread):
                         self.publish(channel.evse_id, view)
                 self.stats.ticks += 1
                 self.stats.last_tick = now
-                due += self.period
-                delay = due - self.clock()
-                if delay < -self.period:  # far behind (a stall): do not try to catch up
+                if scheduled:
+                    period = self.rest_period if all(c.at_rest for c in self.channels) else self.period
+                    due += period
+                recheck_at = now + RECHECK_S
+                scheduled = not (any(c.recheck for c in self.channels) and recheck_at < due)
+                delay = (due if scheduled else recheck_at) - self.clock()
+                if delay < -period:  # far behind (a stall): do not try to catch up
                     due = self.clock()
                 elif delay > 0:
                     self._halt.wait(delay)

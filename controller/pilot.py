@@ -120,6 +120,11 @@ class PilotDetector:
             self.state = reading
         return self.state
 
+    @property
+    def settled(self) -> bool:
+        """The last reading agreed with the confirmed state: no change is being confirmed."""
+        return self._candidate is self.state
+
 
 # Duty cycle <-> current, IEC 61851-1 Annex A (same in SAE J1772).
 MIN_CURRENT_A = 6.0

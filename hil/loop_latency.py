@@ -3,8 +3,8 @@
     python -m hil.loop_latency [--cycles 200] [--hz 50]
 
 Runs the real control thread over simulated hardware in this process, once idle and
-once while another thread keeps the interpreter busy (JSON encoding and decoding of a
-large document plus pure-Python work, as a flooded OCPP connection would). Each cycle
+once while another thread keeps the interpreter busy (decoding and checking a
+10,000-entry SendLocalList plus pure-Python work, as a flooded OCPP connection would). Each cycle
 closes the contactor with the EV in C, then unplugs the EV and times how long the
 contactor command takes. Prints one JSON object with the figures in milliseconds.
 """
@@ -23,6 +23,7 @@ from typing import Any
 
 from controller.control import ControlLoop, EvseChannel
 from controller.daemon import GIL_SWITCH_INTERVAL_S
+from controller.ocppj import Call, Codec
 from controller.safety import Supervisor
 from drivers.sim import SimBench, SimContactor, SimPilot
 
@@ -37,9 +38,18 @@ class TimedContactor(SimContactor):
 
 
 def busy(stop: threading.Event) -> None:
-    document = {"idTagInfo": [{"idTag": f"{i:08X}", "status": "Accepted"} for i in range(10_000)]}
+    """What a flooded 1.6 connection makes the event loop do: decode and check a
+    10,000-entry SendLocalList, answer it, again and again."""
+    entries = [{"idTag": f"{i:08X}", "idTagInfo": {"status": "Accepted"}} for i in range(10_000)]
+    frame = json.dumps(
+        [2, "1", "SendLocalList", {"listVersion": 1, "updateType": "Full", "localAuthorizationList": entries}]
+    )
+    codec = Codec("1.6")
     while not stop.is_set():
-        json.loads(json.dumps(document))
+        call = codec.decode(frame)
+        assert isinstance(call, Call)
+        codec.validate_call(call)
+        codec.result(call, {"status": "Accepted"})
         sum(i * i for i in range(20_000))
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.control import ControlLoop, EvseChannel
+from controller.control import RECHECK_S, REST_HZ, ControlLoop, EvseChannel
 from controller.pilot import CpState, PilotMode
 from controller.safety import Fault, Supervisor
 from controller.station import EvseView
@@ -116,7 +116,82 @@ def test_views_are_published_only_on_change(rig) -> None:  # type: ignore[no-unt
     _sim, _, _, loop, views = rig
     time.sleep(0.3)
     assert len(views) == 1 and views[0][1].cp is CpState.A
-    assert loop.stats.ticks >= 20
+    assert loop.stats.ticks >= 2  # at rest, REST_HZ
+
+
+class Ticker:
+    """Ticks a channel by hand at chosen times."""
+
+    def __init__(self, channel: EvseChannel) -> None:
+        self.channel, self.now = channel, 0.0
+
+    def __call__(self, after: float = 0.02) -> EvseChannel:
+        self.now += after
+        self.channel.tick(self.now)
+        return self.channel
+
+
+class CountingWatchdog:
+    toggles = 0
+
+    def toggle(self) -> None:
+        self.toggles += 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_at_rest_only_without_an_ev_and_with_everything_open(tmp_path: Path) -> None:
+    sim = sim_evse(tmp_path)
+    channel = EvseChannel(1, Supervisor(max_current_a=32), SimPilot(sim), SimContactor(sim), None)
+    channel.permit = (True, 32.0)
+    tick = Ticker(channel)
+    assert tick().at_rest
+    sim.set_ev(plugged=True)
+    assert not tick().at_rest  # the first sample in B already ends the rest
+    assert not tick().at_rest
+    sim.set_ev(plugged=False)
+    tick(), tick()
+    assert channel.at_rest
+    sim.set_fault("contactor_weld", True)
+    sim.contactor_closed = True  # welded shut: the feedback says closed
+    assert not tick().at_rest
+    with_watchdog = EvseChannel(
+        2, Supervisor(max_current_a=32), SimPilot(sim_evse(tmp_path / "w")), SimContactor(sim), None,
+        watchdog=CountingWatchdog(),
+    )  # fmt: skip
+    assert not Ticker(with_watchdog)().at_rest  # a board's watchdog may want every tick
+
+
+def test_a_sample_that_may_open_asks_for_the_next_at_once(tmp_path: Path) -> None:
+    sim = sim_evse(tmp_path)
+    channel = EvseChannel(1, Supervisor(max_current_a=32), SimPilot(sim), SimContactor(sim), None)
+    channel.permit = (True, 32.0)
+    tick = Ticker(channel)
+    sim.set_ev(plugged=True, requesting=True)
+    for _ in range(10):
+        tick()
+    assert sim.contactor_closed and not channel.recheck
+    sim.set_ev(requesting=False)
+    assert tick().recheck and sim.contactor_closed  # one sample outside C confirms nothing
+    assert not tick(RECHECK_S).recheck
+    assert not sim.contactor_closed  # the second, RECHECK_S later, opens
+
+
+def test_loop_slows_down_at_rest_and_opens_quickly(tmp_path: Path) -> None:
+    sim = sim_evse(tmp_path)
+    channel = EvseChannel(1, Supervisor(max_current_a=32), SimPilot(sim), SimContactor(sim), None)
+    loop = running(channel)
+    try:
+        time.sleep(0.2)
+        before = loop.stats.ticks
+        time.sleep(0.5)
+        assert loop.stats.ticks - before <= 0.5 * REST_HZ + 2  # an upper bound: safe on a slow machine
+        charge(sim)
+        sim.set_ev(requesting=False)
+        wait(lambda: not sim.contactor_closed)
+    finally:
+        loop.stop()
 
 
 class LyingContactor(SimContactor):

@@ -16,6 +16,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from controller.control import RECHECK_S, REST_HZ
 from controller.pilot import CONNECTED, CpState, PilotMode, PilotSample, classify, diode_present
 from controller.safety import (
     CLOSE_BUDGET_S,
@@ -169,7 +170,14 @@ class SupervisorMachine(RuleBasedStateMachine):
         return offered + 10.0 if self.overdraw else offered
 
     def _step(self) -> None:
-        self.now += self.period
+        # The control loop's schedule: slower at rest, a quick second sample when one may
+        # confirm an opening (controller.control.ControlLoop.run).
+        if self.sup.open_pending():
+            self.now += min(self.period, RECHECK_S)
+        elif self.sup.at_rest(self.now):
+            self.now += max(self.period, 1 / REST_HZ)
+        else:
+            self.now += self.period
         mode = self.last.pilot if self.last else PilotMode.STEADY
         sample = pilot_levels(self.ev, mode, self.diode)
         if self.glitch is not None:
@@ -320,6 +328,14 @@ class SupervisorMachine(RuleBasedStateMachine):
                 assert out.contactor, "not closed 3 s after everything allowed it"
         else:
             self.good_since = None
+
+    @invariant()
+    def rest_and_recheck_only_when_safe(self) -> None:
+        if self.sup.at_rest(self.now):
+            assert not self.sup.contactor and not self.sup.faults and self.sup.pilot is PilotMode.STEADY
+            assert self.sup.cp is CpState.A
+        if self.sup.open_pending():
+            assert self.sup.contactor
 
     @invariant()
     def latched_faults_stay(self) -> None:
