@@ -34,6 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
+from controller.certerrors import CertError as CertError  # re-exported: callers name it certs.CertError
+from controller.certerrors import SignatureError as SignatureError
+
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 # CertificateHashData.hashAlgorithm -> hashlib name.
@@ -41,14 +44,6 @@ HASH_ALGORITHMS = {"SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
 HASH_FIELDS = ("hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")
 
 _DER_BIT_STRING = 0x03
-
-
-class CertError(Exception):
-    """A certificate or key is unusable; the message says why, for a technician."""
-
-
-class SignatureError(CertError):
-    """A firmware signature is malformed or does not match the file."""
 
 
 def generate_key() -> ec.EllipticCurvePrivateKey:

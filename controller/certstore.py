@@ -16,6 +16,11 @@ one. Layout:
 Roots named by the config (``ocpp.ca_file``, ``firmware.signing_ca_file``) are trusted too
 but belong to the technician: they are read, never written or deleted.
 
+Certificates are parsed (with ``cryptography``) only when something needs one parsed: a
+TLS connection only needs the roots' PEM text, so a station that never handles a
+certificate never loads ``cryptography`` (9 MB). The config's roots are checked with the
+``ssl`` module at start, so a bad ``ca_file`` still stops the daemon with a clear error.
+
 Key material is never logged.
 """
 
@@ -24,19 +29,26 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import secrets
 import shutil
+import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from cryptography import x509
+from controller.certerrors import CertError
+from controller.lazy import lazy_module
 
-from controller import certs
-from controller.certs import CertError
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from controller import certs
+else:
+    certs = lazy_module("controller.certs")
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -51,6 +63,16 @@ _STATION = "station"
 _CHAIN = "station.pem"
 _KEY = "station.key"
 _TMP = ".tmp-"
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*-----END CERTIFICATE-----")
+
+
+@dataclass(frozen=True)
+class RootFile:
+    """A file of trusted roots, not parsed yet."""
+
+    cert_type: str
+    path: Path
+    origin: str  # "config", "store" or "fallback"
 
 
 @dataclass(frozen=True)
@@ -77,13 +99,49 @@ class CertStore:
         self.folder = folder
         self._lock = threading.RLock()
         _guard(folder, _make_private_dir, folder)
-        self._config = [
-            Root(cert_type, cert, path, "config")
+        self._config_files = [
+            RootFile(cert_type, path, "config")
             for cert_type, paths in (config_roots or {}).items()
             for path in paths
-            for cert in _read_certs(path)
         ]
-        self._stored = self._scan()
+        for root_file in self._config_files:
+            _check_pem_file(root_file.path)
+        self._stored_files = self._scan()
+        self._parsed: tuple[list[Root], list[Root]] | None = None
+
+    @property
+    def _config(self) -> list[Root]:
+        return self._roots()[0]
+
+    @property
+    def _stored(self) -> list[Root]:
+        """The roots on disk, parsed; changes to it are the store's record from then on."""
+        return self._roots()[1]
+
+    def _roots(self) -> tuple[list[Root], list[Root]]:
+        with self._lock:
+            if self._parsed is None:
+                config = [
+                    Root(f.cert_type, cert, f.path, f.origin)
+                    for f in self._config_files
+                    for cert in _read_certs(f.path)
+                ]
+                stored: list[Root] = []
+                for f in self._stored_files:
+                    try:
+                        stored += [Root(f.cert_type, cert, f.path, f.origin) for cert in _read_certs(f.path)]
+                    except CertError as exc:
+                        log.error("skipped an unreadable stored certificate: %s", exc)
+                self._parsed = (config, stored)
+            return self._parsed
+
+    def _files(self, cert_type: str) -> list[RootFile]:
+        """The files of a type (config, installed and fallback), as on disk now."""
+        if self._parsed is None:
+            files = self._config_files + self._stored_files
+        else:
+            files = [RootFile(r.cert_type, r.path, r.origin) for r in self._parsed[0] + self._parsed[1]]
+        return [f for f in dict.fromkeys(files) if f.cert_type == cert_type]
 
     # -- roots -----------------------------------------------------------------------------
 
@@ -139,6 +197,8 @@ class CertStore:
 
         A disk error leaves a fallback in place (logged): it goes at the next confirmation.
         """
+        if self._parsed is None and not any(f.origin == _FALLBACK for f in self._stored_files):
+            return  # nothing to drop, and nothing that needs parsing
         for root in [root for root in self._stored if root.origin == _FALLBACK]:
             try:
                 _guard(root.path, _unlink, root.path)
@@ -199,11 +259,27 @@ class CertStore:
         return list(unique.values())
 
     def roots_pem(self, cert_type: str) -> str:
-        return "".join(certs.pem(cert) for cert in self.roots(cert_type))
+        """The PEM text of every trusted root of a type (for an ``ssl`` context)."""
+        with self._lock:
+            if self._parsed is not None:
+                return "".join(certs.pem(cert) for cert in self.roots(cert_type))
+            blocks = []
+            for root_file in self._files(cert_type):
+                try:
+                    text = root_file.path.read_text(encoding="ascii", errors="replace")
+                except OSError as exc:
+                    log.error("root certificate unreadable: %s: %s", root_file.path, exc.strerror or exc)
+                    continue
+                blocks += [m.group(0) + "\n" for m in _PEM_CERT.finditer(text)]
+            return "".join(dict.fromkeys(blocks))
 
     def count(self) -> int:
         """Installed entries for CertificateStoreMaxLength: roots the CSMS installed + station certificate."""
-        stored = sum(1 for root in self._stored if root.origin == "store")
+        with self._lock:
+            if self._parsed is None:
+                stored = sum(1 for f in self._stored_files if f.origin == "store")
+            else:
+                stored = sum(1 for root in self._stored if root.origin == "store")
         return stored + (1 if self._station_dir() is not None else 0)
 
     # -- the station's own certificate ------------------------------------------------------
@@ -351,10 +427,10 @@ class CertStore:
         if old is not None and old != generation:
             shutil.rmtree(old, ignore_errors=True)
 
-    def _scan(self) -> list[Root]:
-        """The roots on disk; leftovers of an interrupted write are removed."""
+    def _scan(self) -> list[RootFile]:
+        """The root files on disk; leftovers of an interrupted write are removed."""
         live = self._station_dir()
-        found: list[Root] = []
+        found: list[RootFile] = []
         for path in sorted(_guard(self.folder, list, self.folder.iterdir())):
             name = path.name
             if name.startswith(_TMP) or (
@@ -366,12 +442,24 @@ class CertStore:
             if len(parts) not in (3, 4) or parts[0] not in CERT_TYPES or parts[-1] != "pem":
                 continue
             origin = _FALLBACK if len(parts) == 4 and parts[2] == _FALLBACK else "store"
-            try:
-                for cert in _read_certs(path):
-                    found.append(Root(parts[0], cert, path, origin))
-            except CertError as exc:
-                log.error("skipped an unreadable stored certificate: %s", exc)
+            found.append(RootFile(parts[0], path, origin))
         return found
+
+
+def _check_pem_file(path: Path) -> None:
+    """A readable file of PEM certificates OpenSSL accepts, else CertError naming it."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except OSError as exc:
+        raise CertError(f"{path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise CertError(f"{path}: not PEM text") from None
+    if not _PEM_CERT.search(text):
+        raise CertError(f"{path}: no PEM certificate in it")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=text)
+    except (ssl.SSLError, ValueError) as exc:
+        raise CertError(f"{path}: not a usable certificate: {exc}") from exc
 
 
 def _read_certs(path: Path) -> list[x509.Certificate]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from controller import authorization as auth
 from controller import logs, schedule
-from controller.certs import CertError
+from controller.certerrors import CertError
 from controller.certstore import CertStore
 from controller.config import Config, ConfigError, EvseConfig, load
 from controller.control import ControlLoop, EvseChannel

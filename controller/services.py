@@ -29,13 +29,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller import authorization as auth
-from controller import certs, schedule, security
+from controller import schedule, security
+from controller.certerrors import CertError
+from controller.lazy import lazy_module
 from controller.station import Reservation
 from controller.storage import Storage, StorageError, parse_timestamp, timestamp
 from controller.transfer import TransferError, download, redact, upload
 
 if TYPE_CHECKING:
+    from controller import certs
     from controller.daemon import Daemon
+else:
+    certs = lazy_module("controller.certs")
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +120,7 @@ class Services:
     async def certificate_signed(self: Daemon, chain: str, max_bytes: int | None) -> bool:
         try:
             await asyncio.to_thread(self.certs.accept_signed, chain, self.now(), max_bytes)
-        except certs.CertError as exc:
+        except CertError as exc:
             log.error("CertificateSigned refused: %s", exc)
             self.security_event("InvalidChargingStationCertificate", str(exc))
             return False
@@ -137,7 +142,7 @@ class Services:
             return None
         try:
             expiry: datetime = certs.load_certs(files[0].read_bytes())[0].not_valid_after_utc
-        except (OSError, certs.CertError):
+        except (OSError, CertError):
             return None
         return expiry
 
@@ -433,7 +438,7 @@ class Services:
         """The signing certificate of a firmware request, or None (security event raised)."""
         try:
             return certs.check_signing_certificate(pem, self.firmware_roots(), self.now())
-        except certs.CertError as exc:
+        except CertError as exc:
             log.error("firmware signing certificate refused: %s", exc)
             self.security_event("InvalidFirmwareSigningCertificate", str(exc))
             return None
@@ -473,7 +478,7 @@ class Services:
             try:
                 digest = await asyncio.to_thread(certs.file_digest, image)
                 scheme = certs.verify_firmware(request.signing_cert, request.signature, digest)
-            except (certs.CertError, OSError) as exc:
+            except (CertError, OSError) as exc:
                 log.error("firmware from %s refused: %s", redact(request.location), exc)
                 self.security_event("InvalidFirmwareSignature", str(exc))
                 with contextlib.suppress(OSError):

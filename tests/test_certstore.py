@@ -538,3 +538,33 @@ def test_station_certificate_is_an_entry_but_not_a_root(store: CertStore) -> Non
     store.accept_signed(certs.pem(sign_csr(make_ca(), store.new_csr("CP001", "CPO"))), NOW)
     assert store.installed() == []  # GetInstalledCertificateIds lists roots
     assert store.count() == 1
+
+
+def test_a_tls_connection_needs_no_certificate_parsed(tmp_path: Path, folder: Path) -> None:
+    config_root, installed = make_ca("Config CSMS Root"), make_ca("Installed CSMS Root")
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("# the CSMS's root\n" + certs.pem(config_root.cert))
+    CertStore(folder).install(CSMS_ROOT, certs.pem(installed.cert), NOW, ROOM, False)
+    store = CertStore(folder, {CSMS_ROOT: [ca_file]})
+    pem = store.roots_pem(CSMS_ROOT)
+    assert store.count() == 1
+    store.confirm_csms_root()
+    assert store._parsed is None  # what a connection uses, without cryptography
+    assert {c.fingerprint(hashes.SHA256()) for c in certs.load_certs(pem)} == {
+        c.fingerprint(hashes.SHA256()) for c in store.roots(CSMS_ROOT)
+    }
+    assert store._parsed is not None and store.roots_pem(CSMS_ROOT).count("BEGIN CERTIFICATE") == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "not a certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"],
+    ids=["empty", "garbage", "bad-body"],
+)
+def test_a_bad_config_root_stops_the_store_at_once(tmp_path: Path, text: str) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(text)
+    with pytest.raises(CertError, match=r"ca\.pem"):
+        CertStore(tmp_path / "certs", {CSMS_ROOT: [ca_file]})
+    with pytest.raises(CertError, match="No such file"):
+        CertStore(tmp_path / "certs", {CSMS_ROOT: [tmp_path / "missing.pem"]})
