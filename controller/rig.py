@@ -133,6 +133,16 @@ class Rig:
             return self.status(None)
         return self.status(self._evse_id(request))
 
+    def _cmd_timing(self, request: dict[str, Any]) -> dict[str, Any]:
+        sim = self._sim(request)
+        with sim.lock:
+            return {
+                "cp_state": sim.cp_state().value,
+                "cp_changed_at": sim.cp_changed_at,
+                "contactor_command": sim.contactor_command,
+                "contactor_commanded_at": sim.contactor_commanded_at,
+            }
+
     def _changed(self, sim: SimEvse, **ev: Any) -> None:
         sim.set_ev(**ev)
         if self.bench is not None:

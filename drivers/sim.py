@@ -79,6 +79,11 @@ class SimEvse:
     duty_percent: float = 100.0
     contactor_closed: bool = False
     energy_wh: float = 0.0
+    # When the pilot state last changed and the contactor command last changed (``clock``
+    # time): what an oscilloscope on a bench would show, for the latency benchmark.
+    cp_changed_at: float = 0.0
+    contactor_command: bool = False
+    contactor_commanded_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -114,14 +119,22 @@ class SimEvse:
     def set_ev(self, **changes: Any) -> None:
         with self.lock:
             self.integrate()
+            before = self.cp_state()
             for key, value in changes.items():
                 setattr(self.ev, key, value)
             self.forced_cp = None
+            self._note_cp(before)
 
     def force_cp(self, state: CpState | None) -> None:
         with self.lock:
             self.integrate()
+            before = self.cp_state()
             self.forced_cp = state
+            self._note_cp(before)
+
+    def _note_cp(self, before: CpState) -> None:
+        if self.cp_state() is not before:
+            self.cp_changed_at = self.clock()
 
     def set_fault(self, kind: str, active: bool) -> None:
         with self.lock:
@@ -147,6 +160,8 @@ class SimEvse:
     def drive_contactor(self, closed: bool) -> None:
         with self.lock:
             self.integrate()
+            if closed != self.contactor_command:
+                self.contactor_command, self.contactor_commanded_at = closed, self.clock()
             if closed:
                 self.contactor_closed = "contactor_stuck" not in self.faults
             elif "contactor_weld" not in self.faults:

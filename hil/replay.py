@@ -19,6 +19,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from controller.storage import Storage, timestamp
 from hil.csms import CsmsThread
@@ -116,12 +117,10 @@ def fill(path: Path, messages: int) -> int:
     return len(outbox)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=10_000)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="evse-replay-"))
-    queued = fill(work / "var" / "evse.db", args.messages)
+def measure(messages: int, work: Path) -> dict[str, Any]:
+    """Queue ``messages`` in a fresh station under ``work`` and time their delivery."""
+    queued = fill(work / "var" / "evse.db", messages)
+    expected = queued // (METER_PER_TX + 2)
     with CsmsThread(quiet=True) as csms:
         (work / "evse.toml").write_text(CONFIG.format(url=csms.url))
         with (work / "daemon.log").open("wb") as log:
@@ -133,32 +132,37 @@ def main() -> int:
             )
         try:
             boot = csms.wait_for("BootNotification", timeout=30)
-            expected = queued // (METER_PER_TX + 2)
             # The CSMS numbers transactions 1, 2, ...: the last stop names the last one.
             try:
                 last = csms.wait_for(
                     "StopTransaction", where=lambda p: p["transactionId"] == expected, timeout=600
                 ).t
             except TimeoutError:
-                print(f"delivery incomplete; see {work / 'daemon.log'}", file=sys.stderr)
-                return 1
+                raise RuntimeError(f"delivery incomplete; see {work / 'daemon.log'}") from None
             stops = len(csms.calls("StopTransaction"))
             if stops != expected:
-                print(f"{stops} StopTransactions for {expected} transactions", file=sys.stderr)
-                return 1
+                raise RuntimeError(f"{stops} StopTransactions for {expected} transactions")
         finally:
             daemon.terminate()
             daemon.wait(10)
     seconds = last - boot.t
-    print(
-        json.dumps(
-            {
-                "queued_messages": queued,
-                "replay_s": round(seconds, 2),
-                "replay_msgs_per_s": round(queued / seconds, 1),
-            }
-        )
-    )
+    return {
+        "queued_messages": queued,
+        "replay_s": round(seconds, 2),
+        "replay_msgs_per_s": round(queued / seconds, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    args = parser.parse_args()
+    try:
+        result = measure(args.messages, Path(tempfile.mkdtemp(prefix="evse-replay-")))
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(json.dumps(result))
     return 0
 
 

@@ -135,6 +135,12 @@ class SimRig(Rig):
     def status(self, evse: int = 1) -> dict[str, Any]:
         return self.request("status", evse=evse)
 
+    def timing(self, evse: int = 1) -> dict[str, Any]:
+        """When the simulated pilot state and the contactor command last changed
+        (``time.monotonic`` of this host): ``cp_state``, ``cp_changed_at``,
+        ``contactor_command``, ``contactor_commanded_at``."""
+        return self.request("timing", evse=evse)
+
     def measure(self, evse: int = 1) -> Measurement:
         status = self.status(evse)
         return Measurement(

@@ -32,6 +32,7 @@ serial = "SIM-0001"
 [ocpp]
 version = "{version}"
 url = "{url}"
+{ocpp_extra}
 
 [auth]
 mode = "{auth_mode}"
@@ -69,12 +70,20 @@ def config_text(
     lock: str = "none",
     extra: str = "",
     station_id: str = "CP001",
+    ocpp_extra: str = "",
 ) -> str:
     """The config of a station on simulated hardware (storage ``var``, rig socket
-    ``var/sim.sock``); ``extra`` is TOML added before the ``[sim]`` table."""
+    ``var/sim.sock``); ``extra`` is TOML added before the ``[sim]`` table, ``ocpp_extra``
+    keys added to the ``[ocpp]`` table (security settings, say)."""
     blocks = "\n".join(EVSE.format(id=n, lock=lock) for n in range(1, evses + 1))
     return CONFIG.format(
-        station_id=station_id, version=version, url=url, auth_mode=auth_mode, evses=blocks, extra=extra
+        station_id=station_id,
+        version=version,
+        url=url,
+        ocpp_extra=ocpp_extra,
+        auth_mode=auth_mode,
+        evses=blocks,
+        extra=extra,
     )
 
 
@@ -97,6 +106,7 @@ class LocalStation:
         station_id: str = "CP001",
         extra: str = "",
         disk_mb: int | None = None,
+        ocpp_extra: str = "",
     ) -> None:
         self.dir = dir
         self.station_id = station_id
@@ -104,7 +114,9 @@ class LocalStation:
         self.starts = 0
         self.dir.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(exist_ok=True)
-        self.config.write_text(config_text(url, version, evses, extra=extra, station_id=station_id))
+        self.config.write_text(
+            config_text(url, version, evses, extra=extra, station_id=station_id, ocpp_extra=ocpp_extra)
+        )
         self.mounted = False
         self.no_tmpfs_because = ""
         if disk_mb is not None:

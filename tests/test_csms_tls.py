@@ -34,7 +34,7 @@ from websockets.headers import build_authorization_basic
 from websockets.typing import Subprotocol
 
 from hil.csms import CsmsThread, DevCsms, Entry, describe, main
-from tests.pki import Authority, Pki, client_context, server_context
+from hil.pki import Authority, Pki, client_context, server_context
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

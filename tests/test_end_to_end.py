@@ -175,6 +175,23 @@ def test_meter_offline_stops_the_transaction_with_the_last_good_reading(station:
     assert resumed["transaction_id"] != tx
 
 
+def test_timing_reports_when_the_pilot_and_the_contactor_command_changed(station: Station) -> None:
+    before = time.monotonic()
+    charging(station)
+    closed = station.rig.timing()
+    assert closed["cp_state"] == "C" and closed["contactor_command"] is True
+    assert before < closed["cp_changed_at"] < closed["contactor_commanded_at"] < time.monotonic()
+    station.rig.suspend()
+    station.rig.wait_until(lambda s: not s["contactor_closed"])
+    opened = station.rig.timing()
+    assert opened["cp_state"] == "B" and opened["contactor_command"] is False
+    assert closed["contactor_commanded_at"] < opened["cp_changed_at"] < opened["contactor_commanded_at"]
+    assert (
+        opened["contactor_commanded_at"] - opened["cp_changed_at"] < 1.0
+    )  # a generous bound; hil.bench measures
+    assert station.rig.send_line(b'{"cmd": "timing", "evse": 7}')["ok"] is False
+
+
 def test_malformed_socket_lines_get_error_replies_and_the_daemon_lives(station: Station) -> None:
     bad_lines = [
         b"not json",

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from controller import certs
-from tests.pki import Authority, Pki, PrivateKey
+from hil.pki import Authority, Pki, PrivateKey
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = b"PiCharger firmware 2.0\n" + bytes(range(256)) * 64

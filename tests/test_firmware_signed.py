@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from controller import certs
 from hil.csms import CallErrorReply, CsmsThread, describe
+from hil.pki import Authority, Pki, PrivateKey
 from hil.simrig import SimRig
 from tests.ocpp_harness import Bench, eventually, make_bench
-from tests.pki import Authority, Pki, PrivateKey
 
 VERSIONS = pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 IMAGE = b"PiCharger firmware 2.0\n" + bytes(range(256)) * 40

@@ -34,9 +34,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from hil.csms import CsmsThread, Entry
+from hil.pki import Authority, Pki, server_context
 from hil.simrig import SimRig
 from tests.ocpp_harness import Bench, eventually, make_bench, stop_all
-from tests.pki import Authority, Pki, server_context
 
 VERSIONS = ("1.6", "2.0.1")
 STATION = "CP001"

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from hil.csms import CsmsThread, Entry, describe
+from hil.pki import Authority, Pki, server_context
 from tests.ocpp_harness import ROOT, Bench, eventually, stop_all, write_config
-from tests.pki import Authority, Pki, server_context
 
 VERSIONS = ["1.6", "2.0.1"]
 PASSWORD = "station-password-0001"  # 16..40 characters

@@ -251,18 +251,18 @@ def test_frame_log_is_size_capped_and_lists_its_files_oldest_first(tmp_path: Pat
     assert newest.endswith('[2,"199","Heartbeat",{}]') and " > " in newest
     frames.close()
     again = logs.FrameLog(tmp_path / "ocpp-frames.log", max_bytes=2000, backups=3)
-    again.record("in", "[3,\"x\",{}]")  # a restart appends to the live file
+    again.record("in", '[3,"x",{}]')  # a restart appends to the live file
     assert again.files()[-1].read_text().splitlines()[-2].endswith('[2,"199","Heartbeat",{}]')
     again.close()
 
 
 def test_a_frame_log_that_cannot_be_written_counts_what_it_lost(tmp_path: Path) -> None:
     frames = logs.FrameLog(tmp_path / "gone" / "ocpp-frames.log", max_bytes=2000, backups=3)
-    frames.record("in", "[2,\"1\",\"Heartbeat\",{}]")
-    frames.record("out", "[3,\"1\",{}]")
+    frames.record("in", '[2,"1","Heartbeat",{}]')
+    frames.record("out", '[3,"1",{}]')
     assert frames.dropped == 2
     (tmp_path / "gone").mkdir()
-    frames.record("in", "[2,\"2\",\"Heartbeat\",{}]")  # the disk came back
+    frames.record("in", '[2,"2","Heartbeat",{}]')  # the disk came back
     assert frames.dropped == 2 and len(frames.files()) == 1
     frames.close()
 

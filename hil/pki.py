@@ -1,4 +1,4 @@
-"""A throw-away public key infrastructure for tests: CAs, server, client and signing certificates.
+"""A throw-away PKI for tests and benchmarks: CAs, server, client and signing certificates.
 
 Everything is made at test time with ``cryptography`` and written as PEM files into one folder
 (a pytest ``tmp_path``)::
