@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 # Keywords that only annotate; draft-04 ignores ``additionalItems`` when ``items`` is one
@@ -63,8 +64,7 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+_is_number = _TYPES["number"]
 
 
 def _inside(error: Invalid, key: str | int) -> Invalid:
@@ -81,10 +81,13 @@ def _unexpected(extras: list[str]) -> str:
 
 def _not_multiple(value: Any, step: float) -> bool:
     if isinstance(step, float):
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             return True
-        quotient = value / step
-        return bool(int(quotient) != quotient)
+        try:
+            quotient = value / step
+            return bool(int(quotient) != quotient)
+        except OverflowError:  # a huge value: exact arithmetic, as jsonschema falls back to
+            return (Fraction(value) / Fraction(step)).denominator != 1
     return bool(value % step)
 
 
@@ -124,9 +127,8 @@ class Compiler:
         unknown = set(schema) - ANNOTATIONS - _KEYWORDS
         if unknown:
             raise SchemaError(f"unsupported keywords {sorted(unknown)}")
-        built = [make(self, schema) for keyword, make in _BUILDERS.items() if keyword in schema]
-        built += [make(self, schema) for group, make in _GROUPS.items() if any(k in schema for k in group)]
-        checks = [check for check in built if check is not None]
+        makers = dict.fromkeys(make for keyword, make in _BUILDERS.items() if keyword in schema)  # each once
+        checks = [check for check in (make(self, schema) for make in makers) if check is not None]
         if not checks:
             return lambda value: None
         if len(checks) == 1:
@@ -224,45 +226,59 @@ class Compiler:
 
         return check
 
-    def _properties(self, schema: Mapping[str, Any]) -> Check:
-        members = {name: self._node(sub) for name, sub in schema.get("properties", {}).items()}
-        closed = schema.get("additionalProperties", True)
-        if closed not in (True, False):
+    def _additional(self, schema: Mapping[str, Any]) -> Check | None:
+        allowed = frozenset(schema.get("properties", {}))
+        closed = schema["additionalProperties"]
+        if closed is True:
+            return None
+        if closed is not False:
             raise SchemaError("additionalProperties as a schema is not supported")
-        closed = closed is False
 
         def check(value: Any) -> Invalid | None:
-            if not isinstance(value, dict):
-                return None
-            if closed:
-                extras = [key for key in value if key not in members]
+            if isinstance(value, dict):
+                extras = [key for key in value if key not in allowed]
                 if extras:
                     return Invalid("additionalProperties", _unexpected(extras))
-            for key, member in value.items():
-                sub = members.get(key)
-                if sub is not None:
-                    error = sub(member)
-                    if error is not None:
-                        return _inside(error, key)
+            return None
+
+        return check
+
+    def _properties(self, schema: Mapping[str, Any]) -> Check:
+        members = {name: self._node(sub) for name, sub in schema["properties"].items()}
+
+        def check(value: Any) -> Invalid | None:
+            if isinstance(value, dict):
+                for key, member in value.items():
+                    sub = members.get(key)
+                    if sub is not None:
+                        error = sub(member)
+                        if error is not None:
+                            return _inside(error, key)
+            return None
+
+        return check
+
+    def _item_count(self, schema: Mapping[str, Any]) -> Check:
+        low, high = schema.get("minItems"), schema.get("maxItems")
+
+        def check(value: Any) -> Invalid | None:
+            if isinstance(value, list):
+                if low is not None and len(value) < low:
+                    return Invalid("minItems", f"{value!r} is too short (at least {low} items)"[:200])
+                if high is not None and len(value) > high:
+                    return Invalid("maxItems", f"{len(value)} items are too many (at most {high})")
             return None
 
         return check
 
     def _items(self, schema: Mapping[str, Any]) -> Check:
-        items = schema.get("items")
-        if items is not None and not isinstance(items, Mapping):
+        items = schema["items"]
+        if not isinstance(items, Mapping):
             raise SchemaError("items as a list of schemas is not supported")
-        each = self._node(items) if items is not None else None
-        low, high = schema.get("minItems"), schema.get("maxItems")
+        each = self._node(items)
 
         def check(value: Any) -> Invalid | None:
-            if not isinstance(value, list):
-                return None
-            if low is not None and len(value) < low:
-                return Invalid("minItems", f"{value!r} is too short (at least {low} items)"[:200])
-            if high is not None and len(value) > high:
-                return Invalid("maxItems", f"{len(value)} items are too many (at most {high})")
-            if each is not None:
+            if isinstance(value, list):
                 for index, item in enumerate(value):
                     error = each(item)
                     if error is not None:
@@ -272,8 +288,8 @@ class Compiler:
         return check
 
 
-# Keyword -> builder, in checking order: the value's own type and shape first, then its
-# members. Keywords that only work together are compiled as one group.
+# Keyword -> builder, in checking order: the value's own keywords first (additional
+# properties before required ones, as jsonschema's best match ranks them), then its members.
 _BUILDERS: dict[str, Callable[[Compiler, Mapping[str, Any]], Check | None]] = {
     "type": Compiler._type,
     "enum": Compiler._enum,
@@ -282,13 +298,14 @@ _BUILDERS: dict[str, Callable[[Compiler, Mapping[str, Any]], Check | None]] = {
     "minimum": lambda c, s: c._bound(s, "minimum"),
     "maximum": lambda c, s: c._bound(s, "maximum"),
     "multipleOf": Compiler._multiple_of,
+    "additionalProperties": Compiler._additional,
     "required": Compiler._required,
+    "minItems": Compiler._item_count,
+    "maxItems": Compiler._item_count,
+    "properties": Compiler._properties,
+    "items": Compiler._items,
 }
-_GROUPS: dict[tuple[str, ...], Callable[[Compiler, Mapping[str, Any]], Check]] = {
-    ("items", "minItems", "maxItems"): Compiler._items,
-    ("properties", "additionalProperties"): Compiler._properties,
-}
-_KEYWORDS = frozenset(_BUILDERS) | {k for group in _GROUPS for k in group}
+_KEYWORDS = frozenset(_BUILDERS)
 
 
 def compile_schema(document: Mapping[str, Any], formats: Mapping[str, Format] | None = None) -> Check:

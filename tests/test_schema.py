@@ -75,7 +75,7 @@ def payloads(schema: dict[str, Any], document: dict[str, Any], depth: int = 0) -
     elif kind == "integer":
         strategy = st.integers(-5, 10**6) | st.sampled_from([1.0, 2.5, True])
     elif kind == "number":
-        edges = st.sampled_from([0.1, 0.3, 1.5, 100.0, 100.1, False])
+        edges = st.sampled_from([0.1, 0.3, 1.5, 100.0, 100.1, False, 1e308, -1e308])
         strategy = st.integers(-5, 200) | st.floats(-10, 200) | edges
     elif kind == "boolean":
         strategy = st.booleans() | st.sampled_from([0, 1])
@@ -135,12 +135,21 @@ def test_errors_name_keyword_and_place(payload: dict[str, Any], keyword: str, pa
     assert error is not None and (error.keyword, error.path) == (keyword, path)
 
 
+def test_an_extra_property_outranks_a_missing_one_as_in_jsonschema() -> None:
+    error = compile_schema(load("v16", "BootNotification.json"))({"chargePointVendor": "X", "colour": "red"})
+    assert error is not None and error.keyword == "additionalProperties"
+    deep = compile_schema(load("v16", "StartTransaction.json"))({"connectorId": "1"})  # wrong type, missing fields
+    assert deep is not None and deep.keyword == "required" and deep.path == []  # the shallower error
+
+
 def test_multiple_of_and_bounds_follow_draft4() -> None:
     schema = {"type": "number", "multipleOf": 0.1, "minimum": 0, "maximum": 100}
     check = compile_schema(schema)
     assert check(1.5) is None and check(100) is None
     assert check(0.3) is not None  # 0.3 / 0.1 is not a whole number in floating point, as in jsonschema
     assert check(float("nan")) is not None and check(float("inf")) is not None
+    # Huge values: exact arithmetic instead of an OverflowError (on 10**400 jsonschema raises one).
+    assert check(1e308) is not None and check(10**400) is not None
     assert check(-1) is not None and check(100.5) is not None
     assert compile_schema({"type": "integer"})(1.0) is not None
     assert compile_schema({"type": "integer"})(True) is not None
