@@ -43,7 +43,9 @@ RCD_RECHECK_S = 0.001  # a residual-current trip is read twice this far apart
 RCD_TRIP_S = 1.0  # the self-test holds the test input at most this long waiting for a trip
 RCD_RELEASE_S = 0.5  # and then waits at most this long for the sensor to release
 MAKE_SAFE_FEEDBACK_S = 0.3  # how long a safe exit waits for the contactor to report open
-RECHECK_S = 0.002  # a sample that may confirm an opening is followed by the next this soon
+# A sample that may confirm an opening is followed by the next this soon: a pilot must stay
+# outside C/D this long to open the contactor (a shorter glitch does not interrupt charging).
+RECHECK_S = 0.005
 REST_HZ = 10  # sampling rate while every EVSE is at rest (no EV, nothing live)
 T = TypeVar("T")
 

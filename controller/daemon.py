@@ -306,6 +306,12 @@ class Daemon(Services):
         try:
             await self._recover()
             self.security_event("StartupOfTheDevice", f"evse {self.version} started")
+            # What start-up built lives as long as the daemon: out of the collector's way. A
+            # full collection holds the GIL, and walking the modules alone took 20 ms of the
+            # control thread's budget while the CSMS flooded the station. (Done before the
+            # control threads start, so this one collection delays none of them.)
+            gc.collect()
+            gc.freeze()
             for control in self.loops:
                 control.start()
             tasks.append(asyncio.create_task(self.writes.run(), name="writes"))
@@ -337,11 +343,6 @@ class Daemon(Services):
                 f"rig socket {self.config.sim_socket}" if server else "no rig socket",
             )
             self.tasks = tasks
-            # What start-up built lives as long as the daemon: out of the collector's way. A
-            # full collection holds the GIL, and walking the modules alone took 20 ms of the
-            # control thread's budget while the CSMS flooded the station.
-            gc.collect()
-            gc.freeze()
             loop.add_signal_handler(signal.SIGHUP, self.reload)  # a reload before this would say READY
             self.notifier.send(READY="1", STATUS=self._status_line())
             await self.stopping.wait()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -72,7 +73,7 @@ def measure(cycles: int, hz: int, loaded: bool) -> dict[str, Any]:
                 sim.set_ev(plugged=True, requesting=True)
                 while not sim.contactor_closed:
                     time.sleep(0.001)
-                time.sleep(0.01)
+                time.sleep(random.uniform(0.005, 0.025))  # any phase against the loop's ticks
                 changed = time.perf_counter()
                 sim.set_ev(plugged=False, requesting=False)
                 while sim.contactor_closed:
