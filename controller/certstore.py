@@ -121,18 +121,16 @@ class CertStore:
     def _roots(self) -> tuple[list[Root], list[Root]]:
         with self._lock:
             if self._parsed is None:
-                config = [
-                    Root(f.cert_type, cert, f.path, f.origin)
-                    for f in self._config_files
-                    for cert in _read_certs(f.path)
-                ]
-                stored: list[Root] = []
-                for f in self._stored_files:
-                    try:
-                        stored += [Root(f.cert_type, cert, f.path, f.origin) for cert in _read_certs(f.path)]
-                    except CertError as exc:
-                        log.error("skipped an unreadable stored certificate: %s", exc)
-                self._parsed = (config, stored)
+                parsed: tuple[list[Root], list[Root]] = ([], [])
+                for files, roots in ((self._config_files, parsed[0]), (self._stored_files, parsed[1])):
+                    for f in files:
+                        try:
+                            roots += [
+                                Root(f.cert_type, cert, f.path, f.origin) for cert in _read_certs(f.path)
+                            ]
+                        except CertError as exc:  # a config root was checked with ssl at start only
+                            log.error("skipped an unreadable %s certificate: %s", f.origin, exc)
+                self._parsed = parsed
             return self._parsed
 
     def _files(self, cert_type: str) -> list[RootFile]:
@@ -263,15 +261,10 @@ class CertStore:
         with self._lock:
             if self._parsed is not None:
                 return "".join(certs.pem(cert) for cert in self.roots(cert_type))
-            blocks = []
-            for root_file in self._files(cert_type):
-                try:
-                    text = root_file.path.read_text(encoding="ascii", errors="replace")
-                except OSError as exc:
-                    log.error("root certificate unreadable: %s: %s", root_file.path, exc.strerror or exc)
-                    continue
-                blocks += [m.group(0) + "\n" for m in _PEM_CERT.finditer(text)]
-            return "".join(dict.fromkeys(blocks))
+            blocks = [
+                m.group(0) for f in self._files(cert_type) for m in _PEM_CERT.finditer(_usable_pem(f.path))
+            ]
+            return "".join(block + "\n" for block in dict.fromkeys(blocks))
 
     def count(self) -> int:
         """Installed entries for CertificateStoreMaxLength: roots the CSMS installed + station certificate."""
@@ -449,17 +442,31 @@ class CertStore:
 def _check_pem_file(path: Path) -> None:
     """A readable file of PEM certificates OpenSSL accepts, else CertError naming it."""
     try:
-        text = path.read_text(encoding="ascii")
+        text = path.read_text(encoding="utf-8", errors="replace")  # comments may be any text
     except OSError as exc:
         raise CertError(f"{path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError:
-        raise CertError(f"{path}: not PEM text") from None
     if not _PEM_CERT.search(text):
         raise CertError(f"{path}: no PEM certificate in it")
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=text)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
     except (ssl.SSLError, ValueError) as exc:
         raise CertError(f"{path}: not a usable certificate: {exc}") from exc
+
+
+def _usable_pem(path: Path) -> str:
+    """The certificates of a root file as PEM text OpenSSL accepts; "" (logged) if none."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        log.error("root certificate unreadable: %s: %s", path, exc.strerror or exc)
+        return ""
+    pem = "".join(m.group(0) + "\n" for m in _PEM_CERT.finditer(text))
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        log.error("skipped an unusable root certificate file %s: %s", path, exc)
+        return ""
+    return pem
 
 
 def _read_certs(path: Path) -> list[x509.Certificate]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import json
 import logging
 import math
@@ -231,6 +232,14 @@ class Daemon(Services):
             if ocpp.get("cert_file") and ocpp.get("key_file")
             else None
         )
+        if (
+            ocpp.get("security_profile", 0) >= 3
+            or self.client_files
+            or config.firmware.get("signing_ca_file")
+        ):
+            # Certificates will be parsed: import cryptography now, before the control threads
+            # run, rather than hold them off on first use (controller.lazy).
+            importlib.import_module("controller.certs")
         self.credentials = Credentials(config.storage_dir, ocpp.get("password") or "")
         from controller.ocpp_client import make_client
 

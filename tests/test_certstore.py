@@ -568,3 +568,29 @@ def test_a_bad_config_root_stops_the_store_at_once(tmp_path: Path, text: str) ->
         CertStore(tmp_path / "certs", {CSMS_ROOT: [ca_file]})
     with pytest.raises(CertError, match="No such file"):
         CertStore(tmp_path / "certs", {CSMS_ROOT: [tmp_path / "missing.pem"]})
+
+
+def test_a_config_root_may_carry_any_text_around_its_certificate(tmp_path: Path, folder: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("# Főtanúsítvány: the CSMS's root\n" + certs.pem(make_ca().cert), encoding="utf-8")
+    assert CertStore(folder, {CSMS_ROOT: [ca_file]}).roots_pem(CSMS_ROOT).count("BEGIN CERTIFICATE") == 1
+
+
+def test_a_corrupt_stored_root_is_skipped_not_fatal_to_tls(folder: Path) -> None:
+    good = make_ca("Good")
+    CertStore(folder).install(CSMS_ROOT, certs.pem(good.cert), NOW, ROOM, False)
+    (folder / f"{CSMS_ROOT}.{'0' * 64}.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    )
+    pem = CertStore(folder).roots_pem(CSMS_ROOT)
+    ssl.create_default_context(cadata=pem)  # usable as it is
+    assert [c.subject for c in certs.load_certs(pem)] == [good.cert.subject]
+
+
+def test_lazy_modules_import_once_whichever_thread_asks_first() -> None:
+    from controller.lazy import lazy_module
+
+    module = lazy_module("controller.certerrors")
+    with ThreadPoolExecutor(8) as pool:
+        found = set(pool.map(lambda _: module.CertError, range(32)))
+    assert found == {CertError}
