@@ -17,7 +17,7 @@ import functools
 import logging
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -150,23 +150,25 @@ class LocalList:
         status = self.check(update_type, version, entries)
         if status != UPDATE_ACCEPTED:
             return status
-        # Most entries say the same thing ("Accepted"): one shared object each, instead of
-        # tens of thousands the garbage collector walks at every full collection.
-        shared: dict[IdTagInfo, IdTagInfo] = {info: info for info in self.entries.values()}
+        share = sharing(self.entries.values())
         if update_type == FULL:
-            self.entries = {
-                normalize_id(id_tag): shared.setdefault(info, info)
-                for id_tag, info in entries
-                if info is not None
-            }
+            self.entries = {normalize_id(id_tag): share(info) for id_tag, info in entries if info is not None}
         else:
             for id_tag, info in entries:
                 if info is None:
                     self.entries.pop(normalize_id(id_tag), None)
                 else:
-                    self.entries[normalize_id(id_tag)] = shared.setdefault(info, info)
+                    self.entries[normalize_id(id_tag)] = share(info)
         self.version = version
         return UPDATE_ACCEPTED
+
+
+def sharing(known: Iterable[IdTagInfo] = ()) -> Callable[[IdTagInfo], IdTagInfo]:
+    """A function that returns one shared object for equal infos. Most entries of a local
+    list say the same thing ("Accepted"): one object each, instead of tens of thousands
+    the garbage collector walks at every full collection."""
+    seen = {info: info for info in known}
+    return lambda info: seen.setdefault(info, info)
 
 
 class AuthCache:
@@ -335,13 +337,32 @@ def entries_from_ocpp16(
 ) -> list[tuple[str, IdTagInfo | None]]:
     """The entries of a SendLocalList.req localAuthorizationList; ValueError if malformed."""
     entries: list[tuple[str, IdTagInfo | None]] = []
+    parse = _memoized(info_from_ocpp16)
     for item in local_authorization_list:
         id_tag = _field(item, "idTag", "id_tag")
         if not isinstance(id_tag, str):
             raise ValueError(f"authorization data without an idTag: {item!r}")
         info = _field(item, "idTagInfo", "id_tag_info")
-        entries.append((id_tag, info_from_ocpp16(info) if info is not None else None))
+        entries.append((id_tag, parse(info) if info is not None else None))
     return entries
+
+
+def _memoized(parse: Callable[[Mapping[str, Any]], IdTagInfo]) -> Callable[[Mapping[str, Any]], IdTagInfo]:
+    """``parse`` for one list: an info seen before (the same flat fields) is parsed once,
+    and its entries share the result. A list of 50,000 is mostly the same few infos."""
+    seen: dict[tuple[Any, ...], IdTagInfo] = {}
+
+    def cached(info: Mapping[str, Any]) -> IdTagInfo:
+        try:
+            key = tuple(info.items())
+            found = seen.get(key)
+        except (AttributeError, TypeError):  # not a mapping, or nested (unhashable): no cache
+            return parse(info)
+        if found is None:
+            found = seen[key] = parse(info)
+        return found
+
+    return cached
 
 
 # -- OCPP 2.0.1 JSON ---------------------------------------------------------------------
@@ -382,6 +403,7 @@ def entries_from_ocpp201(
     An entry is keyed by its idToken string alone (its type is not kept), as 1.6 entries are.
     """
     entries: list[tuple[str, IdTagInfo | None]] = []
+    parse = _memoized(info_from_ocpp201)
     for item in local_authorization_list:
         if not isinstance(item, Mapping):
             raise ValueError(f"authorization data is not an object: {item!r}")
@@ -389,7 +411,7 @@ def entries_from_ocpp201(
         if token is None:
             raise ValueError(f"authorization data without an idToken: {item!r}")
         info = _field(item, "idTokenInfo", "id_token_info")
-        entries.append((_token_id(token, "idToken"), info_from_ocpp201(info) if info is not None else None))
+        entries.append((_token_id(token, "idToken"), parse(info) if info is not None else None))
     return entries
 
 
@@ -479,13 +501,8 @@ def load_local_list(storage: Storage) -> LocalList:
     versions = _read(storage, what, "SELECT value FROM settings WHERE key = ?", (LOCAL_LIST_VERSION_KEY,))
     try:
         version = int(versions[0][0]) if versions else 0
-        shared: dict[tuple[Any, ...], IdTagInfo] = {}
-        entries = {}
-        for row in rows:
-            info = shared.get(row[1:])
-            if info is None:
-                info = shared[row[1:]] = _info(*row[1:])
-            entries[normalize_id(row[0])] = info
+        share = sharing()
+        entries = {normalize_id(row[0]): share(_info(*row[1:])) for row in rows}
     except ValueError as exc:
         # Refuse rather than skip: a dropped Blocked entry would turn into an unknown id.
         raise StorageError(f"{what} in {storage.path} is corrupt: {exc}", retry=False) from exc

@@ -62,7 +62,7 @@ _KEYWORD_ERRORS = {
 # A frame this long is parsed in pieces (see ``loads``).
 LARGE_FRAME = 32 * 1024
 _SPLIT_DEPTH = 3  # frame -> payload -> member -> its items: each item parsed whole
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_WHITESPACE = json.decoder.WHITESPACE  # type: ignore[attr-defined]
 _DECODER = json.JSONDecoder()
 
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", re.IGNORECASE)
@@ -97,7 +97,7 @@ def loads(text: str | bytes) -> Any:
     if isinstance(text, bytes):
         text = text.decode("utf-8")
     value, end = _value(text, _WHITESPACE.match(text, 0).end(), 0)  # type: ignore[union-attr]
-    end = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
+    end = _WHITESPACE.match(text, end).end()
     if end != len(text):
         raise json.JSONDecodeError("Extra data", text, end)
     return value
@@ -110,7 +110,7 @@ def _value(text: str, at: int, depth: int) -> tuple[Any, int]:
     closing = "]" if opening == "[" else "}"
     items: list[Any] = []
     members: dict[str, Any] = {}
-    at = _WHITESPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+    at = _WHITESPACE.match(text, at + 1).end()
     if text[at : at + 1] == closing:
         return (items if opening == "[" else members), at + 1
     while True:
@@ -118,21 +118,21 @@ def _value(text: str, at: int, depth: int) -> tuple[Any, int]:
             if text[at : at + 1] != '"':
                 raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, at)
             key, at = json.decoder.scanstring(text, at + 1)  # type: ignore[attr-defined]
-            at = _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]
+            at = _WHITESPACE.match(text, at).end()
             if text[at : at + 1] != ":":
                 raise json.JSONDecodeError("Expecting ':' delimiter", text, at)
-            at = _WHITESPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+            at = _WHITESPACE.match(text, at + 1).end()
             members[key], at = _value(text, at, depth + 1)
         else:
             item, at = _value(text, at, depth + 1)
             items.append(item)
-        at = _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]
+        at = _WHITESPACE.match(text, at).end()
         separator = text[at : at + 1]
         if separator == closing:
             return (items if opening == "[" else members), at + 1
         if separator != ",":
             raise json.JSONDecodeError(f"Expecting ',' delimiter or {closing!r}", text, at)
-        at = _WHITESPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+        at = _WHITESPACE.match(text, at + 1).end()
 
 
 class RpcError(Exception):

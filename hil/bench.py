@@ -16,7 +16,7 @@ over TLS (security profile 2), once per OCPP version, and measures:
   ``close_latency_ms_max``) while the CSMS floods the station (SendLocalList,
   GetConfiguration or GetBaseReport, TriggerMessage MeterValues);
 - ``local_list_apply_s``: a SendLocalList (Full) of ``list_entries`` entries, sent to
-  answered;
+  answered (median of ``LIST_SENDS``);
 - ``replay_msgs_per_s`` (``hil.replay``) and ``auth_lookup_us`` (in this process).
 
 The top-level figures are the worse of the two versions; ``ocpp`` has each version's.
@@ -51,6 +51,8 @@ from hil.station import LocalStation
 TOKEN = "04A1B2C3D4"
 PASSWORD = "bench-password-000001"  # profile 2: 16 to 40 characters
 VERSIONS = ("1.6", "2.0.1")
+LIST_SENDS = 3  # the local list figure is the median of this many
+HIGHER_IS_BETTER = {"meter_messages_per_s"}
 TARGETS = {  # issue 9; "max" figures must stay at or below, "min" at or above
     "rss_mb": ("max", 40.0),
     "rss_mb_charging": ("max", 40.0),
@@ -332,13 +334,16 @@ def run_version(version: str, plan: Plan, work: Path, pki: Pki, log: Any) -> dic
             result["rss_mb_after_flood"] = round(station.rss_mb() or 0.0, 1)
             rig.unplug()
 
-            log(f"{version}: SendLocalList of {plan.list_entries} entries")
-            body = local_list(version, 1_000_000, plan.list_entries)
-            t0 = time.monotonic()
-            reply = csms.call("CP001", "SendLocalList", body, timeout=120, validate=False)
-            result["local_list_apply_s"] = round(time.monotonic() - t0, 3)
-            if reply.get("status") != "Accepted":
-                raise RuntimeError(f"SendLocalList answered {reply}")
+            log(f"{version}: SendLocalList of {plan.list_entries} entries, {LIST_SENDS} times")
+            applied = []
+            for n in range(LIST_SENDS):
+                body = local_list(version, 1_000_000 + n, plan.list_entries)
+                t0 = time.monotonic()
+                reply = csms.call("CP001", "SendLocalList", body, timeout=120, validate=False)
+                applied.append(time.monotonic() - t0)
+                if reply.get("status") != "Accepted":
+                    raise RuntimeError(f"SendLocalList answered {reply}")
+            result["local_list_apply_s"] = round(statistics.median(applied), 3)
             result["rss_mb_with_list"] = round(station.rss_mb() or 0.0, 1)
         finally:
             station.close()
@@ -363,15 +368,13 @@ def auth_lookup_us(entries: int, lookups: int) -> float:
 
 
 def summary(per_version: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each figure at its worse across the versions: the highest, or for a rate the lowest."""
     out: dict[str, Any] = {}
-    keys = [
-        k
-        for k in next(iter(per_version.values()))
-        if isinstance(next(iter(per_version.values()))[k], (int, float))
-    ]
-    for key in keys:
-        values = [r[key] for r in per_version.values() if key in r]
-        out[key] = max(values)
+    for result in per_version.values():
+        for key, value in result.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                worse = min if key in HIGHER_IS_BETTER else max
+                out[key] = worse(out.get(key, value), value)
     return out
 
 
