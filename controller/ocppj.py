@@ -96,7 +96,7 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    value, end = _value(text, _WHITESPACE.match(text, 0).end(), 0)  # type: ignore[union-attr]
+    value, end = _value(text, _WHITESPACE.match(text, 0).end(), 0)
     end = _WHITESPACE.match(text, end).end()
     if end != len(text):
         raise json.JSONDecodeError("Extra data", text, end)
