@@ -138,7 +138,9 @@ def test_errors_name_keyword_and_place(payload: dict[str, Any], keyword: str, pa
 def test_an_extra_property_outranks_a_missing_one_as_in_jsonschema() -> None:
     error = compile_schema(load("v16", "BootNotification.json"))({"chargePointVendor": "X", "colour": "red"})
     assert error is not None and error.keyword == "additionalProperties"
-    deep = compile_schema(load("v16", "StartTransaction.json"))({"connectorId": "1"})  # wrong type, missing fields
+    deep = compile_schema(load("v16", "StartTransaction.json"))(
+        {"connectorId": "1"}
+    )  # wrong type, missing fields
     assert deep is not None and deep.keyword == "required" and deep.path == []  # the shallower error
 
 
