@@ -193,6 +193,7 @@ class EvseState:
     reservation: Reservation | None = None
     limit_a: float = math.inf  # from the charging schedule
     next_tx_id: str | None = None  # the id the next transaction takes (2.0.1 may start one early)
+    departed_at: datetime | None = None  # when an EV last left
 
     def idle(self) -> bool:
         return self.tx is None and self.stopping is None and self.token is None
@@ -211,6 +212,8 @@ class Station:
     stop_on_invalid_id: bool = True
     sample_interval: timedelta = SAMPLE_INTERVAL  # zero: no periodic samples
     _actions: list[Action] = field(default_factory=list)
+    # token -> when the CSMS was asked about it, and the EVSEs whose EV waited for a token then
+    _asked: dict[str, tuple[datetime, frozenset[int]]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, limits: dict[int, float], auth_mode: str, allow: list[str], free_id: str) -> Station:
@@ -226,6 +229,8 @@ class Station:
             evse.tx.offered = True
         # E (short) and F (driven by us) say nothing about the EV: keep what A..D said.
         if view.cp not in (CpState.E, CpState.F):
+            if evse.ev_present and view.cp is CpState.A:
+                evse.departed_at = now
             evse.ev_present = view.cp is not CpState.A
         return self._evaluate(now)
 
@@ -244,6 +249,9 @@ class Station:
         if not any(e.available for e in self.evses.values()):
             self._actions.append(TokenRejected(token, "every EVSE is unavailable"))
         elif self.auth_mode == "ocpp":
+            waiting = frozenset(e.id for e in self.evses.values() if e.ev_present and e.idle())
+            self._asked = {t: a for t, a in self._asked.items() if now - a[0] <= 2 * self.connection_timeout}
+            self._asked[token] = (now, waiting)
             self._actions.append(AuthorizeWanted(token))
         elif self.auth_mode != "list":
             self._actions.append(TokenRejected(token, f"auth mode is {self.auth_mode!r}"))
@@ -256,7 +264,13 @@ class Station:
     def token_authorized(
         self, now: datetime, token: str, accepted: bool, parent: str | None = None, reason: str = ""
     ) -> list[Action]:
-        """The answer to ``AuthorizeWanted``."""
+        """The answer to ``AuthorizeWanted``.
+
+        An acceptance that comes too late starts nothing: after ``connection_timeout``, or
+        after the EV it was presented for has left (an answer held up by the network must
+        not start a session for the next EV on that card).
+        """
+        asked = self._asked.pop(token, None)
         if not accepted:
             self._actions.append(TokenRejected(token, reason or "not authorized"))
             return self._evaluate(now)
@@ -265,8 +279,22 @@ class Station:
             if tx is not None and (tx.id_tag == token or (parent is not None and tx.parent == parent)):
                 self._end_by_token(now, evse, token)
                 return self._evaluate(now)
+        late = asked is not None and self._late(now, *asked)
+        if late:
+            self._actions.append(TokenRejected(token, f"authorized too late ({late}); present it again"))
+            return self._evaluate(now)
         self._assign(now, token, parent)
         return self._evaluate(now)
+
+    def _late(self, now: datetime, asked_at: datetime, waiting: frozenset[int]) -> str:
+        """Why an answer to a question asked at ``asked_at`` comes too late ("" if it does not)."""
+        if now - asked_at > self.connection_timeout:
+            return f"more than {self.connection_timeout.total_seconds():.0f} s after it was presented"
+        for evse_id in sorted(waiting):
+            departed = self.evses[evse_id].departed_at
+            if departed is not None and departed >= asked_at:
+                return f"the EV on EVSE {evse_id} it was presented for has left"
+        return ""
 
     def _end_by_token(self, now: datetime, evse: EvseState, token: str) -> None:
         self._stop(now, evse, "Local", token)
@@ -410,9 +438,12 @@ class Station:
         """
         if self.pending_token is not None:
             self.pending_token = (self.pending_token[0], self.pending_token[1] + delta)
+        self._asked = {token: (at + delta, waiting) for token, (at, waiting) in self._asked.items()}
         for evse in self.evses.values():
             if evse.token_expires is not None:
                 evse.token_expires += delta
+            if evse.departed_at is not None:
+                evse.departed_at += delta
             if evse.stopping is not None:
                 evse.stopping.deadline += delta
             if evse.tx is not None and evse.tx.last_sample_at is not None:

@@ -164,3 +164,41 @@ def test_setting_the_clock_moves_duration_timers() -> None:
     assert station.evses[1].token_expires == at(11) - timedelta(hours=1)
     station.tick(at(12) - timedelta(hours=1))  # 11 s later on the new clock: timed out
     assert station.evses[1].token is None
+
+
+def test_an_acceptance_after_its_ev_left_starts_nothing_for_the_next_ev() -> None:
+    station = ocpp_station()
+    station.evse_seen(at(1), 1, PLUGGED)
+    assert one(station.token_presented(at(2), TOKEN), AuthorizeWanted)
+    station.evse_seen(at(3), 1, UNPLUGGED)  # the driver gives up and leaves
+    station.evse_seen(at(4), 1, PLUGGED)  # the next EV
+    late = station.token_authorized(at(5), TOKEN, True)  # the answer, held up by the network
+    assert not of(late, TransactionStarted) and "has left" in one(late, TokenRejected).reason
+    assert station.evses[1].token is None and station.pending_token is None
+    station.token_presented(at(6), TOKEN)  # presented again: for this EV now
+    assert one(station.token_authorized(at(7), TOKEN, True), TransactionStarted).tx.id_tag == TOKEN
+
+
+def test_an_acceptance_after_the_connection_timeout_starts_nothing() -> None:
+    station = ocpp_station()
+    station.connection_timeout = timedelta(seconds=10)
+    station.evse_seen(at(1), 1, PLUGGED)
+    station.token_presented(at(2), TOKEN)
+    late = station.token_authorized(at(13), TOKEN, True)
+    assert not of(late, TransactionStarted) and "more than 10 s" in one(late, TokenRejected).reason
+
+
+def test_a_late_acceptance_still_serves_a_card_presented_before_plug_in() -> None:
+    station = ocpp_station()
+    station.token_presented(at(1), TOKEN)  # no EV yet
+    station.evse_seen(at(3), 1, PLUGGED)
+    assert one(station.token_authorized(at(4), TOKEN, True), TransactionStarted)
+
+
+def test_setting_the_clock_moves_the_time_a_card_was_presented() -> None:
+    station = ocpp_station()
+    station.connection_timeout = timedelta(seconds=10)
+    station.evse_seen(at(1), 1, PLUGGED)
+    station.token_presented(at(2), TOKEN)
+    station.shift(timedelta(hours=-1))
+    assert one(station.token_authorized(at(5) - timedelta(hours=1), TOKEN, True), TransactionStarted)
