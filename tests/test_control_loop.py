@@ -344,15 +344,6 @@ class FailingContactor(SimContactor):
 
 
 def test_the_watchdog_line_stops_while_a_driver_fails(tmp_path: Path) -> None:
-    class CountingWatchdog:
-        toggles = 0
-
-        def toggle(self) -> None:
-            self.toggles += 1
-
-        def close(self) -> None:
-            pass
-
     sim = sim_evse(tmp_path)
     contactor, watchdog = FailingContactor(sim), CountingWatchdog()
     channel = EvseChannel(1, Supervisor(max_current_a=32), SimPilot(sim), contactor, None, watchdog)

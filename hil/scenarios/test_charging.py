@@ -9,6 +9,7 @@ import pytest
 
 from hil.conftest import TOKEN, Station
 from hil.rig import Measurement, Rig
+from hil.scenarios.steps import charging
 from hil.view import CsmsView
 
 
@@ -81,12 +82,7 @@ def test_unknown_card_never_closes_the_contactor(rig: Rig, view: CsmsView) -> No
 
 
 def test_ev_suspends_and_resumes(rig: Rig, view: CsmsView) -> None:
-    mark = view.mark()
-    rig.plug()
-    rig.swipe(TOKEN)
-    rig.charge()
-    tx = view.started(after=mark)
-    rig.expect(closed)
+    tx, mark = charging(rig, view)
     rig.suspend()
     rig.expect(opened, timeout=1, what="contactor open after C -> B")
     view.status(1, "SuspendedEV", after=mark)
@@ -124,12 +120,7 @@ def test_a_current_limit_sets_the_pilot_duty(rig: Rig, view: CsmsView, limit: in
 
 
 def test_a_limit_below_6_amps_pauses_and_resumes(rig: Rig, view: CsmsView) -> None:
-    mark = view.mark()
-    rig.plug()
-    rig.swipe(TOKEN)
-    rig.charge()
-    tx = view.started(after=mark)
-    rig.expect(closed)
+    tx, mark = charging(rig, view)
     assert view.set_limit(4) == "Accepted"
     seen = rig.expect(lambda m: not m.pwm and not m.contactor_closed, what="no PWM, contactor open")
     assert seen.duty_percent == 100
