@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -23,27 +22,9 @@ from typing import Any
 
 from controller.storage import Storage, timestamp
 from hil.csms import CsmsThread
+from hil.station import LocalStation
 
-ROOT = Path(__file__).resolve().parent.parent
 METER_PER_TX = 3  # start, 3 meter values, stop: 5 messages per transaction
-
-CONFIG = """\
-[station]
-id = "CP001"
-[ocpp]
-version = "1.6"
-url = "{url}"
-[storage]
-dir = "var"
-[[evse]]
-id = 1
-max_current_a = 32
-pilot = {{ driver = "sim" }}
-contactor = {{ driver = "sim" }}
-meter = {{ driver = "sim" }}
-[sim]
-socket = "var/sim.sock"
-"""
 
 
 def fill(path: Path, messages: int) -> int:
@@ -119,18 +100,12 @@ def fill(path: Path, messages: int) -> int:
 
 def measure(messages: int, work: Path) -> dict[str, Any]:
     """Queue ``messages`` in a fresh station under ``work`` and time their delivery."""
-    queued = fill(work / "var" / "evse.db", messages)
-    expected = queued // (METER_PER_TX + 2)
     with CsmsThread(quiet=True) as csms:
-        (work / "evse.toml").write_text(CONFIG.format(url=csms.url))
-        with (work / "daemon.log").open("wb") as log:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "controller", "run", "--config", str(work / "evse.toml")],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        station = LocalStation(work, csms.url)
+        queued = fill(station.storage / "evse.db", messages)
+        expected = queued // (METER_PER_TX + 2)
         try:
+            station.start().close()
             boot = csms.wait_for("BootNotification", timeout=30)
             # The CSMS numbers transactions 1, 2, ...: the last stop names the last one.
             try:
@@ -138,13 +113,12 @@ def measure(messages: int, work: Path) -> dict[str, Any]:
                     "StopTransaction", where=lambda p: p["transactionId"] == expected, timeout=600
                 ).t
             except TimeoutError:
-                raise RuntimeError(f"delivery incomplete; see {work / 'daemon.log'}") from None
+                raise RuntimeError(f"delivery incomplete; see {station.log}") from None
             stops = len(csms.calls("StopTransaction"))
             if stops != expected:
                 raise RuntimeError(f"{stops} StopTransactions for {expected} transactions")
         finally:
-            daemon.terminate()
-            daemon.wait(10)
+            station.stop()
     seconds = last - boot.t
     return {
         "queued_messages": queued,
