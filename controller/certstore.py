@@ -133,14 +133,6 @@ class CertStore:
                 self._parsed = parsed
             return self._parsed
 
-    def _files(self, cert_type: str) -> list[RootFile]:
-        """The files of a type (config, installed and fallback), as on disk now."""
-        if self._parsed is None:
-            files = self._config_files + self._stored_files
-        else:
-            files = [RootFile(r.cert_type, r.path, r.origin) for r in self._parsed[0] + self._parsed[1]]
-        return [f for f in dict.fromkeys(files) if f.cert_type == cert_type]
-
     # -- roots -----------------------------------------------------------------------------
 
     @_serialized
@@ -261,9 +253,8 @@ class CertStore:
         with self._lock:
             if self._parsed is not None:
                 return "".join(certs.pem(cert) for cert in self.roots(cert_type))
-            blocks = [
-                m.group(0) for f in self._files(cert_type) for m in _PEM_CERT.finditer(_usable_pem(f.path))
-            ]
+            files = [f for f in self._config_files + self._stored_files if f.cert_type == cert_type]
+            blocks = [block for f in files for block in _usable_pem(f.path)]
             return "".join(block + "\n" for block in dict.fromkeys(blocks))
 
     def count(self) -> int:
@@ -453,20 +444,20 @@ def _check_pem_file(path: Path) -> None:
         raise CertError(f"{path}: not a usable certificate: {exc}") from exc
 
 
-def _usable_pem(path: Path) -> str:
-    """The certificates of a root file as PEM text OpenSSL accepts; "" (logged) if none."""
+def _usable_pem(path: Path) -> list[str]:
+    """The PEM certificate blocks of a root file, if OpenSSL accepts them; none (logged) if not."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         log.error("root certificate unreadable: %s: %s", path, exc.strerror or exc)
-        return ""
-    pem = "".join(m.group(0) + "\n" for m in _PEM_CERT.finditer(text))
+        return []
+    blocks = _PEM_CERT.findall(text)
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata="\n".join(blocks))
     except (ssl.SSLError, ValueError) as exc:
         log.error("skipped an unusable root certificate file %s: %s", path, exc)
-        return ""
-    return pem
+        return []
+    return blocks
 
 
 def _read_certs(path: Path) -> list[x509.Certificate]:

@@ -44,6 +44,7 @@ from typing import Any
 from controller.authorization import AuthCache, AuthSettings, IdTagInfo, LocalList, decide
 from hil import replay
 from hil.csms import CallErrorReply, CsmsThread
+from hil.loop_latency import percentile
 from hil.pki import Pki, server_context
 from hil.simrig import SimRig
 from hil.station import LocalStation
@@ -130,11 +131,6 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
     }
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
 # -- the CSMS's messages ----------------------------------------------------------------
