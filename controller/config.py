@@ -136,6 +136,7 @@ DRIVERS: dict[str, dict[str, dict[str, Key]]] = {
     # Connector lock with its position switch: closing needs it engaged.
     "lock": {
         "none": {},
+        "sim": {},
         "gpio": {"pin": GPIO_PIN, "feedback_pin": GPIO_PIN, "feedback": Key(str, "no", choices=("no", "nc"))},
     },
     "rfid": {
@@ -238,7 +239,7 @@ class Config:
         return _resolve(self.path.parent, value)
 
     def uses_sim(self) -> bool:
-        devices = [d for e in self.evses for d in (e.pilot, e.contactor, e.meter, e.rcd)]
+        devices = [d for e in self.evses for d in (e.pilot, e.contactor, e.meter, e.rcd, e.lock)]
         return any(d.driver == "sim" for d in devices + ([self.rfid] if self.rfid else []))
 
 

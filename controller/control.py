@@ -83,6 +83,11 @@ class EvseChannel:
         # written by the event loop, read here: whole-object assignments are atomic
         self.permit: tuple[bool, float] = (False, 0.0)
         self.meter: tuple[bool, float | None] = (True, None)
+        self.unlock_request = False  # UnlockConnector: ask the supervisor to release the lock
+        # written here, read by the event loop: the lock as commanded and as its switch reports
+        # it in the last tick, and how many ticks have run (an answer must come from a later one)
+        self.lock_state: tuple[bool, bool] = (False, False)
+        self.ticks = 0
         self.view: EvseView | None = None
         self._applied_pilot: tuple[PilotMode, float] | None = None
         self._applied_contactor: bool | None = None
@@ -124,10 +129,13 @@ class EvseChannel:
                 authorized=authorized,
                 limit_a=limit,
                 lock_engaged=engaged,
+                unlock_requested=self.unlock_request,
                 rcd_test=self.rcd_test,
             ),
         )
         self._hardware_ok = self._apply(out)
+        self.lock_state = (out.lock, engaged)
+        self.ticks += 1
         if self.watchdog is not None and read_ok and self._hardware_ok:
             # Fed only after a tick that read and drove everything: a hung, dead or
             # failing loop stops it and the board drops the contactor in hardware.

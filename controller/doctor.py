@@ -255,7 +255,7 @@ def _run(config: Config, actuate: bool, card_seconds: float) -> list[Check]:
         if evse.contactor.driver == "gpio":
             checks.append(check_contactor(prefix + "contactor", evse.contactor.options, actuate, state))
         for kind in ("lock", "watchdog"):
-            if getattr(evse, kind).driver != "none":
+            if getattr(evse, kind).driver not in ("none", "sim"):
                 checks.append(
                     Check(
                         prefix + kind,
@@ -266,7 +266,7 @@ def _run(config: Config, actuate: bool, card_seconds: float) -> list[Check]:
                 )
         if evse.meter.driver == "modbus":
             checks.append(check_meter(prefix + "meter", evse.meter.options))
-        for kind in ("pilot", "contactor", "rcd", "meter"):
+        for kind in ("pilot", "contactor", "rcd", "meter", "lock"):
             if getattr(evse, kind).driver == "sim":
                 checks.append(Check(prefix + kind, True, "simulated"))
     if config.rfid is not None:

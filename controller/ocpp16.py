@@ -518,7 +518,7 @@ class Ocpp16(Adapter):
         connector = p["connectorId"]
         if not self._known(connector, station=False):
             return Reply({"status": "NotSupported"})
-        return Reply({"status": self.host.unlock(connector)})
+        return Reply({"status": await self.host.unlock(connector)})
 
     async def _get_local_list_version(self, p: dict[str, Any]) -> Reply:
         if not self.keys.flag("LocalAuthListEnabled"):

@@ -903,7 +903,7 @@ class Ocpp201(Adapter):
             return Reply({"status": "UnknownConnector"})
         if self.host.station.evses[evse_id].tx is not None:
             return Reply({"status": "OngoingAuthorizedTransaction"})
-        status = self.host.unlock(evse_id)
+        status = await self.host.unlock(evse_id)
         return Reply({"status": "Unlocked" if status == "Unlocked" else "UnlockFailed"})
 
     async def _data_transfer(self, p: dict[str, Any]) -> Reply:

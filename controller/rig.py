@@ -125,6 +125,10 @@ class Rig:
         kind = _field(request, "kind", str, required=True)
         if kind not in SIM_FAULTS:
             raise RigError(f"bad field 'kind': {kind!r} (one of {', '.join(SIM_FAULTS)})")
+        if kind == "lock_jam" and not sim.lock_fitted:
+            raise RigError(
+                f'evse {sim.evse_id} has no simulated connector lock: add lock = {{ driver = "sim" }}'
+            )
         sim.set_fault(kind, _field(request, "active", bool, True))
         return {}
 
@@ -141,6 +145,8 @@ class Rig:
                 "cp_changed_at": sim.cp_changed_at,
                 "contactor_command": sim.contactor_command,
                 "contactor_commanded_at": sim.contactor_commanded_at,
+                # the simulated connector lock, when fitted: where it physically is
+                "lock_engaged": sim.lock_engaged if sim.lock_fitted else None,
             }
 
     def _changed(self, sim: SimEvse, **ev: Any) -> None:

@@ -106,6 +106,7 @@ class Inputs:
     authorized: bool = False
     limit_a: float = 0.0
     lock_engaged: bool = False  # connector lock feedback (ignored without a lock)
+    unlock_requested: bool = False  # the station asks to release the lock (UnlockConnector)
     rcd_test: RcdTest = RcdTest.NONE
 
 
@@ -158,6 +159,7 @@ class Supervisor:
         self.lock = False
         self._lock_hold_until = float("-inf")
         self._lock_pending_since: float | None = None
+        self._unlocking = False  # an unlock request holds until the EV leaves or energy is authorized
         self._unlocked_samples = 0
         self._energy_run = 0  # consecutive raw samples in the energy band (gaps count as outside)
         self._energy_confirmed_at = float("-inf")
@@ -335,14 +337,24 @@ class Supervisor:
     # -- 4. connector lock ---------------------------------------------------------------
     # Locked while an EV is connected or the contacts may be live (commanded or reported
     # closed, or welded); through E and F it holds for LOCK_HOLD_E_F_S (the EV may still be
-    # there); unlocked in A.
+    # there); unlocked in A. An unlock request (UnlockConnector) releases it with the EV
+    # still connected once nothing is live, and holds until the EV leaves (A) or energy is
+    # authorized again; a request made while energy is authorized is ignored.
 
     def _update_lock(self, now: float, inputs: Inputs) -> None:
         if not self.lock_fitted:
             return
+        if self.cp is CpState.A or inputs.authorized:
+            self._unlocking = False
+        if inputs.unlock_requested and not inputs.authorized:
+            self._unlocking = True
         # Never unlock over live contacts: commanded closed, reported closed, or welded.
         live = self.contactor or inputs.feedback_closed or Fault.CONTACTOR_WELD in self.faults
-        if self.cp in CONNECTED or live:
+        if live:
+            self.lock, self._lock_hold_until = True, now + LOCK_HOLD_E_F_S
+        elif self._unlocking:
+            self.lock, self._lock_hold_until = False, float("-inf")
+        elif self.cp in CONNECTED:
             self.lock, self._lock_hold_until = True, now + LOCK_HOLD_E_F_S
         elif self.cp in (CpState.E, CpState.F):
             self.lock = now < self._lock_hold_until

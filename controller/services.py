@@ -32,6 +32,7 @@ from controller import authorization as auth
 from controller import schedule, security
 from controller.certerrors import CertError
 from controller.lazy import lazy_module
+from controller.safety import LOCK_TIMEOUT_S, PWM_OFF_OPEN_S, Fault
 from controller.station import Reservation
 from controller.storage import Storage, StorageError, parse_timestamp, timestamp
 from controller.transfer import TransferError, download, redact, upload
@@ -48,6 +49,7 @@ FIRMWARE_DIR = "firmware"
 CERTIFICATE_STORE_MAX = 20  # CertificateStoreMaxLength: installed roots plus the client chain
 FIRMWARE_VERIFY_S = 600  # the new firmware must reach the CSMS within this after its restart
 DIAGNOSTICS_DIR = "diagnostics"
+UNLOCK_POLL_S = 0.02  # how often UnlockConnector looks at the lock's state
 Notify = Callable[[str], Awaitable[None]]
 
 
@@ -252,7 +254,9 @@ class Services:
         tx = self.station.evses[evse_id].tx
         return self.csms_ids.get(tx.id) if tx is not None else None
 
-    def unlock(self: Daemon, evse_id: int) -> str:
+    async def unlock(self: Daemon, evse_id: int) -> str:
+        """UnlockConnector in the 1.6 words: a transaction on the EVSE ends first, and the
+        answer is the lock's own feedback."""
         lock = self.evse_config[evse_id].lock
         if lock.driver == "none":
             return "NotSupported"  # a tethered cable: nothing to unlock, the session goes on
@@ -260,8 +264,42 @@ class Services:
         if tx is not None:
             self.station.stop_transaction(self.now(), tx.id, "UnlockCommand")
             self._apply(self.station.drain())
-        # Without a permit the supervisor releases the lock by itself.
-        return "Unlocked"
+        return "Unlocked" if await self.release_lock(evse_id) else "UnlockFailed"
+
+    async def release_lock(self: Daemon, evse_id: int) -> bool:
+        """Ask the supervisor to release the connector lock; true once the lock reports it.
+
+        Only the control loop commands the lock: the request goes to its channel, and the
+        supervisor releases the lock once nothing is live (an EV that goes on drawing after
+        its transaction ended keeps the contactor closed up to PWM_OFF_OPEN_S). False when
+        the contacts are welded, or the lock still reports engaged LOCK_TIMEOUT_S after
+        the release was commanded (jammed)."""
+        channel = self.channels[evse_id]
+        clock = asyncio.get_running_loop().time
+        channel.unlock_request = True
+        try:
+            first = channel.ticks + 1  # a tick in progress may have missed the request
+            deadline = clock() + PWM_OFF_OPEN_S + LOCK_TIMEOUT_S + 1.0
+            released_at: float | None = None
+            while clock() < deadline:
+                await asyncio.sleep(UNLOCK_POLL_S)
+                if channel.ticks <= first:
+                    continue
+                locked, engaged = channel.lock_state
+                if not locked and not engaged:
+                    log.info("EVSE %d: connector unlocked", evse_id, extra={"evse_id": evse_id})
+                    return True
+                view = channel.view
+                if view is not None and Fault.CONTACTOR_WELD in view.faults:
+                    break
+                if not locked:
+                    released_at = clock() if released_at is None else released_at
+                    if clock() - released_at > LOCK_TIMEOUT_S:
+                        break
+            log.warning("EVSE %d: the connector lock did not release", evse_id, extra={"evse_id": evse_id})
+            return False
+        finally:
+            channel.unlock_request = False
 
     def set_availability(self: Daemon, connector: int, operative: bool) -> str:
         status = self.station.set_available(self.now(), connector, operative)

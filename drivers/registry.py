@@ -24,6 +24,7 @@ from drivers.base import (
 from drivers.sim import (
     SimBench,
     SimContactor,
+    SimLock,
     SimMeter,
     SimPilot,
     SimResidualCurrent,
@@ -67,6 +68,7 @@ SIMULATED: dict[str, Callable[[Any, SimBench], Any]] = {
     "contactor": lambda sim, bench: SimContactor(sim),
     "rcd": lambda sim, bench: SimResidualCurrent(sim),
     "meter": lambda sim, bench: SimMeter(sim, bench),
+    "lock": lambda sim, bench: SimLock(sim),
 }
 
 

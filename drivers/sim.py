@@ -32,7 +32,15 @@ log = logging.getLogger(__name__)
 LINE_VOLTAGE_V = 230.0
 # The contract's faults, plus pilot_hang: the pilot ADC read never returns (an I2C bus
 # hang), which stalls that EVSE's control loop.
-SIM_FAULTS = ("contactor_weld", "contactor_stuck", "rcd", "meter_offline", "diode", "pilot_hang")
+SIM_FAULTS = (
+    "contactor_weld",
+    "contactor_stuck",
+    "rcd",
+    "meter_offline",
+    "diode",
+    "lock_jam",
+    "pilot_hang",
+)
 STATE_VOLTS = {
     CpState.A: 12.0,
     CpState.B: 9.0,
@@ -84,6 +92,11 @@ class SimEvse:
     cp_changed_at: float = 0.0
     contactor_command: bool = False
     contactor_commanded_at: float = 0.0
+    # The connector lock, when the EVSE has lock = { driver = "sim" }: it follows its
+    # command unless jammed, and a freed lock moves to the position last commanded.
+    lock_fitted: bool = False
+    lock_command: bool = False
+    lock_engaged: bool = False
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -145,6 +158,8 @@ class SimEvse:
                 self.faults.discard(kind)
             if kind == "contactor_stuck" and active:
                 self.contactor_closed = False
+            if kind == "lock_jam" and not active:
+                self.lock_engaged = self.lock_command
 
     # the EVSE side, driven by the controller -----------------------------------------
 
@@ -166,6 +181,12 @@ class SimEvse:
                 self.contactor_closed = "contactor_stuck" not in self.faults
             elif "contactor_weld" not in self.faults:
                 self.contactor_closed = False
+
+    def drive_lock(self, locked: bool) -> None:
+        with self.lock:
+            self.lock_command = locked
+            if "lock_jam" not in self.faults:
+                self.lock_engaged = locked
 
     def meter_reading(self) -> MeterReading:
         with self.lock:
@@ -226,6 +247,7 @@ class SimBench:
                         "ev": vars(evse.ev).copy(),
                         # observed by tests after exit; never loaded: a coil is unpowered at start
                         "contactor_closed": evse.contactor_closed,
+                        "lock_engaged": evse.lock_engaged,
                         "pilot": evse.pilot_mode.value,
                     }
             tmp = self.state_file.with_suffix(".tmp")
@@ -274,6 +296,21 @@ class SimContactor:
 
     def close(self) -> None:
         self.evse.drive_contactor(False)
+
+
+class SimLock:
+    def __init__(self, evse: SimEvse) -> None:
+        self.evse = evse
+        evse.lock_fitted = True
+
+    def command(self, locked: bool) -> None:
+        self.evse.drive_lock(locked)
+
+    def engaged(self) -> bool:
+        return self.evse.lock_engaged
+
+    def close(self) -> None:
+        self.evse.drive_lock(False)
 
 
 class SimResidualCurrent:

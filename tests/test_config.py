@@ -298,6 +298,17 @@ def test_sim_rfid_reader_alone_needs_the_sim_table(check: Check) -> None:
     assert_problem(check(config(evses=[real], sim=DROP, rfid={"driver": "sim"})), "sim.socket: missing")
 
 
+def test_simulated_connector_lock_is_valid_and_needs_the_sim_table(check: Check) -> None:
+    real = evse(
+        pilot={"driver": "pi"},
+        contactor={"driver": "gpio", "pin": 17},
+        meter={"driver": "modbus", "model": "sdm630", "port": "/dev/ttyUSB0"},
+    )
+    assert check(config(evses=[evse(lock={"driver": "sim"})])) == (0, [])
+    result = check(config(evses=[_apply(real, {"lock": {"driver": "sim"}})], sim=DROP))
+    assert_problem(result, "sim.socket: missing")
+
+
 def test_modbus_meter_needs_a_port_or_a_host(check: Check) -> None:
     result = check(config(evses=[evse(meter={"driver": "modbus", "model": "sdm630"})]))
     assert_problem(result, "evse 1: meter:", "port", "host")

@@ -9,8 +9,6 @@ message, data transfer) or checks the OCPP-J wire rules (CALLERRORs for bad fram
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +20,7 @@ from hil.csms import CallErrorReply, CsmsThread, Entry, describe
 from hil.simrig import SimRig
 
 # The fixtures `bench` and `csms` come from tests/conftest.py (tests.ocpp_harness).
-from tests.ocpp_harness import ROOT, TOKEN, Bench, eventually, make_bench
+from tests.ocpp_harness import TOKEN, Bench, eventually, make_bench
 
 # -- helpers -----------------------------------------------------------------------------
 
@@ -454,48 +452,97 @@ def test_reset_soft_with_transaction(bench: Bench) -> None:
 # -- unlock connector ----------------------------------------------------------------------
 
 
-def test_unlock_connector_no_lock_fitted(bench: Bench) -> None:
+def test_tc_017_2_unlock_connector_no_lock_fitted(bench: Bench) -> None:
+    """TC_017_2_CS (fixed cable): UnlockConnector.conf NotSupported."""
     assert bench.call("UnlockConnector", {"connectorId": 1}) == {"status": "NotSupported"}
     assert bench.call("UnlockConnector", {"connectorId": 2}) == {"status": "NotSupported"}
 
 
-def test_unlock_connector_no_lock_fitted_with_charging_session(bench: Bench) -> None:
+def test_tc_018_2_unlock_connector_no_lock_fitted_with_charging_session(bench: Bench) -> None:
+    """TC_018_2_CS (fixed cable, charging session): NotSupported, and the session goes on."""
     bench.charge()
     mark = bench.mark()
     assert bench.call("UnlockConnector", {"connectorId": 1}) == {"status": "NotSupported"}
-    # Nothing was unlocked (a fixed cable): the session the CSMS was told about goes on.
     quiet_for(bench, "StopTransaction", mark, 1.0)
     assert bench.sim().status(1)["contactor_closed"]
 
 
-def _sim_lock_problem(tmp_path: Path, csms: CsmsThread) -> str | None:
-    """Why a config with lock = { driver = "sim" } is refused, or None when it is valid."""
-    probe = make_bench(tmp_path, csms, lock="sim")
-    result = subprocess.run(
-        [sys.executable, "-m", "controller", "config", "check", str(probe.config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return None if result.returncode == 0 else (result.stdout + result.stderr).strip()
+def lock_engaged(bench: Bench) -> bool:
+    """Where the simulated connector lock physically is."""
+    engaged = bench.sim().timing(1)["lock_engaged"]
+    assert isinstance(engaged, bool), "no simulated lock on EVSE 1"
+    return engaged
 
 
-def test_unlock_connector_with_charging_session(tmp_path: Path, csms: CsmsThread, benches: Any) -> None:
-    problem = _sim_lock_problem(tmp_path, csms)
-    if problem is not None:
-        pytest.skip(f"no simulated connector lock: {problem}")
+def test_tc_017_1_unlock_connector_no_charging_session(
+    tmp_path: Path, csms: CsmsThread, benches: Any
+) -> None:
+    """TC_017_1_CS: EV plugged in (Preparing), no transaction: Unlocked, and the lock really
+    released. "The response PDU SHALL indicate whether the Charge Point was able to unlock
+    its connector." (1.6 section 5.18)"""
+    b = started(tmp_path, csms, lock="sim")
+    benches.append(b)
+    mark = b.mark()
+    b.sim().plug(1)
+    b.status(1, "Preparing", after=mark)
+    eventually(lambda: lock_engaged(b), what="the lock engages with the EV connected")
+    assert b.call("UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
+    assert not lock_engaged(b)
+    time.sleep(0.5)
+    assert not lock_engaged(b), "the lock engaged again with the EV still connected"
+    assert b.sim().status(1)["connector_status"] == "Preparing"
+    # The EV leaves and the next one is locked in as before.
+    b.sim().unplug(1)
+    b.status(1, "Available", after=mark)
+    b.sim().plug(1)
+    eventually(lambda: lock_engaged(b), what="the lock engages for the next EV")
+    # No EV at all: nothing holds the lock.
+    b.sim().unplug(1)
+    assert b.call("UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
+
+
+def test_tc_018_1_unlock_connector_with_charging_session(
+    tmp_path: Path, csms: CsmsThread, benches: Any
+) -> None:
+    """TC_018_1_CS: "If there was a transaction in progress on the specific connector, then
+    Charge Point SHALL finish the transaction first": StopTransaction with reason
+    UnlockCommand, then Unlocked once the contactor opened and the lock released (the
+    simulated EV keeps requesting: the contactor opens after the 6 s PWM-off grace)."""
     b = started(tmp_path, csms, lock="sim")
     benches.append(b)
     start = b.charge()
     tx_id = last_csms_tx(b)
+    assert lock_engaged(b)
     mark = b.mark()
-    assert b.call("UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
+    assert b.call("UnlockConnector", {"connectorId": 1}, timeout=30) == {"status": "Unlocked"}
+    assert not lock_engaged(b)
+    assert not b.sim().status(1)["contactor_closed"]
     stop = b.wait("StopTransaction", after=mark)
     assert stop["transactionId"] == tx_id
     assert stop["reason"] == "UnlockCommand"
     assert stop["meterStop"] >= start["meterStart"]
+    b.status(1, "Finishing", after=mark)
     b.sim().wait_until(lambda s: not s["pwm"] and s["offered_a"] == 0, timeout=15)
+
+
+def test_unlock_connector_jammed_lock_fails(tmp_path: Path, csms: CsmsThread, benches: Any) -> None:
+    """A lock that does not move: UnlockFailed, the answer coming from its feedback. Freed,
+    it follows the release the supervisor still commands, and a new request succeeds."""
+    b = started(tmp_path, csms, lock="sim")
+    benches.append(b)
+    b.sim().plug(1)
+    eventually(lambda: lock_engaged(b), what="the lock engages with the EV connected")
+    b.sim().fault("lock_jam")
+    assert b.call("UnlockConnector", {"connectorId": 1}) == {"status": "UnlockFailed"}
+    assert lock_engaged(b)
+    b.sim().fault("lock_jam", active=False)
+    assert b.call("UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
+    assert not lock_engaged(b)
+
+
+def test_rig_refuses_lock_jam_without_a_simulated_lock(bench: Bench) -> None:
+    reply = bench.sim().send_line(b'{"cmd": "fault", "evse": 1, "kind": "lock_jam"}')
+    assert not reply["ok"] and "no simulated connector lock" in reply["error"]
 
 
 # -- change availability -------------------------------------------------------------------

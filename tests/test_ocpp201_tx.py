@@ -907,6 +907,8 @@ def test_c_local_pre_authorize_from_local_list(bench201: Bench) -> None:
 
 
 def test_f05_unlock_connector_no_lock_fitted(bench201: Bench) -> None:
+    """TC_F_10_CS / F05.FR.03: an unknown EVSE or connector is UnknownConnector. Without a
+    lock (a fixed cable) there is nothing to unlock: UnlockFailed (2.0.1 has no NotSupported)."""
     reply = bench201.call("UnlockConnector", {"evseId": 1, "connectorId": 1})
     assert reply["status"] == "UnlockFailed"
     assert bench201.call("UnlockConnector", {"evseId": 9, "connectorId": 1})["status"] == "UnknownConnector"
@@ -914,19 +916,68 @@ def test_f05_unlock_connector_no_lock_fitted(bench201: Bench) -> None:
     assert check_events(bench201) == {}
 
 
-def test_f05_unlock_connector_during_transaction(bench201: Bench) -> None:
-    tx_id = start_session(bench201)["transactionInfo"]["transactionId"]
-    mark = bench201.mark()
-    reply = bench201.call("UnlockConnector", {"evseId": 1, "connectorId": 1})
+@pytest.fixture
+def locked201(tmp_path: Any, csms201: Any) -> Any:
+    """A 2.0.1 station whose EVSE 1 has a simulated connector lock."""
+    running = ocpp_harness.make_bench(tmp_path, csms201, version="2.0.1", lock="sim")
+    running.start()
+    yield running
+    if running.proc is not None and running.proc.poll() is None:
+        running.kill()
+
+
+def lock_engaged(bench: Bench) -> bool:
+    """Where the simulated connector lock physically is."""
+    engaged = bench.sim().timing(1)["lock_engaged"]
+    assert isinstance(engaged, bool), "no simulated lock on EVSE 1"
+    return engaged
+
+
+def test_tc_f_05_unlock_connector_during_transaction(locked201: Bench) -> None:
+    """TC_F_05_CS / F05.FR.02: during an authorized transaction the answer is
+    OngoingAuthorizedTransaction, and the lock stays engaged."""
+    tx_id = start_session(locked201)["transactionInfo"]["transactionId"]
+    mark = locked201.mark()
+    reply = locked201.call("UnlockConnector", {"evseId": 1, "connectorId": 1})
     assert reply["status"] == "OngoingAuthorizedTransaction"
     # The session goes on.
-    no_call(bench201, "TransactionEvent", mark, 1.0, lambda p: p["eventType"] == "Ended")
-    status = bench201.sim().status(1)
+    no_call(locked201, "TransactionEvent", mark, 1.0, lambda p: p["eventType"] == "Ended")
+    status = locked201.sim().status(1)
     assert status["contactor_closed"] and status["transaction_id"] == tx_id
-    mark = bench201.mark()
-    bench201.sim().unplug(1)
-    assert reasons(bench201.event("Ended", after=mark)) == ("EVCommunicationLost", "EVDisconnected")
-    only_transaction(bench201)
+    assert lock_engaged(locked201)
+    mark = locked201.mark()
+    locked201.sim().unplug(1)
+    assert reasons(locked201.event("Ended", after=mark)) == ("EVCommunicationLost", "EVDisconnected")
+    only_transaction(locked201)
+
+
+def test_tc_f_06_unlock_connector_ev_connected_without_transaction(locked201: Bench) -> None:
+    """TC_F_06_CS: cable plugged in, no authorized transaction: Unlocked, and only once the
+    lock reports released."""
+    mark = locked201.mark()
+    locked201.sim().plug(1)
+    locked201.status201(1, "Occupied", after=mark)
+    eventually(lambda: lock_engaged(locked201), what="the lock engages with the EV connected")
+    assert locked201.call("UnlockConnector", {"evseId": 1, "connectorId": 1}) == {"status": "Unlocked"}
+    assert not lock_engaged(locked201)
+    time.sleep(0.5)
+    assert not lock_engaged(locked201), "the lock engaged again with the EV still connected"
+
+
+def test_tc_f_07_unlock_connector_no_cable_connected(locked201: Bench) -> None:
+    """TC_F_07_CS: no cable connected: Unlocked."""
+    assert locked201.call("UnlockConnector", {"evseId": 1, "connectorId": 1}) == {"status": "Unlocked"}
+    assert not lock_engaged(locked201)
+
+
+def test_f05_unlock_connector_jammed_lock_fails(locked201: Bench) -> None:
+    """The answer comes from the lock's feedback: a jammed lock is UnlockFailed."""
+    locked201.sim().plug(1)
+    eventually(lambda: lock_engaged(locked201), what="the lock engages with the EV connected")
+    locked201.sim().fault("lock_jam")
+    reply = locked201.call("UnlockConnector", {"evseId": 1, "connectorId": 1})
+    assert reply == {"status": "UnlockFailed"}
+    assert lock_engaged(locked201)
 
 
 # -- C01, C11: authorization and the cache -------------------------------------------------------

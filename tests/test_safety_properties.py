@@ -69,6 +69,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.sup = Supervisor(max_current_a=max_current, ventilation=ventilation, lock_fitted=lock_fitted)
         self.lock_works = True
         self.locked = False
+        self.unlock = False
         self.rcd_test = RcdTest.NONE
         self.now = 0.0
         # the physical world
@@ -123,6 +124,10 @@ class SupervisorMachine(RuleBasedStateMachine):
     @rule(works=st.booleans())
     def connector_lock(self, works: bool) -> None:
         self.lock_works = works
+
+    @rule(requested=st.booleans())
+    def unlock_request(self, requested: bool) -> None:
+        self.unlock = requested
 
     @rule(state=st.sampled_from(list(RcdTest)))
     def rcd_self_test(self, state: RcdTest) -> None:
@@ -196,6 +201,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             authorized=self.authorized,
             limit_a=self.limit,
             lock_engaged=self.locked,
+            unlock_requested=self.unlock,
             rcd_test=self.rcd_test,
         )
         previous = self.last
@@ -233,6 +239,10 @@ class SupervisorMachine(RuleBasedStateMachine):
             assert inp.rcd_test in (RcdTest.NONE, RcdTest.PASSED), "closed before the RCD self-test passed"
         if out.contactor and self.sup.lock_fitted:
             assert out.lock, "unlock commanded with the contactor closed"
+        # P1b: never unlocked over live contacts (reported closed or welded), an unlock
+        # request (UnlockConnector) included.
+        if self.sup.lock_fitted and (inp.feedback_closed or Fault.CONTACTOR_WELD in out.faults):
+            assert out.lock, "unlock commanded over live contacts"
         if out.contactor:
             since = self.now - self.last_pair_in_band
             assert since <= OPEN_BUDGET_S + EPS, f"closed {since * 1000:.0f} ms without two raw C samples"

@@ -39,6 +39,7 @@ class World:
         self.lock_works = True
         self.locked = False
         self.rcd_test = RcdTest.NONE
+        self.unlock = False
         self.out: Output | None = None
         self.pilots: list[tuple[float, PilotMode, float]] = []
 
@@ -62,6 +63,7 @@ class World:
                 authorized=self.authorized,
                 limit_a=self.limit,
                 lock_engaged=self.locked,
+                unlock_requested=self.unlock,
                 rcd_test=self.rcd_test,
             ),
         )
@@ -185,7 +187,8 @@ def test_pwm_removed_and_ev_stays_in_c_opens_after_6_s() -> None:
     world.limit = 0.0  # the station withdraws the offer; the EV ignores it
     assert world.until("out.pilot is PilotMode.STEADY") <= 2 * PERIOD
     waited = world.until("not out.contactor")
-    assert PWM_OFF_OPEN_S - PERIOD <= waited <= PWM_OFF_OPEN_S + 2 * PERIOD
+    # the opening, its feedback, then the release: a step each
+    assert PWM_OFF_OPEN_S <= waited <= PWM_OFF_OPEN_S + 4 * PERIOD
 
 
 def test_limit_below_6_a_offers_nothing_and_resumes_when_it_rises() -> None:
@@ -355,3 +358,81 @@ def test_a_lock_that_opens_under_load_opens_the_contactor_within_two_samples() -
     world.lock_works = False
     # the switch reports open one step after the jam in this model, then two samples
     assert world.until("not out.contactor") <= 3 * PERIOD + 1e-9
+
+
+# -- UnlockConnector: the supervisor releases the lock, never over live contacts ----------------
+
+
+def test_an_unlock_request_releases_the_lock_of_a_connected_ev_without_energy() -> None:
+    """1.6 TC_017_1 / 2.0.1 TC_F_06: EV plugged in (B), no transaction: the lock releases."""
+    world = World(lock_fitted=True)
+    world.authorized = False
+    world.ev = CpState.B
+    world.run(0.5)
+    assert world.locked
+    world.unlock = True
+    assert world.until("not out.lock", limit_s=1.0) <= 2 * PERIOD
+    world.unlock = False  # the request is answered; the release holds while the EV stays
+    world.run(3.0)
+    assert not world.out.lock and not world.out.faults  # type: ignore[union-attr]
+
+
+def test_an_unlock_request_waits_for_the_contactor_to_open() -> None:
+    """IEC 61851-1: the lock stays engaged while energy may flow. The transaction ended (no
+    permit) but the EV stays in C: the contactor opens after the PWM_OFF_OPEN_S grace, and
+    only then does the lock release."""
+    world = World(lock_fitted=True).charging()
+    world.authorized = False
+    world.unlock = True
+    waited = world.until("not out.lock", limit_s=PWM_OFF_OPEN_S + 1.0)
+    # the opening, its feedback, then the release: a step each
+    assert PWM_OFF_OPEN_S <= waited <= PWM_OFF_OPEN_S + 4 * PERIOD
+    assert not world.closed
+
+
+def test_an_unlock_request_never_releases_over_welded_contacts() -> None:
+    world = World(lock_fitted=True).charging()
+    world.weld = True
+    world.authorized = False
+    world.ev = CpState.B
+    world.unlock = True
+    world.run(8.0)
+    assert world.closed and world.out is not None
+    assert Fault.CONTACTOR_WELD in world.out.faults and world.out.lock
+
+
+def test_an_unlock_request_is_ignored_while_energy_is_authorized() -> None:
+    """2.0.1 F05.FR.02: no unlocking during an authorized transaction."""
+    world = World(lock_fitted=True).charging()
+    world.unlock = True
+    out = world.run(3.0)
+    assert out.contactor and out.lock and world.locked
+
+
+def test_a_released_lock_engages_again_before_a_new_session_closes() -> None:
+    world = World(lock_fitted=True)
+    world.authorized = False
+    world.ev = CpState.C
+    world.run(0.5)
+    world.unlock = True
+    world.until("not out.lock", limit_s=1.0)
+    world.unlock = False
+    world.run(1.0)
+    assert not world.locked
+    world.authorized = True  # a new session on the same EV: lock first, then close
+    world.until("out.contactor", limit_s=3.0)
+    assert world.locked
+
+
+def test_an_unlock_request_ends_when_the_ev_leaves() -> None:
+    world = World(lock_fitted=True)
+    world.authorized = False
+    world.ev = CpState.B
+    world.run(0.5)
+    world.unlock = True
+    world.until("not out.lock", limit_s=1.0)
+    world.unlock = False
+    world.ev = CpState.A
+    world.run(0.5)
+    world.ev = CpState.B  # the next EV is locked in as before
+    assert world.until("out.lock", limit_s=1.0) <= 3 * PERIOD
