@@ -9,6 +9,7 @@ Relative paths in the file are taken relative to the file's own directory.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
 import tomllib
@@ -22,6 +23,39 @@ EX_CONFIG = 78
 DEFAULT_PATH = Path("/etc/evse/evse.toml")
 REQUIRED = object()
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
+
+
+# The Python packages real drivers import: import name -> what to install. pyproject.toml
+# requires the same: pymodbus and pyserial always, gpiozero and smbus2 (Pi only) in the
+# [pi] extra. A configured driver whose package is missing is a config error naming it.
+PACKAGES = {
+    "pymodbus": "pymodbus>=3.10,<3.12",
+    "serial": "pyserial>=3.5",
+    "gpiozero": "gpiozero>=2.0",
+    "smbus2": "smbus2>=0.4",
+}
+DRIVER_PACKAGES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("pilot", "pi"): ("smbus2",),  # and gpiozero with pwm = "gpiozero"
+    ("contactor", "gpio"): ("gpiozero",),
+    ("rcd", "gpio"): ("gpiozero",),
+    ("watchdog", "gpio"): ("gpiozero",),
+    ("lock", "gpio"): ("gpiozero",),
+    ("meter", "modbus"): ("pymodbus",),
+    ("rfid", "rdm6300"): ("serial",),
+    ("rfid", "pn532"): ("serial",),
+}
+
+
+def missing_package(module: str) -> str | None:
+    """What to install when ``module`` (a key of PACKAGES) cannot be found; None when it can."""
+    try:
+        if importlib.util.find_spec(module) is not None:
+            return None
+    except (ImportError, ValueError):
+        pass
+    requirement = PACKAGES[module]
+    name = re.split(r"[<>=!~\[;, ]", requirement, maxsplit=1)[0]
+    return f"needs the Python package {name}: pip install '{requirement}'"
 
 
 class ConfigError(Exception):
@@ -345,6 +379,12 @@ class _Validator:
         schema: dict[str, Any] = {"driver": Key(str), **drivers[driver]}
         options = self.table(f"{prefix}{kind}.", schema, data)
         options.pop("driver", None)
+        needs = [(f"{kind}.driver", driver, m) for m in DRIVER_PACKAGES.get((kind, driver), ())]
+        if kind == "pilot" and options.get("pwm") == "gpiozero":
+            needs.append(("pilot.pwm", "gpiozero", "gpiozero"))
+        for where, value, module in needs:
+            if message := missing_package(module):
+                self.error(f"{prefix}{where}", f'"{value}" {message}')
         return Device(driver, options)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.config import Config, Device, EvseConfig
+from controller.config import PACKAGES, Config, Device, EvseConfig, missing_package
 from drivers.base import (
     ContactorDriver,
     DriverError,
@@ -44,11 +44,22 @@ class EvseDrivers:
     lock: LockDriver | None = None
 
 
+def _import(module: str) -> Any:
+    """Import a driver module; a library it needs that is missing or broken is a DriverError
+    that names the package (the config check reports a missing one before this)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = (exc.name or "").partition(".")[0]
+        hint = missing_package(top) if top in PACKAGES else None
+        raise DriverError(hint or f"cannot import {module}: {exc}") from exc
+
+
 def _lazy(module: str, factory: str) -> Callable[[dict[str, Any]], Any]:
     """A factory imported on first use: a simulated station never imports Pi libraries."""
 
     def build(options: dict[str, Any]) -> Any:
-        return getattr(importlib.import_module(module), factory)(options)
+        return getattr(_import(module), factory)(options)
 
     return build
 
@@ -121,9 +132,8 @@ def build_rfid(config: Config, bench: SimBench | None) -> RfidDriver | None:
     if config.rfid.driver == "sim":
         assert bench is not None
         return SimRfid(bench)
-    from drivers.rfid_serial import build_rfid as build_serial
-
     try:
-        return build_serial(config.rfid.driver, config.rfid.options)
+        build_serial = _import("drivers.rfid_serial").build_rfid
+        return build_serial(config.rfid.driver, config.rfid.options)  # type: ignore[no-any-return]
     except DriverError as exc:
         raise DriverError(f"rfid: {exc}") from exc
