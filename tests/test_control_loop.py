@@ -12,7 +12,7 @@ from controller.control import RECHECK_S, REST_HZ, ControlLoop, EvseChannel
 from controller.pilot import CpState, PilotMode
 from controller.safety import Fault, Supervisor
 from controller.station import EvseView
-from drivers.sim import SimBench, SimContactor, SimEvse, SimPilot, SimResidualCurrent
+from drivers.sim import SimBench, SimContactor, SimEvse, SimLock, SimPilot, SimResidualCurrent
 
 
 class FlakyPilot(SimPilot):
@@ -372,3 +372,34 @@ def test_a_safe_exit_keeps_a_welded_contactor_locked(tmp_path: Path) -> None:
     sim.set_fault("contactor_weld", True)
     loop.stop()  # the welded contacts stay closed: the connector must not unlock
     assert sim.contactor_closed and lock.locked
+
+
+def test_an_unlock_request_reaches_the_simulated_lock_and_its_feedback_comes_back(tmp_path: Path) -> None:
+    """UnlockConnector's path through the control thread: the request goes in through the
+    channel, the supervisor releases the lock (EV connected, no permit), and ``lock_state``
+    reports the feedback; a jammed lock reports engaged although released (lock_jam)."""
+    sim = sim_evse(tmp_path)
+    sup = Supervisor(max_current_a=32, lock_fitted=True)
+    channel = EvseChannel(1, sup, SimPilot(sim), SimContactor(sim), None, None, SimLock(sim))
+    loop = ControlLoop([channel], 100, lambda _id, _view: None)
+    loop.start()
+    try:
+        sim.set_ev(plugged=True)
+        wait(lambda: channel.lock_state == (True, True))
+        sim.set_fault("lock_jam", True)
+        channel.unlock_request = True
+        wait(lambda: channel.lock_state == (False, True))
+        time.sleep(0.1)
+        assert sim.lock_engaged and channel.lock_state == (False, True)
+        sim.set_fault("lock_jam", False)  # freed, it moves to the position last commanded
+        wait(lambda: channel.lock_state == (False, False))
+        channel.unlock_request = False
+        time.sleep(0.1)
+        assert not sim.lock_engaged  # released until the EV leaves
+        sim.set_ev(plugged=False)
+        wait(lambda: channel.view is not None and channel.view.cp is CpState.A)
+        sim.set_ev(plugged=True)  # the next EV is locked in as before
+        wait(lambda: channel.lock_state == (True, True))
+    finally:
+        loop.stop()
+    assert not sim.lock_engaged  # a safe exit unlocks open contacts
