@@ -70,6 +70,8 @@ install:
 	  | xargs -r sed -i 's|$(DESTDIR)$(OPT)|$(OPT)|g',)
 	install -m 0644 README.md $(DESTDIR)$(OPT)/README.md
 	install -D -m 0644 docs/firmware-ab.md $(DESTDIR)$(OPT)/docs/firmware-ab.md
+	install -D -m 0644 docs/conformance.md $(DESTDIR)$(OPT)/docs/conformance.md
+	install -D -m 0644 docs/interop.md $(DESTDIR)$(OPT)/docs/interop.md
 	install -d -m 0755 $(DESTDIR)/etc
 	install -D -m 0644 systemd/evse.sysusers $(SYSUSERS)
 	systemd-sysusers $(ROOT) $(SYSUSERS)
