@@ -94,7 +94,9 @@ class IdTagInfo:
 class LocalList:
     """The Local Authorization List the CSMS manages with SendLocalList.
 
-    ``version`` is what GetLocalListVersion reports (0: empty or never sent).
+    ``version`` is what GetLocalListVersion reports: 0 whenever the list is empty, also
+    after an update that emptied it (1.6 section 5.10: "A version number of 0 (zero) SHALL
+    be used to indicate that the local authorization list is empty").
     ``max_length`` is LocalAuthListMaxLength, ``send_max`` SendLocalListMaxLength.
     """
 
@@ -159,7 +161,7 @@ class LocalList:
                     self.entries.pop(normalize_id(id_tag), None)
                 else:
                     self.entries[normalize_id(id_tag)] = share(info)
-        self.version = version
+        self.version = version if self.entries else 0
         return UPDATE_ACCEPTED
 
 
@@ -500,9 +502,9 @@ def load_local_list(storage: Storage) -> LocalList:
     rows = _read(storage, what, "SELECT id_tag, status, expiry, parent FROM local_list")
     versions = _read(storage, what, "SELECT value FROM settings WHERE key = ?", (LOCAL_LIST_VERSION_KEY,))
     try:
-        version = int(versions[0][0]) if versions else 0
         share = sharing()
         entries = {normalize_id(row[0]): share(_info(*row[1:])) for row in rows}
+        version = int(versions[0][0]) if versions and entries else 0
     except ValueError as exc:
         # Refuse rather than skip: a dropped Blocked entry would turn into an unknown id.
         raise StorageError(f"{what} in {storage.path} is corrupt: {exc}", retry=False) from exc

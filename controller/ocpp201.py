@@ -806,6 +806,9 @@ class Ocpp201(Adapter):
         return Reply({"status": "Accepted"})
 
     async def _get_local_list_version(self, p: dict[str, Any]) -> Reply:
+        # D02.FR.03: 0 while the local list is disabled; D02.FR.02: 0 when none was sent.
+        if not self._flag("LocalAuthListCtrlr", "Enabled"):
+            return Reply({"versionNumber": 0})
         return Reply({"versionNumber": self.host.local_list.version})
 
     async def _send_local_list(self, p: dict[str, Any]) -> Reply:

@@ -112,6 +112,25 @@ def test_full_update_may_lower_the_version_and_empty_the_list() -> None:
     assert (local.version, len(local)) == (0, 0)
 
 
+def test_empty_list_is_version_0_after_a_full_update_without_entries() -> None:
+    """1.6 section 5.10: "A version number of 0 (zero) SHALL be used to indicate that the
+    local authorization list is empty" (also 2.0.1 D01.FR.18: 0 = no list installed)."""
+    local = LocalList()
+    local.apply("Full", 5, [("A", OK)])
+    assert local.apply("Full", 7, []) == "Accepted"
+    assert (local.version, len(local)) == (0, 0)
+    # What was reported is what counts: a Differential with any positive version follows.
+    assert local.apply("Differential", 1, [("B", OK)]) == "Accepted"
+    assert (local.version, local.entries) == (1, {"B": OK})
+
+
+def test_differential_update_that_empties_the_list_makes_it_version_0() -> None:
+    local = LocalList()
+    local.apply("Full", 3, [("A", OK)])
+    assert local.apply("Differential", 4, [("A", None)]) == "Accepted"
+    assert (local.version, len(local)) == (0, 0)
+
+
 def test_differential_update_adds_replaces_and_deletes() -> None:
     local = LocalList()
     local.apply("Full", 1, [("A", OK), ("B", OK), ("C", OK)])
@@ -560,7 +579,8 @@ def test_201_statuses_are_stored_and_loaded(storage: Storage) -> None:
 def test_full_save_replaces_the_table(storage: Storage) -> None:
     save_local_list(storage, "Full", 4, [("A", OK), ("B", OK)])
     save_local_list(storage, "Full", 1, [])
-    assert load_local_list(storage) == LocalList(version=1)
+    # An empty list is version 0 (1.6 section 5.10), also after a restart.
+    assert load_local_list(storage) == LocalList(version=0)
 
 
 def test_refused_save_changes_nothing(storage: Storage) -> None:

@@ -1093,8 +1093,17 @@ def test_d01_d02_send_local_list_full_and_differential(bench201: Bench) -> None:
     assert send_local_list(bench201, 2, "Differential", [local_entry(UNKNOWN)]) == "VersionMismatch"
     assert list_version(bench201) == 2
     assert send_local_list(bench201, 5, "Full", []) == "Accepted"
-    assert list_version(bench201) == 5
+    assert list_version(bench201) == 0  # empty: no list installed (D01.FR.18), as 1.6 section 5.10
     assert check_events(bench201) == {}
+
+
+def test_d02_fr_03_get_local_list_version_0_while_disabled(bench201: Bench) -> None:
+    """D02.FR.03: with LocalAuthListCtrlr.Enabled false the version reported is 0."""
+    assert send_local_list(bench201, 3, "Full", [local_entry(TOKEN)]) == "Accepted"
+    set_variables(bench201, ("LocalAuthListCtrlr", "Enabled", "false"))
+    assert list_version(bench201) == 0
+    set_variables(bench201, ("LocalAuthListCtrlr", "Enabled", "true"))
+    assert list_version(bench201) == 3
 
 
 def test_e04_offline_start_from_local_list_events_delivered_after_reconnect(bench201: Bench) -> None:
