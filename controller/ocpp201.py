@@ -814,6 +814,10 @@ class Ocpp201(Adapter):
     async def _send_local_list(self, p: dict[str, Any]) -> Reply:
         if not self._flag("LocalAuthListCtrlr", "Enabled"):
             return Reply({"status": "Failed"})
+        if p["versionNumber"] <= 0:
+            # D01.FR.18: versionNumber SHALL be greater than 0 (0 means "no list installed").
+            log.warning("SendLocalList refused: versionNumber %s is not greater than 0", p["versionNumber"])
+            return Reply({"status": "Failed"})
         try:
             entries = auth.entries_from_ocpp201(p.get("localAuthorizationList", []))
         except ValueError as exc:

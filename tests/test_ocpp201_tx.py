@@ -1097,6 +1097,18 @@ def test_d01_d02_send_local_list_full_and_differential(bench201: Bench) -> None:
     assert check_events(bench201) == {}
 
 
+def test_d01_fr_18_send_local_list_version_0_is_failed(bench201: Bench) -> None:
+    """D01.FR.18: "versionNumber in a SendLocalListRequest SHALL be greater than 0. In
+    GetLocalListVersionResponse the versionNumber = 0 has a special meaning: No Local List
+    installed. So the value 0 should never be used." """
+    assert send_local_list(bench201, 0, "Full", [local_entry(TOKEN)]) == "Failed"
+    assert send_local_list(bench201, 0, "Differential", [local_entry(TOKEN)]) == "Failed"
+    assert list_version(bench201) == 0
+    assert bench201.db("SELECT count(*) FROM local_list") == [(0,)]
+    assert send_local_list(bench201, 1, "Full", [local_entry(TOKEN)]) == "Accepted"
+    assert list_version(bench201) == 1
+
+
 def test_d02_fr_03_get_local_list_version_0_while_disabled(bench201: Bench) -> None:
     """D02.FR.03: with LocalAuthListCtrlr.Enabled false the version reported is 0."""
     assert send_local_list(bench201, 3, "Full", [local_entry(TOKEN)]) == "Accepted"
