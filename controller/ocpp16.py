@@ -493,7 +493,7 @@ class Ocpp16(Adapter):
 
             async def authorize_then_start() -> None:
                 info = await self.host.authorize_token(token)
-                if info is not None and info.effective(self.host.now()) == "Accepted":
+                if info is not None and info.status == "Accepted":
                     self.host.remote_start(connector, token, info.parent, profile)
                 else:
                     log.warning("RemoteStartTransaction for %s: the id tag is not authorized", token)

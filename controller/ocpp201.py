@@ -868,7 +868,7 @@ class Ocpp201(Adapter):
 
             async def authorize_then_start() -> None:
                 info = await self.host.authorize_token(token)
-                if info is not None and info.effective(self.host.now()) == "Accepted":
+                if info is not None and info.status == "Accepted":
                     self.host.remote_start(target.id, token, info.parent, profile)
                 else:
                     self.tx.remote_starts.pop(target.id, None)

@@ -172,9 +172,11 @@ class Services:
         return auth.IdTagInfo("Invalid")
 
     async def _authorize_presented(self: Daemon, token: str) -> None:
+        # The status decides: an expiry date in the CSMS's answer only says when the
+        # cache entry lapses (a local entry comes with its expiry already applied).
         info = await self.authorize_token(token)
-        accepted = info is not None and info.effective(self.now()) == "Accepted"
-        reason = f"the CSMS says {info.effective(self.now()) if info else 'nothing'}"
+        accepted = info is not None and info.status == "Accepted"
+        reason = f"the CSMS says {info.status if info else 'nothing'}"
         self._apply(
             self.station.token_authorized(self.now(), token, accepted, info.parent if info else None, reason)
         )
@@ -190,7 +192,7 @@ class Services:
         """The CSMS's verdict on a transaction's id tag (StartTransaction answer)."""
         if self.ocpp is not None and self.ocpp.auth_settings().auth_cache_enabled and token:
             self.cache_id_tag(token, info)
-        if info.effective(self.now()) != "Accepted" and self.station.deauthorized(self.now(), tx_id):
+        if info.status != "Accepted" and self.station.deauthorized(self.now(), tx_id):
             log.warning("transaction %s: id tag %s is %s; transaction stopped", tx_id, token, info.status)
             self._apply(self.station.drain())
 

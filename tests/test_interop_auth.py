@@ -8,10 +8,25 @@ energy, and the version of an empty local list.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # The fixtures `bench` and `csms` come from tests/conftest.py (tests.ocpp_harness).
 from tests.ocpp_harness import TOKEN, Bench
+
+# -- the status decides, not the expiry date ------------------------------------------------------
+
+
+def test_authorize_accepted_with_expiry_date_now_is_accepted(bench: Bench) -> None:
+    """IdTagInfo.expiryDate is "the date at which idTag should be removed from the
+    Authorization Cache" (1.6 section 7.23): an Accepted answer that expires now still
+    starts the transaction."""
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    expiry = now.isoformat(timespec="seconds").replace("+00:00", "Z")
+    bench.csms.set_reply("Authorize", {"idTagInfo": {"status": "Accepted", "expiryDate": expiry}})
+    start = bench.charge()
+    assert start["idTag"] == TOKEN
+
 
 # -- the local list version ------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -1007,6 +1008,19 @@ def test_c01_authorize_blocked_no_transaction(bench201: Bench) -> None:
     assert not status["contactor_closed"] and not status["pwm"]
     assert status["transaction_id"] is None
     assert check_events(bench201) == {}
+
+
+def test_c01_authorize_accepted_with_cache_expiry_now_is_accepted(bench201: Bench) -> None:
+    """The status decides: cacheExpiryDateTime only says when the cache entry lapses."""
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    expiry = now.isoformat(timespec="seconds").replace("+00:00", "Z")
+    info = {"status": "Accepted", "cacheExpiryDateTime": expiry}
+    bench201.csms.set_reply("Authorize", {"idTokenInfo": info})
+    mark = bench201.mark()
+    plug_and_swipe(bench201)
+    started = bench201.event("Started", after=mark)
+    assert started["idToken"] == id_token()
+    bench201.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
 
 
 def test_c11_clear_authorization_cache(bench201: Bench) -> None:
