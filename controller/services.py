@@ -192,7 +192,11 @@ class Services:
         """The CSMS's verdict on a transaction's id tag (StartTransaction answer)."""
         if self.ocpp is not None and self.ocpp.auth_settings().auth_cache_enabled and token:
             self.cache_id_tag(token, info)
-        if info.status != "Accepted" and self.station.deauthorized(self.now(), tx_id):
+        if info.status == "Accepted":
+            if info.parent is not None:
+                self.station.adopt_parent(tx_id, info.parent)
+            return
+        if self.station.deauthorized(self.now(), tx_id):
             log.warning("transaction %s: id tag %s is %s; transaction stopped", tx_id, token, info.status)
             self._apply(self.station.drain())
 

@@ -383,6 +383,13 @@ class Station:
         if evse.tx is None:
             evse.token, evse.token_parent, evse.token_expires = None, None, None
 
+    def adopt_parent(self, tx_id: str, parent: str) -> None:
+        """The CSMS named the parent id of a running transaction's id tag (1.6
+        StartTransaction.conf); a card with the same parent may now stop it."""
+        for evse in self.evses.values():
+            if evse.tx is not None and evse.tx.id == tx_id:
+                evse.tx.parent = evse.token_parent = parent
+
     def deauthorized(self, now: datetime, tx_id: str) -> bool:
         """The CSMS answered the start with an id tag that is not valid."""
         if not self.stop_on_invalid_id:

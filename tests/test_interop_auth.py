@@ -14,6 +14,35 @@ from typing import Any
 # The fixtures `bench` and `csms` come from tests/conftest.py (tests.ocpp_harness).
 from tests.ocpp_harness import TOKEN, Bench
 
+OTHER = "0A0B0C0D"  # a second card of the same group
+GROUP = "GROUP01"
+
+# -- parent id tag from StartTransaction.conf ---------------------------------------------------
+
+
+def test_parent_id_tag_from_start_transaction_conf_lets_a_group_card_stop(bench: Bench) -> None:
+    """1.6 section 3.5: the parentIdTag may come with StartTransaction.conf (not only with
+    Authorize.conf); another card with the same parent then stops the transaction."""
+
+    def authorize(payload: dict[str, Any]) -> dict[str, Any]:
+        info = {"status": "Accepted"}
+        if payload["idTag"] == OTHER:
+            info["parentIdTag"] = GROUP
+        return {"idTagInfo": info}
+
+    bench.csms.set_reply("Authorize", authorize)
+    bench.csms.set_reply(
+        "StartTransaction",
+        {"transactionId": 4711, "idTagInfo": {"status": "Accepted", "parentIdTag": GROUP}},
+    )
+    bench.charge()
+    mark = bench.mark()
+    bench.sim().swipe(OTHER)
+    stop = bench.wait("StopTransaction", after=mark)
+    assert (stop["transactionId"], stop["reason"], stop["idTag"]) == (4711, "Local", OTHER)
+    bench.status(1, "Finishing", after=mark)
+
+
 # -- the status decides, not the expiry date ------------------------------------------------------
 
 

@@ -94,6 +94,21 @@ def test_deauthorized_only_when_stop_on_invalid_id_is_set() -> None:
     assert station.deauthorized(at(3), start.tx.id)
 
 
+def test_parent_id_from_the_start_answer_lets_a_card_of_the_group_stop_it() -> None:
+    """1.6 section 3.5: the parent id tag may come with StartTransaction.conf; another
+    card with the same parent then stops the transaction."""
+    station = ocpp_station()
+    station.evse_seen(at(1), 1, PLUGGED)
+    start = one(station.token_authorized(at(1), TOKEN, True), TransactionStarted)
+    station.transaction_persisted(at(1), start.tx.id)
+    assert start.tx.parent is None
+    station.adopt_parent(start.tx.id, "GROUP")
+    station.token_authorized(at(5), OTHER_TOKEN, True, parent="GROUP")
+    actions = station.meter_read(at(5), 1, reading(1100.0))
+    stop = one(actions, TransactionStopped)
+    assert (stop.reason, stop.id_tag) == ("Local", OTHER_TOKEN)
+
+
 def test_inoperative_during_a_transaction_is_scheduled_then_unavailable() -> None:
     station = ocpp_station()
     station.remote_start(at(1), 1, TOKEN)
