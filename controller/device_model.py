@@ -194,6 +194,7 @@ def _controllers(station: StationInfo, phases: int) -> list[VariableDef]:
         _seconds(tx, "EVConnectionTimeOut", 60, low=1, high=3600),
         _ro(tx, "StopTxOnEVSideDisconnect", "boolean", "true"),
         _rw(tx, "StopTxOnInvalidId", "boolean", "true"),
+        _rw(tx, "MaxEnergyOnInvalidId", "integer", "0", unit="Wh", min_limit=0),
         _rw(tx, "TxStartPoint", "MemberList", "PowerPathClosed", values_list=TX_POINTS, min_limit=1),
         _rw(tx, "TxStopPoint", "MemberList", "EVConnected,Authorized", values_list=TX_POINTS, min_limit=1),
         _ro(tx, "TxBeforeAcceptedEnabled", "boolean", "false"),

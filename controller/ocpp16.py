@@ -117,6 +117,7 @@ class Ocpp16(Adapter):
         keys, station = self.keys, self.host.station
         station.connection_timeout = timedelta(seconds=keys.number("ConnectionTimeOut"))
         station.stop_on_invalid_id = keys.flag("StopTransactionOnInvalidId")
+        station.max_energy_on_invalid_id_wh = 0.0  # 1.6: energy stops at once
         station.sample_interval = timedelta(seconds=keys.number("MeterValueSampleInterval"))
         self.host.aligned_interval_s = keys.number("ClockAlignedDataInterval")
 

@@ -196,8 +196,10 @@ class Services:
             if info.parent is not None:
                 self.station.adopt_parent(tx_id, info.parent)
             return
-        if self.station.deauthorized(self.now(), tx_id):
-            log.warning("transaction %s: id tag %s is %s; transaction stopped", tx_id, token, info.status)
+        outcome = self.station.deauthorized(self.now(), tx_id)
+        if outcome:
+            what = "transaction stopped" if outcome == "stopped" else "energy stops, the transaction goes on"
+            log.warning("transaction %s: id tag %s is %s; %s", tx_id, token, info.status, what)
             self._apply(self.station.drain())
 
     async def clear_auth_cache(self: Daemon) -> None:

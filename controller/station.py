@@ -69,6 +69,9 @@ class Transaction:
     reservation_id: int | None = None
     parent: str | None = None
     offered: bool = False  # the PWM has offered energy since the start
+    # The CSMS refused the id tag but the transaction goes on (StopTransactionOnInvalidId
+    # false): energy only up to this meter reading (2.0.1 MaxEnergyOnInvalidId; 1.6: none).
+    energy_cap_wh: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +213,7 @@ class Station:
     closed: bool = False  # shut down: nothing new starts
     connection_timeout: timedelta = TOKEN_WAIT
     stop_on_invalid_id: bool = True
+    max_energy_on_invalid_id_wh: float = 0.0
     sample_interval: timedelta = SAMPLE_INTERVAL  # zero: no periodic samples
     _actions: list[Action] = field(default_factory=list)
     # token -> when the CSMS was asked about it, and the EVSEs whose EV waited for a token then
@@ -390,11 +394,24 @@ class Station:
             if evse.tx is not None and evse.tx.id == tx_id:
                 evse.tx.parent = evse.token_parent = parent
 
-    def deauthorized(self, now: datetime, tx_id: str) -> bool:
-        """The CSMS answered the start with an id tag that is not valid."""
-        if not self.stop_on_invalid_id:
-            return False
-        return self.stop_transaction(now, tx_id, "DeAuthorized")
+    def deauthorized(self, now: datetime, tx_id: str) -> str:
+        """The CSMS answered the start with an id tag that is not valid.
+
+        With ``stop_on_invalid_id`` the transaction ends (DeAuthorized); without, it goes
+        on until the EV leaves, but energy stops once ``max_energy_on_invalid_id_wh`` more
+        than its start has been delivered (at once with 0). Returns "stopped",
+        "suspended" or "" (no such transaction).
+        """
+        if self.stop_on_invalid_id:
+            return "stopped" if self.stop_transaction(now, tx_id, "DeAuthorized") else ""
+        for evse in self.evses.values():
+            tx = evse.tx
+            if tx is not None and tx.id == tx_id:
+                if tx.energy_cap_wh is None:
+                    tx.energy_cap_wh = tx.meter_start_wh + max(self.max_energy_on_invalid_id_wh, 0.0)
+                self._rules(now)
+                return "suspended"
+        return ""
 
     def set_available(self, now: datetime, evse_id: int, available: bool) -> str:
         """ChangeAvailability for one EVSE or, with 0, the whole station."""
@@ -579,8 +596,16 @@ class Station:
             tx.last_sample_at = now
             self._actions.append(MeterSampled(tx.id, now, evse.reading, evse.id))
 
+    @staticmethod
+    def _capped(evse: EvseState) -> bool:
+        """The transaction's id tag was refused and its energy allowance is used up."""
+        tx = evse.tx
+        if tx is None or tx.energy_cap_wh is None:
+            return False
+        return evse.reading is None or evse.reading.energy_wh >= tx.energy_cap_wh
+
     def _update_permit(self, evse: EvseState) -> None:
-        authorized = evse.tx is not None and evse.tx.persisted
+        authorized = evse.tx is not None and evse.tx.persisted and not self._capped(evse)
         permit = (authorized, min(evse.max_current_a, evse.limit_a) if authorized else 0.0)
         if permit != evse.permit:
             evse.permit = permit
@@ -615,6 +640,8 @@ class Station:
             return ("Finishing" if evse.finishing else "Preparing"), "NoError", ""
         if not evse.tx.persisted:
             return "Preparing", "NoError", ""  # not started until its record is written
+        if Station._capped(evse):
+            return "SuspendedEVSE", "NoError", ""  # the CSMS refused the id tag
         if view.contactor_closed and view.cp in (CpState.C, CpState.D):
             return "Charging", "NoError", ""
         if view.pilot is not PilotMode.PWM:

@@ -8,14 +8,41 @@ energy, and the version of an empty local list.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 # The fixtures `bench` and `csms` come from tests/conftest.py (tests.ocpp_harness).
 from tests.ocpp_harness import TOKEN, Bench
 
 OTHER = "0A0B0C0D"  # a second card of the same group
 GROUP = "GROUP01"
+
+
+def configure(bench: Bench, **keys: str) -> None:
+    for key, value in keys.items():
+        reply = bench.call("ChangeConfiguration", {"key": key, "value": value})
+        assert reply["status"] == "Accepted", f"ChangeConfiguration {key}={value}: {reply}"
+
+
+def statuses(bench: Bench, after: int) -> list[str]:
+    """The connector 1 statuses reported since timeline index ``after``, in order."""
+    return [
+        e.payload["status"]  # type: ignore[index]
+        for e in bench.csms.timeline[after:]
+        if e.kind == "call"
+        and e.direction == "in"
+        and e.action == "StatusNotification"
+        and e.payload["connectorId"] == 1  # type: ignore[index]
+    ]
+
+
+def no_call(bench: Bench, action: str, after: int, seconds: float) -> None:
+    with pytest.raises(TimeoutError):
+        bench.wait(action, timeout=seconds, after=after)
+
 
 # -- parent id tag from StartTransaction.conf ---------------------------------------------------
 
@@ -55,6 +82,52 @@ def test_authorize_accepted_with_expiry_date_now_is_accepted(bench: Bench) -> No
     bench.csms.set_reply("Authorize", {"idTagInfo": {"status": "Accepted", "expiryDate": expiry}})
     start = bench.charge()
     assert start["idTag"] == TOKEN
+
+
+# -- an invalid start answer stops the energy --------------------------------------------------
+
+
+def invalid_start(bench: Bench) -> int:
+    """Authorize says Accepted, StartTransaction.conf says Invalid; the transaction's id."""
+    bench.csms.set_reply("Authorize", {"idTagInfo": {"status": "Accepted"}})
+    bench.csms.csms.auth[TOKEN] = "Invalid"
+    mark = bench.mark()
+    bench.sim().plug(1)
+    bench.sim().swipe(TOKEN)
+    bench.sim().charge(1, max_current_a=16)
+    bench.wait("StartTransaction", after=mark)
+    return max(bench.csms.transactions)
+
+
+def test_start_transaction_invalid_without_stop_on_invalid_id_stops_energy_not_transaction(
+    bench: Bench,
+) -> None:
+    """1.6 section 3.5 / StopTransactionOnInvalidId = false: the transaction goes on, but
+    the Charge Point stops the energy delivery (SuspendedEVSE) until the EV leaves."""
+    configure(bench, StopTransactionOnInvalidId="false")
+    mark = bench.mark()
+    tx_id = invalid_start(bench)
+    bench.status(1, "SuspendedEVSE", after=mark)
+    status = bench.sim().wait_until(lambda s: not s["pwm"] and s["offered_a"] == 0, timeout=10)
+    assert status["transaction_id"] == str(tx_id)
+    bench.sim().suspend(1)  # the EV answers the withdrawn PWM
+    bench.sim().wait_until(lambda s: not s["contactor_closed"], timeout=10)
+    time.sleep(1.0)
+    assert bench.calls("StopTransaction") == []
+    assert bench.sim().status(1)["transaction_id"] == str(tx_id)
+    unplug = bench.mark()
+    bench.sim().unplug(1)
+    stop = bench.wait("StopTransaction", after=unplug)
+    assert (stop["transactionId"], stop["reason"]) == (tx_id, "EVDisconnected")
+
+
+def test_start_transaction_invalid_with_stop_on_invalid_id_deauthorizes(bench: Bench) -> None:
+    """StopTransactionOnInvalidId = true (the default): the transaction is stopped, DeAuthorized."""
+    mark = bench.mark()
+    tx_id = invalid_start(bench)
+    stop = bench.wait("StopTransaction", after=mark)
+    assert (stop["transactionId"], stop["reason"]) == (tx_id, "DeAuthorized")
+    bench.sim().wait_until(lambda s: not s["pwm"] and s["transaction_id"] is None, timeout=10)
 
 
 # -- the local list version ------------------------------------------------------------------

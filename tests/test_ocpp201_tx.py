@@ -851,8 +851,30 @@ def test_e05_stop_tx_on_invalid_id_true_deauthorizes(bench201: Bench) -> None:
     assert only_transaction(bench201)[0] == tx_id
 
 
-def test_e05_stop_tx_on_invalid_id_false_keeps_charging(bench201: Bench) -> None:
+def test_e05_stop_tx_on_invalid_id_false_suspends_energy_until_the_ev_leaves(bench201: Bench) -> None:
+    """StopTxOnInvalidId false, MaxEnergyOnInvalidId 0: the transaction goes on but no
+    energy is delivered (chargingState SuspendedEVSE) until the EV leaves."""
     set_variables(bench201, ("TxCtrlr", "StopTxOnInvalidId", "false"))
+    mark = bench201.mark()
+    tx_id = deauthorize_after_authorize(bench201)
+    suspended = bench201.event(
+        "Updated", lambda p: p["transactionInfo"].get("chargingState") == "SuspendedEVSE", after=mark
+    )
+    assert suspended["transactionInfo"]["transactionId"] == tx_id
+    status = bench201.sim().wait_until(lambda s: not s["pwm"] and s["offered_a"] == 0, timeout=10)
+    assert status["transaction_id"] == tx_id
+    no_call(bench201, "TransactionEvent", mark, 1.5, lambda p: p["eventType"] == "Ended")
+    mark = bench201.mark()
+    bench201.sim().unplug(1)
+    assert reasons(bench201.event("Ended", after=mark)) == ("EVCommunicationLost", "EVDisconnected")
+    only_transaction(bench201)
+
+
+def test_e05_fr_03_max_energy_on_invalid_id_keeps_charging_until_delivered(bench201: Bench) -> None:
+    """E05.FR.03: energy delivery is allowed until MaxEnergyOnInvalidId has been reached."""
+    set_variables(
+        bench201, ("TxCtrlr", "StopTxOnInvalidId", "false"), ("TxCtrlr", "MaxEnergyOnInvalidId", "1000000")
+    )
     mark = bench201.mark()
     tx_id = deauthorize_after_authorize(bench201)
     bench201.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)

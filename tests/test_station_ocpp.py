@@ -84,14 +84,58 @@ def test_stop_transaction_for_the_csms_uses_the_reason_given() -> None:
     assert not station.stop_transaction(at(6), "unknown", "Remote")
 
 
-def test_deauthorized_only_when_stop_on_invalid_id_is_set() -> None:
+def test_deauthorized_with_stop_on_invalid_id_stops_the_transaction() -> None:
+    """1.6 StopTransactionOnInvalidId = true / 2.0.1 E05.FR.09-10: stopped, DeAuthorized."""
     station = ocpp_station()
     station.remote_start(at(1), 1, TOKEN)
     start = started(station, 2)
-    station.stop_on_invalid_id = False
-    assert not station.deauthorized(at(3), start.tx.id)
     station.stop_on_invalid_id = True
-    assert station.deauthorized(at(3), start.tx.id)
+    assert station.deauthorized(at(3), start.tx.id) == "stopped"
+    actions = station.meter_read(at(3), 1, reading(1010.0))
+    assert one(actions, TransactionStopped).reason == "DeAuthorized"
+    assert station.deauthorized(at(4), "unknown") == ""
+
+
+def test_deauthorized_without_stop_on_invalid_id_stops_energy_until_the_ev_leaves() -> None:
+    """1.6 section 3.5 / StopTransactionOnInvalidId = false: "the Charge Point SHALL NOT
+    stop the transaction" but stops the energy delivery (SuspendedEVSE) until the EV leaves."""
+    station = ocpp_station()
+    station.remote_start(at(1), 1, TOKEN)
+    start = started(station, 2)
+    station.evse_seen(at(2), 1, CHARGING)
+    assert station.evses[1].permit == (True, MAX_A)
+    station.stop_on_invalid_id = False
+    assert station.deauthorized(at(3), start.tx.id) == "suspended"
+    actions = station.drain()
+    assert Permit(1, False, 0.0) in actions
+    assert station.evses[1].status == ("SuspendedEVSE", "NoError")
+    assert station.evses[1].tx is not None and not of(actions, TransactionStopped)
+    # The EV answers the withdrawn PWM by leaving C; the transaction still goes on.
+    station.evse_seen(at(4), 1, PLUGGED)
+    station.tick(at(100))
+    assert station.evses[1].tx is not None and station.evses[1].status == ("SuspendedEVSE", "NoError")
+    actions = station.evse_seen(at(101), 1, UNPLUGGED) + station.meter_read(at(101), 1, reading(1000.0))
+    assert one(actions, TransactionStopped).reason == "EVDisconnected"
+
+
+def test_deauthorized_allows_max_energy_on_invalid_id_then_suspends() -> None:
+    """2.0.1 E05.FR.03: with StopTxOnInvalidId false, energy delivery is allowed until
+    MaxEnergyOnInvalidId (Wh) has been delivered."""
+    station = ocpp_station()
+    station.remote_start(at(1), 1, TOKEN)
+    start = started(station, 2)  # meter start 1000 Wh
+    station.evse_seen(at(2), 1, CHARGING)
+    station.stop_on_invalid_id = False
+    station.max_energy_on_invalid_id_wh = 50.0
+    assert station.deauthorized(at(3), start.tx.id) == "suspended"
+    assert of(station.drain(), Permit) == []
+    assert station.evses[1].status == ("Charging", "NoError")
+    station.meter_read(at(4), 1, reading(1049.0))
+    assert station.evses[1].permit == (True, MAX_A)
+    actions = station.meter_read(at(5), 1, reading(1050.0))
+    assert Permit(1, False, 0.0) in actions
+    station.evse_seen(at(5), 1, PLUGGED)
+    assert station.evses[1].status == ("SuspendedEVSE", "NoError")
 
 
 def test_parent_id_from_the_start_answer_lets_a_card_of_the_group_stop_it() -> None:
