@@ -118,6 +118,7 @@ class Ocpp16(Adapter):
         station.connection_timeout = timedelta(seconds=keys.number("ConnectionTimeOut"))
         station.stop_on_invalid_id = keys.flag("StopTransactionOnInvalidId")
         station.max_energy_on_invalid_id_wh = 0.0  # 1.6: energy stops at once
+        station.preparing_for_token = True
         station.sample_interval = timedelta(seconds=keys.number("MeterValueSampleInterval"))
         self.host.aligned_interval_s = keys.number("ClockAlignedDataInterval")
 

@@ -173,6 +173,7 @@ class Ocpp201(Adapter):
         station.connection_timeout = timedelta(seconds=self._number("TxCtrlr", "EVConnectionTimeOut"))
         station.stop_on_invalid_id = self._flag("TxCtrlr", "StopTxOnInvalidId")
         station.max_energy_on_invalid_id_wh = float(self._number("TxCtrlr", "MaxEnergyOnInvalidId"))
+        station.preparing_for_token = False  # no EV, no Occupied: a presented token leaves it Available
         sampled = self._flag("SampledDataCtrlr", "Enabled")
         interval = self._number("SampledDataCtrlr", "TxUpdatedInterval") if sampled else 0
         station.sample_interval = timedelta(seconds=interval)

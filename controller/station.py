@@ -214,6 +214,9 @@ class Station:
     connection_timeout: timedelta = TOKEN_WAIT
     stop_on_invalid_id: bool = True
     max_energy_on_invalid_id_wh: float = 0.0
+    # 1.6: a token presented with no EV makes the connectors it could start on Preparing
+    # (1.6 section 4.9). 2.0.1 has no such state: its connectors stay Available.
+    preparing_for_token: bool = True
     sample_interval: timedelta = SAMPLE_INTERVAL  # zero: no periodic samples
     _actions: list[Action] = field(default_factory=list)
     # token -> when the CSMS was asked about it, and the EVSEs whose EV waited for a token then
@@ -515,6 +518,7 @@ class Station:
 
     def _rules(self, now: datetime) -> None:
         """Apply every rule; the actions wait in ``_actions`` for the next drain."""
+        pending = self.pending_token
         for evse in self.evses.values():
             view = evse.view
             if view is None:
@@ -533,7 +537,12 @@ class Station:
                 self._finish_stop(evse)
             self._sample(now, evse)
             self._update_permit(evse)
-            self._update_status(evse)
+            self._update_status(now, evse)
+        if pending is not None and self.pending_token is None:
+            # An EV took the token: the EVSEs looked at before it stop waiting for one.
+            for evse in self.evses.values():
+                if evse.view is not None:
+                    self._update_status(now, evse)
 
     def _maybe_start(self, now: datetime, evse: EvseState) -> None:
         if self.closed or evse.tx is not None or evse.stopping or evse.finishing or evse.reading is None:
@@ -611,15 +620,29 @@ class Station:
             evse.permit = permit
             self._actions.append(Permit(evse.id, *permit))
 
-    def _update_status(self, evse: EvseState) -> None:
-        status, code, info = self.connector_status(evse)
+    def _awaits_token(self, now: datetime, evse: EvseState) -> bool:
+        """A token presented before any EV was plugged in could start on this EVSE."""
+        pending = self.pending_token
+        return (
+            pending is not None
+            and now < pending[1]
+            and self.preparing_for_token
+            and evse.idle()
+            and evse.available
+            and not evse.ev_present
+            and self._admits(evse, pending[0], self.pending_parent)
+        )
+
+    def _update_status(self, now: datetime, evse: EvseState) -> None:
+        status, code, info = self.connector_status(evse, self._awaits_token(now, evse))
         if (status, code) != evse.status:
             evse.status = (status, code)
             self._actions.append(StatusChanged(evse.id, status, code, info))
 
     @staticmethod
-    def connector_status(evse: EvseState) -> tuple[str, str, str]:
-        """(status, errorCode, info) in OCPP 1.6 words."""
+    def connector_status(evse: EvseState, awaiting_token: bool = False) -> tuple[str, str, str]:
+        """(status, errorCode, info) in OCPP 1.6 words; ``awaiting_token``: a token
+        presented with no EV waits for one (Preparing, 1.6 section 4.9)."""
         view = evse.view
         assert view is not None
         for fault, code in ERROR_CODES:
@@ -632,7 +655,7 @@ class Station:
                 return "Unavailable", "NoError", ""
             if evse.reservation is not None and evse.token is None:
                 return "Reserved", "NoError", ""
-            if evse.token is not None and not evse.finishing:
+            if (evse.token is not None or awaiting_token) and not evse.finishing:
                 return "Preparing", "NoError", ""
         if not evse.ev_present:
             return "Available", "NoError", ""

@@ -44,6 +44,41 @@ def no_call(bench: Bench, action: str, after: int, seconds: float) -> None:
         bench.wait(action, timeout=seconds, after=after)
 
 
+# -- card before plug ----------------------------------------------------------------------
+
+
+def test_tc_004_1_card_before_plug_goes_preparing(bench: Bench) -> None:
+    """1.6 section 4.9, Preparing: "Typically a Connector is in preparing state when a user
+    presents a tag, inserts a cable or a vehicle occupies the parking bay"."""
+    mark = bench.mark()
+    bench.sim().swipe(TOKEN)
+    bench.wait("Authorize", lambda p: p["idTag"] == TOKEN, after=mark)
+    bench.status(1, "Preparing", after=mark)
+    plug = bench.mark()
+    bench.sim().plug(1)
+    start = bench.wait("StartTransaction", after=plug)
+    assert start["idTag"] == TOKEN
+    bench.sim().charge(1, max_current_a=16)
+    bench.status(1, "Charging", after=plug)
+    reported = statuses(bench, mark)
+    assert reported[0] == "Preparing" and "Available" not in reported, reported
+
+
+def test_tc_004_2_card_before_plug_back_to_available_after_connection_timeout(bench: Bench) -> None:
+    """No EV within ConnectionTimeOut: the connector is Available again and a later EV
+    starts nothing with that card."""
+    configure(bench, ConnectionTimeOut="3")
+    mark = bench.mark()
+    bench.sim().swipe(TOKEN)
+    bench.status(1, "Preparing", after=mark)
+    bench.status(1, "Available", after=mark, timeout=10)
+    plug = bench.mark()
+    bench.sim().plug(1)
+    bench.status(1, "Preparing", after=plug)
+    no_call(bench, "StartTransaction", plug, 1.5)
+    assert statuses(bench, mark) == ["Preparing", "Available", "Preparing"]
+
+
 # -- parent id tag from StartTransaction.conf ---------------------------------------------------
 
 

@@ -1045,6 +1045,20 @@ def test_c01_authorize_accepted_with_cache_expiry_now_is_accepted(bench201: Benc
     bench201.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
 
 
+def test_card_before_plug_connector_stays_available(bench201: Bench) -> None:
+    """2.0.1 has no Preparing (1.6 TC_004_1's status): Occupied means an EV or a cable is
+    there, so an authorized card alone leaves the connector Available."""
+    mark = bench201.mark()
+    bench201.sim().swipe(TOKEN)
+    bench201.wait("Authorize", after=mark)
+    no_call(bench201, "StatusNotification", mark, 1.5)
+    assert bench201.sim().status(1)["connector_status"] == "Available"
+    bench201.sim().plug(1)
+    bench201.status201(1, "Occupied", after=mark)
+    bench201.sim().charge(1, max_current_a=16)
+    assert bench201.event("Started", after=mark)["idToken"] == id_token()
+
+
 def test_c11_clear_authorization_cache(bench201: Bench) -> None:
     assert bench201.call("ClearCache", {})["status"] == "Accepted"
     set_variables(bench201, ("AuthCacheCtrlr", "Enabled", "false"))

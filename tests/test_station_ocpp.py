@@ -12,6 +12,7 @@ from controller.station import (
     Reservation,
     ReservationEnded,
     Station,
+    StatusChanged,
     TokenRejected,
     TransactionStarted,
     TransactionStopped,
@@ -151,6 +152,47 @@ def test_parent_id_from_the_start_answer_lets_a_card_of_the_group_stop_it() -> N
     actions = station.meter_read(at(5), 1, reading(1100.0))
     stop = one(actions, TransactionStopped)
     assert (stop.reason, stop.id_tag) == ("Local", OTHER_TOKEN)
+
+
+def test_tc_004_1_card_before_plug_goes_preparing() -> None:
+    """OCTT TC_004_1 / 1.6 section 4.9 Preparing: "Typically a Connector is in preparing
+    state when a user presents a tag, inserts a cable or a vehicle occupies the parking bay"."""
+    station = ocpp_station(evses=2)
+    station.token_presented(at(1), TOKEN)
+    actions = station.token_authorized(at(2), TOKEN, True)
+    assert {(a.evse_id, a.status) for a in of(actions, StatusChanged)} == {(1, "Preparing"), (2, "Preparing")}
+    actions = station.evse_seen(at(3), 2, PLUGGED)
+    assert one(actions, TransactionStarted).tx.evse_id == 2
+    assert station.evses[1].status == ("Available", "NoError")
+
+
+def test_tc_004_2_card_before_plug_back_to_available_after_connection_timeout() -> None:
+    """OCTT TC_004_2: no EV within ConnectionTimeOut, the connector is Available again."""
+    station = ocpp_station()
+    station.connection_timeout = timedelta(seconds=10)
+    station.token_presented(at(1), TOKEN)
+    station.token_authorized(at(1), TOKEN, True)
+    assert station.evses[1].status == ("Preparing", "NoError")
+    assert station.tick(at(10)) == []
+    actions = station.tick(at(11))
+    assert [(a.evse_id, a.status) for a in of(actions, StatusChanged)] == [(1, "Available")]
+    assert not of(station.evse_seen(at(12), 1, PLUGGED), TransactionStarted)
+
+
+def test_card_before_plug_leaves_the_connector_available_in_2_0_1_words() -> None:
+    """2.0.1 has no Preparing: Occupied needs an EV, so a presented token changes nothing."""
+    station = ocpp_station()
+    station.preparing_for_token = False
+    station.token_presented(at(1), TOKEN)
+    assert of(station.token_authorized(at(1), TOKEN, True), StatusChanged) == []
+    assert station.evses[1].status == ("Available", "NoError")
+
+
+def test_a_rejected_card_before_plug_leaves_the_connector_available() -> None:
+    station = ocpp_station()
+    station.token_presented(at(1), TOKEN)
+    actions = station.token_authorized(at(2), TOKEN, False, reason="Invalid")
+    assert of(actions, StatusChanged) == [] and station.evses[1].status == ("Available", "NoError")
 
 
 def test_inoperative_during_a_transaction_is_scheduled_then_unavailable() -> None:
