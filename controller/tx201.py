@@ -155,6 +155,8 @@ class Transactions:
         self._last[evse_id] = facts
         events: list[Event] = []
         current = self.open.get(evse_id)
+        if before is not None and before.token is not None and facts.token is None and facts.tx_id is None:
+            self.remote_starts.pop(evse_id, None)  # the remote start ran out (EVConnectionTimeOut)
         if current is None:
             point = self._start_point(evse_id, facts)
             if point is None:
@@ -164,11 +166,12 @@ class Transactions:
             current.station_tx = facts.tx_id
             current.reservation_id = facts.reservation_id if facts.tx_id is not None else None
             current.charging_state = facts.charging_state
-            current.remote_start_id = self.remote_starts.pop(evse_id, None)
+            if facts.token is not None:  # else the remote start still waits for its authorization
+                current.remote_start_id = self.remote_starts.pop(evse_id, None)
             current.opened_at = now
-            trigger = START_TRIGGERS[point]
-            if point == "Authorized" and current.remote_start_id is not None:
-                trigger = "RemoteStart"
+            # F01.FR.19 / F02.FR.21 as read by the OCTT and libocpp: a transaction the CSMS
+            # started says so, whichever TxStartPoint opened it.
+            trigger = "RemoteStart" if current.remote_start_id is not None else START_TRIGGERS[point]
             self.open[evse_id] = current
             meter = []
             if facts.reading is not None:
@@ -191,6 +194,8 @@ class Transactions:
                 current.reservation_id = facts.reservation_id
             if facts.token is not None and current.token is None and current.stopped is None:
                 current.token = facts.token
+                if current.remote_start_id is None:
+                    current.remote_start_id = self.remote_starts.pop(evse_id, None)
                 trigger = "RemoteStart" if current.remote_start_id is not None else "Authorized"
                 events.append(self._event(now, current, "Updated", trigger, offline))
             if facts.reading is not None:

@@ -402,6 +402,8 @@ def request_start(
 
 
 def test_f01_request_start_transaction_cable_plugin_first(bench201: Bench) -> None:
+    """OCTT TC_F_01_CS (cable plugin first); F02.FR.01: the remoteStartId goes in the next
+    TransactionEvent, and (F01.FR.19 / F02.FR.21) its triggerReason is RemoteStart."""
     bench201.sim().plug(1)
     mark = bench201.mark()
     reply = request_start(bench201, 101)
@@ -411,8 +413,8 @@ def test_f01_request_start_transaction_cable_plugin_first(bench201: Bench) -> No
     started = bench201.event("Started", after=mark)
     assert started["transactionInfo"]["remoteStartId"] == 101
     assert started["idToken"] == id_token()
-    # The default TxStartPoint PowerPathClosed: the contactor closing is what starts it.
-    assert started["triggerReason"] in ("RemoteStart", "ChargingStateChanged")
+    # The default TxStartPoint PowerPathClosed opens it, as the remote start's (F01.FR.19 / F02.FR.21).
+    assert started["triggerReason"] == "RemoteStart"
     assert "Authorize" not in [e.action for e in bench201.csms.timeline[mark:]]  # AuthorizeRemoteStart false
     bench201.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
     mark = bench201.mark()
@@ -422,6 +424,7 @@ def test_f01_request_start_transaction_cable_plugin_first(bench201: Bench) -> No
 
 
 def test_f02_request_start_transaction_remote_start_first_without_evse_id(bench201: Bench) -> None:
+    """OCTT TC_F_02_CS (remote start first): Started with triggerReason RemoteStart and the remoteStartId."""
     mark = bench201.mark()
     reply = request_start(bench201, 102, evse=None)
     assert reply["status"] == "Accepted"
@@ -431,7 +434,7 @@ def test_f02_request_start_transaction_remote_start_first_without_evse_id(bench2
     assert started["transactionInfo"]["remoteStartId"] == 102
     assert started["evse"]["id"] == 1
     assert started["idToken"] == id_token()
-    assert started["triggerReason"] in ("RemoteStart", "ChargingStateChanged")
+    assert started["triggerReason"] == "RemoteStart"
     bench201.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
     tx_id = started["transactionInfo"]["transactionId"]
     assert bench201.sim().status(1)["transaction_id"] == tx_id
@@ -448,7 +451,7 @@ def test_f02_request_start_transaction_with_evse_id_ev_plugged_later(bench201: B
     bench201.sim().charge(1, max_current_a=16)
     started = bench201.event("Started", after=mark)
     assert started["transactionInfo"]["remoteStartId"] == 103
-    assert started["triggerReason"] in ("RemoteStart", "ChargingStateChanged")
+    assert started["triggerReason"] == "RemoteStart"
     mark = bench201.mark()
     bench201.sim().unplug(1)
     assert reasons(bench201.event("Ended", after=mark)) == ("EVCommunicationLost", "EVDisconnected")
@@ -466,7 +469,7 @@ def test_f02_request_start_transaction_central_id_token_reported_as_given(bench2
     bench201.sim().charge(1, max_current_a=16)
     started = bench201.event("Started", after=mark)
     assert started["transactionInfo"]["remoteStartId"] == 111
-    assert started["triggerReason"] in ("RemoteStart", "ChargingStateChanged")
+    assert started["triggerReason"] == "RemoteStart"
     assert started["idToken"] == app_user
     only_transaction(bench201)
 
@@ -530,7 +533,7 @@ def test_f02_request_start_transaction_authorize_remote_start_true(bench201: Ben
     actions = [e.action for e in bench201.csms.timeline[mark:] if e.kind == "call" and e.direction == "in"]
     assert actions.index("Authorize") < actions.index("TransactionEvent")
     assert started["transactionInfo"]["remoteStartId"] == 105
-    assert started["triggerReason"] in ("RemoteStart", "ChargingStateChanged")
+    assert started["triggerReason"] == "RemoteStart"
     mark = bench201.mark()
     bench201.sim().unplug(1)
     assert reasons(bench201.event("Ended", after=mark)) == ("EVCommunicationLost", "EVDisconnected")

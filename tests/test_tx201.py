@@ -382,13 +382,36 @@ def test_f01_remote_start_authorized_start_point_then_ev_connect_timeout() -> No
     )
 
 
-def test_f02_remote_start_default_start_point_carries_remote_start_id() -> None:
+def test_tc_f_02_cs_remote_start_default_start_point_reports_remote_start() -> None:
+    """F02.FR.01: the remoteStartId goes in the next TransactionEvent; F01.FR.19 / F02.FR.21
+    (as libocpp and the OCTT read them): its triggerReason is RemoteStart, also when the
+    TxStartPoint PowerPathClosed is what opens the transaction."""
     feed = Feed()
     feed.tx.remote_starts[1] = 7
     feed.see(facts(token=TOKEN))
     started = one(feed.see(facts(token=TOKEN, tx="S1", closed=True)))
     assert started["transactionInfo"]["remoteStartId"] == 7
+    assert started["triggerReason"] == "RemoteStart"
     assert "remoteStartId" not in one(feed.sample("S1", 1100.0))["transactionInfo"]
+
+
+def test_tc_f_02_cs_remote_start_ev_connected_start_point_reports_remote_start() -> None:
+    feed = Feed(Settings(start_points=frozenset({"EVConnected"})))
+    feed.tx.remote_starts[1] = 8
+    assert feed.see(facts(ev=False, token=TOKEN, state="Idle")) == []
+    started = one(feed.see(facts(token=TOKEN)))
+    assert (started["triggerReason"], started["transactionInfo"]["remoteStartId"]) == ("RemoteStart", 8)
+
+
+def test_a_remote_start_that_timed_out_is_not_reported_by_the_next_session() -> None:
+    feed = Feed()
+    feed.tx.remote_starts[1] = 9
+    feed.see(facts(ev=False, token=TOKEN, state="Idle"))
+    feed.see(facts(ev=False, token=None, state="Idle"))  # EVConnectionTimeOut: the token is gone
+    feed.see(facts(token=TOKEN))  # a card, later
+    started = one(feed.see(facts(token=TOKEN, tx="S1", closed=True)))
+    assert started["triggerReason"] == "ChargingStateChanged"
+    assert "remoteStartId" not in started["transactionInfo"]
 
 
 def test_f02_remote_start_on_open_transaction_reports_remote_start() -> None:
