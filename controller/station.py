@@ -650,9 +650,11 @@ class Station:
                 return "Faulted", code, fault.value
         if view.cp is CpState.E:
             return "Faulted", "OtherError", "pilot shorted (state E)"
+        if evse.tx is None and not evse.available:
+            # A scheduled ChangeAvailability: straight from the session's status to Unavailable,
+            # also while the ended transaction waits for its final reading (no Available between).
+            return "Unavailable", "NoError", ""
         if evse.tx is None and evse.stopping is None:
-            if not evse.available:
-                return "Unavailable", "NoError", ""
             if evse.reservation is not None and evse.token is None:
                 return "Reserved", "NoError", ""
             if (evse.token is not None or awaiting_token) and not evse.finishing:

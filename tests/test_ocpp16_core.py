@@ -584,6 +584,8 @@ def test_change_availability_during_transaction_scheduled(bench: Bench) -> None:
     stop = bench.wait("StopTransaction", after=unplug)
     assert stop["reason"] == "EVDisconnected"
     bench.status(1, "Unavailable", after=unplug)
+    # §5.2: the change happens once the transaction has finished, with no Available between.
+    assert statuses(bench, 1, unplug) == ["Unavailable"]
     back = bench.mark()
     assert bench.call("ChangeAvailability", {"connectorId": 1, "type": "Operative"}) == {"status": "Accepted"}
     bench.status(1, "Available", after=back)

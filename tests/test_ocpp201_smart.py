@@ -173,6 +173,10 @@ def test_g03_change_availability_evse_during_transaction_scheduled(bench201: Ben
     assert ended["transactionInfo"]["transactionId"] == tx_id
     bench201.status201(1, "Unavailable", after=mark)
     assert bench201.sim().status(1)["connector_status"] == "Unavailable"
+    # G03.FR.05: the change comes when the transaction ends, straight from Occupied: a
+    # momentary Available would be published to drivers.
+    seen = [p["connectorStatus"] for p in since(bench201, "StatusNotification", mark)]
+    assert seen == ["Unavailable"]
 
 
 def test_g04_change_availability_station_during_transaction_scheduled(bench201: Bench) -> None:
@@ -184,6 +188,7 @@ def test_g04_change_availability_station_during_transaction_scheduled(bench201: 
     bench201.sim().unplug(1)
     bench201.event("Ended", after=mark)
     bench201.status201(1, "Unavailable", after=mark)
+    assert [p["connectorStatus"] for p in since(bench201, "StatusNotification", mark)] == ["Unavailable"]
 
 
 def test_g03_change_availability_unknown_evse_rejected(bench201: Bench) -> None:

@@ -210,6 +210,22 @@ def test_inoperative_during_a_transaction_is_scheduled_then_unavailable() -> Non
     assert start.tx.id
 
 
+def test_scheduled_inoperative_goes_from_charging_straight_to_unavailable() -> None:
+    """1.6 §5.2 / 2.0.1 G03.FR.05: the change happens when the transaction ends, with no
+    momentary Available while the stop waits for its final meter reading."""
+    station = ocpp_station()
+    station.remote_start(at(1), 1, TOKEN)
+    started(station, 2)
+    station.evse_seen(at(2), 1, CHARGING)
+    assert station.set_available(at(3), 1, False) == "Scheduled"
+    seen = [a.status for a in station.evse_seen(at(4), 1, UNPLUGGED) if isinstance(a, StatusChanged)]
+    assert station.evses[1].stopping is not None  # the final reading is still to come
+    actions = station.meter_read(at(4.5), 1, reading(1300.0))
+    assert one(actions, TransactionStopped).reason == "EVDisconnected"
+    seen += [a.status for a in actions if isinstance(a, StatusChanged)]
+    assert seen == ["Unavailable"]
+
+
 def test_a_reservation_admits_only_its_holder_or_parent_and_is_used_once() -> None:
     station = ocpp_station()
     reservation = Reservation(7, 1, TOKEN, at(100), parent="GROUP")
