@@ -203,9 +203,7 @@ class Daemon(Services):
                 self.csms_ids[row[0]] = row[1]
         except Exception as exc:  # StorageError, sqlite3.Error, a profile that no longer parses
             raise StartupError(f"cannot read the OCPP state in {storage.path}: {exc}") from exc
-        for evse_id in self.station.evses:
-            if settings.get(f"availability.{evse_id}") == "inoperative":
-                self.station.evses[evse_id].available = False
+        self.load_availability(settings)
         self.station.drain()
         logging_cfg = config.logging
         try:

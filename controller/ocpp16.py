@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller import authorization as auth
 from controller import schedule
+from controller import station as station_model
 from controller.adapter import BOOT_RETRY_DEFAULT_S, CALL_TIMEOUT_S, Adapter
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.measurands import measured
@@ -407,7 +408,11 @@ class Ocpp16(Adapter):
     async def _change_availability(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]
         self._require(connector)
-        status = self.host.set_availability(connector, p["type"] == "Operative")
+        operative = p["type"] == "Operative"
+        # 1.6 has one availability per connector (connector 0: all of them): Operative lifts
+        # every level a 2.0.1 CSMS may have set before a version change.
+        levels = station_model.LEVELS if operative else (station_model.EVSE,)
+        status = self.host.set_availability(connector, operative, levels)
         return Reply({"status": status})
 
     async def _change_configuration(self, p: dict[str, Any]) -> Reply:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from controller import authorization as auth
 from controller import connection, schedule, tx201
 from controller import device_model as dm
+from controller import station as station_model
 from controller.adapter import BOOT_RETRY_DEFAULT_S, CALL_TIMEOUT_S, Adapter
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.monitoring import Monitors
@@ -925,7 +926,12 @@ class Ocpp201(Adapter):
         evse_id = evse.get("id", 0)
         if evse_id and (not self._evse(evse_id) or evse.get("connectorId", 1) != 1):
             return Reply({"status": "Rejected"})
-        status = self.host.set_availability(evse_id, p["operationalStatus"] == "Operative")
+        # G03/G04: the station, an EVSE and a connector each keep their own setting.
+        if not evse_id:
+            level = station_model.STATION
+        else:
+            level = station_model.CONNECTOR if "connectorId" in evse else station_model.EVSE
+        status = self.host.set_availability(evse_id, p["operationalStatus"] == "Operative", (level,))
         return Reply({"status": status})
 
     # H: reservation

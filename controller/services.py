@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller import authorization as auth
 from controller import schedule, security
+from controller import station as station_model
 from controller.certerrors import CertError
 from controller.lazy import lazy_module
 from controller.safety import LOCK_TIMEOUT_S, PWM_OFF_OPEN_S, Fault
@@ -309,13 +310,22 @@ class Services:
         finally:
             channel.unlock_request = False
 
-    def set_availability(self: Daemon, connector: int, operative: bool) -> str:
-        status = self.station.set_available(self.now(), connector, operative)
-        targets = list(self.station.evses) if connector == 0 else [connector]
-        for evse_id in targets:
-            self.save_setting(f"availability.{evse_id}", "operative" if operative else "inoperative")
+    def set_availability(
+        self: Daemon, evse_id: int, operative: bool, levels: tuple[str, ...] = (station_model.EVSE,)
+    ) -> str:
+        """ChangeAvailability of ``levels`` on one EVSE or, with 0, every EVSE; persisted (G03.FR.08)."""
+        status = self.station.set_available(self.now(), evse_id, operative, levels)
+        targets = list(self.station.evses) if evse_id == 0 else [evse_id]
+        for target in targets:
+            value = station_model.availability_setting(self.station.evses[target].inoperative)
+            self.save_setting(f"availability.{target}", value)
         self._apply(self.station.drain())
         return status
+
+    def load_availability(self: Daemon, settings: dict[str, str]) -> None:
+        """The ChangeAvailability levels persisted by ``set_availability``."""
+        for evse_id, state in self.station.evses.items():
+            state.inoperative = station_model.parse_availability(settings.get(f"availability.{evse_id}"))
 
     def reset(self: Daemon, hard: bool) -> None:
         log.warning("%s reset requested by the CSMS", "hard" if hard else "soft")
@@ -554,14 +564,15 @@ class Services:
             if blocked:
                 now = self.now()
                 for evse_id in blocked:
-                    self.station.set_available(now, evse_id, True)
+                    self.station.set_available(now, evse_id, True, (station_model.FIRMWARE,))
                 self._apply(self.station.drain())
 
     def _block_idle_evses(self: Daemon) -> list[int]:
         now, blocked = self.now(), []
         for evse_id, state in self.station.evses.items():
-            if state.available and state.tx is None and state.stopping is None:
-                self.station.set_available(now, evse_id, False)
+            held = station_model.FIRMWARE in state.inoperative
+            if not held and state.tx is None and state.stopping is None:
+                self.station.set_available(now, evse_id, False, (station_model.FIRMWARE,))
                 blocked.append(evse_id)
         if blocked:
             log.info("EVSE(s) %s unavailable until the firmware is installed", blocked)

@@ -27,6 +27,25 @@ TOKEN_WAIT = timedelta(seconds=60)  # a token presented before plug-in waits thi
 # good reading.
 FINAL_READING_WAIT = timedelta(seconds=2)
 
+# What may hold an EVSE inoperative. 2.0.1 keeps the station's, the EVSE's and the connector's
+# own ChangeAvailability apart (G03, G04): each level stays as it was set when another changes.
+# The firmware update's hold (idle EVSEs wait for the install) is the station's own.
+STATION, EVSE, CONNECTOR, FIRMWARE = "station", "evse", "connector", "firmware"
+LEVELS = (STATION, EVSE, CONNECTOR)  # those ChangeAvailability sets, and that persist
+
+
+def availability_setting(inoperative: set[str]) -> str:
+    """The persisted form of an EVSE's ChangeAvailability levels: "operative" or e.g. "evse,station"."""
+    return ",".join(sorted(inoperative & set(LEVELS))) or "operative"
+
+
+def parse_availability(value: str | None) -> set[str]:
+    """The levels an ``availability_setting`` names; "inoperative" (from before levels) is the EVSE's."""
+    if value == "inoperative":
+        return {EVSE}
+    return {level for level in (value or "").split(",") if level in LEVELS}
+
+
 # OCPP 1.6 error codes for the faults, highest priority first.
 ERROR_CODES: tuple[tuple[Fault, str], ...] = (
     (Fault.RCD, "GroundFailure"),
@@ -192,11 +211,16 @@ class EvseState:
     finishing: bool = False  # stopped by the user while the EV is still plugged
     status: tuple[str, str] = ("", "")
     permit: tuple[bool, float] = (False, 0.0)
-    available: bool = True  # operative; an inoperative EVSE finishes its transaction first
+    inoperative: set[str] = field(default_factory=set)  # the levels holding it inoperative
     reservation: Reservation | None = None
     limit_a: float = math.inf  # from the charging schedule
     next_tx_id: str | None = None  # the id the next transaction takes (2.0.1 may start one early)
     departed_at: datetime | None = None  # when an EV last left
+
+    @property
+    def available(self) -> bool:
+        """Operative at every level; an inoperative EVSE finishes its transaction first."""
+        return not self.inoperative
 
     def idle(self) -> bool:
         return self.tx is None and self.stopping is None and self.token is None
@@ -416,12 +440,18 @@ class Station:
                 return "suspended"
         return ""
 
-    def set_available(self, now: datetime, evse_id: int, available: bool) -> str:
-        """ChangeAvailability for one EVSE or, with 0, the whole station."""
+    def set_available(
+        self, now: datetime, evse_id: int, available: bool, levels: tuple[str, ...] = (EVSE,)
+    ) -> str:
+        """ChangeAvailability for one EVSE or, with 0, every EVSE: set ``levels`` (Inoperative
+        adds them, Operative lifts them); the other levels stay as they are."""
         targets = list(self.evses.values()) if evse_id == 0 else [self.evses[evse_id]]
         busy = False
         for evse in targets:
-            evse.available = available
+            if available:
+                evse.inoperative.difference_update(levels)
+            else:
+                evse.inoperative.update(levels)
             busy = busy or (not available and (evse.tx is not None or evse.stopping is not None))
             if not available and evse.tx is None:
                 evse.token, evse.token_parent, evse.token_expires = None, None, None

@@ -216,6 +216,45 @@ def test_g03_change_availability_persists_across_restart(bench201: Bench) -> Non
     bench201.status201(1, "Available", after=mark)
 
 
+def test_g03_connector_inoperative_outlives_its_evse_turning_operative_and_a_restart(bench201: Bench) -> None:
+    """G03 (FR.06-FR.08) and G04 (FR.07-FR.09): the station, the EVSE and the connector keep
+    their own availability, persisted: a connector set Inoperative stays Unavailable when its
+    EVSE goes Inoperative and Operative again, when the station does, and after a restart."""
+    connector = {"operationalStatus": "Inoperative", "evse": {"id": 1, "connectorId": 1}}
+    mark = bench201.mark()
+    assert bench201.call("ChangeAvailability", connector)["status"] == "Accepted"
+    bench201.status201(1, "Unavailable", after=mark)
+    assert change_availability(bench201, "Inoperative", evse=1) == "Accepted"
+    assert change_availability(bench201, "Inoperative") == "Accepted"
+    assert change_availability(bench201, "Operative") == "Accepted"
+    assert change_availability(bench201, "Operative", evse=1) == "Accepted"
+    time.sleep(1.0)
+    assert [p["connectorStatus"] for p in since(bench201, "StatusNotification", mark)] == ["Unavailable"]
+    assert bench201.sim().status(1)["connector_status"] == "Unavailable"
+    assert bench201.stop() == 0
+    mark = bench201.mark()
+    bench201.start()
+    first = bench201.wait("StatusNotification", lambda p: p["evseId"] == 1, after=mark)
+    assert first["connectorStatus"] == "Unavailable"
+    mark = bench201.mark()
+    assert bench201.call("ChangeAvailability", {**connector, "operationalStatus": "Operative"}) == {
+        "status": "Accepted"
+    }
+    bench201.status201(1, "Available", after=mark)
+
+
+def test_g04_evse_inoperative_stays_so_when_the_station_turns_operative(bench201: Bench) -> None:
+    mark = bench201.mark()
+    assert change_availability(bench201, "Inoperative", evse=1) == "Accepted"
+    assert change_availability(bench201, "Inoperative") == "Accepted"
+    assert change_availability(bench201, "Operative") == "Accepted"
+    bench201.status201(1, "Unavailable", after=mark)
+    no_call(bench201, "StatusNotification", mark, 1.0, lambda p: p["connectorStatus"] == "Available")
+    mark = bench201.mark()
+    assert change_availability(bench201, "Operative", evse=1) == "Accepted"
+    bench201.status201(1, "Available", after=mark)
+
+
 def test_g03_change_availability_scheduled_then_operative_cancels(bench201: Bench) -> None:
     start_session(bench201)
     assert change_availability(bench201, "Inoperative", evse=1) == "Scheduled"

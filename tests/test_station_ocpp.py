@@ -7,6 +7,10 @@ import math
 from datetime import timedelta
 
 from controller.station import (
+    CONNECTOR,
+    EVSE,
+    FIRMWARE,
+    STATION,
     AuthorizeWanted,
     Permit,
     Reservation,
@@ -16,6 +20,8 @@ from controller.station import (
     TokenRejected,
     TransactionStarted,
     TransactionStopped,
+    availability_setting,
+    parse_availability,
 )
 from tests.test_station import CHARGING, MAX_A, OTHER_TOKEN, PLUGGED, TOKEN, UNPLUGGED, at, of, one, reading
 
@@ -224,6 +230,39 @@ def test_scheduled_inoperative_goes_from_charging_straight_to_unavailable() -> N
     assert one(actions, TransactionStopped).reason == "EVDisconnected"
     seen += [a.status for a in actions if isinstance(a, StatusChanged)]
     assert seen == ["Unavailable"]
+
+
+def test_g03_a_connector_set_inoperative_stays_so_through_its_evse_and_the_station() -> None:
+    """G03/G04: the station, the EVSE and the connector keep their own ChangeAvailability;
+    lifting one level leaves the others (a connector set Inoperative stays Unavailable)."""
+    station = ocpp_station()
+    assert station.set_available(at(1), 1, False, (CONNECTOR,)) == "Accepted"
+    station.set_available(at(2), 1, False, (EVSE,))
+    station.set_available(at(3), 0, False, (STATION,))
+    station.set_available(at(4), 0, True, (STATION,))
+    station.set_available(at(5), 1, True, (EVSE,))
+    assert station.evses[1].status[0] == "Unavailable"
+    assert not station.remote_start(at(6), 1, TOKEN)
+    assert station.set_available(at(7), 1, True, (CONNECTOR,)) == "Accepted"
+    assert station.evses[1].status[0] == "Available"
+
+
+def test_g04_an_evse_set_inoperative_stays_so_when_the_station_turns_operative() -> None:
+    station = ocpp_station(2)
+    station.set_available(at(1), 2, False, (EVSE,))
+    station.set_available(at(2), 0, False, (STATION,))
+    assert [e.status[0] for e in station.evses.values()] == ["Unavailable", "Unavailable"]
+    station.set_available(at(3), 0, True, (STATION,))
+    assert [e.status[0] for e in station.evses.values()] == ["Available", "Unavailable"]
+
+
+def test_availability_levels_persist_in_one_setting_per_evse() -> None:
+    assert availability_setting(set()) == "operative"
+    assert availability_setting({FIRMWARE}) == "operative"  # the firmware hold ends with the process
+    assert parse_availability(availability_setting({CONNECTOR, STATION})) == {CONNECTOR, STATION}
+    assert parse_availability("inoperative") == {EVSE}  # as stored before the levels
+    assert parse_availability(None) == parse_availability("operative") == set()
+    assert parse_availability("evse,bogus") == {EVSE}
 
 
 def test_a_reservation_admits_only_its_holder_or_parent_and_is_used_once() -> None:
