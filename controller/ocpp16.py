@@ -583,7 +583,7 @@ class Ocpp16(Adapter):
         if not self._known(connector):
             return Reply({"status": "Rejected"})
         unit = "W" if p.get("chargingRateUnit") == "W" else "A"
-        start = self.host.now().replace(microsecond=0)
+        start = self.host.now()  # the request's own instant: no truncation to the second
         periods = self.host.composite(connector, start, p["duration"], unit)
         return Reply(
             {

@@ -1036,7 +1036,7 @@ class Ocpp201(Adapter):
         if evse_id and not self._evse(evse_id):
             return Reply({"status": "Rejected"})
         unit = "W" if p.get("chargingRateUnit") == "W" else "A"
-        start = self.host.now().replace(microsecond=0)
+        start = self.host.now()  # the request's own instant: no truncation to the second
         periods = self.host.composite(evse_id, start, p["duration"], unit)
         composite = schedule.composite_to_ocpp201(periods, start, p["duration"], unit, evse_id)
         return Reply({"status": "Accepted", "schedule": composite})

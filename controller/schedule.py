@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,6 +78,16 @@ class Schedule:
     duration_s: int | None = None
     min_rate: float | None = None
     schedule_id: int | None = None  # the 2.0.1 ChargingScheduleType id; 1.6 schedules have none
+
+
+@dataclass(frozen=True)
+class Load:
+    """What the limit of one EVSE depends on besides the profiles."""
+
+    max_current_a: float  # the hardware limit (cable, breaker)
+    phases: int = 3
+    tx_id: str | None = None  # the transaction it runs, if any
+    tx_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -188,28 +198,67 @@ class Profiles:
         phases: int = 3,
         no_limit: float = math.inf,
     ) -> list[Period]:
-        """The merged composite schedule from ``start`` for ``duration_s`` seconds, in ``unit``.
+        """The profiles' merged schedule for one EVSE alone from ``start`` for ``duration_s`` seconds.
 
         Edges are rounded up to whole seconds; ``no_limit`` stands where no profile applies.
+        What the station enforces and reports also weighs the hardware and the other EVSEs:
+        ``station_composite``.
         """
-        if unit not in UNITS:
-            raise ValueError(f"unit must be A or W, not {unit!r}")
-        end = start + timedelta(seconds=duration_s)
         relevant = self._relevant(evse_id, tx_id)
-        offsets = {0} | {
-            -((start - edge) // _SECOND)  # ceil to a whole second
-            for p in relevant
-            for edge in _edges(p, tx_started_at, start, end)
-            if start < edge < end
-        }
-        periods: list[Period] = []
-        for offset in sorted(o for o in offsets if o < duration_s):
-            at = start + timedelta(seconds=offset)
+
+        def limit_at(at: datetime) -> tuple[float, int | None]:
             limit, used = _limit_at(relevant, evse_id, at, unit, tx_started_at, voltage, phases)
-            limit = no_limit if math.isinf(limit) else limit
-            if not periods or (periods[-1].limit, periods[-1].phases) != (limit, used):
-                periods.append(Period(offset, limit, used))
-        return periods
+            return (no_limit if math.isinf(limit) else limit), used
+
+        return _sample(relevant, tx_started_at, start, duration_s, unit, limit_at)
+
+    def station_limit(
+        self, evse_id: int, at: datetime, unit: str, loads: Mapping[int, Load], voltage: float = 230.0
+    ) -> tuple[float, int | None]:
+        """The limit on ``evse_id`` at ``at`` in ``unit``, and its phase cap: the one rule for
+        what the station enforces and what GetCompositeSchedule reports.
+
+        An EVSE gets min(its hardware limit, its TxProfile or else TxDefaultProfile, an equal
+        share of the station maximum among the EVSEs running a transaction); ``evse_id`` 0, the
+        station as a whole, min(the sum of the hardware limits, the station maximum).
+        """
+        if evse_id == 0:
+            station, used = _limit_at(self._relevant(0, None), 0, at, unit, None, voltage, 3)
+            hardware = sum(
+                _convert(load.max_current_a, "A", unit, voltage * load.phases) for load in loads.values()
+            )
+            return min(station, hardware), used
+        load = loads[evse_id]
+        relevant = self._relevant(evse_id, load.tx_id)
+        own_profiles = [p for p in relevant if p.purpose is not Purpose.STATION_MAX]
+        station_profiles = [p for p in relevant if p.purpose is Purpose.STATION_MAX]
+        start = load.tx_started_at
+        own, used = _limit_at(own_profiles, evse_id, at, unit, start, voltage, load.phases)
+        station, station_used = _limit_at(station_profiles, evse_id, at, unit, start, voltage, load.phases)
+        if station_used is not None:
+            used = station_used if used is None else min(used, station_used)
+        sharing = max(1, sum(1 for other in loads.values() if other.tx_id is not None))
+        hardware = _convert(load.max_current_a, "A", unit, voltage * (used or load.phases))
+        return min(hardware, own, station / sharing), used
+
+    def station_composite(
+        self,
+        evse_id: int,
+        start: datetime,
+        duration_s: int,
+        unit: str,
+        loads: Mapping[int, Load],
+        voltage: float = 230.0,
+    ) -> list[Period]:
+        """``station_limit`` from ``start`` for ``duration_s`` seconds, as merged periods."""
+        load = loads.get(evse_id)
+        tx_id, tx_started_at = (load.tx_id, load.tx_started_at) if load is not None else (None, None)
+        relevant = self._relevant(evse_id, tx_id)
+
+        def limit_at(at: datetime) -> tuple[float, int | None]:
+            return self.station_limit(evse_id, at, unit, loads, voltage)
+
+        return _sample(relevant, tx_started_at, start, duration_s, unit, limit_at)
 
     def limit_a(
         self,
@@ -253,6 +302,36 @@ class Profiles:
         removed = len(self._items) - len(kept)
         self._items = kept
         return removed
+
+
+def _sample(
+    relevant: list[Profile],
+    tx_started_at: datetime | None,
+    start: datetime,
+    duration_s: int,
+    unit: str,
+    limit_at: Callable[[datetime], tuple[float, int | None]],
+) -> list[Period]:
+    """``limit_at`` at ``start`` and at every edge of ``relevant`` after it, merged into periods.
+
+    ``start`` is kept as given (the instant of the request, sub-second part included); the
+    later edges are rounded up to whole seconds from it.
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unit must be A or W, not {unit!r}")
+    end = start + timedelta(seconds=duration_s)
+    offsets = {0} | {
+        -((start - edge) // _SECOND)  # ceil to a whole second
+        for p in relevant
+        for edge in _edges(p, tx_started_at, start, end)
+        if start < edge < end
+    }
+    periods: list[Period] = []
+    for offset in sorted(o for o in offsets if o < duration_s):
+        limit, used = limit_at(start + timedelta(seconds=offset))
+        if not periods or (periods[-1].limit, periods[-1].phases) != (limit, used):
+            periods.append(Period(offset, limit, used))
+    return periods
 
 
 def _replaces(new: Profile, old: Profile) -> bool:

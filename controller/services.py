@@ -419,47 +419,31 @@ class Services:
 
         self.writes.put(write)
 
+    def loads(self: Daemon) -> dict[int, schedule.Load]:
+        """What the EVSEs' limits depend on besides the profiles, as they are now."""
+        return {
+            evse_id: schedule.Load(
+                state.max_current_a,
+                self.evse_config[evse_id].phases,
+                state.tx.id if state.tx else None,
+                state.tx.started_at if state.tx else None,
+            )
+            for evse_id, state in self.station.evses.items()
+        }
+
     def composite(
         self: Daemon, evse_id: int, start: datetime, duration_s: int, unit: str
     ) -> list[schedule.Period]:
-        tx = self.station.evses[evse_id].tx if evse_id else None
-        phases = self.evse_config[evse_id].phases if evse_id else 3
-        hardware = self.station.evses[evse_id].max_current_a if evse_id else None
-        periods = self.profiles.composite(
-            evse_id,
-            start,
-            duration_s,
-            unit,
-            tx.started_at if tx else None,
-            tx.id if tx else None,
-            phases=phases,
-        )
-        if hardware is None:  # the station as a whole: the sum of its EVSEs
-            hardware = sum(e.max_current_a for e in self.station.evses.values())
-        cap = hardware if unit == "A" else hardware * 230.0 * phases
-        return [schedule.Period(p.start_s, min(p.limit, cap), p.phases) for p in periods]
+        """GetCompositeSchedule: the limit ``update_limits`` enforces, from ``start`` on."""
+        return self.profiles.station_composite(evse_id, start, duration_s, unit, self.loads())
 
     def update_limits(self: Daemon) -> None:
         now = self.now()
-        # The station maximum is for the whole station: the EVSEs in a transaction share it.
-        charging = sum(1 for e in self.station.evses.values() if e.tx is not None)
-        station_cap = self.profiles.limit_a(0, now, None, None) / max(1, charging)
+        loads = self.loads()
         for evse_id, state in self.station.evses.items():
-            tx = state.tx
-            limit = self.profiles.limit_a(
-                evse_id,
-                now,
-                tx.started_at if tx else None,
-                tx.id if tx else None,
-                phases=self.evse_config[evse_id].phases,
-            )
-            limit = min(limit, station_cap)
+            limit = self.profiles.station_limit(evse_id, now, "A", loads)[0]
             if limit != state.limit_a:
-                log.info(
-                    "EVSE %d: charging limit %s",
-                    evse_id,
-                    "none" if limit == float("inf") else f"{limit:.1f} A",
-                )
+                log.info("EVSE %d: charging limit %.1f A", evse_id, limit)
                 self._apply(self.station.set_limit(now, evse_id, limit))
 
     def _transaction_started(self: Daemon, evse_id: int, tx_id: str, token: str) -> None:

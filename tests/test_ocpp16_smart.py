@@ -96,16 +96,6 @@ def composite(bench: Bench, unit: str = "A", connector: int = 1, duration: int =
     )
 
 
-def tx_composite(bench: Bench, unit: str = "A") -> dict[str, Any]:
-    """GetCompositeSchedule for connector 1 at least a second into the transaction.
-
-    The composite starts on the whole second at or before the request: in the second a
-    transaction starts in, it shows a first one-second period from before the start.
-    """
-    time.sleep(1.0)
-    return composite(bench, unit)
-
-
 def limits(reply: dict[str, Any]) -> list[tuple[int, float]]:
     return [(p["startPeriod"], p["limit"]) for p in reply["chargingSchedule"]["chargingSchedulePeriod"]]
 
@@ -291,7 +281,7 @@ def test_set_charging_profile_tx_profile_overrides_tx_default(bench: Bench) -> N
     assert set_profile(bench, 1, profile(2, "TxProfile", 14, tx_id=tx_id + 100)) == "Rejected"
     # Higher than the default: a TxProfile replaces the TxDefaultProfile, it is not combined.
     assert set_profile(bench, 1, profile(2, "TxProfile", 14, tx_id=tx_id)) == "Accepted"
-    assert limits(tx_composite(bench)) == [(0, 14.0)]
+    assert limits(composite(bench)) == [(0, 14.0)]
     offered(bench, 14)
 
 
@@ -348,7 +338,7 @@ def _near(reply: dict[str, Any], expected: list[tuple[int, float]]) -> None:
     got = limits(reply)
     assert [lim for _, lim in got] == [lim for _, lim in expected], got
     for (start, _), (want, _) in zip(got, expected, strict=True):
-        assert want - 1 <= start <= want, got  # the composite starts on a whole second
+        assert want - 1 <= start <= want, got  # edges round up to whole seconds from the request
 
 
 def test_get_composite_schedule_amps(bench: Bench) -> None:
@@ -381,6 +371,44 @@ def test_get_composite_schedule_station_wide(bench: Bench) -> None:
     assert limits(reply) == [(0, 20.0)]
     # A connector the station does not have.
     assert composite(bench, "A", connector=5)["status"] == "Rejected"
+
+
+def test_get_composite_schedule_starts_at_the_request_instant(bench: Bench) -> None:
+    """1.6 §5.7 / K08: the schedule runs from the request's own instant. A profile that began
+    earlier in that same second is in force from period 0 (no first period at the hardware
+    limit, as a start truncated to the second gave)."""
+    now = datetime.now(UTC)
+    if now.microsecond > 300_000:  # leave most of a second for the two calls
+        time.sleep(1.05 - now.microsecond / 1e6)
+        now = datetime.now(UTC)
+    begun = now.replace(microsecond=0) + timedelta(milliseconds=400)
+    time.sleep(max(0.0, (begun - datetime.now(UTC)).total_seconds()) + 0.05)
+    body = profile(1, "TxDefaultProfile", 10, kind="Absolute", start=iso(begun))
+    assert set_profile(bench, 1, body) == "Accepted"
+    reply = composite(bench)
+    start = datetime.fromisoformat(reply["chargingSchedule"]["startSchedule"])
+    assert start > begun  # the request's instant, milliseconds kept
+    assert limits(reply) == [(0, 10.0)]
+
+
+def test_get_composite_schedule_two_connectors_share_the_charge_point_max(
+    tmp_path: Path, csms: CsmsThread
+) -> None:
+    """K08 / 1.6 §5.7: the composite is the limit in force, local limits included: two
+    connectors charging under a 20 A ChargePointMaxProfile each get and report 10 A."""
+    station = make_bench(tmp_path, csms, evses=2)
+    station.start()
+    try:
+        cap = profile(1, "ChargePointMaxProfile", 20, kind="Absolute", start=now_iso(-60))
+        assert set_profile(station, 0, cap) == "Accepted"
+        station.charge(1, max_current_a=32)
+        station.charge(2, token=OTHER_TOKEN, max_current_a=32)
+        for connector in (1, 2):
+            assert limits(composite(station, connector=connector)) == [(0, 10.0)]
+            station.sim().wait_until(lambda s: s["pwm"] and s["offered_a"] == 10, evse=connector, timeout=15)
+        assert limits(composite(station, connector=0)) == [(0, 20.0)]
+    finally:
+        station.kill()
 
 
 def test_get_composite_schedule_station_wide_without_profiles(bench: Bench) -> None:
@@ -465,7 +493,7 @@ def test_remote_start_transaction_with_charging_profile(bench: Bench) -> None:
     status = offered(bench, 8, timeout=15)
     bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=15)
     assert status["duty_percent"] == pytest.approx(13.33, abs=0.02)
-    assert limits(tx_composite(bench)) == [(0, 8.0)]
+    assert limits(composite(bench)) == [(0, 8.0)]
 
 
 def test_remote_start_transaction_with_charging_profile_ends_with_transaction(bench: Bench) -> None:
@@ -475,7 +503,7 @@ def test_remote_start_transaction_with_charging_profile_ends_with_transaction(be
     assert bench.call("RemoteStartTransaction", body)["status"] == "Accepted"
     bench.wait("StartTransaction", after=mark)
     tx_id = csms_tx_id(bench)
-    assert limits(tx_composite(bench)) == [(0, 8.0)]
+    assert limits(composite(bench)) == [(0, 8.0)]
     mark = bench.mark()
     assert bench.call("RemoteStopTransaction", {"transactionId": tx_id})["status"] == "Accepted"
     bench.wait("StopTransaction", after=mark)

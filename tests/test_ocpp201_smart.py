@@ -627,13 +627,6 @@ def limits(reply: dict[str, Any]) -> list[tuple[int, float]]:
     return [(p["startPeriod"], p["limit"]) for p in reply["schedule"]["chargingSchedulePeriod"]]
 
 
-def tx_limits(bench: Bench) -> list[tuple[int, float]]:
-    """The composite limits a second or more into the transaction (the composite starts on a
-    whole second: in the second a transaction starts in, it shows a first period from before)."""
-    time.sleep(1.0)
-    return limits(composite(bench))
-
-
 def offered(bench: Bench, amps: float, timeout: float = DUTY_CHANGE_WAIT_S) -> dict[str, Any]:
     """Wait until the PWM offers ``amps``; returns the rig status."""
     return bench.sim().wait_until(
@@ -654,7 +647,7 @@ def test_k01_set_charging_profile_tx_default_limits_offered_current(bench201: Be
     assert status["contactor_closed"]
     # The EV draws no more than offered: 10 A on 3 phases at 230 V.
     bench201.sim().wait_until(lambda s: 0 < s["power_w"] <= 6900 * 1.02, timeout=10)
-    assert tx_limits(bench201) == [(0, 10.0)]
+    assert limits(composite(bench201)) == [(0, 10.0)]
 
 
 def test_k01_set_charging_profile_tx_default_absolute_while_charging(bench201: Bench) -> None:
@@ -673,7 +666,7 @@ def test_k01_set_charging_profile_in_watts(bench201: Bench) -> None:
     start_session(bench201)
     status = offered(bench201, 10)
     assert status["duty_percent"] == pytest.approx(16.67, abs=0.1)
-    assert tx_limits(bench201) == [(0, 10.0)]
+    assert limits(composite(bench201)) == [(0, 10.0)]
     reply = composite(bench201, unit="W")
     assert limits(reply) == [(0, 6900.0)]
 
@@ -790,7 +783,7 @@ def _schedule_with_edges(bench: Bench) -> None:
 def _near(got: list[tuple[int, float]], expected: list[tuple[int, float]]) -> None:
     assert [lim for _, lim in got] == [lim for _, lim in expected], got
     for (start, _), (want, _) in zip(got, expected, strict=True):
-        assert want - 1 <= start <= want, got  # the composite starts on a whole second
+        assert want - 1 <= start <= want, got  # edges round up to whole seconds from the request
 
 
 def test_k08_get_composite_schedule(bench201: Bench) -> None:
@@ -817,9 +810,47 @@ def test_k08_get_composite_schedule_is_what_the_pilot_offers(bench201: Bench) ->
     cap = charging_profile(2, "ChargingStationMaxProfile", 9, kind="Absolute", start=start)
     assert set_profile(bench201, 0, cap) == "Accepted"
     start_session(bench201)
-    (first,) = tx_limits(bench201)
+    (first,) = limits(composite(bench201))
     assert first == (0, 9.0)
     offered(bench201, first[1])
+
+
+def test_k08_get_composite_schedule_starts_at_the_request_instant(bench201: Bench) -> None:
+    """K08: the schedule runs from the request's own instant; a profile begun earlier in that
+    same second is in force from period 0 (no phantom first period at the hardware limit)."""
+    now = datetime.now(UTC)
+    if now.microsecond > 300_000:
+        time.sleep(1.05 - now.microsecond / 1e6)
+        now = datetime.now(UTC)
+    begun = now.replace(microsecond=0) + timedelta(milliseconds=400)
+    time.sleep(max(0.0, (begun - datetime.now(UTC)).total_seconds()) + 0.05)
+    body = charging_profile(1, "TxDefaultProfile", 10, kind="Absolute", start=iso(begun))
+    assert set_profile(bench201, 1, body) == "Accepted"
+    reply = composite(bench201)
+    assert datetime.fromisoformat(reply["schedule"]["scheduleStart"]) > begun
+    assert limits(reply) == [(0, 10.0)]
+
+
+def test_k08_two_evses_share_the_station_maximum_as_reported(tmp_path: Path, csms201: CsmsThread) -> None:
+    """K08: the composite is the limit in force (local limits included): two EVSEs charging
+    under a 20 A ChargingStationMaxProfile each get and report 10 A."""
+    station = make_bench(tmp_path, csms201, version="2.0.1", evses=2)
+    station.start()
+    try:
+        cap = charging_profile(1, "ChargingStationMaxProfile", 20, kind="Absolute", start=now_iso(-60))
+        assert set_profile(station, 0, cap) == "Accepted"
+        for evse, token in ((1, TOKEN), (2, OTHER_TOKEN)):
+            mark = station.mark()
+            station.sim().plug(evse)
+            station.sim().swipe(token)
+            station.sim().charge(evse, max_current_a=32)
+            station.event("Started", after=mark)
+        for evse in (1, 2):
+            station.sim().wait_until(lambda s: s["pwm"] and s["offered_a"] == 10, evse=evse, timeout=15)
+            assert limits(composite(station, evse=evse)) == [(0, 10.0)]
+        assert limits(composite(station, evse=0)) == [(0, 20.0)]
+    finally:
+        station.kill()
 
 
 def test_k08_get_composite_schedule_unknown_evse_rejected(bench201: Bench) -> None:
@@ -963,7 +994,7 @@ def test_k05_request_start_transaction_with_tx_profile(bench201: Bench) -> None:
     status = offered(bench201, 8)
     bench201.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
     assert status["duty_percent"] == pytest.approx(13.33, abs=0.1)
-    assert tx_limits(bench201) == [(0, 8.0)]
+    assert limits(composite(bench201)) == [(0, 8.0)]
     # The profile belongs to this transaction: it reports with its transactionId and ends with it.
     mark = bench201.mark()
     reply = bench201.call(

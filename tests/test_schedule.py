@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft4Validator
 
 from controller.schedule import (
+    UNITS,
     Kind,
+    Load,
     Period,
     Profile,
     Profiles,
@@ -344,6 +346,43 @@ def test_composite_rounds_sub_second_edges_up() -> None:
 def test_composite_rejects_an_unknown_unit() -> None:
     with pytest.raises(ValueError, match="unit"):
         Profiles().composite(1, T0, 60, "kW", None, None)
+
+
+# --- the limit enforced and reported (Profiles.station_limit / station_composite)
+
+TWO_CHARGING = {1: Load(32.0, 3, "tx1", T0), 2: Load(32.0, 3, "tx2", T0)}
+
+
+def test_k08_two_evses_share_the_station_maximum_as_reported_and_enforced() -> None:
+    """K08 / 1.6 §5.7 GetCompositeSchedule: the schedule reported is the one in force. Two EVSEs
+    charging under a 32 A ChargePointMaxProfile get 16 A each, and the composite says 16 A."""
+    profiles = store(make(evse=0, purpose=Purpose.STATION_MAX, periods=((0, 32.0),)))
+    for evse in (1, 2):
+        assert profiles.station_limit(evse, at(60), "A", TWO_CHARGING) == (16.0, None)
+        assert profiles.station_composite(evse, at(60), HOUR, "A", TWO_CHARGING) == [Period(0, 16.0)]
+    assert profiles.station_composite(0, at(60), HOUR, "A", TWO_CHARGING) == [Period(0, 32.0)]
+    one_charging = {**TWO_CHARGING, 2: Load(32.0)}
+    assert profiles.station_composite(1, at(60), HOUR, "A", one_charging) == [Period(0, 32.0)]
+    watts = profiles.station_composite(1, at(60), HOUR, "W", TWO_CHARGING)
+    assert watts == [Period(0, 16.0 * 230 * 3)]
+
+
+def test_station_limit_is_capped_by_the_hardware() -> None:
+    loads = {1: Load(16.0, 1), 2: Load(32.0, 3)}
+    assert Profiles().station_limit(1, T0, "A", loads) == (16.0, None)
+    assert Profiles().station_limit(1, T0, "W", loads) == (16.0 * 230, None)
+    assert Profiles().station_limit(0, T0, "A", loads) == (48.0, None)
+    assert Profiles().station_limit(0, T0, "W", loads) == (16.0 * 230 + 32.0 * 230 * 3, None)
+
+
+def test_k08_composite_starts_at_the_request_instant_without_a_phantom_period() -> None:
+    """The schedule starts at the instant of the request (sub-second part kept): a profile that
+    began earlier in the same second is in force from its first period."""
+    begun = T0 + timedelta(milliseconds=400)
+    profiles = store(make(start=begun, periods=((0, 10.0),)))
+    request = T0 + timedelta(milliseconds=700)
+    loads = {1: Load(32.0)}
+    assert profiles.station_composite(1, request, 60, "A", loads) == [Period(0, 10.0)]
 
 
 # --- OCPP 1.6 JSON
@@ -774,3 +813,59 @@ def test_the_limit_holds_until_next_change(
     if span > 0:
         later = now + timedelta(seconds=min(span, 86400))
         assert store_.limit_a(1, later, tx_start, "tx1") == store_.limit_a(1, now, tx_start, "tx1")
+
+
+@st.composite
+def loads(draw: st.DrawFn) -> dict[int, Load]:
+    """1 to 4 EVSEs, each idle or in a transaction (tx1 is the one TxProfiles are bound to)."""
+    count = draw(st.integers(1, 4))
+    return {
+        evse: Load(
+            float(draw(st.sampled_from([10, 16, 32, 63]))),
+            draw(st.sampled_from([1, 3])),
+            tx := draw(st.sampled_from([None, "tx1", f"other{evse}"])),
+            draw(offsets.map(at)) if tx else None,
+        )
+        for evse in range(1, count + 1)
+    }
+
+
+@given(
+    installed=st.lists(profiles(), max_size=6),
+    loads_=loads(),
+    start=offsets.map(at),
+    fraction_ms=st.integers(0, 999),
+    duration=st.integers(1, 2 * 86400),
+    unit=st.sampled_from(UNITS),
+    probes=st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=10),
+)
+def test_the_composite_reported_is_the_limit_enforced_at_every_instant(
+    installed: list[Profile],
+    loads_: dict[int, Load],
+    start: datetime,
+    fraction_ms: int,
+    duration: int,
+    unit: str,
+    probes: list[float],
+) -> None:
+    """GetCompositeSchedule (services.composite -> station_composite) and the limit the daemon
+    enforces every second (services.update_limits -> station_limit) agree for any profiles and
+    any number of EVSEs; the EVSEs in a transaction together stay within the station maximum."""
+    store_ = Profiles()
+    for profile in installed:
+        store_.install(profile, "tx1")
+    start += timedelta(milliseconds=fraction_ms)
+    for evse in [0, *loads_]:
+        composite = store_.station_composite(evse, start, duration, unit, loads_)
+        assert composite[0].start_s == 0
+        instants = {int(p * duration) for p in probes} | {
+            s for q in composite for s in (q.start_s - 1, q.start_s) if s >= 0
+        }
+        for s in instants:
+            in_force = [q for q in composite if q.start_s <= s][-1]
+            enforced = store_.station_limit(evse, start + timedelta(seconds=s), unit, loads_)
+            assert (in_force.limit, in_force.phases) == enforced
+    at_start = [store_.station_limit(e, start, "A", loads_)[0] for e, load in loads_.items() if load.tx_id]
+    cap, _ = store_.station_limit(0, start, "A", {e: Load(math.inf, 3) for e in loads_})
+    if at_start and all(p.schedule.unit == "A" and p.purpose is Purpose.STATION_MAX for p in store_.all()):
+        assert sum(at_start) <= cap + 1e-9
