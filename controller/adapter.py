@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from controller import security
+from controller import ocppj, security
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.ocppj import Call, RpcError
 from controller.storage import OutboxEntry, StorageError, parse_timestamp
@@ -35,7 +35,6 @@ class Adapter:
     SIGN_CERTIFICATE_TRIGGER = ""  # the trigger's name for a new client certificate
     firmware_status: str
     OUTBOX_KINDS: tuple[str, ...] = ()
-    UNKNOWN_ACTION = "not_implemented"  # the error kind for an action without a handler
     _handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]
 
     def __init__(self, host: Daemon, link: Link) -> None:
@@ -67,8 +66,9 @@ class Adapter:
         if not self.accepted and self.registration == "Rejected":
             raise RpcError("security", "the CSMS rejected our BootNotification")
         handler = self._handlers.get(call.action)
-        if handler is None:
-            raise RpcError(self.UNKNOWN_ACTION, f"{call.action} is not supported")
+        if handler is None:  # OCPP-J: NotSupported = known but not supported, NotImplemented = unknown
+            known = call.action in ocppj.actions(self.VERSION)
+            raise RpcError("not_supported" if known else "not_implemented", f"{call.action} is not supported")
         log.info(
             "%s from the CSMS",
             call.action,

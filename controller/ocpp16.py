@@ -57,7 +57,6 @@ class Ocpp16(Adapter):
     VERSION = "1.6"
     SIGN_CERTIFICATE_TRIGGER = "SignChargePointCertificate"
     OUTBOX_KINDS = ("start", "meter", "stop", "security")
-    UNKNOWN_ACTION = "not_supported"
 
     def __init__(self, host: Daemon, link: Link, stored_keys: dict[str, str]) -> None:
         super().__init__(host, link)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from controller.schema import Check, compile_schema
@@ -183,10 +184,21 @@ def _schema_name(version: str, action: str, response: bool) -> str:
     return f"{action}{'Response' if response else 'Request'}.json"
 
 
+def _schemas(version: str) -> Traversable:
+    return resources.files("ocpp").joinpath({"1.6": "v16", "2.0.1": "v201"}[version], "schemas")
+
+
+@cache
+def actions(version: str) -> frozenset[str]:
+    """Every action ``version`` defines (its request schemas in the ``ocpp`` package)."""
+    suffix = ".json" if version == "1.6" else "Request.json"
+    names = (p.name for p in _schemas(version).iterdir())
+    return frozenset(n.removesuffix(suffix) for n in names if n.endswith(suffix) and "Response" not in n)
+
+
 @cache
 def _validator(version: str, action: str, response: bool) -> Check | None:
-    folder = {"1.6": "v16", "2.0.1": "v201"}[version]
-    path = resources.files("ocpp").joinpath(folder, "schemas", _schema_name(version, action, response))
+    path = _schemas(version).joinpath(_schema_name(version, action, response))
     if not path.is_file():
         return None
     schema = json.loads(path.read_text(encoding="utf-8"))

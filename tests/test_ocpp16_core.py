@@ -769,6 +769,13 @@ BAD_FRAMES = [
     ([2, "id4", "NoSuchAction", {}], "NotImplemented"),
     ([9, "id5", {}], "ProtocolError"),
     ([2, "id6", "Reset", {"type": "Soft", "extra": 1}], "FormationViolation"),
+    # OCPP-J 1.6 4.2.3: NotSupported = "Requested Action is recognized but not supported by
+    # the receiver"; NotImplemented (id4) = "Requested Action is not known by receiver".
+    ([2, "id7", "Heartbeat", {}], "NotSupported"),
+    (
+        [2, "id8", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"}],
+        "NotSupported",
+    ),
 ]
 
 

@@ -1049,6 +1049,20 @@ BAD_FRAMES = [
     ([2, "w7", "NoSuchAction", {}], "NotImplemented"),
     ([2, "w8", "ClearCache"], "FormatViolation"),
     ([9, "w9", {}], "MessageTypeNotSupported"),
+    # Part 4 4.3: NotSupported = "Requested Action is recognized but not supported by the
+    # receiver"; NotImplemented (w7) = "Requested Action is not known by receiver".
+    (
+        [
+            2,
+            "w10",
+            "SetDisplayMessage",
+            {"message": {"id": 1, "priority": "NormalCycle", "message": {"format": "UTF8", "content": "hi"}}},
+        ],
+        "NotSupported",
+    ),
+    ([2, "w11", "CustomerInformation", {"requestId": 1, "report": True, "clear": False}], "NotSupported"),
+    ([2, "w12", "CostUpdated", {"totalCost": 1.5, "transactionId": "tx1"}], "NotSupported"),
+    ([2, "w13", "Heartbeat", {}], "NotSupported"),
 ]
 
 
