@@ -11,6 +11,7 @@ words of the version spoken.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
 
-from controller.schema import Check, compile_schema
+from controller.schema import Check, Repair, compile_schema, repairing
+
+log = logging.getLogger(__name__)
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
@@ -197,21 +200,61 @@ def actions(version: str) -> frozenset[str]:
 
 
 @cache
-def _validator(version: str, action: str, response: bool) -> Check | None:
+def _validator(version: str, action: str, response: bool, lenient: bool = False) -> Check | None:
     path = _schemas(version).joinpath(_schema_name(version, action, response))
     if not path.is_file():
         return None
     schema = json.loads(path.read_text(encoding="utf-8"))
     # The 2.0.1 files say draft-06; nothing in them differs from draft-04 in effect.
-    return compile_schema(schema, _FORMATS)
+    if not lenient:
+        return compile_schema(schema, _FORMATS)
+    # An answer to our own request may carry members the schema does not name: they are
+    # dropped (see ``check``); a CALL with one is still refused, as Part 4 ch. 9 asks.
+    return compile_schema(schema, _FORMATS, _REPAIRS, open_objects=response)
 
 
-def check(version: str, action: str, payload: Any, response: bool = False) -> None:
-    """Raise ``RpcError`` naming what is wrong with ``payload``."""
-    validator = _validator(version, action, response)
+def _naive_as_utc(value: Any) -> Any:
+    """A date-time without a UTC offset (``datetime.isoformat()`` of a naive time), read as UTC."""
+    if isinstance(value, str) and _NAIVE.match(value) and is_datetime(value + "Z"):
+        return value + "Z"
+    return None
+
+
+_NAIVE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?$", re.IGNORECASE)
+_REPAIRS = {"date-time": _naive_as_utc}
+_warned: set[tuple[str, str, str]] = set()
+
+
+def _leniency(action: str, repairs: list[Repair]) -> None:
+    """One journal warning per action, member and leniency (every Heartbeat would repeat it)."""
+    for repair in repairs:
+        name = str(repair.path[-1])
+        if (action, name, repair.kind) in _warned:
+            continue
+        _warned.add((action, name, repair.kind))
+        if repair.kind == "additionalProperties":
+            log.warning("%s from the CSMS has a member %r the schema does not know; ignored", action, name)
+        else:
+            log.warning("%s from the CSMS: %s %r has no UTC offset; taken as UTC", action, name, repair.value)
+
+
+def check(version: str, action: str, payload: Any, response: bool = False, lenient: bool = False) -> None:
+    """Raise ``RpcError`` naming what is wrong with ``payload``.
+
+    ``lenient`` (for what the CSMS sends) first repairs the harmless deviations listed in
+    README "Strict wire", in place, with one journal warning each.
+    """
+    validator = _validator(version, action, response, lenient)
     if validator is None:
         raise RpcError("not_implemented", f"unknown action {action}")
-    error = validator(payload)
+    if lenient:
+        repairs: list[Repair] = []
+        with repairing(repairs):
+            error = validator(payload)
+        if repairs:
+            _leniency(action, repairs)
+    else:
+        error = validator(payload)
     if error is None:
         return
     kind = _KEYWORD_ERRORS.get(error.keyword, "property")
@@ -277,7 +320,7 @@ class Codec:
         )
 
     def validate_call(self, call: Call) -> None:
-        check(self.version, call.action, call.payload)
+        check(self.version, call.action, call.payload, lenient=True)
 
     def validate_result(self, action: str, payload: dict[str, Any]) -> None:
-        check(self.version, action, payload, response=True)
+        check(self.version, action, payload, response=True, lenient=True)

@@ -12,12 +12,20 @@ The tests hold the two to the same verdicts.
 
 A check returns None when the payload is valid, else the first ``Invalid`` found: the
 object's own keywords are checked before its members, so an error nearer the top wins.
+
+A schema compiled with ``repairs`` (format name -> a function giving an acceptable value
+for one that fails the format, or None) puts the repaired value in the payload instead of
+failing; with ``open_objects`` a member the schema does not name is removed instead of
+failing ``additionalProperties: false``. Each such change is reported as a ``Repair`` to
+the list given to ``repairing()``. Without them a check never changes the payload.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -47,12 +55,39 @@ class Invalid:
     path: list[str | int] = field(default_factory=list)  # where in the payload, outermost first
 
 
+@dataclass
+class Repair:
+    kind: str  # "format" (a value replaced) or "additionalProperties" (a member removed)
+    path: list[str | int]  # the member, within its object
+    value: Any  # what the payload had
+
+
+_sink: ContextVar[list[Repair] | None] = ContextVar("schema_repairs", default=None)
+
+
+@contextlib.contextmanager
+def repairing(repairs: list[Repair]) -> Iterator[list[Repair]]:
+    """Collect in ``repairs`` what the checks run inside this block changed."""
+    token = _sink.set(repairs)
+    try:
+        yield repairs
+    finally:
+        _sink.reset(token)
+
+
+def _note(repair: Repair) -> None:
+    sink = _sink.get()
+    if sink is not None:
+        sink.append(repair)
+
+
 class SchemaError(Exception):
     """A schema this module cannot check completely."""
 
 
 Check = Callable[[Any], Invalid | None]
 Format = Callable[[Any], bool]
+Repairer = Callable[[Any], Any]  # an acceptable value in place of a failing one, or None
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str),
@@ -94,10 +129,28 @@ def _not_multiple(value: Any, step: float) -> bool:
 class Compiler:
     """Compiles one schema document (its ``#/definitions/...`` references included)."""
 
-    def __init__(self, document: Mapping[str, Any], formats: Mapping[str, Format]) -> None:
+    def __init__(
+        self,
+        document: Mapping[str, Any],
+        formats: Mapping[str, Format],
+        repairs: Mapping[str, Repairer] | None = None,
+        open_objects: bool = False,
+    ) -> None:
         self.document = document
         self.formats = formats
+        self.repairs = repairs or {}
+        self.open_objects = open_objects
         self._refs: dict[str, Check] = {}
+
+    def _repairer(self, schema: Mapping[str, Any]) -> Repairer | None:
+        """The repair for values of ``schema`` (a member's), if its format has one."""
+        for _ in range(10):
+            ref = schema.get("$ref")
+            if not isinstance(ref, str):
+                break
+            schema = self.document.get("definitions", {}).get(ref.removeprefix("#/definitions/"), {})
+        name = schema.get("format")
+        return self.repairs.get(name) if isinstance(name, str) else None
 
     def compile(self) -> Check:
         return self._node(self.document)
@@ -233,6 +286,15 @@ class Compiler:
             return None
         if closed is not False:
             raise SchemaError("additionalProperties as a schema is not supported")
+        if self.open_objects:
+
+            def drop(value: Any) -> Invalid | None:
+                if isinstance(value, dict):
+                    for key in [key for key in value if key not in allowed]:
+                        _note(Repair("additionalProperties", [key], value.pop(key)))
+                return None
+
+            return drop
 
         def check(value: Any) -> Invalid | None:
             if isinstance(value, dict):
@@ -245,6 +307,7 @@ class Compiler:
 
     def _properties(self, schema: Mapping[str, Any]) -> Check:
         members = {name: self._node(sub) for name, sub in schema["properties"].items()}
+        repairers = {name: self._repairer(sub) for name, sub in schema["properties"].items()}
 
         def check(value: Any) -> Invalid | None:
             if isinstance(value, dict):
@@ -253,6 +316,13 @@ class Compiler:
                     if sub is not None:
                         error = sub(member)
                         if error is not None:
+                            repair = repairers.get(key)
+                            if repair is not None and error.keyword == "format" and not error.path:
+                                repaired = repair(member)
+                                if repaired is not None and sub(repaired) is None:
+                                    value[key] = repaired
+                                    _note(Repair("format", [key], member))
+                                    continue
                             return _inside(error, key)
             return None
 
@@ -308,6 +378,14 @@ _BUILDERS: dict[str, Callable[[Compiler, Mapping[str, Any]], Check | None]] = {
 _KEYWORDS = frozenset(_BUILDERS)
 
 
-def compile_schema(document: Mapping[str, Any], formats: Mapping[str, Format] | None = None) -> Check:
-    """A check for ``document``; ``formats`` maps a format name to its test (others pass)."""
-    return Compiler(document, formats or {}).compile()
+def compile_schema(
+    document: Mapping[str, Any],
+    formats: Mapping[str, Format] | None = None,
+    repairs: Mapping[str, Repairer] | None = None,
+    open_objects: bool = False,
+) -> Check:
+    """A check for ``document``; ``formats`` maps a format name to its test (others pass).
+
+    ``repairs`` and ``open_objects``: see the module's docstring.
+    """
+    return Compiler(document, formats or {}, repairs, open_objects).compile()
