@@ -89,11 +89,17 @@ def timestamp(moment: datetime) -> str:
     return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
+EVENT_ID_BLOCK = 100  # eventIds reserved at a time (one write per block, not per event)
+
+
 class Monitors:
     """The custom monitors; ``save(json_text)`` persists them after every change.
 
     Registers the getter of MonitoringCtrlr.ActiveMonitoringBase (``base``). ``next_event_id``
-    is the eventId of the next EventData; the caller may seed it.
+    is the eventId of the next EventData; the caller may seed it. With ``reserve_event_ids``
+    eventIds never repeat across restarts: ids are taken from blocks of ``EVENT_ID_BLOCK``,
+    and the end of a block is handed to ``reserve_event_ids`` (to persist, and to seed
+    ``next_event_id`` with at the next start) before its first id is used.
     """
 
     def __init__(
@@ -103,9 +109,12 @@ class Monitors:
         save: Callable[[str], None],
         *,
         next_event_id: int = 1,
+        reserve_event_ids: Callable[[int], None] | None = None,
     ) -> None:
         self.model = model
         self.next_event_id = next_event_id
+        self._event_ids_reserved = next_event_id  # ids below this one are persisted as used
+        self._reserve_event_ids = reserve_event_ids
         self.base = "All"
         self._save = save
         self._next_id = 1
@@ -352,6 +361,9 @@ class Monitors:
         tech_code: str | None,
         monitor_id: int | None = None,
     ) -> dict[str, Any]:
+        if self._reserve_event_ids is not None and self.next_event_id >= self._event_ids_reserved:
+            self._event_ids_reserved = self.next_event_id + EVENT_ID_BLOCK
+            self._reserve_event_ids(self._event_ids_reserved)
         event: dict[str, Any] = {
             "eventId": self.next_event_id,
             "timestamp": timestamp(now),

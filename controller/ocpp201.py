@@ -60,6 +60,15 @@ CHARGING_STATES = {
     "SuspendedEVSE": "SuspendedEVSE",
 }
 MAX_UNSENT_EVENTS = 100
+NOTIFY_EVENT_ATTEMPTS = 3  # a NotifyEvent the CSMS refuses this often is dropped
+NOTIFY_EVENT_RETRY_S = 2.0  # times the attempt number
+EVENT_ID_SETTING = "events201.next_id"  # the first NotifyEvent eventId not yet reserved
+
+
+def _positive(text: str | None) -> int:
+    return int(text) if text and text.isdigit() and int(text) > 0 else 1
+
+
 NETWORK_VARIABLES = ("NetworkConfigurationPriority", "NetworkProfileConnectionAttempts")
 
 
@@ -84,12 +93,19 @@ class Ocpp201(Adapter):
         stored = {k[len(PREFIX) :]: v for k, v in settings.items() if k.startswith(PREFIX)}
         self._password_key = dm.storage_key(("SecurityCtrlr", None, None, None, "BasicAuthPassword", None))
         self.model = dm.DeviceModel(dm.definitions(evses, info), stored, self._save)
-        self.monitors = Monitors(self.model, settings.get("monitors201"), self._save_monitors)
+        self.monitors = Monitors(
+            self.model,
+            settings.get("monitors201"),
+            self._save_monitors,
+            next_event_id=_positive(settings.get(EVENT_ID_SETTING)),
+            reserve_event_ids=lambda upto: host.save_setting(EVENT_ID_SETTING, str(upto)),
+        )
         self._register_live()
         self.tx = tx201.Transactions()
         self._faults: dict[int, frozenset[str]] = {}
         self._watched: dict[dm.Key, str] = {}
         self._unsent_events: list[dict[str, Any]] = []
+        self._event_attempts: dict[int, int] = {}  # eventId -> NotifyEvents the CSMS refused
         self._status_sent: dict[int, str] = {}
         self._status_wake = asyncio.Event()
         self.boot_reason = "PowerUp"
@@ -500,15 +516,49 @@ class Ocpp201(Adapter):
             self.host.spawn(self._notify_event(data))
 
     async def _notify_event(self, data: list[dict[str, Any]]) -> None:
-        if self.online:
+        """Send EventData; kept for the next accepted boot while offline, retried up to
+        NOTIFY_EVENT_ATTEMPTS times when refused (CALLERROR) or unanswered, then dropped."""
+        while self.online and data:
             payload = {"generatedAt": timestamp(self.host.now()), "seqNo": 0, "eventData": data}
             try:
                 await self.link.call("NotifyEvent", payload, CALL_TIMEOUT_S)
-                return
-            except (NotConnected, CallFailed, TimeoutError) as exc:
-                log.warning("NotifyEvent not delivered (%s); sent after the next boot", exc)
+            except NotConnected:
+                break
+            except (CallFailed, TimeoutError) as exc:
+                data = self._event_failed(data, exc)
+                if data:
+                    await asyncio.sleep(NOTIFY_EVENT_RETRY_S * self._event_attempts[data[0]["eventId"]])
+                continue
+            for item in data:
+                self._event_attempts.pop(item["eventId"], None)
+            return
+        if not data:
+            return
+        log.warning("NotifyEvent not delivered; sent after the next boot")
         # Kept in memory (not across restarts) and sent once the CSMS accepts us again.
-        self._unsent_events = (self._unsent_events + data)[-MAX_UNSENT_EVENTS:]
+        unsent = (self._unsent_events + data)[-MAX_UNSENT_EVENTS:]
+        self._unsent_events = unsent
+        kept = {item["eventId"] for item in unsent}
+        self._event_attempts = {k: n for k, n in self._event_attempts.items() if k in kept}
+
+    def _event_failed(self, data: list[dict[str, Any]], exc: Exception) -> list[dict[str, Any]]:
+        """Count a failed attempt for each item; the ones still to retry."""
+        retry, dropped = [], []
+        for item in data:
+            attempts = self._event_attempts.get(item["eventId"], 0) + 1
+            if attempts >= NOTIFY_EVENT_ATTEMPTS:
+                self._event_attempts.pop(item["eventId"], None)
+                dropped.append(item["eventId"])
+            else:
+                self._event_attempts[item["eventId"]] = attempts
+                retry.append(item)
+        if dropped:
+            log.error(
+                "NotifyEvent eventId %s dropped after %d attempts: %s", dropped, NOTIFY_EVENT_ATTEMPTS, exc
+            )
+        else:
+            log.warning("NotifyEvent not accepted (%s); retrying", exc)
+        return retry
 
     async def _reservation_update(self, reservation_id: int, status: str) -> None:
         payload = {"reservationId": reservation_id, "reservationUpdateStatus": status}

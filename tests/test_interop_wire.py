@@ -206,3 +206,64 @@ def test_station_registers_with_a_csms_that_sends_naive_current_time(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- NotifyEvent eventIds (2.0.1) ---------------------------------------------------------
+
+
+def event_ids(bench: Bench, after: int = 0) -> list[int]:
+    return [item["eventId"] for entry in bench.calls("NotifyEvent")[after:] for item in entry["eventData"]]
+
+
+def rcd_trip(bench: Bench) -> None:
+    """One RCD trip and its NotifyEvent (N07 HardWiredNotification)."""
+    mark = bench.mark()
+    bench.sim().fault("rcd")
+    bench.wait("NotifyEvent", lambda p: p["eventData"][0]["component"]["name"] == "RCD", after=mark)
+    bench.sim().fault("rcd", False)  # latched until the restart
+
+
+def test_n07_event_ids_never_repeat_across_restarts(bench201: Bench) -> None:
+    """CitrineOS stores each eventId once per station and refuses a repeat with InternalError:
+    an eventId (EventDataType: "Identifies the event") is never used twice, restarts included,
+    a kill -9 too."""
+    rcd_trip(bench201)
+    first = event_ids(bench201)
+    bench201.stop()
+    bench201.start()
+    rcd_trip(bench201)
+    bench201.kill()
+    bench201.start()
+    rcd_trip(bench201)
+    ids = event_ids(bench201)
+    assert len(ids) == len(set(ids)) >= 3, ids
+    assert ids[: len(first)] == first and min(ids[len(first) :]) > max(first)
+
+
+def test_n07_refused_notify_event_is_retried_then_dropped(bench201: Bench) -> None:
+    """A NotifyEvent the CSMS answers with a CALLERROR is sent 3 times in all, then dropped
+    with an error in the journal: not re-sent after the next reconnect."""
+    bench201.csms.set_error("NotifyEvent", ("InternalError", "eventId already stored"))
+    mark = len(bench201.calls("NotifyEvent"))
+    bench201.sim().fault("rcd")
+    eventually(lambda: len(event_ids(bench201, mark)) >= 3, timeout=20, what="three attempts")
+    ids = event_ids(bench201, mark)
+    assert len(set(ids)) == 1, ids
+    eventually(
+        lambda: "dropped after 3 attempts" in bench201.log.read_text(), timeout=5, what="journal entry"
+    )
+    bench201.csms.set_error("NotifyEvent", None)
+    reconnect = bench201.mark()
+    bench201.csms.disconnect("CP001")
+    eventually(
+        lambda: any(e.kind == "connect" for e in bench201.csms.timeline[reconnect:]),
+        timeout=30,
+        what="reconnect",
+    )
+    trigger = bench201.mark()
+    eventually(
+        lambda: bench201.call("TriggerMessage", {"requestedMessage": "Heartbeat"}), timeout=20, what="online"
+    )
+    bench201.wait("Heartbeat", after=trigger)
+    time.sleep(1.0)
+    assert event_ids(bench201, mark) == ids  # nothing re-sent

@@ -305,3 +305,24 @@ def test_device_model_also_offers_monitors() -> None:
     assert device_model.Monitors is Monitors
     with pytest.raises(AttributeError):
         _ = device_model.Nothing
+
+
+def test_event_ids_are_reserved_in_persisted_blocks_and_never_repeat() -> None:
+    """eventIds stay unique across restarts: the end of each block of ids is saved before
+    the first id of the block is used, and a restart continues from the saved end."""
+    from controller.monitoring import EVENT_ID_BLOCK
+
+    reserved: list[int] = []
+    ids: list[int] = []
+    for _restart in range(3):
+        model = DeviceModel(definitions(EVSES, STATION), {}, lambda k, v: None)
+        start = reserved[-1] if reserved else 1
+        monitors = Monitors(
+            model, None, lambda text: None, next_event_id=start, reserve_event_ids=reserved.append
+        )
+        for n in range(EVENT_ID_BLOCK + 5):  # crosses a block boundary
+            old, new = ("false", "true") if n % 2 == 0 else ("true", "false")
+            ids += [e["eventId"] for e in monitors.changed(RCD, old, new, NOW)]
+            assert ids[-1] < reserved[-1]  # every id handed out lies below the persisted end
+    assert len(ids) == len(set(ids)) == 3 * (EVENT_ID_BLOCK + 5)
+    assert len(reserved) == 6
