@@ -128,7 +128,7 @@ def timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))  # RFC 3339 allows "t" and "z"
+    return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))  # RFC 3339 allows "z"
 
 
 @dataclass(frozen=True)
