@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller import ocppj, security
 from controller.link import CallFailed, Link, NotConnected, Reply
+from controller.link import backoff as link_backoff
 from controller.ocppj import Call, RpcError
 from controller.storage import OutboxEntry, StorageError, parse_timestamp
 
@@ -81,6 +82,14 @@ class Adapter:
     def heartbeat_interval(self) -> int:
         raise NotImplementedError
 
+    def call_timeout(self) -> float:
+        """How long to wait for the CSMS's answer to a request."""
+        return CALL_TIMEOUT_S
+
+    def backoff(self, attempt: int) -> float:
+        """The wait before reconnecting after ``attempt`` failed attempts."""
+        return link_backoff(attempt)
+
     def _adopt_clock(self, text: str) -> None:
         try:
             theirs = parse_timestamp(text)
@@ -104,7 +113,7 @@ class Adapter:
 
     async def heartbeat(self) -> None:
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            reply = await self.link.call("Heartbeat", {}, CALL_TIMEOUT_S)
+            reply = await self.link.call("Heartbeat", {}, self.call_timeout())
             self._adopt_clock(reply["currentTime"])
 
     # -- outbox ------------------------------------------------------------------------
@@ -121,7 +130,7 @@ class Adapter:
         attempts = entry.attempts
         while True:
             try:
-                await self.link.call("SecurityEventNotification", payload, CALL_TIMEOUT_S)
+                await self.link.call("SecurityEventNotification", payload, self.call_timeout())
             except NotConnected:
                 return False
             except (CallFailed, TimeoutError) as exc:
@@ -220,7 +229,7 @@ class Adapter:
 
     async def _log_status_call(self, payload: dict[str, Any]) -> None:
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("LogStatusNotification", payload, CALL_TIMEOUT_S)
+            await self.link.call("LogStatusNotification", payload, self.call_timeout())
 
     async def firmware_status_notification(self, status: str) -> None:
         raise NotImplementedError
@@ -258,7 +267,7 @@ class Adapter:
             self._signed_event.clear()
             try:
                 payload = self.sign_certificate_payload(csr)
-                reply = await self.link.call("SignCertificate", payload, CALL_TIMEOUT_S)
+                reply = await self.link.call("SignCertificate", payload, self.call_timeout())
             except (NotConnected, CallFailed, TimeoutError) as exc:
                 log.warning("SignCertificate not sent: %s", exc)
                 return

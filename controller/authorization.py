@@ -185,6 +185,7 @@ class AuthCache:
             raise ValueError(f"cache capacity must be at least 1, not {capacity}")
         self.capacity = capacity
         self._entries: OrderedDict[str, IdTagInfo] = OrderedDict()  # least recently used first
+        self._used: dict[str, datetime] = {}  # when each entry was stored or last looked up
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -192,6 +193,7 @@ class AuthCache:
     def update(self, id_tag: str, info: IdTagInfo, now: datetime) -> None:
         """Record what the CSMS answered for ``id_tag``."""
         key = normalize_id(id_tag)
+        self._used[key] = now
         if key in self._entries:
             self._entries[key] = info
             self._entries.move_to_end(key)
@@ -203,22 +205,35 @@ class AuthCache:
     def _evict(self, now: datetime) -> None:
         stale = next((key for key, info in self._entries.items() if info.effective(now) != ACCEPTED), None)
         if stale is None:
-            self._entries.popitem(last=False)
+            stale, _ = self._entries.popitem(last=False)
         else:
             del self._entries[stale]
+        self._used.pop(stale, None)
 
-    def get(self, id_tag: str, now: datetime) -> IdTagInfo | None:
-        """The entry with its status made effective at ``now`` (kept even when expired)."""
+    def get(self, id_tag: str, now: datetime, lifetime_s: float | None = None) -> IdTagInfo | None:
+        """The entry with its status made effective at ``now`` (kept even when expired).
+
+        With ``lifetime_s`` (2.0.1 AuthCacheCtrlr.LifeTime) an entry not used for that long
+        is removed instead: "how long it takes until a token expires in the cache since it
+        is last used".
+        """
         key = normalize_id(id_tag)
         info = self._entries.get(key)
         if info is None:
             return None
+        used = self._used.get(key)
+        if lifetime_s is not None and used is not None and (now - used).total_seconds() > lifetime_s:
+            del self._entries[key]
+            del self._used[key]
+            return None
         self._entries.move_to_end(key)
+        self._used[key] = now
         return info.at(now)
 
     def clear(self) -> None:
         """Empty the cache (ClearCache)."""
         self._entries.clear()
+        self._used.clear()
 
 
 @dataclass(frozen=True)
@@ -230,6 +245,7 @@ class AuthSettings:
     local_pre_authorize: bool = False
     local_authorize_offline: bool = True
     allow_offline_tx_for_unknown_id: bool = False
+    cache_lifetime_s: float | None = None  # 2.0.1 AuthCacheCtrlr.LifeTime; None: no limit
 
 
 @dataclass(frozen=True)
@@ -256,7 +272,7 @@ def _lookup(
         if info is not None:
             return info.at(now), SOURCE_LOCAL_LIST
     if settings.auth_cache_enabled:
-        info = cache.get(id_tag, now)
+        info = cache.get(id_tag, now, settings.cache_lifetime_s)
         if info is not None:
             return info, SOURCE_CACHE
     return None

@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon = Daemon(config, version=_version())
         code = asyncio.run(daemon.run())
         if daemon.restart is not None:
-            _restart(daemon.restart, config)
+            _restart(daemon.restart, config, daemon.reset_retries)
         return code
     except StartupError as exc:
         # Missing hardware or storage, not a bad file: exit 1 so systemd retries.
@@ -62,14 +62,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _restart(how: str, config: Config) -> None:
-    """After a reset or a firmware install: reboot the machine, or re-execute in place."""
-    logging.shutdown()
+def _restart(how: str, config: Config, retries: int = 0) -> None:
+    """After a reset or a firmware install: reboot the machine, or re-execute in place.
+
+    A reboot command that fails is run ``retries`` more times (ResetRetries); if it never
+    succeeds the daemon re-executes in place, so the station at least restarts its software.
+    """
     command = config.system.get("reboot_command") or ""
     if how == "reboot" and command:
-        log.warning("running the reboot command: %s", command)
-        subprocess.run(shlex.split(command), check=False)
-        return
+        for attempt in range(1 + max(0, retries)):
+            log.warning("running the reboot command (attempt %d): %s", attempt + 1, command)
+            try:
+                if subprocess.run(shlex.split(command), check=False).returncode == 0:
+                    logging.shutdown()
+                    return
+            except OSError as exc:
+                log.error("reboot command failed: %s", exc)
+        log.error("the reboot command failed %d times; restarting the daemon in place", 1 + max(0, retries))
+    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "controller", *sys.argv[1:]])

@@ -104,6 +104,7 @@ class Daemon(Services):
         self.tasks: list[asyncio.Task[Any]] = []
         self.shutdown_reason = SHUTDOWN_REASON
         self.restart: str | None = None  # "exec" (re-execute in place) or "reboot", after stopping
+        self.reset_retries = 0  # a failing reboot command is run again this often, then "exec"
         self.ocpp: Any = None  # the OCPP adapter of the version spoken, when [ocpp] is set
         self.frames: logs.FrameLog | None = None
         self.local_list = auth.LocalList()
@@ -394,6 +395,8 @@ class Daemon(Services):
         self.station.auth_mode = config.auth["mode"]
         self.station.allow = frozenset(config.auth["allow"])
         self.station.free_id = config.auth["free_id"]
+        if self.ocpp is not None:
+            self.ocpp.current.apply_keys()  # what the CSMS set (AuthCtrlr.Enabled) stays in force
         for evse in config.evses:
             self.station.evses[evse.id].max_current_a = evse.max_current_a
             self.channels[evse.id].supervisor.max_current_a = evse.max_current_a

@@ -143,6 +143,59 @@ def _measurands(component: str, variable: str, default: str = MEASURANDS[0]) -> 
     return _rw(component, variable, "MemberList", default, values_list=MEASURANDS)
 
 
+# Where each variable the CSMS may write takes effect: "module:function" that reads it.
+# tests/test_writable_keys.py holds every writable variable (other than one with a single
+# allowed value) to an entry here, and the function to reading it: a writable variable
+# that nothing uses fails the tests. Make a variable ReadOnly rather than leave it unused.
+CONSUMERS: dict[tuple[str, str], str] = {
+    ("OCPPCommCtrlr", "HeartbeatInterval"): "controller.ocpp201:Ocpp201.heartbeat_interval",
+    ("OCPPCommCtrlr", "MessageTimeout"): "controller.ocpp201:Ocpp201.call_timeout",
+    ("OCPPCommCtrlr", "MessageAttempts"): "controller.ocpp201:Ocpp201._deliver",
+    ("OCPPCommCtrlr", "MessageAttemptInterval"): "controller.ocpp201:Ocpp201._deliver",
+    ("OCPPCommCtrlr", "NetworkConfigurationPriority"): "controller.ocpp_client:OcppClient.plan",
+    ("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"): "controller.ocpp_client:OcppClient.plan",
+    ("OCPPCommCtrlr", "OfflineThreshold"): "controller.ocpp201:Ocpp201._statuses_after_reconnect",
+    ("OCPPCommCtrlr", "ResetRetries"): "controller.ocpp201:Ocpp201._reset",
+    ("OCPPCommCtrlr", "WebSocketPingInterval"): "controller.ocpp_client:make_client",
+    ("OCPPCommCtrlr", "RetryBackOffRandomRange"): "controller.ocpp201:Ocpp201.backoff",
+    ("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "controller.ocpp201:Ocpp201.backoff",
+    ("OCPPCommCtrlr", "RetryBackOffWaitMinimum"): "controller.ocpp201:Ocpp201.backoff",
+    ("SecurityCtrlr", "OrganizationName"): "controller.ocpp201:Ocpp201.organization",
+    ("SecurityCtrlr", "BasicAuthPassword"): "controller.ocpp201:Ocpp201.__init__",
+    ("SecurityCtrlr", "CertSigningWaitMinimum"): "controller.ocpp201:Ocpp201.cert_signing_wait",
+    ("SecurityCtrlr", "CertSigningRepeatTimes"): "controller.ocpp201:Ocpp201.cert_signing_wait",
+    ("AuthCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("AuthCtrlr", "AuthorizeRemoteStart"): "controller.ocpp201:Ocpp201._request_start",
+    ("AuthCtrlr", "LocalAuthorizeOffline"): "controller.ocpp201:Ocpp201.auth_settings",
+    ("AuthCtrlr", "LocalPreAuthorize"): "controller.ocpp201:Ocpp201.auth_settings",
+    ("AuthCtrlr", "OfflineTxForUnknownIdEnabled"): "controller.ocpp201:Ocpp201.auth_settings",
+    ("AuthCacheCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.auth_settings",
+    ("AuthCacheCtrlr", "LifeTime"): "controller.ocpp201:Ocpp201.auth_settings",
+    ("LocalAuthListCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.auth_settings",
+    ("TxCtrlr", "EVConnectionTimeOut"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("TxCtrlr", "StopTxOnInvalidId"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("TxCtrlr", "TxStartPoint"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("TxCtrlr", "TxStopPoint"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxEndedMeasurands"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxEndedInterval"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxStartedMeasurands"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxUpdatedMeasurands"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxUpdatedInterval"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "Measurands"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "Interval"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "TxEndedMeasurands"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "TxEndedInterval"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "SendDuringIdle"): "controller.ocpp201:Ocpp201.meter_values_now",
+    ("ReservationCtrlr", "Enabled"): "controller.ocpp201:Ocpp201._reserve_now",
+    ("SmartChargingCtrlr", "Enabled"): "controller.ocpp201:Ocpp201._set_charging_profile",
+    ("MonitoringCtrlr", "Enabled"): "controller.monitoring:Monitors._enabled",
+    ("MonitoringCtrlr", "OfflineQueuingSeverity"): "controller.ocpp201:Ocpp201._notify_event",
+    ("MonitoringCtrlr", "ActiveMonitoringLevel"): "controller.monitoring:Monitors._level",
+}
+
+
 def _controllers(station: StationInfo, phases: int) -> list[VariableDef]:
     comm, sec, auth, cache = "OCPPCommCtrlr", "SecurityCtrlr", "AuthCtrlr", "AuthCacheCtrlr"
     lal, tx, sampled, aligned = "LocalAuthListCtrlr", "TxCtrlr", "SampledDataCtrlr", "AlignedDataCtrlr"
@@ -160,11 +213,12 @@ def _controllers(station: StationInfo, phases: int) -> list[VariableDef]:
         _seconds(comm, "WebSocketPingInterval", 30, high=3600, reboot=True),
         _ro(comm, "FileTransferProtocols", "MemberList", ",".join(PROTOCOLS), values_list=PROTOCOLS),
         _ro(comm, "UnlockOnEVSideDisconnect", "boolean", "true"),
-        _seconds(comm, "RetryBackOffRandomRange", 10, high=3600),
-        _rw(comm, "RetryBackOffRepeatTimes", "integer", "5", min_limit=0, max_limit=100),
-        _seconds(comm, "RetryBackOffWaitMinimum", 3, high=3600),
+        # Reconnect back-off (Part 4 5.3): 1-4 s first, at most 2^4 + 3 = 19 s by default.
+        _seconds(comm, "RetryBackOffRandomRange", 3, high=3600),
+        _rw(comm, "RetryBackOffRepeatTimes", "integer", "4", min_limit=0, max_limit=20),
+        _seconds(comm, "RetryBackOffWaitMinimum", 1, high=3600),
         _live(comm, "ActiveNetworkProfile", "integer", "0"),
-        _rw(comm, "QueueAllMessages", "boolean", "false"),
+        _ro(comm, "QueueAllMessages", "boolean", "false"),  # only transaction messages are queued
         _ro(sec, "SecurityProfile", "integer", str(station.security_profile), min_limit=0, max_limit=3),
         _live(sec, "Identity", "string", "", max_limit=48),
         _rw(sec, "OrganizationName", "string", station.vendor, max_limit=64),
@@ -179,7 +233,7 @@ def _controllers(station: StationInfo, phases: int) -> list[VariableDef]:
         _rw(auth, "LocalAuthorizeOffline", "boolean", "true"),
         _rw(auth, "LocalPreAuthorize", "boolean", "false"),
         _rw(auth, "OfflineTxForUnknownIdEnabled", "boolean", "false"),
-        _rw(auth, "DisableRemoteAuthorization", "boolean", "false"),
+        _ro(auth, "DisableRemoteAuthorization", "boolean", "false"),
         _rw(cache, "Enabled", "boolean", "true"),
         _ro(cache, "Available", "boolean", "true"),
         _seconds(cache, "LifeTime", 86400, high=31536000),
@@ -204,7 +258,7 @@ def _controllers(station: StationInfo, phases: int) -> list[VariableDef]:
         _measurands(sampled, "TxStartedMeasurands"),
         _measurands(sampled, "TxUpdatedMeasurands"),
         _seconds(sampled, "TxUpdatedInterval", 60),
-        _rw(sampled, "RegisterValuesWithoutPhases", "boolean", "true"),
+        _ro(sampled, "RegisterValuesWithoutPhases", "boolean", "true"),  # the register is a total
         _rw(aligned, "Enabled", "boolean", "true"),
         _measurands(aligned, "Measurands"),
         _seconds(aligned, "Interval", 0),  # 0: no clock-aligned meter values
@@ -217,7 +271,8 @@ def _controllers(station: StationInfo, phases: int) -> list[VariableDef]:
         _rw(smart, "Enabled", "boolean", "true"),
         _ro(smart, "Available", "boolean", "true"),
         _live(smart, "Entries", "integer", "0", variable_instance="ChargingProfiles"),
-        _rw(smart, "LimitChangeSignificance", "decimal", "10", unit="Percent", min_limit=0, max_limit=100),
+        # No ChargingRateChanged TransactionEvents: a limit change is not reported by itself.
+        _ro(smart, "LimitChangeSignificance", "decimal", "10", unit="Percent", min_limit=0, max_limit=100),
         _ro(smart, "PeriodsPerSchedule", "integer", "48"),
         _ro(smart, "ProfileStackLevel", "integer", "8"),
         _ro(smart, "RateUnit", "MemberList", "A,W", values_list=("A", "W")),

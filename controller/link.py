@@ -103,6 +103,7 @@ class Link:
         self.on_failure: Callable[[BaseException], None] | None = None
         self.on_invalid: Callable[[str], None] | None = None
         self.lost_with: BaseException | None = None  # why the last connection was lost
+        self.backoff: Callable[[int], float] = backoff  # the wait before attempt n + 1
 
     @property
     def connected(self) -> bool:
@@ -128,7 +129,7 @@ class Link:
                 # its own), the station keeps running and keeps trying.
                 self.attempts += 1
                 log.exception("connection to %s failed unexpectedly; retrying", self.endpoint.url)
-            await asyncio.sleep(backoff(self.attempts))
+            await asyncio.sleep(self.backoff(self.attempts))
 
     def _connection_class(self) -> type[ClientConnection]:
         link = self

@@ -119,6 +119,7 @@ class Ocpp16(Adapter):
         station.stop_on_invalid_id = keys.flag("StopTransactionOnInvalidId")
         station.max_energy_on_invalid_id_wh = 0.0  # 1.6: energy stops at once
         station.preparing_for_token = True
+        station.auth_mode = self.host.config.auth["mode"]  # 2.0.1 AuthCtrlr.Enabled may have changed it
         station.sample_interval = timedelta(seconds=keys.number("MeterValueSampleInterval"))
         self.host.aligned_interval_s = keys.number("ClockAlignedDataInterval")
 
@@ -516,7 +517,7 @@ class Ocpp16(Adapter):
         kind = p["type"]
 
         async def reset() -> None:  # runs once the reply has been sent
-            self.host.reset(hard=kind == "Hard")
+            self.host.reset(hard=kind == "Hard", retries=self.keys.number("ResetRetries"))
 
         return Reply({"status": "Accepted"}, reset)
 

@@ -66,7 +66,8 @@ KEYS: dict[str, KeyDef] = {
     "SupportedFeatureProfiles": KeyDef("csl", PROFILES, writable=False),
     "TransactionMessageAttempts": KeyDef("int", "3", min=1, max=100),
     "TransactionMessageRetryInterval": KeyDef("int", "60", max=86400),
-    "UnlockConnectorOnEVSideDisconnect": KeyDef("bool", "true"),
+    # Unplugging at the EV ends the session, and the lock opens with it: "true" only.
+    "UnlockConnectorOnEVSideDisconnect": KeyDef("bool", "true", choices=("true",)),
     "WebSocketPingInterval": KeyDef("int", "30", max=3600, reboot=True),
     # Local Auth List Management
     "LocalAuthListEnabled": KeyDef("bool", "true"),
@@ -87,6 +88,38 @@ KEYS: dict[str, KeyDef] = {
     "CertificateStoreMaxLength": KeyDef("int", "20", writable=False),
     "CpoName": KeyDef("str", "", max_len=64),
     "SecurityProfile": KeyDef("int", "0", max=3),
+}
+
+
+# Where each key the CSMS may write takes effect: "module:function" that reads it.
+# tests/test_writable_keys.py holds every writable key (other than one with a single
+# allowed value) to an entry here, and the function to reading it: a writable key that
+# nothing uses fails the tests. Make a key read-only rather than leave it unused.
+CONSUMERS: dict[str, str] = {
+    "AllowOfflineTxForUnknownId": "controller.ocpp16:Ocpp16.auth_settings",
+    "AuthorizationCacheEnabled": "controller.ocpp16:Ocpp16.auth_settings",
+    "AuthorizeRemoteTxRequests": "controller.ocpp16:Ocpp16._remote_start",
+    "ClockAlignedDataInterval": "controller.ocpp16:Ocpp16.apply_keys",
+    "ConnectionTimeOut": "controller.ocpp16:Ocpp16.apply_keys",
+    "ConnectorPhaseRotation": "controller.ocpp16:Ocpp16.__init__",  # the CSMS's record, reported back
+    "HeartbeatInterval": "controller.ocpp16:Ocpp16.heartbeat_interval",
+    "LocalAuthorizeOffline": "controller.ocpp16:Ocpp16.auth_settings",
+    "LocalPreAuthorize": "controller.ocpp16:Ocpp16.auth_settings",
+    "MeterValuesAlignedData": "controller.ocpp16:Ocpp16._message",
+    "MeterValuesSampledData": "controller.ocpp16:Ocpp16._message",
+    "MeterValueSampleInterval": "controller.ocpp16:Ocpp16.apply_keys",
+    "MinimumStatusDuration": "controller.ocpp16:Ocpp16._send_statuses",
+    "ResetRetries": "controller.ocpp16:Ocpp16._reset",
+    "StopTransactionOnInvalidId": "controller.ocpp16:Ocpp16.apply_keys",
+    "StopTxnAlignedData": "controller.ocpp16:Ocpp16._message",
+    "StopTxnSampledData": "controller.ocpp16:Ocpp16._message",
+    "TransactionMessageAttempts": "controller.ocpp16:Ocpp16._deliver",
+    "TransactionMessageRetryInterval": "controller.ocpp16:Ocpp16._deliver",
+    "WebSocketPingInterval": "controller.ocpp_client:make_client",
+    "LocalAuthListEnabled": "controller.ocpp16:Ocpp16.auth_settings",
+    "AuthorizationKey": "controller.ocpp16:Ocpp16._change_authorization_key",
+    "CpoName": "controller.ocpp16:Ocpp16.organization",
+    "SecurityProfile": "controller.ocpp16:Ocpp16._change_security_profile",
 }
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from controller import authorization as auth
 from controller import connection, schedule, tx201
 from controller import device_model as dm
 from controller import station as station_model
-from controller.adapter import BOOT_RETRY_DEFAULT_S, CALL_TIMEOUT_S, Adapter
+from controller.adapter import BOOT_RETRY_DEFAULT_S, Adapter
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.monitoring import Monitors
 from controller.ocppj import RpcError
@@ -106,6 +107,7 @@ class Ocpp201(Adapter):
         self._watched: dict[dm.Key, str] = {}
         self._unsent_events: list[dict[str, Any]] = []
         self._event_attempts: dict[int, int] = {}  # eventId -> NotifyEvents the CSMS refused
+        self._offline_since: datetime | None = None  # when the last connection closed
         self._status_sent: dict[int, str] = {}
         self._status_wake = asyncio.Event()
         self.boot_reason = "PowerUp"
@@ -184,6 +186,16 @@ class Ocpp201(Adapter):
     def heartbeat_interval(self) -> int:
         return self._number("OCPPCommCtrlr", "HeartbeatInterval")
 
+    def call_timeout(self) -> float:
+        return float(self._number("OCPPCommCtrlr", "MessageTimeout", variable_instance="Default"))
+
+    def backoff(self, attempt: int) -> float:
+        """OCPP 2.0.1 Part 4 5.3: RetryBackOffWaitMinimum, doubled after each failed attempt
+        up to RetryBackOffRepeatTimes times, plus up to RetryBackOffRandomRange at random."""
+        doublings = min(attempt, self._number("OCPPCommCtrlr", "RetryBackOffRepeatTimes"))
+        wait = self._number("OCPPCommCtrlr", "RetryBackOffWaitMinimum") * 2**doublings
+        return float(wait) + random.uniform(0, self._number("OCPPCommCtrlr", "RetryBackOffRandomRange"))
+
     def apply_keys(self) -> None:
         """Hand the variables that steer version-neutral behaviour to the station."""
         station = self.host.station
@@ -191,6 +203,8 @@ class Ocpp201(Adapter):
         station.stop_on_invalid_id = self._flag("TxCtrlr", "StopTxOnInvalidId")
         station.max_energy_on_invalid_id_wh = float(self._number("TxCtrlr", "MaxEnergyOnInvalidId"))
         station.preparing_for_token = False  # no EV, no Occupied: a presented token leaves it Available
+        # AuthCtrlr.Enabled false: no authorization before a transaction; every EV charges.
+        station.auth_mode = self.host.config.auth["mode"] if self._flag("AuthCtrlr", "Enabled") else "free"
         sampled = self._flag("SampledDataCtrlr", "Enabled")
         interval = self._number("SampledDataCtrlr", "TxUpdatedInterval") if sampled else 0
         station.sample_interval = timedelta(seconds=interval)
@@ -215,6 +229,7 @@ class Ocpp201(Adapter):
             local_pre_authorize=self._flag("AuthCtrlr", "LocalPreAuthorize"),
             local_authorize_offline=self._flag("AuthCtrlr", "LocalAuthorizeOffline"),
             allow_offline_tx_for_unknown_id=self._flag("AuthCtrlr", "OfflineTxForUnknownIdEnabled"),
+            cache_lifetime_s=self._number("AuthCacheCtrlr", "LifeTime"),
         )
 
     def _register_live(self) -> None:
@@ -331,7 +346,7 @@ class Ocpp201(Adapter):
         while True:
             payload = {"reason": self.boot_reason, "chargingStation": charging_station}
             try:
-                reply = await self.link.call("BootNotification", payload, CALL_TIMEOUT_S)
+                reply = await self.link.call("BootNotification", payload, self.call_timeout())
             except (CallFailed, TimeoutError) as exc:
                 log.warning("BootNotification failed (%s); retrying in %d s", exc, BOOT_RETRY_DEFAULT_S)
                 await asyncio.sleep(BOOT_RETRY_DEFAULT_S)
@@ -358,7 +373,19 @@ class Ocpp201(Adapter):
     def status_changed(self) -> None:
         self._status_wake.set()
 
+    def _closed(self) -> None:
+        self._offline_since = self.host.now()
+        super()._closed()
+
+    def _statuses_after_reconnect(self) -> None:
+        """OfflineThreshold: offline longer than this, every connector's status is sent again."""
+        since, self._offline_since = self._offline_since, None
+        threshold = self._number("OCPPCommCtrlr", "OfflineThreshold")
+        if since is not None and (self.host.now() - since).total_seconds() > threshold:
+            self._status_sent.clear()
+
     async def _send_statuses(self) -> None:
+        self._statuses_after_reconnect()
         while True:
             await self._status_wake.wait()
             self._status_wake.clear()
@@ -375,7 +402,7 @@ class Ocpp201(Adapter):
             "connectorId": 1,
         }
         try:
-            await self.link.call("StatusNotification", payload, CALL_TIMEOUT_S)
+            await self.link.call("StatusNotification", payload, self.call_timeout())
         except (NotConnected, CallFailed, TimeoutError) as exc:
             log.warning("StatusNotification for EVSE %d not delivered: %s", evse_id, exc)
             return False
@@ -521,7 +548,7 @@ class Ocpp201(Adapter):
         while self.online and data:
             payload = {"generatedAt": timestamp(self.host.now()), "seqNo": 0, "eventData": data}
             try:
-                await self.link.call("NotifyEvent", payload, CALL_TIMEOUT_S)
+                await self.link.call("NotifyEvent", payload, self.call_timeout())
             except NotConnected:
                 break
             except (CallFailed, TimeoutError) as exc:
@@ -532,14 +559,24 @@ class Ocpp201(Adapter):
             for item in data:
                 self._event_attempts.pop(item["eventId"], None)
             return
+        # MonitoringCtrlr.OfflineQueuingSeverity: offline, only events this severe (or more) are kept.
+        severity = self._number("MonitoringCtrlr", "OfflineQueuingSeverity")
+        kept = [item for item in data if self.monitors.severity(item) <= severity]
+        if len(kept) < len(data):
+            log.info(
+                "%d event(s) less severe than OfflineQueuingSeverity %d not kept",
+                len(data) - len(kept),
+                severity,
+            )
+        data = kept
         if not data:
             return
         log.warning("NotifyEvent not delivered; sent after the next boot")
         # Kept in memory (not across restarts) and sent once the CSMS accepts us again.
         unsent = (self._unsent_events + data)[-MAX_UNSENT_EVENTS:]
         self._unsent_events = unsent
-        kept = {item["eventId"] for item in unsent}
-        self._event_attempts = {k: n for k, n in self._event_attempts.items() if k in kept}
+        queued = {item["eventId"] for item in unsent}
+        self._event_attempts = {k: n for k, n in self._event_attempts.items() if k in queued}
 
     def _event_failed(self, data: list[dict[str, Any]], exc: Exception) -> list[dict[str, Any]]:
         """Count a failed attempt for each item; the ones still to retry."""
@@ -563,7 +600,7 @@ class Ocpp201(Adapter):
     async def _reservation_update(self, reservation_id: int, status: str) -> None:
         payload = {"reservationId": reservation_id, "reservationUpdateStatus": status}
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("ReservationStatusUpdate", payload, CALL_TIMEOUT_S)
+            await self.link.call("ReservationStatusUpdate", payload, self.call_timeout())
 
     # -- authorization -----------------------------------------------------------------
 
@@ -574,7 +611,7 @@ class Ocpp201(Adapter):
         try:
             kind = self.tx.token_types.get(token, "ISO14443")
             payload = {"idToken": tx201.id_token(token, kind)}
-            reply = await self.link.call("Authorize", payload, CALL_TIMEOUT_S)
+            reply = await self.link.call("Authorize", payload, self.call_timeout())
             return auth.info_from_ocpp201(reply["idTokenInfo"])
         except (NotConnected, CallFailed, TimeoutError, ValueError) as exc:
             log.warning("Authorize for %s not answered (%s); offline rules apply", token, exc)
@@ -588,7 +625,7 @@ class Ocpp201(Adapter):
         payload = entry.body
         while True:
             try:
-                reply = await self.link.call("TransactionEvent", payload, CALL_TIMEOUT_S)
+                reply = await self.link.call("TransactionEvent", payload, self.call_timeout())
             except NotConnected:
                 return False
             except (CallFailed, TimeoutError) as exc:
@@ -643,7 +680,9 @@ class Ocpp201(Adapter):
         if not value["sampledValue"]:
             return
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("MeterValues", {"evseId": evse_id, "meterValue": [value]}, CALL_TIMEOUT_S)
+            await self.link.call(
+                "MeterValues", {"evseId": evse_id, "meterValue": [value]}, self.call_timeout()
+            )
 
     # -- requests from the CSMS --------------------------------------------------------
 
@@ -718,7 +757,7 @@ class Ocpp201(Adapter):
                     key: part,
                 }
                 try:
-                    await self.link.call(action, payload, CALL_TIMEOUT_S)
+                    await self.link.call(action, payload, self.call_timeout())
                 except (NotConnected, CallFailed, TimeoutError) as exc:
                     log.warning("%s %d part %d not delivered: %s", action, request_id, seq_no, exc)
                     return
@@ -740,7 +779,7 @@ class Ocpp201(Adapter):
             await self.host.database.run(
                 self.host.database.storage.set_setting, PREFIX + "boot_reason", "RemoteReset"
             )
-            self.host.reset(hard=True)
+            self.host.reset(hard=True, retries=self._number("OCPPCommCtrlr", "ResetRetries"))
 
         return Reply({"status": "Scheduled" if busy and on_idle else "Accepted"}, reset)
 
@@ -987,6 +1026,8 @@ class Ocpp201(Adapter):
     # H: reservation
 
     async def _reserve_now(self, p: dict[str, Any]) -> Reply:
+        if not self._flag("ReservationCtrlr", "Enabled"):
+            return Reply({"status": "Rejected"})
         evse_id = p.get("evseId", 0)
         if evse_id and not self._evse(evse_id):
             return Reply({"status": "Rejected"})
@@ -1008,6 +1049,8 @@ class Ocpp201(Adapter):
     # K: smart charging
 
     async def _set_charging_profile(self, p: dict[str, Any]) -> Reply:
+        if not self._flag("SmartChargingCtrlr", "Enabled"):
+            return Reply({"status": "Rejected", "statusInfo": {"reasonCode": "Disabled"}})
         evse_id = p["evseId"]
         if evse_id and not self._evse(evse_id):
             return Reply({"status": "Rejected"})
@@ -1057,7 +1100,7 @@ class Ocpp201(Adapter):
                     "chargingProfile": [schedule.to_ocpp201(self._csms_view(x)) for x in profiles],
                 }
                 with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-                    await self.link.call("ReportChargingProfiles", payload, CALL_TIMEOUT_S)
+                    await self.link.call("ReportChargingProfiles", payload, self.call_timeout())
 
         return Reply({"status": "Accepted"}, report)
 
@@ -1147,7 +1190,7 @@ class Ocpp201(Adapter):
         if self.firmware_request is not None and status != "Idle":
             payload["requestId"] = self.firmware_request
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("FirmwareStatusNotification", payload, CALL_TIMEOUT_S)
+            await self.link.call("FirmwareStatusNotification", payload, self.call_timeout())
 
     # N: diagnostics and monitoring
 

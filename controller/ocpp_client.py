@@ -57,6 +57,7 @@ class OcppClient:
             if k in (connection.FLOOR_SETTING, connection.TRIAL_SETTING) or k.startswith(NETWORK_PREFIX)
         }
         self.link = Link(endpoint, self._handle, self._opened, self._closed, host.frames)
+        self.link.backoff = lambda attempt: self.current.backoff(attempt)
         self.link.choose = self._choose
         self.link.on_failure = self._failed
         self.link.on_invalid = self._invalid

@@ -327,8 +327,10 @@ class Services:
         for evse_id, state in self.station.evses.items():
             state.inoperative = station_model.parse_availability(settings.get(f"availability.{evse_id}"))
 
-    def reset(self: Daemon, hard: bool) -> None:
+    def reset(self: Daemon, hard: bool, retries: int = 0) -> None:
+        """``retries``: how often a failing ``reboot_command`` is run again (ResetRetries)."""
         log.warning("%s reset requested by the CSMS", "hard" if hard else "soft")
+        self.reset_retries = retries
         self.security_event("ResetOrReboot", f"{'hard' if hard else 'soft'} reset requested by the CSMS")
         self.shutdown_reason = "HardReset" if hard else "SoftReset"
         self.restart = "reboot" if hard and self.config.system.get("reboot_command") else "exec"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from enum import StrEnum
 from importlib import resources
@@ -57,6 +58,14 @@ def assert_report(items: list[dict[str, Any]]) -> None:
 
 
 Saved = dict[str, str]
+
+
+def _writable_decimal() -> list[VariableDef]:
+    """The station's table with its one decimal variable made writable, to test decimals by."""
+    return [
+        dataclasses.replace(d, mutability="ReadWrite") if d.variable == "LimitChangeSignificance" else d
+        for d in definitions(EVSES, STATION)
+    ]
 
 
 def make(stored: Saved | None = None, defs: list[VariableDef] | None = None) -> tuple[DeviceModel, Saved]:
@@ -354,7 +363,7 @@ def test_other_attribute_types() -> None:
 def test_set_accepts_and_normalizes(
     component: str, variable: str, instance: str | None, value: str, stored: str
 ) -> None:
-    model, saved = make()
+    model, saved = make(defs=_writable_decimal())
     result, d = model.set(request(component, variable, instance=instance, value=value))
     assert result["attributeStatus"] == "Accepted", result
     assert "attributeStatusInfo" not in result
@@ -395,7 +404,7 @@ def test_set_accepts_and_normalizes(
     ],
 )
 def test_set_rejects(component: str, variable: str, value: str, reason: str) -> None:
-    model, saved = make()
+    model, saved = make(defs=_writable_decimal())
     before = model.actual(model.find(component, variable).key)  # type: ignore[union-attr]
     result, d = model.set(request(component, variable, value=value))
     assert result["attributeStatus"] == "Rejected" and d is None
