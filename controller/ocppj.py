@@ -223,13 +223,14 @@ def _naive_as_utc(value: Any) -> Any:
 _NAIVE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?$", re.IGNORECASE)
 _REPAIRS = {"date-time": _naive_as_utc}
 _warned: set[tuple[str, str, str]] = set()
+_MAX_WARNED = 1000  # member names come from the CSMS: the memory of warnings is bounded
 
 
 def _leniency(action: str, repairs: list[Repair]) -> None:
     """One journal warning per action, member and leniency (every Heartbeat would repeat it)."""
     for repair in repairs:
-        name = str(repair.path[-1])
-        if (action, name, repair.kind) in _warned:
+        name = str(repair.path[-1])[:64]
+        if (action, name, repair.kind) in _warned or len(_warned) >= _MAX_WARNED:
             continue
         _warned.add((action, name, repair.kind))
         if repair.kind == "additionalProperties":
