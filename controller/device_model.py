@@ -174,6 +174,7 @@ CONSUMERS: dict[tuple[str, str], str] = {
     ("LocalAuthListCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.auth_settings",
     ("TxCtrlr", "EVConnectionTimeOut"): "controller.ocpp201:Ocpp201.apply_keys",
     ("TxCtrlr", "StopTxOnInvalidId"): "controller.ocpp201:Ocpp201.apply_keys",
+    ("TxCtrlr", "MaxEnergyOnInvalidId"): "controller.ocpp201:Ocpp201.apply_keys",
     ("TxCtrlr", "TxStartPoint"): "controller.ocpp201:Ocpp201.apply_keys",
     ("TxCtrlr", "TxStopPoint"): "controller.ocpp201:Ocpp201.apply_keys",
     ("SampledDataCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.apply_keys",
