@@ -41,7 +41,10 @@ class Adapter:
     def __init__(self, host: Daemon, link: Link) -> None:
         self.host = host
         self.link = link
-        self.accepted = False  # BootNotification accepted on this connection
+        self.accepted = False  # registered on this connection (booted, or reconnected after a boot)
+        # A BootNotification was accepted since start-up (or since the CSMS last chose this
+        # version): a reconnection is then not a boot, and sends none (1.6 4.2, 2.0.1 B01).
+        self.booted = False
         self.registration = "none"
         self._session: list[asyncio.Task[Any]] = []
         self._outbox_wake = asyncio.Event()

@@ -140,9 +140,11 @@ class Ocpp16(Adapter):
 
     async def _opened(self, version: str) -> None:
         self.accepted = False
-        await self._boot()
+        if not self.booted:
+            await self._boot()
+            self.booted = True
+            self._status_sent.clear()  # after a boot the CSMS learns every connector's status
         self.accepted = True
-        self._status_sent.clear()
         self._session = [
             self.host.spawn(self._heartbeat()),
             self.host.spawn(self._deliver_outbox()),

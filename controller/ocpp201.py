@@ -115,8 +115,7 @@ class Ocpp201(Adapter):
         if settings.get("firmware.installed") == "pending":
             self.boot_reason = "FirmwareUpdate"
         elif settings.get(PREFIX + "boot_reason"):
-            self.boot_reason = settings[PREFIX + "boot_reason"]
-            host.save_setting(PREFIX + "boot_reason", "")
+            self.boot_reason = settings[PREFIX + "boot_reason"]  # cleared once a boot is accepted
         self.firmware_status = "Idle"
         self.firmware_request: int | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]] = {
@@ -318,9 +317,11 @@ class Ocpp201(Adapter):
 
     async def _opened(self, version: str) -> None:
         self.accepted = False
-        await self._boot()
+        if not self.booted:
+            await self._boot()
+            self.booted = True
+            self._status_sent.clear()  # after a boot the CSMS learns every connector's status
         self.accepted = True
-        self._status_sent.clear()
         self._session = [
             self.host.spawn(self._heartbeat()),
             self.host.spawn(self._deliver_outbox()),
@@ -360,6 +361,8 @@ class Ocpp201(Adapter):
                     assert key is not None
                     self.model.set_actual(key.key, str(interval))
                 log.info("BootNotification accepted; heartbeat every %d s", self.heartbeat_interval())
+                if self.boot_reason not in ("PowerUp", "Triggered"):
+                    self.host.save_setting(PREFIX + "boot_reason", "")
                 self.boot_reason = "PowerUp"
                 return
             wait = interval if interval > 0 else BOOT_RETRY_DEFAULT_S

@@ -131,6 +131,7 @@ class OcppClient:
         old, self.version = self.version, version
         log.warning("the CSMS speaks OCPP %s (last time %s)", version, old)
         self.host.save_setting(SPOKEN_SETTING, version)
+        self.current.booted = False  # a new version is a new registration: boot again
         database = self.host.database
         try:
             dropped = await database.run(database.storage.drop_outbox, OUTBOX_KINDS[old])

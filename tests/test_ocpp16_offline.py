@@ -70,7 +70,13 @@ def go_online(bench: Bench) -> int:
     """Let the station back in; returns the timeline mark taken before it reconnected."""
     mark = bench.mark()
     bench.csms.csms.passwords = None
-    bench.wait("BootNotification", after=mark, timeout=RECONNECT_TIMEOUT_S)
+    # A reconnection is not a boot (no BootNotification): wait for the connection itself.
+    eventually(
+        lambda: any(e.kind == "connect" for e in bench.csms.timeline[mark:]),
+        RECONNECT_TIMEOUT_S,
+        "the station to reconnect",
+    )
+    bench.sim().wait_until(lambda s: s["ocpp_connected"], timeout=RECONNECT_TIMEOUT_S)
     return mark
 
 

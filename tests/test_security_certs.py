@@ -449,7 +449,7 @@ def test_tc_a_11_update_charging_station_certificate_by_csms(lab: Lab, words: Wo
     # Used from the next connection on.
     mark = bench.mark()
     csms.disconnect(STATION)
-    bench.wait("BootNotification", after=mark, timeout=15)
+    eventually(lambda: client_certs(csms, mark), 15, "the reconnection")  # no boot: a reconnection
     assert client_certs(csms, mark) == [{"commonName": STATION, "organizationName": ORGANIZATION}]
     # ... and after a restart.
     mark = bench.mark()
@@ -596,14 +596,22 @@ def test_a04_setting_system_time_security_event(lab: Lab, words: Words) -> None:
     assert bench.call("TriggerMessage", {"requestedMessage": "Heartbeat"})["status"] == "Accepted"
     event = security_event(bench, words, "SettingSystemTime", mark)
     assert abs((parse(event["timestamp"]) - ahead).total_seconds()) < 60  # stamped with the new time
-    # The BootNotification's currentTime sets the clock too: back to the right time.
+    # The BootNotification's currentTime sets the clock too. A reconnection is no boot: 1.6
+    # triggers one (back to the right time); 2.0.1 triggers none once Accepted, so the
+    # station restarts (its own clock is right again then: the CSMS's moves it ahead).
     csms.set_reply("Heartbeat", None)
     now = dt.datetime.now(dt.UTC)
+    if words.version == "2.0.1":
+        now += dt.timedelta(hours=2)
     csms.set_reply("BootNotification", {"status": "Accepted", "currentTime": iso(now), "interval": 300})
     mark = bench.mark()
-    csms.disconnect(STATION)
-    # The event of the first change may come again first (delivery is at least once: its
-    # answer can be cut off by this disconnect); the one wanted is stamped with the new time.
+    if words.version == "1.6":
+        assert bench.call("TriggerMessage", {"requestedMessage": "BootNotification"})["status"] == "Accepted"
+    else:
+        bench.stop()
+        bench.start()
+    # The event of the first change may come again first (delivery is at least once); the one
+    # wanted is stamped with the new time.
     wanted = words.event("SettingSystemTime")
     bench.wait(
         "SecurityEventNotification",
@@ -611,7 +619,7 @@ def test_a04_setting_system_time_security_event(lab: Lab, words: Words) -> None:
         15,
         mark,
     )
-    assert [e["type"] for e in security_log(bench)][-2:] == ["SettingSystemTime"] * 2
+    assert [e["type"] for e in security_log(bench)].count("SettingSystemTime") == 2
 
 
 def malformed_call(unique_id: str) -> str:

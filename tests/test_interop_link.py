@@ -1,0 +1,230 @@
+"""The link to the CSMS as real CSMSs and the OCA test cases expect (issue 17).
+
+- A reconnection is not a boot: 1.6 §4.2 "The Charge Point SHALL send a BootNotification.req
+  PDU each time it boots or reboots"; 2.0.1 B01 (BootNotificationRequest at start-up, with
+  its true ``reason``). A boot not yet Accepted is completed after a reconnection; a change of
+  version (``ocpp.version = "auto"``) is a new registration.
+- Statuses: after a boot the CSMS learns every connector (1.6 §4.9 connector 0 and each
+  connector; 2.0.1 B01.FR.05 / G01 each EVSE/connector); after a reconnection only those that
+  differ from what it last got.
+- SIGTERM ends the daemon within 2 s even while a Reset is being handled.
+- ``ocpp.version = "auto"`` on a station that never connected: no "switch" warning, and the
+  sessions recorded meanwhile reach the CSMS in the version it picks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hil.csms import CsmsThread
+from tests.ocpp_harness import Bench, eventually, make_bench, stop_all
+
+STATION = "CP001"
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[list[Bench], list[CsmsThread]]]:
+    benches: list[Bench] = []
+    servers: list[CsmsThread] = []
+    yield benches, servers
+    stop_all(benches, servers)
+
+
+def start_csms(servers: list[CsmsThread], versions: tuple[str, ...], **kwargs: Any) -> CsmsThread:
+    server = CsmsThread(quiet=True, versions=versions, **kwargs)
+    server.start()
+    servers.append(server)
+    return server
+
+
+def station(
+    tmp_path: Path, server: CsmsThread, benches: list[Bench], name: str = "station", **config: Any
+) -> Bench:
+    folder = tmp_path / name
+    folder.mkdir()
+    bench = make_bench(folder, server, **config)
+    benches.append(bench)
+    return bench
+
+
+def since(bench: Bench, action: str, mark: int) -> list[dict[str, Any]]:
+    return [
+        e.payload  # type: ignore[misc]
+        for e in bench.csms.timeline[mark:]
+        if e.kind == "call" and e.direction == "in" and e.action == action
+    ]
+
+
+def reconnected(bench: Bench, mark: int) -> None:
+    eventually(
+        lambda: any(e.kind == "connect" for e in bench.csms.timeline[mark:]),
+        20,
+        "the station to reconnect",
+    )
+
+
+def go_offline(bench: Bench) -> None:
+    bench.csms.csms.passwords = {}  # every attempt gets HTTP 401
+    bench.csms.disconnect(STATION)
+    bench.sim().wait_until(lambda s: not s["ocpp_connected"], timeout=15)
+
+
+def go_online(bench: Bench) -> int:
+    mark = bench.mark()
+    bench.csms.csms.passwords = None
+    reconnected(bench, mark)
+    return mark
+
+
+def heartbeat_16(bench: Bench) -> str:
+    reply = bench.call("GetConfiguration", {"key": ["HeartbeatInterval"]})
+    (key,) = reply["configurationKey"]
+    return str(key["value"])
+
+
+def heartbeat_201(bench: Bench) -> str:
+    item = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
+    (result,) = bench.call("GetVariables", {"getVariableData": [item]})["getVariableResult"]
+    return str(result["attributeValue"])
+
+
+# -- no BootNotification on a reconnection --------------------------------------------------------
+
+
+def test_ocpp16_reconnect_is_no_boot_and_keeps_the_heartbeat_interval(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
+) -> None:
+    benches, servers = lab
+    server = start_csms(servers, ("1.6",))
+    bench = station(tmp_path, server, benches)
+    bench.start()
+    assert bench.call("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "7"}) == {
+        "status": "Accepted"
+    }
+    mark = bench.mark()
+    server.disconnect(STATION)
+    reconnected(bench, mark)
+    bench.sim().wait_until(lambda s: s["ocpp_connected"], timeout=10)
+    assert heartbeat_16(bench) == "7"  # not the boot reply's 300
+    bench.wait("Heartbeat", after=mark, timeout=12)
+    assert since(bench, "BootNotification", mark) == []
+    # Nothing changed while it was away: no status either.
+    assert since(bench, "StatusNotification", mark) == []
+    # A restart is a boot again.
+    mark = bench.mark()
+    bench.stop()
+    bench.start()
+    assert len(since(bench, "BootNotification", mark)) == 1
+
+
+def test_ocpp201_reconnect_is_no_boot_and_keeps_the_heartbeat_interval(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
+) -> None:
+    benches, servers = lab
+    server = start_csms(servers, ("2.0.1",))
+    bench = station(tmp_path, server, benches, version="2.0.1")
+    bench.start()
+    item = {
+        "component": {"name": "OCPPCommCtrlr"},
+        "variable": {"name": "HeartbeatInterval"},
+        "attributeValue": "7",
+    }
+    (result,) = bench.call("SetVariables", {"setVariableData": [item]})["setVariableResult"]
+    assert result["attributeStatus"] == "Accepted"
+    mark = bench.mark()
+    server.disconnect(STATION)
+    reconnected(bench, mark)
+    bench.sim().wait_until(lambda s: s["ocpp_connected"], timeout=10)
+    assert heartbeat_201(bench) == "7"
+    bench.wait("Heartbeat", after=mark, timeout=12)
+    assert since(bench, "BootNotification", mark) == []
+    assert since(bench, "StatusNotification", mark) == []
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_boot_left_pending_is_completed_after_a_reconnection(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]], version: str
+) -> None:
+    """Pending with a long interval; the connection drops: the new one boots at once (B02)."""
+    benches, servers = lab
+    server = start_csms(servers, (version,))
+    server.set_boot_status("Pending")
+    bench = station(tmp_path, server, benches, version=version)
+    bench.start(wait_boot=False)
+    first = bench.wait("BootNotification")
+    mark = bench.mark()
+    server.set_boot_status("Accepted")
+    server.disconnect(STATION)
+    boot = bench.wait("BootNotification", after=mark, timeout=20)
+    if version == "2.0.1":
+        assert boot["reason"] == first["reason"] == "PowerUp"
+        bench.status201(1, "Available", after=mark)
+    else:
+        bench.status(0, "Available", after=mark)
+        bench.status(1, "Available", after=mark)
+
+
+def test_version_auto_change_of_version_is_a_new_boot(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
+) -> None:
+    benches, servers = lab
+    server = start_csms(servers, ("1.6", "2.0.1"))
+    bench = station(tmp_path, server, benches, version="auto")
+    bench.start()
+    assert "chargePointVendor" in bench.calls("BootNotification")[0]
+    mark = bench.mark()
+    server.csms.versions = ("2.0.1", "1.6")  # the CSMS now prefers 2.0.1
+    server.disconnect(STATION)
+    assert bench.wait("BootNotification", after=mark, timeout=20)["reason"] == "PowerUp"
+    bench.status201(1, "Available", after=mark)
+    mark = bench.mark()
+    server.csms.versions = ("1.6",)  # and back: registered again in 1.6
+    server.disconnect(STATION)
+    assert "chargePointVendor" in bench.wait("BootNotification", after=mark, timeout=20)
+    bench.status(1, "Available", after=mark)
+
+
+# -- statuses after a (re)connection --------------------------------------------------------------
+
+
+def test_ocpp16_statuses_after_boot_and_after_reconnection(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
+) -> None:
+    """After the boot: connector 0 and each connector; after a reconnection: the one that changed."""
+    benches, servers = lab
+    server = start_csms(servers, ("1.6",))
+    bench = station(tmp_path, server, benches, evses=2)
+    bench.start()
+    for connector in (0, 1, 2):
+        bench.status(connector, "Available")
+    go_offline(bench)
+    bench.sim().plug(2)
+    bench.sim().wait_until(lambda s: s["connector_status"] == "Preparing", evse=2)
+    mark = go_online(bench)
+    bench.status(2, "Preparing", after=mark)
+    sent = since(bench, "StatusNotification", mark)
+    assert [p["connectorId"] for p in sent] == [2], sent
+    assert since(bench, "BootNotification", mark) == []
+
+
+def test_ocpp201_statuses_after_boot_and_after_reconnection(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
+) -> None:
+    benches, servers = lab
+    server = start_csms(servers, ("2.0.1",))
+    bench = station(tmp_path, server, benches, evses=2, version="2.0.1")
+    bench.start()
+    for evse in (1, 2):
+        bench.status201(evse, "Available")
+    go_offline(bench)
+    bench.sim().plug(2)
+    bench.sim().wait_until(lambda s: s["connector_status"] == "Occupied", evse=2)
+    mark = go_online(bench)
+    bench.status201(2, "Occupied", after=mark)
+    sent = since(bench, "StatusNotification", mark)
+    assert [(p["evseId"], p["connectorId"]) for p in sent] == [(2, 1)], sent
+    assert since(bench, "BootNotification", mark) == []
