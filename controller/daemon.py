@@ -105,6 +105,7 @@ class Daemon(Services):
         self.shutdown_reason = SHUTDOWN_REASON
         self.restart: str | None = None  # "exec" (re-execute in place) or "reboot", after stopping
         self.reset_retries = 0  # a failing reboot command is run again this often, then "exec"
+        self.terminated = False  # SIGTERM/SIGINT: no restart, whatever was planned
         self.ocpp: Any = None  # the OCPP adapter of the version spoken, when [ocpp] is set
         self.frames: logs.FrameLog | None = None
         self.local_list = auth.LocalList()
@@ -301,7 +302,7 @@ class Daemon(Services):
         self._open()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(sig, self.terminate)
 
         def publish(evse_id: int, view: EvseView) -> None:  # called on the control thread
             loop.call_soon_threadsafe(self._on_view, evse_id, view)
@@ -356,7 +357,19 @@ class Daemon(Services):
             await self.stopping.wait()
         finally:
             await self._shutdown(tasks, server)
+        if self.terminated:
+            self.restart = None  # a reset or an install may have asked for one meanwhile
         return self.exit_code
+
+    def terminate(self) -> None:
+        """SIGTERM or SIGINT: stop and exit, even while a reset or firmware restart is under way."""
+        if self.restart is not None:
+            log.warning(
+                "terminated: the %s planned is not done", "reboot" if self.restart == "reboot" else "restart"
+            )
+        self.terminated = True
+        self.restart = None
+        self.stop()
 
     def stop(self) -> None:
         if not self.stopping.is_set():

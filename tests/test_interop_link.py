@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -228,3 +230,29 @@ def test_ocpp201_statuses_after_boot_and_after_reconnection(
     sent = since(bench, "StatusNotification", mark)
     assert [(p["evseId"], p["connectorId"]) for p in sent] == [(2, 1)], sent
     assert since(bench, "BootNotification", mark) == []
+
+
+# -- SIGTERM wins over a reset ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_sigterm_during_a_reset_ends_the_daemon_within_2_s(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]], version: str
+) -> None:
+    benches, servers = lab
+    server = start_csms(servers, (version,))
+    bench = station(tmp_path, server, benches, version=version, auth_mode="free")
+    bench.start()
+    bench.sim().plug(1)
+    bench.sim().charge(1)
+    bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
+    assert bench.proc is not None
+    if version == "1.6":
+        assert bench.call("Reset", {"type": "Soft"}) == {"status": "Accepted"}
+    else:  # a transaction runs: the reset waits for it to end
+        assert bench.call("Reset", {"type": "OnIdle"}) == {"status": "Scheduled"}
+    bench.proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    # Re-executed in place it would keep its pid and run on.
+    assert bench.proc.wait(timeout=5) == 0
+    assert time.monotonic() - sent < 2.0
