@@ -41,22 +41,74 @@ def _digest(text: str) -> str:
 
 
 class Credentials:
+    """The password in use; a new one stays on trial until a connection with it succeeds.
+
+    Whitepaper 1.6 / 2.0.1 A01: after accepting a new password the station reconnects with it.
+    Should the CSMS refuse it (HTTP 401), the one it replaced is tried next; a connection with
+    the new one confirms it, one with the old one drops the new one (the CSMS never took it).
+    """
+
     def __init__(self, storage_dir: Path, config_password: str) -> None:
         self.path = storage_dir / FOLDER / PASSWORD_FILE
         self.config_password = config_password
+        self._previous_next = False  # the new password was refused: try the previous one
 
-    def password(self) -> str:
+    def _read(self) -> dict[str, str] | None:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("replaces") == _digest(self.config_password):
-                return str(data["password"])
+                kept = {"password": str(data["password"])}
+                if "previous" in data:
+                    kept["previous"] = str(data["previous"])
+                return kept
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, AttributeError) as exc:
             log.error("stored Basic auth password %s unreadable (%s); using ocpp.password", self.path, exc)
-        return self.config_password
+        return None
+
+    def password(self) -> str:
+        """The password to present on the next connection."""
+        data = self._read()
+        if data is None:
+            return self.config_password
+        if self._previous_next and "previous" in data:
+            return data["previous"]
+        return data["password"]
 
     def set_password(self, password: str) -> None:
         """Raises OSError when it cannot be stored (the caller answers Rejected)."""
-        body = json.dumps({"password": password, "replaces": _digest(self.config_password)})
-        write_private(self.path, body.encode())
+        self._write(password, self.password())
+        self._previous_next = False
+
+    def _write(self, password: str, previous: str | None) -> None:
+        data = {"password": password, "replaces": _digest(self.config_password)}
+        if previous is not None and previous != password:
+            data["previous"] = previous
+        write_private(self.path, json.dumps(data).encode())
+
+    def refused(self) -> None:
+        """The CSMS refused the password presented (HTTP 401)."""
+        data = self._read()
+        if data is not None and "previous" in data:
+            self._previous_next = not self._previous_next
+            which = "the previous" if self._previous_next else "the new"
+            log.warning("the CSMS refused the Basic auth password; trying %s one", which)
+
+    def connected(self, password: str) -> None:
+        """A connection presenting ``password`` was accepted: it is the one the CSMS knows."""
+        data = self._read()
+        if data is None or "previous" not in data:
+            return
+        try:
+            if password == data["password"]:
+                self._write(password, None)
+            elif password == data["previous"]:
+                log.error("the CSMS refused the new Basic auth password: the previous one stays in use")
+                if password == self.config_password:
+                    self.path.unlink(missing_ok=True)
+                else:
+                    self._write(password, None)
+        except OSError as exc:
+            log.error("Basic auth password state not stored: %s", exc)
+        self._previous_next = False

@@ -458,9 +458,9 @@ class Ocpp16(Adapter):
         except OSError as exc:
             log.error("AuthorizationKey not stored: %s", exc)
             return Reply({"status": "Rejected"})
-        log.info("configuration key AuthorizationKey set (used from the next connection)")
+        log.info("configuration key AuthorizationKey set")
         self.host.security_event("ReconfigurationOfSecurityParameters", "AuthorizationKey changed")
-        return Reply({"status": "Accepted"})
+        return Reply({"status": "Accepted"}, self.host.ocpp.password_changed)
 
     def security_profile_changed(self, profile: int) -> None:
         self.keys.values["SecurityProfile"] = str(profile)

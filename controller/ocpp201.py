@@ -725,6 +725,8 @@ class Ocpp201(Adapter):
                 self.host.ocpp.network_changed()  # from the next connection on
             if any(d.variable == "HeartbeatInterval" for d in changed):
                 self._heartbeat_changed.set()
+            if any(d.variable == "BasicAuthPassword" for d in changed):
+                return Reply({"setVariableResult": results}, self.host.ocpp.password_changed)  # A01
         return Reply({"setVariableResult": results})
 
     async def _get_base_report(self, p: dict[str, Any]) -> Reply:

@@ -14,6 +14,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from websockets.exceptions import InvalidStatus
+
 from controller import connection, tls
 from controller.connection import Chooser, Target
 from controller.link import Endpoint, Link, SetupError
@@ -218,6 +220,8 @@ class OcppClient:
         )
 
     def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, InvalidStatus) and exc.response.status_code == 401 and self.link.endpoint.password:
+            self.host.credentials.refused()
         context = self.link.endpoint.ssl_context
         event = tls.failure_event(exc, context)
         if event is None and self.link.lost_with is not None:
@@ -248,6 +252,8 @@ class OcppClient:
     def _connected(self) -> None:
         self._failure_event = None
         self.chooser.succeeded()
+        if self.link.endpoint.password:
+            self.host.credentials.connected(self.link.endpoint.password)
         target = self.target
         if target is None:
             return
@@ -280,6 +286,13 @@ class OcppClient:
         self.plan()
         log.warning("security profile %d requested by the CSMS: reconnecting", profile)
         await self.link.reconnect()
+
+    async def password_changed(self) -> None:
+        """A01: the CSMS set a new Basic auth password; connect again with it (if Basic auth is in use)."""
+        target = self.target
+        if target is not None and target.profile in (1, 2):
+            log.info("new Basic auth password: reconnecting with it")
+            await self.link.reconnect()
 
     def network_changed(self) -> None:
         """2.0.1: a slot or the priority changed; used from the next connection on."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from controller.credentials import Credentials
 from hil.csms import CsmsThread
 from tests.ocpp_harness import Bench, eventually, make_bench, stop_all
 
@@ -256,3 +257,28 @@ def test_sigterm_during_a_reset_ends_the_daemon_within_2_s(
     # Re-executed in place it would keep its pid and run on.
     assert bench.proc.wait(timeout=5) == 0
     assert time.monotonic() - sent < 2.0
+
+
+# -- A01: a new Basic auth password on trial ---------------------------------------------------------
+
+
+def test_a01_new_password_on_trial_until_a_connection_confirms_it(tmp_path: Path) -> None:
+    """The end-to-end cases are in test_security_tls (TC_073_CS, TC_A_09_CS); this is the rule."""
+    old, new, newer = "config-password-0001", "csms-password-00002", "csms-password-00003"
+    creds = Credentials(tmp_path, old)
+    creds.set_password(new)
+    assert creds.password() == new
+    creds.refused()  # HTTP 401 with the new one: the previous one next
+    assert creds.password() == old
+    creds.refused()  # and the new one again after that
+    assert creds.password() == new
+    creds.connected(new)  # confirmed: the previous one is forgotten
+    creds.refused()
+    assert creds.password() == new and old not in creds.path.read_text()
+    creds.set_password(newer)
+    creds.refused()
+    creds.connected(new)  # the CSMS never took the newer one
+    assert Credentials(tmp_path, old).password() == new
+    creds.set_password(newer)
+    creds.refused()
+    assert Credentials(tmp_path, old).password() == newer  # a restart tries the new one first

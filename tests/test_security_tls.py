@@ -648,22 +648,32 @@ NEW_PASSWORD = "brand-new-basic-auth-7391"
 
 
 def test_tc_073_update_authorization_key(lab: Lab) -> None:
+    """TC_073_CS: "The Charge Point disconnects its current connection and reconnects to the
+    Central System with the new password" (Security Whitepaper ed. 3, A01 steps 3 and 4)."""
     server = lab.csms("1.6", passwords={"CP001": PASSWORD})
     bench = lab.station(server, "1.6", 1)
     bench.start()
     assert configure(bench, "AuthorizationKey", "short-key") == "Rejected"
     assert configure(bench, "AuthorizationKey", "x" * 41) == "Rejected"
+    assert not entries(server, "disconnect")
+    # A01.FR.03: once Accepted, the CSMS no longer accepts the previous credentials.
+    server.set_passwords({"CP001": NEW_PASSWORD})
+    mark = bench.mark()
     assert configure(bench, "AuthorizationKey", NEW_PASSWORD) == "Accepted"
+    wait_entries(server, "disconnect", after=mark)
+    connect_after(server, mark)
     # Write-only: listed, never with its value.
     for request in ({}, {"key": ["AuthorizationKey"]}):
         reply = bench.call("GetConfiguration", request)
         (key,) = [k for k in reply["configurationKey"] if k["key"] == "AuthorizationKey"]
         assert "value" not in key, key
         assert NEW_PASSWORD not in json.dumps(reply)
-    check_password_changed(bench, server, "1.6")
+    check_password_changed(bench, server, "1.6", mark)
 
 
 def test_tc_a_09_tc_a_10_update_basic_auth_password(lab: Lab) -> None:
+    """TC_A_09_CS: after SetVariables BasicAuthPassword Accepted the station connects again with
+    the new password (A01 scenario, steps 3 and 4); TC_A_10_CS: a refused one changes nothing."""
     server = lab.csms("2.0.1", passwords={"CP001": PASSWORD})
     bench = lab.station(server, "2.0.1", 1)
     bench.start()
@@ -671,10 +681,15 @@ def test_tc_a_09_tc_a_10_update_basic_auth_password(lab: Lab) -> None:
         assert (
             set_variable(bench, "SecurityCtrlr", "BasicAuthPassword", wrong)["attributeStatus"] == "Rejected"
         )
+    assert not entries(server, "disconnect")
+    server.set_passwords({"CP001": NEW_PASSWORD})  # A01.FR.03
+    mark = bench.mark()
     assert (
         set_variable(bench, "SecurityCtrlr", "BasicAuthPassword", NEW_PASSWORD)["attributeStatus"]
         == "Accepted"
     )
+    wait_entries(server, "disconnect", after=mark)
+    connect_after(server, mark)
     reply = bench.call(
         "GetVariables",
         {
@@ -687,23 +702,26 @@ def test_tc_a_09_tc_a_10_update_basic_auth_password(lab: Lab) -> None:
     assert result["attributeStatus"] == "Rejected" and "attributeValue" not in result, result
     assert result["attributeStatusInfo"]["reasonCode"] == "WriteOnly"
     # Nor in a full report.
-    mark = bench.mark()
+    report_mark = bench.mark()
     assert (
         bench.call("GetBaseReport", {"requestId": 7, "reportBase": "FullInventory"})["status"] == "Accepted"
     )
-    bench.wait("NotifyReport", lambda p: p["requestId"] == 7 and not p.get("tbc"), 15, mark)
-    check_password_changed(bench, server, "2.0.1")
+    bench.wait("NotifyReport", lambda p: p["requestId"] == 7 and not p.get("tbc"), 15, report_mark)
+    check_password_changed(bench, server, "2.0.1", mark)
 
 
-def check_password_changed(bench: Bench, server: CsmsThread, version: str) -> None:
-    """After the CSMS set NEW_PASSWORD: it is used from the next connection, and kept secret."""
+def check_password_changed(bench: Bench, server: CsmsThread, version: str, mark: int) -> None:
+    """After the CSMS set NEW_PASSWORD (at ``mark``): the station reconnected with it at once, a
+    reconnection is no boot, and the password is kept secret."""
     (changed,) = logged(bench, "ReconfigurationOfSecurityParameters")
     assert (
         delivered(bench, version, "ReconfigurationOfSecurityParameters")["timestamp"] == changed["timestamp"]
     )
-    # The connection in use is kept; the next one uses the new password.
-    assert not entries(server, "disconnect")
-    server.set_passwords({"CP001": NEW_PASSWORD})
+    wait_entries(server, "disconnect", after=mark)
+    connect_after(server, mark)
+    assert not entries(server, "refused", mark)
+    assert not [e for e in server.timeline[mark:] if e.kind == "call" and e.action == "BootNotification"]
+    # And so does every later connection.
     mark = bench.mark()
     server.disconnect("CP001")
     connect_after(server, mark)
@@ -714,6 +732,7 @@ def check_password_changed(bench: Bench, server: CsmsThread, version: str) -> No
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
     assert NEW_PASSWORD in stored.read_text()
+    assert PASSWORD not in stored.read_text()  # confirmed: the previous one is no longer kept
     # Never in the station's log, the frames log, the security log or the database (nor the
     # password of the config file).
     frames = var / "ocpp-frames.log"
@@ -727,6 +746,34 @@ def check_password_changed(bench: Bench, server: CsmsThread, version: str) -> No
             assert NEW_PASSWORD not in json.dumps(entry.payload), describe(entry)
     # Kept across a restart.
     mark = bench.mark()
+    bench.stop()
+    bench.start()
+    assert not entries(server, "refused", mark)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a01_new_password_refused_falls_back_to_the_previous_one(lab: Lab, version: str) -> None:
+    """The station reconnects with the new password (TC_073_CS / TC_A_09_CS); a CSMS that did not
+    take it (HTTP 401) gets the previous one next, and the new one is dropped. (The spec is silent
+    on this case; a station locked out by a lost password update would need a site visit.)"""
+    server = lab.csms(version, passwords={"CP001": PASSWORD})
+    bench = lab.station(server, version, 1)
+    bench.start()
+    mark = bench.mark()
+    if version == "1.6":
+        assert configure(bench, "AuthorizationKey", NEW_PASSWORD) == "Accepted"
+    else:
+        result = set_variable(bench, "SecurityCtrlr", "BasicAuthPassword", NEW_PASSWORD)
+        assert result["attributeStatus"] == "Accepted"
+    wait_entries(server, "refused", after=mark)
+    connect_after(server, mark)
+    assert not [e for e in server.timeline[mark:] if e.kind == "call" and e.action == "BootNotification"]
+    stored = bench.dir / "var" / "credentials" / "basic-auth.json"
+    assert not stored.exists() or NEW_PASSWORD not in stored.read_text()
+    # Later connections, and those after a restart, present the previous password at once.
+    mark = bench.mark()
+    server.disconnect("CP001")
+    connect_after(server, mark)
     bench.stop()
     bench.start()
     assert not entries(server, "refused", mark)
