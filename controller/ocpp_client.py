@@ -5,6 +5,8 @@ One link to the CSMS; behind it the adapter of each version the station may spea
 adapter answers. Transaction messages are queued in the format of the version spoken
 last (remembered across restarts); if the CSMS then picks the other version, the queued
 messages of the old one are dropped with a warning (the transactions stay on record).
+A station that has never connected has no version spoken last: it queues in both
+formats, and its first connection keeps the version the CSMS picks, without a warning.
 """
 
 from __future__ import annotations
@@ -77,13 +79,17 @@ class OcppClient:
                 from controller.ocpp201 import Ocpp201
 
                 self.adapters[version] = Ocpp201(host, self.link, settings)
-        spoken = settings.get(SPOKEN_SETTING)
+        spoken = self.spoken = settings.get(SPOKEN_SETTING)
         self.version = spoken if spoken in self.adapters else endpoint.versions[0]
+        # "auto" before the first connection: no version spoken yet, both are queued.
+        self.undecided = len(self.adapters) > 1 and spoken not in self.adapters
         for adapter in self.adapters.values():
             adapter.security_profile_changed(self.security_profile)
         self.current.apply_keys()
         self.chooser = Chooser([], 1)
         self.plan()
+        if self.undecided:
+            return
         foreign = tuple(k for v, kinds in OUTBOX_KINDS.items() if v != self.version for k in kinds)
         try:
             dropped = host.database.storage.drop_outbox(foreign)
@@ -108,7 +114,7 @@ class OcppClient:
     @property
     def queues_records(self) -> bool:
         """Whether the daemon queues 1.6 start/meter/stop bodies with its records."""
-        return self.version == "1.6"
+        return self.version == "1.6" or self.undecided
 
     async def run(self) -> None:
         await self.link.run()
@@ -122,17 +128,34 @@ class OcppClient:
 
     async def _opened(self, version: str) -> None:
         self._connected()
-        if version != self.version:
+        if self.undecided:
+            await self._first(version)
+        elif version != self.version:
             await self._switch(version)
+        if self.spoken != version:
+            self.spoken = version
+            self.host.save_setting(SPOKEN_SETTING, version)
         await self.current._opened(version)
 
     def _closed(self) -> None:
         self.current._closed()
 
+    async def _first(self, version: str) -> None:
+        """The first connection ever: keep the version picked; what was queued for the other goes."""
+        old, self.version, self.undecided = self.version, version, False
+        log.info("first connection: the CSMS speaks OCPP %s", version)
+        other = tuple(k for v, kinds in OUTBOX_KINDS.items() if v != version for k in kinds)
+        database = self.host.database
+        try:
+            await database.run(database.storage.drop_outbox, other)
+        except StorageError as exc:
+            log.error("queued messages of the other OCPP version not dropped now: %s", exc)
+        if version != old:
+            self.current.apply_keys()
+
     async def _switch(self, version: str) -> None:
         old, self.version = self.version, version
         log.warning("the CSMS speaks OCPP %s (last time %s)", version, old)
-        self.host.save_setting(SPOKEN_SETTING, version)
         self.current.booted = False  # a new version is a new registration: boot again
         database = self.host.database
         try:

@@ -259,6 +259,42 @@ def test_sigterm_during_a_reset_ends_the_daemon_within_2_s(
     assert time.monotonic() - sent < 2.0
 
 
+# -- version "auto": the first connection ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_version_auto_sessions_before_the_first_connection_are_delivered(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]], version: str
+) -> None:
+    benches, servers = lab
+    server = start_csms(servers, (version,), passwords={})  # refuses the station at first
+    bench = station(tmp_path, server, benches, version="auto", auth_mode="free")
+    bench.start(wait_boot=False)
+    bench.sim().plug(1)
+    bench.sim().charge(1)
+    bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
+    bench.sim().unplug(1)
+    bench.sim().wait_until(lambda s: s["transaction_id"] is None, timeout=10)
+    server.csms.passwords = None
+    bench.wait("BootNotification", timeout=20)
+    if version == "1.6":
+        start = bench.wait("StartTransaction", timeout=15)
+        stop = bench.wait("StopTransaction", timeout=15)
+        assert start["idTag"] == "FREE" and stop["reason"] == "EVDisconnected"
+        assert bench.calls("TransactionEvent") == []
+    else:
+        started = bench.wait("TransactionEvent", lambda p: p["eventType"] == "Started", timeout=15)
+        ended = bench.wait("TransactionEvent", lambda p: p["eventType"] == "Ended", timeout=15)
+        tx = started["transactionInfo"]["transactionId"]
+        assert ended["transactionInfo"]["transactionId"] == tx
+    log = bench.log.read_text()
+    assert "last time" not in log and "dropped" not in log, log
+    # From now on the version is known: a restart keeps it, without a warning either.
+    bench.stop()
+    bench.start()
+    assert "last time" not in bench.log.read_text()
+
+
 # -- A01: a new Basic auth password on trial ---------------------------------------------------------
 
 
