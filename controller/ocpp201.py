@@ -781,6 +781,8 @@ class Ocpp201(Adapter):
                 e.tx is not None or e.stopping is not None for e in self.host.station.evses.values()
             ):
                 await asyncio.sleep(1.0)
+            if self.host.stopping.is_set():
+                return  # SIGTERM came first: no restart, so the next boot is no RemoteReset
             await self.host.database.run(
                 self.host.database.storage.set_setting, PREFIX + "boot_reason", "RemoteReset"
             )

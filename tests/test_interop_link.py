@@ -257,6 +257,10 @@ def test_sigterm_during_a_reset_ends_the_daemon_within_2_s(
     # Re-executed in place it would keep its pid and run on.
     assert bench.proc.wait(timeout=5) == 0
     assert time.monotonic() - sent < 2.0
+    if version == "2.0.1":  # started again by hand (or systemd): a power-up, not the reset
+        mark = bench.mark()
+        bench.start()
+        assert since(bench, "BootNotification", mark)[0]["reason"] == "PowerUp"
 
 
 # -- version "auto": the first connection ----------------------------------------------------------
