@@ -1081,10 +1081,13 @@ def test_c12_authorization_cache_used_offline(bench201: Bench) -> None:
     mark = bench201.mark()
     bench201.sim().unplug(1)
     assert reasons(bench201.event("Ended", after=mark)) == ("EVCommunicationLost", "EVDisconnected")
+    # The Ended event can come before the contactor has opened (it has 100 ms): a contactor
+    # still closed from the first session must not pass for the offline one.
+    bench201.sim().wait_until(lambda s: not s["contactor_closed"], timeout=5)
     eventually(lambda: outbox_empty(bench201), 5, "the outbox to drain")
     go_offline(bench201)
     plug_and_swipe(bench201)
-    status = bench201.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
+    status = bench201.sim().wait_until(lambda s: s["contactor_closed"] and s["transaction_id"], timeout=10)
     offline_tx = status["transaction_id"]
     assert offline_tx and offline_tx != tx_id
     bench201.sim().unplug(1)
