@@ -118,6 +118,7 @@ class Ocpp16(Adapter):
         station.connection_timeout = timedelta(seconds=keys.number("ConnectionTimeOut"))
         station.stop_on_invalid_id = keys.flag("StopTransactionOnInvalidId")
         station.max_energy_on_invalid_id_wh = 0.0  # 1.6: energy stops at once
+        station.end_on_deauthorize = False  # 1.6: StopTransactionOnInvalidId alone decides
         station.preparing_for_token = True
         station.auth_mode = self.host.config.auth["mode"]  # 2.0.1 AuthCtrlr.Enabled may have changed it
         station.sample_interval = timedelta(seconds=keys.number("MeterValueSampleInterval"))

@@ -201,6 +201,9 @@ class Ocpp201(Adapter):
         station.connection_timeout = timedelta(seconds=self._number("TxCtrlr", "EVConnectionTimeOut"))
         station.stop_on_invalid_id = self._flag("TxCtrlr", "StopTxOnInvalidId")
         station.max_energy_on_invalid_id_wh = float(self._number("TxCtrlr", "MaxEnergyOnInvalidId"))
+        # E06.FR.04: with TxStopPoint Authorized a non-valid idTokenInfo ends the transaction,
+        # whatever StopTxOnInvalidId says; that and MaxEnergyOnInvalidId only count without it.
+        station.end_on_deauthorize = "Authorized" in self._items("TxCtrlr", "TxStopPoint")
         station.preparing_for_token = False  # no EV, no Occupied: a presented token leaves it Available
         # AuthCtrlr.Enabled false: no authorization before a transaction; every EV charges.
         station.auth_mode = self.host.config.auth["mode"] if self._flag("AuthCtrlr", "Enabled") else "free"

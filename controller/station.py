@@ -238,6 +238,9 @@ class Station:
     connection_timeout: timedelta = TOKEN_WAIT
     stop_on_invalid_id: bool = True
     max_energy_on_invalid_id_wh: float = 0.0
+    # The authorization is a stop condition of the transaction: an id tag the CSMS refuses
+    # ends it whatever ``stop_on_invalid_id`` says (the protocol adapter decides).
+    end_on_deauthorize: bool = False
     # 1.6: a token presented with no EV makes the connectors it could start on Preparing
     # (1.6 section 4.9). 2.0.1 has no such state: its connectors stay Available.
     preparing_for_token: bool = True
@@ -424,12 +427,12 @@ class Station:
     def deauthorized(self, now: datetime, tx_id: str) -> str:
         """The CSMS answered the start with an id tag that is not valid.
 
-        With ``stop_on_invalid_id`` the transaction ends (DeAuthorized); without, it goes
-        on until the EV leaves, but energy stops once ``max_energy_on_invalid_id_wh`` more
-        than its start has been delivered (at once with 0). Returns "stopped",
-        "suspended" or "" (no such transaction).
+        With ``stop_on_invalid_id`` or ``end_on_deauthorize`` the transaction ends
+        (DeAuthorized); else it goes on until the EV leaves, but energy stops once
+        ``max_energy_on_invalid_id_wh`` more than its start has been delivered (at once
+        with 0). Returns "stopped", "suspended" or "" (no such transaction).
         """
-        if self.stop_on_invalid_id:
+        if self.stop_on_invalid_id or self.end_on_deauthorize:
             return "stopped" if self.stop_transaction(now, tx_id, "DeAuthorized") else ""
         for evse in self.evses.values():
             tx = evse.tx

@@ -860,10 +860,34 @@ def test_e05_stop_tx_on_invalid_id_true_deauthorizes(bench201: Bench) -> None:
     assert only_transaction(bench201)[0] == tx_id
 
 
+def test_tc_e_16_invalid_id_token_with_authorized_stop_point_ends_the_transaction(bench201: Bench) -> None:
+    """E06.FR.04 / TC_E_16_CS: "TxStopPoint contains: Authorized AND CSMS returns a non-valid
+    idTokenInfo in a TransactionEventResponse. The Charging Station SHALL stop the transaction
+    and send a TransactionEventRequest (eventType = Ended)". With the default TxStopPoint
+    (EVConnected, Authorized) that holds even with StopTxOnInvalidId false."""
+    set_variables(
+        bench201, ("TxCtrlr", "StopTxOnInvalidId", "false"), ("TxCtrlr", "MaxEnergyOnInvalidId", "1000000")
+    )
+    mark = bench201.mark()
+    tx_id = deauthorize_after_authorize(bench201)
+    ended = bench201.event("Ended", after=mark)
+    assert ended["transactionInfo"]["transactionId"] == tx_id
+    assert reasons(ended) == ("Deauthorized", "DeAuthorized")
+    energy(ended, "Transaction.End")
+    bench201.sim().wait_until(lambda s: not s["pwm"] and s["transaction_id"] is None, timeout=5)
+    bench201.sim().suspend(1)  # the EV answers the withdrawn PWM, still plugged in
+    bench201.sim().wait_until(lambda s: not s["contactor_closed"], timeout=5)
+    assert only_transaction(bench201)[0] == tx_id
+
+
 def test_e05_stop_tx_on_invalid_id_false_suspends_energy_until_the_ev_leaves(bench201: Bench) -> None:
     """StopTxOnInvalidId false, MaxEnergyOnInvalidId 0: the transaction goes on but no
-    energy is delivered (chargingState SuspendedEVSE) until the EV leaves."""
-    set_variables(bench201, ("TxCtrlr", "StopTxOnInvalidId", "false"))
+    energy is delivered (chargingState SuspendedEVSE) until the EV leaves. Only without
+    Authorized among the TxStopPoints: with it, E06.FR.04 ends the transaction at once
+    (test_tc_e_16_invalid_id_token_with_authorized_stop_point_ends_the_transaction)."""
+    set_variables(
+        bench201, ("TxCtrlr", "TxStopPoint", "EVConnected"), ("TxCtrlr", "StopTxOnInvalidId", "false")
+    )
     mark = bench201.mark()
     tx_id = deauthorize_after_authorize(bench201)
     suspended = bench201.event(
@@ -880,9 +904,14 @@ def test_e05_stop_tx_on_invalid_id_false_suspends_energy_until_the_ev_leaves(ben
 
 
 def test_e05_fr_03_max_energy_on_invalid_id_keeps_charging_until_delivered(bench201: Bench) -> None:
-    """E05.FR.03: energy delivery is allowed until MaxEnergyOnInvalidId has been reached."""
+    """E05.FR.03: energy delivery is allowed until MaxEnergyOnInvalidId has been reached.
+    TxStopPoint EVConnected: with Authorized among the stop points E06.FR.04 would end the
+    transaction at the non-valid idTokenInfo instead."""
     set_variables(
-        bench201, ("TxCtrlr", "StopTxOnInvalidId", "false"), ("TxCtrlr", "MaxEnergyOnInvalidId", "1000000")
+        bench201,
+        ("TxCtrlr", "TxStopPoint", "EVConnected"),
+        ("TxCtrlr", "StopTxOnInvalidId", "false"),
+        ("TxCtrlr", "MaxEnergyOnInvalidId", "1000000"),
     )
     mark = bench201.mark()
     tx_id = deauthorize_after_authorize(bench201)

@@ -103,6 +103,24 @@ def test_deauthorized_with_stop_on_invalid_id_stops_the_transaction() -> None:
     assert station.deauthorized(at(4), "unknown") == ""
 
 
+def test_deauthorized_with_end_on_deauthorize_stops_whatever_stop_on_invalid_id_says() -> None:
+    """2.0.1 E06.FR.04 (TxStopPoint Authorized, set by the adapter as end_on_deauthorize):
+    a non-valid idTokenInfo stops the transaction, DeAuthorized, even with
+    StopTxOnInvalidId false and MaxEnergyOnInvalidId left."""
+    station = ocpp_station()
+    station.remote_start(at(1), 1, TOKEN)
+    start = started(station, 2)
+    station.evse_seen(at(2), 1, CHARGING)
+    station.stop_on_invalid_id = False
+    station.max_energy_on_invalid_id_wh = 50.0
+    station.end_on_deauthorize = True
+    assert station.deauthorized(at(3), start.tx.id) == "stopped"
+    actions = station.drain() + station.meter_read(at(3), 1, reading(1010.0))
+    assert Permit(1, False, 0.0) in actions
+    assert one(actions, TransactionStopped).reason == "DeAuthorized"
+    assert station.evses[1].tx is None
+
+
 def test_deauthorized_without_stop_on_invalid_id_stops_energy_until_the_ev_leaves() -> None:
     """1.6 section 3.5 / StopTransactionOnInvalidId = false: "the Charge Point SHALL NOT
     stop the transaction" but stops the energy delivery (SuspendedEVSE) until the EV leaves."""
