@@ -1086,12 +1086,12 @@ class Ocpp201(Adapter):
         sources = criteria.get("chargingLimitSource")
         if sources and "CSO" not in sources:
             return Reply({"status": "NoProfiles"})
-        purpose = criteria.get("chargingProfilePurpose")
+        name = criteria.get("chargingProfilePurpose")
+        purpose = schedule.purpose_from_ocpp201(name) if name else None
+        if name and purpose is None:
+            return Reply({"status": "NoProfiles"})  # e.g. ChargingStationExternalConstraints
         found = self.host.profiles.matching(
-            criteria.get("chargingProfileId"),
-            p.get("evseId"),
-            schedule.Purpose(purpose) if purpose else None,
-            criteria.get("stackLevel"),
+            criteria.get("chargingProfileId"), p.get("evseId"), purpose, criteria.get("stackLevel")
         )
         if not found:
             return Reply({"status": "NoProfiles"})
@@ -1125,12 +1125,14 @@ class Ocpp201(Adapter):
 
     async def _clear_charging_profile(self, p: dict[str, Any]) -> Reply:
         criteria = p.get("chargingProfileCriteria", {})
-        purpose = criteria.get("chargingProfilePurpose")
+        name = criteria.get("chargingProfilePurpose")
+        purpose = schedule.purpose_from_ocpp201(name) if name else None
+        if name and purpose is None:
+            # K10.FR.06: a CSMS may not clear ChargingStationExternalConstraints; none is stored here.
+            info = {"reasonCode": "InvalidValue", "additionalInfo": f"no {name} profile on this station"}
+            return Reply({"status": "Unknown", "statusInfo": info})
         count = await self.host.clear_profiles(
-            p.get("chargingProfileId"),
-            criteria.get("evseId"),
-            schedule.Purpose(purpose) if purpose else None,
-            criteria.get("stackLevel"),
+            p.get("chargingProfileId"), criteria.get("evseId"), purpose, criteria.get("stackLevel")
         )
         return Reply({"status": "Accepted" if count else "Unknown"})
 

@@ -50,6 +50,12 @@ _PURPOSES_201 = {
 _PURPOSE_NAMES_201 = {purpose: name for name, purpose in _PURPOSES_201.items()}
 
 
+def purpose_from_ocpp201(name: str) -> Purpose | None:
+    """The purpose of a 2.0.1 chargingProfilePurpose; None for one no stored profile can have
+    (ChargingStationExternalConstraints: the CSMS may not set it, K01.FR.22)."""
+    return _PURPOSES_201.get(name)
+
+
 class Kind(enum.Enum):
     ABSOLUTE = "Absolute"
     RECURRING = "Recurring"

@@ -975,6 +975,38 @@ def test_k10_clear_charging_profile_unknown(bench201: Bench) -> None:
     assert limits(composite(bench201)) == [(0, 10.0)]
 
 
+EXTERNAL = "ChargingStationExternalConstraints"
+
+
+def test_k10_fr_06_clear_charging_profile_external_constraints_unknown(bench201: Bench) -> None:
+    """K10.FR.06: the CSMS may not clear ChargingStationExternalConstraints; no such profile
+    is stored here, so the answer is Unknown, not a CALLERROR, and nothing else is cleared."""
+    _setup_two_profiles(bench201)
+    for criteria in ({"chargingProfilePurpose": EXTERNAL}, {"evseId": 1, "chargingProfilePurpose": EXTERNAL}):
+        reply = bench201.call("ClearChargingProfile", {"chargingProfileCriteria": criteria})
+        assert reply["status"] == "Unknown"
+        assert reply["statusInfo"]["reasonCode"] == "InvalidValue"
+    assert limits(composite(bench201)) == [(0, 10.0)]
+
+
+def test_k09_get_charging_profiles_external_constraints_no_profiles(bench201: Bench) -> None:
+    """K09: a ChargingStationExternalConstraints profile can't be on the station: NoProfiles."""
+    _setup_two_profiles(bench201)
+    mark = bench201.mark()
+    criteria = {"chargingProfilePurpose": EXTERNAL}
+    reply = bench201.call("GetChargingProfiles", {"requestId": 4, "chargingProfile": criteria})
+    assert reply["status"] == "NoProfiles"
+    no_call(bench201, "ReportChargingProfiles", mark, 0.5)
+
+
+def test_k01_fr_22_set_charging_profile_external_constraints_rejected(bench201: Bench) -> None:
+    """K01.FR.22: the CSMS may not set a ChargingStationExternalConstraints profile: Rejected."""
+    body = charging_profile(1, EXTERNAL, 10, kind="Absolute", start=now_iso(-60))
+    assert set_profile(bench201, 0, body) == "Rejected"
+    assert set_profile(bench201, 1, body) == "Rejected"
+    assert limits(composite(bench201)) == [(0, 32.0)]
+
+
 def test_k05_request_start_transaction_with_tx_profile(bench201: Bench) -> None:
     bench201.sim().plug(1)
     wrong = {
