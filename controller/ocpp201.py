@@ -941,6 +941,8 @@ class Ocpp201(Adapter):
         return Reply(payload)
 
     async def _request_start(self, p: dict[str, Any]) -> Reply:
+        if self.registration == "Pending":
+            return Reply({"status": "Rejected"})  # B02.FR.05: no remote start before Accepted
         evse_id = p.get("evseId")
         if evse_id is not None and not self._evse(evse_id):
             return Reply({"status": "Rejected"})
@@ -991,7 +993,7 @@ class Ocpp201(Adapter):
 
     async def _request_stop(self, p: dict[str, Any]) -> Reply:
         current = self.tx.by_id(p["transactionId"])
-        if current is None:
+        if current is None or self.registration == "Pending":  # B02.FR.05
             return Reply({"status": "Rejected"})
         station, now = self.host.station, self.host.now()
         state = station.evses[current.evse_id]

@@ -372,6 +372,38 @@ def test_b02_cold_boot_pending(tmp_path: Path, csms201: CsmsThread, benches: lis
     assert_station_frames_valid(b)
 
 
+def test_b02_fr_05_request_start_stop_transaction_rejected_while_pending(
+    tmp_path: Path, csms201: CsmsThread, benches: list[Bench]
+) -> None:
+    """B02.FR.05: while the BootNotification is Pending the station answers
+    RequestStartTransaction and RequestStopTransaction with Rejected."""
+    csms201.csms.heartbeat_interval = 1
+    csms201.set_boot_status("Pending")
+    b = make_bench(tmp_path, csms201, version="2.0.1")
+    benches.append(b)
+    b.start(wait_boot=False)
+    b.wait("BootNotification")
+    # A transaction the station opens on its own while Pending (plugging in starts one here).
+    assert set_var(b, "TxCtrlr", "TxStartPoint", "EVConnected") == "Accepted"
+    b.sim().plug(1)
+    query = "SELECT DISTINCT transaction_id FROM outbox WHERE kind = 'event'"
+    rows = eventually(lambda: b.db(query), what="a queued TransactionEvent")
+    tx_id = rows[0][0]
+    start = {"idToken": {"idToken": TOKEN, "type": "ISO14443"}, "remoteStartId": 5, "evseId": 1}
+    assert b.call("RequestStartTransaction", start)["status"] == "Rejected"
+    assert b.call("RequestStopTransaction", {"transactionId": tx_id})["status"] == "Rejected"
+    mark = b.mark()
+    csms201.set_boot_status("Accepted")
+    b.wait("BootNotification", after=mark, timeout=5)
+    b.event("Started", after=mark)
+    # The refused start left nothing behind: the transaction is not a remote start.
+    assert all("remoteStartId" not in e for e in since(b, "TransactionEvent", mark))
+    assert b.call("RequestStopTransaction", {"transactionId": tx_id})["status"] == "Accepted"
+    ended = b.event("Ended", after=mark)
+    assert ended["transactionInfo"]["stoppedReason"] == "Remote"
+    assert_station_frames_valid(b)
+
+
 def test_b02_trigger_boot_notification_while_pending(
     tmp_path: Path, csms201: CsmsThread, benches: list[Bench]
 ) -> None:
