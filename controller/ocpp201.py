@@ -421,8 +421,8 @@ class Ocpp201(Adapter):
         events: list[tx201.Event] = []
         for action in actions:
             match action:
-                case TransactionStopped(tx_id, evse_id, _, meter_stop, reason, _):
-                    self.tx.energy_ended(evse_id, tx_id, reason, meter_stop)
+                case TransactionStopped(tx_id, evse_id, _, meter_stop, reason, stopper):
+                    self.tx.energy_ended(evse_id, tx_id, reason, meter_stop, stopper)
                 case MeterSampled(tx_id, taken_at, reading, evse_id, context):
                     sample = sample_body(evse_id, taken_at, context, reading)
                     events += self.tx.sampled(now, evse_id, tx_id, sample, offline)

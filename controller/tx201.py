@@ -104,6 +104,7 @@ class Open:
     aligned_slot: int | None = None  # the clock-aligned interval the last tick fell in
     opened_at: datetime | None = None
     reservation_id: int | None = None  # to report with the next event
+    stop_token: str | None = None  # the idToken that ended the authorization, reported once (E07.FR.02)
 
 
 @dataclass
@@ -126,12 +127,15 @@ class Transactions:
 
     # -- inputs ------------------------------------------------------------------------
 
-    def energy_ended(self, evse_id: int, tx_id: str, reason: str, energy_wh: float) -> None:
-        """The station ended its transaction ``tx_id`` (TransactionStopped)."""
+    def energy_ended(
+        self, evse_id: int, tx_id: str, reason: str, energy_wh: float, token: str | None = None
+    ) -> None:
+        """The station ended its transaction ``tx_id`` (TransactionStopped; ``token`` stopped it)."""
         current = self.open.get(evse_id)
         if current is not None and current.station_tx == tx_id and current.stopped is None:
             current.stopped = STOP_CAUSES.get(reason, ("AbnormalCondition", "Other"))
             current.energy_wh = energy_wh
+            current.stop_token = token if current.stopped[0] == "StopAuthorized" else None
 
     def sampled(
         self, now: datetime, evse_id: int, tx_id: str, sample: dict[str, Any], offline: bool
@@ -378,6 +382,10 @@ class Transactions:
             current.reservation_id = None
         if current.token is not None and (kind == "Started" or trigger in ("Authorized", "RemoteStart")):
             payload["idToken"] = id_token(current.token, self.token_types.get(current.token, "ISO14443"))
+        elif trigger == "StopAuthorized" and current.stop_token is not None:
+            # E07.FR.02: once, in the event in which the authorization ended: the card that ended it.
+            token, current.stop_token = current.stop_token, None
+            payload["idToken"] = id_token(token, self.token_types.get(token, "ISO14443"))
         if meter:
             payload["meterValue"] = list(meter)
         return Event(current.id, current.evse_id, current.seq_no, kind == "Ended", current.energy_wh, payload)

@@ -735,6 +735,42 @@ def test_e07_local_stop_by_the_same_token(bench201: Bench) -> None:
     assert since(bench201, "Authorize", mark) == []
 
 
+def test_e07_fr_02_stop_authorized_ended_carries_the_id_token_that_stopped_it(bench201: Bench) -> None:
+    """E07.FR.02 / E07.FR.06: "The field idToken is provided once in the TransactionEventRequest
+    that occurs when the authorization of the transaction has been ended": the card that
+    stopped it, here another card of the same group (groupIdToken from the local list)."""
+    set_variables(bench201, ("AuthCtrlr", "LocalPreAuthorize", "true"))
+    group = {"idToken": "FLEET", "type": "Central"}
+    entries = [local_entry(TOKEN), local_entry(OTHER)]
+    for entry in entries:
+        entry["idTokenInfo"]["groupIdToken"] = group
+    assert send_local_list(bench201, 1, "Full", entries) == "Accepted"
+    tx_id = start_session(bench201)["transactionInfo"]["transactionId"]
+    mark = bench201.mark()
+    bench201.sim().swipe(OTHER)
+    ended = bench201.event("Ended", after=mark)
+    assert ended["transactionInfo"]["transactionId"] == tx_id
+    assert reasons(ended) == ("StopAuthorized", "Local")
+    assert ended["idToken"] == id_token(OTHER)
+    check_events(bench201)
+
+
+def test_e07_fr_02_stop_authorized_updated_carries_the_id_token_once(bench201: Bench) -> None:
+    """E07.FR.02 with TxStopPoint EVConnected: the authorization ends in an Updated event,
+    which carries the idToken; the Ended event at the unplug does not repeat it."""
+    set_variables(bench201, ("TxCtrlr", "TxStopPoint", "EVConnected"))
+    start_session(bench201)
+    mark = bench201.mark()
+    bench201.sim().swipe(TOKEN)
+    stopped = bench201.event("Updated", lambda p: p["triggerReason"] == "StopAuthorized", after=mark)
+    assert stopped["idToken"] == id_token()
+    bench201.sim().unplug(1)
+    ended = bench201.event("Ended", after=mark)
+    assert "idToken" not in ended
+    assert [e for e in since(bench201, "TransactionEvent", mark) if "idToken" in e] == [stopped]
+    check_events(bench201)
+
+
 def test_e06_tx_stop_point_ev_connected_swipe_stops_energy_only(bench201: Bench) -> None:
     set_variables(bench201, ("TxCtrlr", "TxStopPoint", "EVConnected"))
     tx_id = start_session(bench201)["transactionInfo"]["transactionId"]
