@@ -37,6 +37,14 @@ CRITERIA = {
     "PeriodicMonitoring": ("Periodic", "PeriodicClockAligned"),
 }
 NUMERIC = ("integer", "decimal")
+
+
+def criteria_supported(criteria: Sequence[str]) -> bool:
+    """Whether every GetMonitoringReport monitoringCriterion names monitors this station has
+    (PeriodicMonitoring does not: N02.FR.02 answers NotSupported)."""
+    return all(c in CRITERIA and all(kind in SUPPORTED for kind in CRITERIA[c]) for c in criteria)
+
+
 # Severity (0 Danger, 1 Hardware Failure, 2 System Failure, 3 Critical, 4 Error, 5 Alert,
 # 6 Warning, 7 Notice, 8 Informational, 9 Debug) of the hard-wired notifications.
 HARDWIRED_SEVERITY: dict[tuple[str, str], int] = {

@@ -24,7 +24,7 @@ from controller import device_model as dm
 from controller import station as station_model
 from controller.adapter import BOOT_RETRY_DEFAULT_S, Adapter
 from controller.link import CallFailed, Link, NotConnected, Reply
-from controller.monitoring import Monitors
+from controller.monitoring import Monitors, criteria_supported
 from controller.ocppj import RpcError
 from controller.pilot import CpState, PilotMode
 from controller.services import FirmwareRequest, sample_body
@@ -1219,7 +1219,10 @@ class Ocpp201(Adapter):
         return Reply({"clearMonitoringResult": self.monitors.clear(p["id"])})
 
     async def _get_monitoring_report(self, p: dict[str, Any]) -> Reply:
-        data = self.monitors.report(p.get("monitoringCriteria", ()), p.get("componentVariable", ()))
+        criteria = p.get("monitoringCriteria", ())
+        if not criteria_supported(criteria):
+            return Reply({"status": "NotSupported"})  # N02.FR.02, even with others that are supported
+        data = self.monitors.report(criteria, p.get("componentVariable", ()))
         return self._report_reply(p["requestId"], data, "NotifyMonitoringReport", "monitor")
 
     async def _set_monitoring_base(self, p: dict[str, Any]) -> Reply:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from controller.device_model import DeviceModel, Key, definitions
-from controller.monitoring import Monitors, timestamp
+from controller.monitoring import Monitors, criteria_supported, timestamp
 from tests.test_device_model import EVSES, STATION, assert_valid
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
@@ -189,6 +189,12 @@ def test_report_filters(mb: Bench) -> None:
     assert mb.monitors.report(component_variables=[{"component": {"name": "RCD"}}]) == []
     power_delta = mb.monitors.report(["DeltaMonitoring"], [target(POWER)])
     assert [m["type"] for m in power_delta[0]["variableMonitoring"]] == ["Delta"]
+
+
+def test_n02_fr_02_periodic_monitoring_criteria_not_supported() -> None:
+    assert criteria_supported([]) and criteria_supported(["ThresholdMonitoring", "DeltaMonitoring"])
+    assert not criteria_supported(["PeriodicMonitoring"])
+    assert not criteria_supported(["ThresholdMonitoring", "PeriodicMonitoring"])
 
 
 # -- NotifyEvent (N07, N08) -------------------------------------------------------------

@@ -1567,6 +1567,19 @@ def test_n02_get_monitoring_report_lists_monitor(bench201: Bench) -> None:
     assert reply["status"] == "EmptyResultSet"
 
 
+def test_n02_fr_02_get_monitoring_report_periodic_monitoring_not_supported(bench201: Bench) -> None:
+    """N02.FR.02: a GetMonitoringReport with a monitoringCriteria the station does not support
+    (PeriodicMonitoring: it has no periodic monitors) is answered NotSupported, and no report follows."""
+    set_monitor(bench201)
+    mark = bench201.mark()
+    for criteria in (["PeriodicMonitoring"], ["DeltaMonitoring", "PeriodicMonitoring"]):
+        reply = bench201.call("GetMonitoringReport", {"requestId": 26, "monitoringCriteria": criteria})
+        assert reply["status"] == "NotSupported"
+    no_call(bench201, "NotifyMonitoringReport", mark, 0.5)
+    reply = bench201.call("GetMonitoringReport", {"requestId": 27, "monitoringCriteria": ["DeltaMonitoring"]})
+    assert reply["status"] == "Accepted"
+
+
 def test_n06_clear_variable_monitoring(bench201: Bench) -> None:
     monitor_id = set_monitor(bench201)["id"]
     reply = bench201.call("ClearVariableMonitoring", {"id": [monitor_id, 9999]})
