@@ -224,6 +224,9 @@ class Monitors:
         given = request.get("id")
         if given is not None and given not in self._monitors:
             raise Refused("Rejected", "NotFound", f"no monitor {given} to replace")
+        if given is not None and self._monitors[given].key != d.key:
+            # N04.FR.16: a monitor keeps its component and variable; only a new one can move.
+            raise Refused("Rejected", "InvalidValue", f"monitor {given} is on another component/variable")
         for other in self._monitors.values():
             if other.key == d.key and other.type == kind and other.severity == severity and other.id != given:
                 raise Refused("Duplicate", "", "")

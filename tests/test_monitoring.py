@@ -128,6 +128,16 @@ def test_duplicate_and_replace(mb: Bench) -> None:
     assert mb.set(**monitor(POWER, "Delta", 5))["id"] == 3
 
 
+def test_n04_fr_16_an_id_on_another_variable_is_rejected_not_moved(mb: Bench) -> None:
+    assert mb.set(**monitor(POWER, "UpperThreshold", 7000, 4))["id"] == 1
+    saved = len(mb.saved)
+    moved = mb.set(**monitor(RCD, "Delta", 0, 4, id=1))
+    assert (moved["status"], moved["statusInfo"]["reasonCode"]) == ("Rejected", "InvalidValue")
+    assert len(mb.saved) == saved and mb.monitors.monitored() == [POWER]
+    [data] = mb.monitors.report()
+    assert data["variableMonitoring"][0]["type"] == "UpperThreshold"
+
+
 # -- ClearVariableMonitoring (N06), SetMonitoringBase (N03) -----------------------------
 
 

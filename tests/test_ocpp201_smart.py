@@ -1606,6 +1606,22 @@ def test_n05_set_monitoring_level_suppresses_monitor(bench201: Bench) -> None:
     bench201.status201(1, "Faulted", after=mark)
 
 
+def test_n04_fr_16_set_variable_monitoring_id_of_another_variable_rejected(bench201: Bench) -> None:
+    """N04.FR.16: an id of an existing monitor with another component/variable is answered
+    Rejected instead of replacing (moving) the monitor."""
+    monitor_id = set_monitor(bench201)["id"]  # RCD.Tripped on EVSE 1
+    other = {"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "Power"}}
+    result = set_monitor(bench201, id=monitor_id, **other)
+    assert result["status"] == "Rejected"
+    assert result["id"] == monitor_id
+    # The monitor stays where it was and still reports the trip.
+    mark = bench201.mark()
+    bench201.sim().fault("rcd")
+    item = event_data(bench201, "RCD", "Tripped", mark)
+    assert item["eventNotificationType"] == "CustomMonitor"
+    assert item["variableMonitoringId"] == monitor_id
+
+
 def test_n04_set_variable_monitoring_unknown_component_and_variable(bench201: Bench) -> None:
     result = set_monitor(bench201, component={"name": "FluxCapacitor"})
     assert result["status"] == "UnknownComponent"
