@@ -947,7 +947,9 @@ class Ocpp201(Adapter):
         if evse_id is not None and not self._evse(evse_id):
             return Reply({"status": "Rejected"})
         profile = None
-        if "chargingProfile" in p:
+        if "chargingProfile" in p and not self._flag("SmartChargingCtrlr", "Enabled"):
+            log.info("RequestStartTransaction: smart charging is disabled, its charging profile is ignored")
+        elif "chargingProfile" in p:  # F01.FR.12: without smart charging the profile is ignored
             try:
                 profile = schedule.from_ocpp201(p["chargingProfile"], evse_id or 0)
             except ValueError as exc:

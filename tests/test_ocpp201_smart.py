@@ -1041,6 +1041,26 @@ def test_k05_request_start_transaction_with_tx_profile(bench201: Bench) -> None:
     eventually(lambda: limits(composite(bench201)) == [(0, 32.0)], timeout=5, what="TxProfile removed")
 
 
+def test_tc_k_38_request_start_profile_ignored_without_smart_charging(bench201: Bench) -> None:
+    """F01.FR.12 (OCTT TC_K_38_CS): with SmartChargingCtrlr.Enabled false the chargingProfile of
+    a RequestStartTransaction is ignored: the transaction starts, no limit comes of it."""
+    set_variables(bench201, ("SmartChargingCtrlr", "Enabled", "false"))
+    bench201.sim().plug(1)
+    mark = bench201.mark()
+    body = {
+        "idToken": id_token(),
+        "remoteStartId": 7,
+        "evseId": 1,
+        "chargingProfile": charging_profile(5, "TxProfile", 8),
+    }
+    assert bench201.call("RequestStartTransaction", body)["status"] == "Accepted"
+    bench201.sim().charge(1, max_current_a=32)
+    started = bench201.event("Started", after=mark)
+    assert started["transactionInfo"].get("remoteStartId") == 7
+    offered(bench201, 32)
+    assert limits(composite(bench201)) == [(0, 32.0)]
+
+
 def test_k01_set_charging_profile_persists_across_restart(bench201: Bench) -> None:
     body = charging_profile(3, "TxDefaultProfile", 10, kind="Absolute", start=now_iso(-60))
     assert set_profile(bench201, 1, body) == "Accepted"
