@@ -31,6 +31,12 @@ RENEW_CHECK_S = 12 * 3600
 SECURITY_ATTEMPTS = 3  # a SecurityEventNotification the CSMS keeps refusing is then dropped
 
 
+def csms_of(url: str) -> str:
+    """Which CSMS a URL reaches: the same one with another scheme (a raised security profile)
+    is the same CSMS."""
+    return url.split("://", 1)[-1].rstrip("/")
+
+
 class Adapter:
     VERSION = ""
     SIGN_CERTIFICATE_TRIGGER = ""  # the trigger's name for a new client certificate
@@ -42,9 +48,10 @@ class Adapter:
         self.host = host
         self.link = link
         self.accepted = False  # registered on this connection (booted, or reconnected after a boot)
-        # A BootNotification was accepted since start-up (or since the CSMS last chose this
-        # version): a reconnection is then not a boot, and sends none (1.6 4.2, 2.0.1 B01).
-        self.booted = False
+        # The CSMS (see csms_of) that accepted a BootNotification since start-up (and since it
+        # last chose this version): a reconnection to it is not a boot, and sends none (1.6 4.2,
+        # 2.0.1 B01); a connection to another CSMS (a 2.0.1 network slot) boots there first.
+        self.booted_at: str | None = None
         self.registration = "none"
         self._session: list[asyncio.Task[Any]] = []
         self._outbox_wake = asyncio.Event()
@@ -59,6 +66,13 @@ class Adapter:
     @property
     def online(self) -> bool:
         return self.link.connected and self.accepted
+
+    def must_boot(self) -> bool:
+        """Whether the CSMS connected to has not accepted a BootNotification from this run."""
+        return self.booted_at != csms_of(self.link.endpoint.url)
+
+    def boot_done(self) -> None:
+        self.booted_at = csms_of(self.link.endpoint.url)
 
     def _closed(self) -> None:
         self.accepted = False

@@ -320,9 +320,9 @@ class Ocpp201(Adapter):
 
     async def _opened(self, version: str) -> None:
         self.accepted = False
-        if not self.booted:
+        if self.must_boot():
             await self._boot()
-            self.booted = True
+            self.boot_done()
             self._status_sent.clear()  # after a boot the CSMS learns every connector's status
         self.accepted = True
         self._session = [

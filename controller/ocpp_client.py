@@ -156,7 +156,7 @@ class OcppClient:
     async def _switch(self, version: str) -> None:
         old, self.version = self.version, version
         log.warning("the CSMS speaks OCPP %s (last time %s)", version, old)
-        self.current.booted = False  # a new version is a new registration: boot again
+        self.current.booted_at = None  # a new version is a new registration: boot again
         database = self.host.database
         try:
             dropped = await database.run(database.storage.drop_outbox, OUTBOX_KINDS[old])

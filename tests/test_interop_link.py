@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
+from controller.adapter import csms_of
 from controller.credentials import Credentials
 from hil.csms import CsmsThread
-from tests.ocpp_harness import Bench, eventually, make_bench, stop_all
+from tests.ocpp_harness import Bench, eventually, make_bench, set_variables, stop_all
 
 STATION = "CP001"
 
@@ -322,3 +323,61 @@ def test_a01_new_password_on_trial_until_a_connection_confirms_it(tmp_path: Path
     creds.set_password(newer)
     creds.refused()
     assert Credentials(tmp_path, old).password() == newer  # a restart tries the new one first
+
+
+# -- a BootNotification for each CSMS ---------------------------------------------------------------
+
+
+def test_csms_of_same_csms_whatever_the_scheme() -> None:
+    """The CSMS a boot was accepted by: a raised security profile (ws -> wss) reaches the same one."""
+    assert csms_of("ws://csms.example:8080/ocpp/CP001") == csms_of("wss://csms.example:8080/ocpp/CP001/")
+    assert csms_of("ws://csms.example:8080/ocpp/CP001") != csms_of("ws://other.example:8080/ocpp/CP001")
+    assert csms_of("ws://csms.example:8080/ocpp/CP001") != csms_of("ws://csms.example:9000/ocpp/CP001")
+
+
+def test_b01_b02_a_network_slot_to_another_csms_boots_there_first(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
+) -> None:
+    """2.0.1 B01/B02 (1.6 §4.2): a CSMS gets a BootNotification before any other message.
+
+    Slot 0 fails, the station moves to slot 1, another CSMS, without a restart: it boots
+    there first; and again at the first one when it comes back to it."""
+    benches, servers = lab
+    first = start_csms(servers, ("2.0.1",))
+    second = start_csms(servers, ("2.0.1",))
+    bench = station(tmp_path, first, benches, version="2.0.1")
+    bench.start()
+    slot = {
+        "configurationSlot": 1,
+        "connectionData": {
+            "ocppVersion": "OCPP20",
+            "ocppTransport": "JSON",
+            "ocppCsmsUrl": second.url,
+            "messageTimeout": 30,
+            "securityProfile": 0,
+            "ocppInterface": "Wired0",
+        },
+    }
+    assert bench.call("SetNetworkProfile", slot) == {"status": "Accepted"}
+    set_variables(
+        bench,
+        ("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", "1"),
+        ("OCPPCommCtrlr", "NetworkConfigurationPriority", "0,1"),
+    )
+    first.csms.passwords = {}  # slot 0 refuses the station from now on
+    first.disconnect(STATION)
+    calls = eventually(
+        lambda: [e for e in second.timeline if e.kind == "call" and e.direction == "in"][:2] or None,
+        30,
+        "the station at the second CSMS",
+    )
+    assert calls[0].action == "BootNotification", [e.action for e in calls]
+    assert second.wait_for("StatusNotification", station=STATION, timeout=10).payload["evseId"] == 1
+    # Back to slot 0: the first CSMS last heard a boot before the other one did; it gets one again.
+    mark = bench.mark()
+    first.csms.passwords = None
+    second.csms.passwords = {}
+    second.disconnect(STATION)
+    boot = bench.wait("BootNotification", after=mark, timeout=30)
+    assert boot["reason"] == "PowerUp"
+    bench.status201(1, "Available", after=mark)
