@@ -381,3 +381,35 @@ def test_b01_b02_a_network_slot_to_another_csms_boots_there_first(
     boot = bench.wait("BootNotification", after=mark, timeout=30)
     assert boot["reason"] == "PowerUp"
     bench.status201(1, "Available", after=mark)
+
+
+def test_a01_a_connection_with_the_old_password_keeps_the_new_one_for_later(tmp_path: Path) -> None:
+    """The station reconnects before the CSMS stored the new password: 401, the old one is
+    accepted. The CSMS then switches over: the old one gets 401 and the new one must still be
+    there to try (Security Whitepaper A01 steps 3-4; the spec is silent on the race)."""
+    old, new, newer = "config-password-0001", "csms-password-00002", "csms-password-00003"
+    creds = Credentials(tmp_path, old)
+    creds.set_password(new)
+    creds.refused()  # the CSMS has not stored it yet
+    assert creds.password() == old
+    creds.connected(old)
+    # The old one stays in use (no 401 on every reconnection), across a restart too ...
+    assert creds.password() == old
+    assert Credentials(tmp_path, old).password() == old
+    # ... until the CSMS switches over: a 401, and the new one is tried, and kept once it connects.
+    creds = Credentials(tmp_path, old)
+    creds.refused()
+    assert creds.password() == new
+    creds.connected(new)
+    assert creds.password() == new and old not in creds.path.read_text()
+    creds.refused()
+    assert creds.password() == new  # nothing else to try: the old one is forgotten
+    # A password set while the old one is in use replaces the one never confirmed.
+    creds = Credentials(tmp_path / "again", old)
+    creds.set_password(new)
+    creds.refused()
+    creds.connected(old)
+    creds.set_password(newer)
+    assert creds.password() == newer and new not in creds.path.read_text()
+    creds.refused()
+    assert creds.password() == old
