@@ -106,6 +106,8 @@ class Daemon(Services):
         self.restart: str | None = None  # "exec" (re-execute in place) or "reboot", after stopping
         self.reset_retries = 0  # a failing reboot command is run again this often, then "exec"
         self.terminated = False  # SIGTERM/SIGINT: no restart, whatever was planned
+        # Stored at exit only if the restart planned still happens (2.0.1 boot reason RemoteReset).
+        self.restart_settings: dict[str, str] = {}
         self.ocpp: Any = None  # the OCPP adapter of the version spoken, when [ocpp] is set
         self.frames: logs.FrameLog | None = None
         self.local_list = auth.LocalList()
@@ -464,7 +466,17 @@ class Daemon(Services):
             with contextlib.suppress(OSError):
                 self.config.sim_socket.unlink()
         if hasattr(self, "database"):
+            if self.restart is not None and self.restart_settings:
+                await self._store_restart_settings()
             self.database.close()
+
+    async def _store_restart_settings(self) -> None:
+        storage = self.database.storage
+        for key, value in self.restart_settings.items():
+            try:
+                await asyncio.wait_for(self.database.run(storage.set_setting, key, value), SHUTDOWN_FLUSH_S)
+            except (StorageError, TimeoutError) as exc:
+                log.error("setting %s not stored before the restart: %s", key, exc)
 
     async def _final_readings(self) -> None:
         """One meter reading per EVSE after the contactors opened, for meterStop."""

@@ -785,10 +785,9 @@ class Ocpp201(Adapter):
             ):
                 await asyncio.sleep(1.0)
             if self.host.stopping.is_set():
-                return  # SIGTERM came first: no restart, so the next boot is no RemoteReset
-            await self.host.database.run(
-                self.host.database.storage.set_setting, PREFIX + "boot_reason", "RemoteReset"
-            )
+                return  # SIGTERM came first: no restart
+            # Stored at exit, and only if no SIGTERM cancels the restart meanwhile.
+            self.host.restart_settings[PREFIX + "boot_reason"] = "RemoteReset"
             self.host.reset(hard=True, retries=self._number("OCPPCommCtrlr", "ResetRetries"))
 
         return Reply({"status": "Scheduled" if busy and on_idle else "Accepted"}, reset)

@@ -264,6 +264,28 @@ def test_sigterm_during_a_reset_ends_the_daemon_within_2_s(
         assert since(bench, "BootNotification", mark)[0]["reason"] == "PowerUp"
 
 
+def test_b11_sigterm_right_after_a_reset_leaves_no_remote_reset_behind(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
+) -> None:
+    """B11/B12: BootNotification reason RemoteReset only for a restart the Reset caused. SIGTERM
+    while the station shuts down for the Reset cancels the restart: the next start is PowerUp."""
+    benches, servers = lab
+    server = start_csms(servers, ("2.0.1",))
+    bench = station(tmp_path, server, benches, version="2.0.1", auth_mode="free")
+    bench.start()
+    bench.sim().plug(1)
+    bench.sim().charge(1)
+    bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
+    assert bench.proc is not None
+    assert bench.call("Reset", {"type": "Immediate"}) == {"status": "Accepted"}
+    bench.proc.send_signal(signal.SIGTERM)  # while the transaction is being ended
+    assert bench.proc.wait(timeout=5) == 0
+    assert bench.db("SELECT value FROM settings WHERE key = 'ocpp201.boot_reason'") in ([], [("",)])
+    mark = bench.mark()
+    bench.start()
+    assert since(bench, "BootNotification", mark)[0]["reason"] == "PowerUp"
+
+
 # -- version "auto": the first connection ----------------------------------------------------------
 
 
