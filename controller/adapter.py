@@ -29,6 +29,15 @@ CERT_SIGNING_REPEAT = 3
 RENEW_BEFORE = timedelta(days=30)
 RENEW_CHECK_S = 12 * 3600
 SECURITY_ATTEMPTS = 3  # a SecurityEventNotification the CSMS keeps refusing is then dropped
+RETRY_BACKOFF_MAX_S = 3600.0  # a CSMS-set back-off never keeps the station away longer
+
+
+def retry_backoff(attempt: int, minimum: int, repeat_times: int, random_range: int, jitter: float) -> float:
+    """2.0.1 Part 4 5.3: ``minimum`` doubled after each failed attempt, at most ``repeat_times``
+    times, plus ``jitter`` (0..1) of ``random_range``. Capped at an hour: the limits allow
+    3600 s x 2^20, which would leave the station offline for good after a CSMS typo."""
+    wait = minimum * 2 ** min(max(attempt, 0), max(repeat_times, 0)) + jitter * random_range
+    return float(min(wait, RETRY_BACKOFF_MAX_S))
 
 
 def csms_of(url: str) -> str:

@@ -22,7 +22,7 @@ from controller import authorization as auth
 from controller import connection, schedule, tx201
 from controller import device_model as dm
 from controller import station as station_model
-from controller.adapter import BOOT_RETRY_DEFAULT_S, Adapter
+from controller.adapter import BOOT_RETRY_DEFAULT_S, Adapter, retry_backoff
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.monitoring import Monitors, criteria_supported
 from controller.ocppj import RpcError
@@ -191,9 +191,13 @@ class Ocpp201(Adapter):
     def backoff(self, attempt: int) -> float:
         """OCPP 2.0.1 Part 4 5.3: RetryBackOffWaitMinimum, doubled after each failed attempt
         up to RetryBackOffRepeatTimes times, plus up to RetryBackOffRandomRange at random."""
-        doublings = min(attempt, self._number("OCPPCommCtrlr", "RetryBackOffRepeatTimes"))
-        wait = self._number("OCPPCommCtrlr", "RetryBackOffWaitMinimum") * 2**doublings
-        return float(wait) + random.uniform(0, self._number("OCPPCommCtrlr", "RetryBackOffRandomRange"))
+        return retry_backoff(
+            attempt,
+            self._number("OCPPCommCtrlr", "RetryBackOffWaitMinimum"),
+            self._number("OCPPCommCtrlr", "RetryBackOffRepeatTimes"),
+            self._number("OCPPCommCtrlr", "RetryBackOffRandomRange"),
+            random.random(),
+        )
 
     def apply_keys(self) -> None:
         """Hand the variables that steer version-neutral behaviour to the station."""

@@ -25,6 +25,7 @@ from websockets.sync.server import ServerConnection, serve
 
 from controller import authorization as auth
 from controller import device_model as dm
+from controller.adapter import RETRY_BACKOFF_MAX_S, retry_backoff
 from controller.ocpp16_keys import CONSUMERS as CONSUMERS16
 from controller.ocpp16_keys import KEYS
 from hil.csms import CsmsThread
@@ -215,6 +216,20 @@ def test_retry_back_off_variables_set_the_reconnect_wait(raw201: RawCsms) -> Non
     eventually(lambda: len(raw201.connects) >= 2, timeout=15, what="a reconnection")
     waited = raw201.connects[1] - raw201.closes[0]
     assert 5.8 <= waited <= 8.5, waited  # the defaults wait 1-4 s
+
+
+def test_retry_back_off_doubles_and_is_capped() -> None:
+    """Part 4 5.3: RetryBackOffWaitMinimum doubled RetryBackOffRepeatTimes times at most, plus
+    RetryBackOffRandomRange at random. The defaults stay under 60 s (1.6 and 2.0.1 alike); values
+    the CSMS sets (up to 3600 s x 2^20 within the limits) never wait longer than an hour."""
+    defaults = {d.variable: int(d.default) for d in DEFS if d.variable.startswith("RetryBackOff")}
+    minimum = defaults["RetryBackOffWaitMinimum"]
+    repeat, spread = defaults["RetryBackOffRepeatTimes"], defaults["RetryBackOffRandomRange"]
+    assert [retry_backoff(n, minimum, repeat, spread, 0.0) for n in range(6)] == [1, 2, 4, 8, 16, 16]
+    assert max(retry_backoff(n, minimum, repeat, spread, 1.0) for n in range(100)) <= 60
+    assert retry_backoff(0, 6, 4, 3, 0.5) == 7.5
+    assert retry_backoff(20, 3600, 20, 3600, 1.0) == RETRY_BACKOFF_MAX_S == 3600
+    assert retry_backoff(3, 1000, 20, 0, 0.0) == 3600
 
 
 def test_c_auth_ctrlr_disabled_every_ev_charges(bench201: Bench) -> None:
