@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import json
 import logging
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from controller.config import DEFAULT_PATH, EX_CONFIG, Config, ConfigError, load
 
 log = logging.getLogger("evse")
 EX_UNAVAILABLE = 69
+REBOOT_COMMAND_TIMEOUT_S = 60.0  # a reboot command still running then has hung (a prompt, a stuck job)
 
 
 def _version() -> str:
@@ -54,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon = Daemon(config, version=_version())
         code = asyncio.run(daemon.run())
         if daemon.restart is not None:
-            _restart(daemon.restart, config, daemon.reset_retries)
+            _restart(daemon.restart, config, daemon.restart_retries)
         return code
     except StartupError as exc:
         # Missing hardware or storage, not a bad file: exit 1 so systemd retries.
@@ -70,19 +73,39 @@ def _restart(how: str, config: Config, retries: int = 0) -> None:
     """
     command = config.system.get("reboot_command") or ""
     if how == "reboot" and command:
-        for attempt in range(1 + max(0, retries)):
-            log.warning("running the reboot command (attempt %d): %s", attempt + 1, command)
-            try:
-                if subprocess.run(shlex.split(command), check=False).returncode == 0:
-                    logging.shutdown()
-                    return
-            except OSError as exc:
-                log.error("reboot command failed: %s", exc)
+        if run_reboot_command(command, retries):
+            logging.shutdown()
+            return
         log.error("the reboot command failed %d times; restarting the daemon in place", 1 + max(0, retries))
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "controller", *sys.argv[1:]])
+
+
+def run_reboot_command(command: str, retries: int, timeout_s: float = REBOOT_COMMAND_TIMEOUT_S) -> bool:
+    """Run ``command`` until it succeeds, ``retries`` more times at most; whether it did.
+
+    A run that takes longer than ``timeout_s`` has failed: it is killed (with what it started)."""
+    for attempt in range(1 + max(0, retries)):
+        log.warning("running the reboot command (attempt %d): %s", attempt + 1, command)
+        try:
+            proc = subprocess.Popen(shlex.split(command), stdin=subprocess.DEVNULL, start_new_session=True)
+        except (OSError, ValueError) as exc:
+            log.error("reboot command failed: %s", exc)
+            continue
+        try:
+            code = proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.error("reboot command still running after %.0f s: killed, counted as a failure", timeout_s)
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            continue
+        if code == 0:
+            return True
+        log.error("reboot command exited %d", code)
+    return False
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

@@ -363,6 +363,11 @@ class Daemon(Services):
             self.restart = None  # a reset or an install may have asked for one meanwhile
         return self.exit_code
 
+    @property
+    def restart_retries(self) -> int:
+        """ResetRetries for the restart planned: only a CSMS Reset has them (not a firmware restart)."""
+        return self.reset_retries if self.shutdown_reason in ("HardReset", "SoftReset") else 0
+
     def terminate(self) -> None:
         """SIGTERM or SIGINT: stop and exit, even while a reset or firmware restart is under way."""
         if self.restart is not None:

@@ -331,6 +331,47 @@ def test_reset_retries_runs_a_failing_reboot_command_again(tmp_path: Path, csms:
             bench.kill()
 
 
+def test_reset_retries_a_hanging_reboot_command_is_killed_and_counts_as_a_failure(tmp_path: Path) -> None:
+    """ResetRetries ("Number of times to retry an unsuccessful reset"): a reboot command that
+    hangs (a sudo prompt, a stuck systemctl job) is killed after the timeout, with what it
+    started, and run again; never done, the caller restarts the daemon in place."""
+    from controller.cli import run_reboot_command
+
+    pids = tmp_path / "pids"
+    command = f"sh -c 'sleep 30 & echo $! >> {pids}; wait'"
+    started = time.monotonic()
+    assert run_reboot_command(command, retries=1, timeout_s=0.5) is False
+    assert time.monotonic() - started < 5
+    children = [int(pid) for pid in pids.read_text().split()]
+    assert len(children) == 2  # run, then run again
+    for pid in children:
+        eventually(lambda pid=pid: _gone(pid), 5, f"sleep {pid} killed")
+    assert run_reboot_command("true", retries=0, timeout_s=5) is True
+    assert run_reboot_command("'unbalanced", retries=0, timeout_s=5) is False
+
+
+def _gone(pid: int) -> bool:
+    """Ended (a zombie not reaped yet counts: it runs no more)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True
+
+
+def test_reset_retries_apply_to_a_csms_reset_only(tmp_path: Path) -> None:
+    """ResetRetries count for the reboot a Reset asked for, not for a later firmware restart."""
+    from controller.config import load
+    from controller.daemon import Daemon
+
+    path = tmp_path / "evse.toml"
+    path.write_text(config_text("ws://127.0.0.1:9/ocpp", "1.6", 1, "ocpp", "none", ""))
+    daemon = Daemon(load(path))
+    daemon.reset_retries, daemon.shutdown_reason = 3, "HardReset"  # as Reset leaves them
+    assert daemon.restart_retries == 3
+    daemon.shutdown_reason = "Reboot"  # a firmware install restarts the station afterwards
+    assert daemon.restart_retries == 0
+
+
 def test_n_offline_queuing_severity_keeps_only_severe_events_offline(bench201: Bench) -> None:
     """MonitoringCtrlr.OfflineQueuingSeverity: offline, only events of that severity or a
     more severe one (a lower number) are kept for the CSMS. RCD.Tripped is severity 0; a
