@@ -110,6 +110,7 @@ class Ocpp201(Adapter):
         self._offline_since: datetime | None = None  # when the last connection closed
         self._status_sent: dict[int, str] = {}
         self._status_wake = asyncio.Event()
+        self._removed: dict[int, list[int]] = {}  # EVSE -> reservations it lost, not yet reported
         self.boot_reason = "PowerUp"
         self._boot_wake = asyncio.Event()
         if settings.get("firmware.installed") == "pending":
@@ -403,6 +404,9 @@ class Ocpp201(Adapter):
                 status = self._evse_state(evse_id)
                 if self._status_sent.get(evse_id) != status and await self._status(evse_id, status):
                     self._status_sent[evse_id] = status
+                for reservation_id in self._removed.pop(evse_id, []):
+                    # After the Faulted/Unavailable status, as in OCTT TC_H_20.
+                    await self._reservation_update(reservation_id, "Removed")
 
     async def _status(self, evse_id: int, status: str) -> bool:
         payload = {
@@ -432,6 +436,10 @@ class Ocpp201(Adapter):
                     events += self.tx.sampled(now, evse_id, tx_id, sample, offline)
                 case ReservationEnded(reservation_id, _, reason) if reason == "Expired":
                     host.spawn(self._reservation_update(reservation_id, "Expired"))
+                case ReservationEnded(reservation_id, evse_id, reason) if reason == "Removed":
+                    # H01.FR.16/17: the reserved EVSE became Faulted or Unavailable.
+                    self._removed.setdefault(evse_id, []).append(reservation_id)
+                    self._status_wake.set()
         for evse_id, state in host.station.evses.items():
             if state.view is None:
                 continue

@@ -171,7 +171,7 @@ class AuthorizeWanted:
 class ReservationEnded:
     reservation_id: int
     evse_id: int
-    reason: str  # "Used", "Expired", "Cancelled"
+    reason: str  # "Used", "Expired", "Cancelled", "Removed" (the EVSE became Faulted/Unavailable)
 
 
 Action = (
@@ -571,6 +571,12 @@ class Station:
             self._sample(now, evse)
             self._update_permit(evse)
             self._update_status(now, evse)
+            reservation = evse.reservation
+            if reservation is not None and evse.status[0] in ("Faulted", "Unavailable"):
+                # 2.0.1 H01.FR.16/17, 1.6 section 5.13 (3): a Faulted or Unavailable EVSE
+                # loses its reservation; it does not come back when the EVSE recovers.
+                evse.reservation = None
+                self._actions.append(ReservationEnded(reservation.id, evse.id, "Removed"))
         if pending is not None and self.pending_token is None:
             # An EV took the token: the EVSEs looked at before it stop waiting for one.
             for evse in self.evses.values():

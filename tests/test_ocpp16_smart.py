@@ -640,6 +640,39 @@ def test_reserve_now_unavailable(bench: Bench) -> None:
     assert reserve(bench, 8, TOKEN) == "Unavailable"
 
 
+def test_reserve_now_connector_faulted_terminates_reservation(bench: Bench) -> None:
+    """1.6 section 5.13: "A reservation SHALL be terminated on the Charge Point when ... (3)
+    when the Charge Point or connector are set to Faulted or Unavailable." 1.6 has no message
+    for it: the CSMS sees the Faulted status, and CancelReservation then finds nothing."""
+    mark = bench.mark()
+    assert reserve(bench, 14, OTHER_TOKEN) == "Accepted"
+    bench.status(1, "Reserved", after=mark)
+    mark = bench.mark()
+    bench.sim().fault("rcd")
+    bench.status(1, "Faulted", after=mark)
+    assert bench.call("CancelReservation", {"reservationId": 14})["status"] == "Rejected"
+    eventually(lambda: bench.db("SELECT id FROM reservations") == [], what="reservation row deleted")
+
+
+def test_reserve_now_connector_unavailable_terminates_reservation(bench: Bench) -> None:
+    """1.6 section 5.13 (3): a connector set Unavailable loses its reservation; it is not
+    Reserved again when it becomes Operative."""
+    mark = bench.mark()
+    assert reserve(bench, 15, OTHER_TOKEN) == "Accepted"
+    bench.status(1, "Reserved", after=mark)
+    mark = bench.mark()
+    reply = bench.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+    assert reply["status"] == "Accepted"
+    bench.status(1, "Unavailable", after=mark)
+    mark = bench.mark()
+    reply = bench.call("ChangeAvailability", {"connectorId": 1, "type": "Operative"})
+    assert reply["status"] == "Accepted"
+    bench.status(1, "Available", after=mark)
+    assert bench.call("CancelReservation", {"reservationId": 15})["status"] == "Rejected"
+    # Anyone may charge again.
+    assert bench.charge()["idTag"] == TOKEN
+
+
 def test_reserve_now_connector_zero(bench: Bench) -> None:
     reply = bench.call("GetConfiguration", {"key": ["ReserveConnectorZeroSupported"]})
     assert reply["configurationKey"][0]["value"] == "true"

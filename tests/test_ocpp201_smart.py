@@ -402,6 +402,59 @@ def test_h01_reserve_now_unavailable(bench201: Bench) -> None:
     assert reserve(bench201, 8) == "Unavailable"
 
 
+def call_index(bench: Bench, action: str, after: int, where: Callable[[dict[str, Any]], bool]) -> int:
+    """Timeline index of the station's first matching CALL of ``action`` from ``after`` on."""
+    return next(
+        i
+        for i, e in enumerate(bench.csms.timeline)
+        if i >= after
+        and e.kind == "call"
+        and e.direction == "in"
+        and e.action == action
+        and isinstance(e.payload, dict)
+        and where(e.payload)
+    )
+
+
+def test_h01_fr_16_tc_h_20_reserved_evse_faulted_removes_reservation(bench201: Bench) -> None:
+    """H01.FR.16, OCTT TC_H_20: the reserved EVSE becomes Faulted: the station cancels the
+    reservation and, after the Faulted status, sends ReservationStatusUpdate Removed."""
+    mark = bench201.mark()
+    assert reserve(bench201, 21, OTHER_TOKEN) == "Accepted"
+    bench201.status201(1, "Reserved", after=mark)
+    mark = bench201.mark()
+    bench201.sim().fault("rcd")
+    update = bench201.wait("ReservationStatusUpdate", after=mark)
+    assert update == {"reservationId": 21, "reservationUpdateStatus": "Removed"}
+    faulted = call_index(bench201, "StatusNotification", mark, lambda p: p["connectorStatus"] == "Faulted")
+    removed = call_index(bench201, "ReservationStatusUpdate", mark, lambda p: p["reservationId"] == 21)
+    assert faulted < removed
+    assert cancel(bench201, 21) == "Rejected"
+    eventually(lambda: bench201.db("SELECT id FROM reservations") == [], what="reservation row deleted")
+
+
+def test_h01_fr_17_reserved_evse_unavailable_removes_reservation(bench201: Bench) -> None:
+    """H01.FR.17: the reserved EVSE becomes Unavailable (ChangeAvailability Inoperative):
+    the reservation is cancelled, reported Removed, and does not come back with Operative."""
+    mark = bench201.mark()
+    assert reserve(bench201, 22, OTHER_TOKEN) == "Accepted"
+    bench201.status201(1, "Reserved", after=mark)
+    mark = bench201.mark()
+    assert change_availability(bench201, "Inoperative", evse=1) == "Accepted"
+    update = bench201.wait("ReservationStatusUpdate", after=mark)
+    assert update == {"reservationId": 22, "reservationUpdateStatus": "Removed"}
+    unavailable = call_index(
+        bench201, "StatusNotification", mark, lambda p: p["connectorStatus"] == "Unavailable"
+    )
+    assert unavailable < call_index(bench201, "ReservationStatusUpdate", mark, lambda p: True)
+    mark = bench201.mark()
+    assert change_availability(bench201, "Operative", evse=1) == "Accepted"
+    bench201.status201(1, "Available", after=mark)
+    assert cancel(bench201, 22) == "Rejected"
+    # Anyone may charge again.
+    assert start_session(bench201)["idToken"] == id_token()
+
+
 def test_h01_reserve_now_unknown_evse_rejected(bench201: Bench) -> None:
     assert reserve(bench201, 9, evse=7) == "Rejected"
 
