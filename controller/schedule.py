@@ -22,6 +22,9 @@ from controller.storage import timestamp
 ACCEPTED = "Accepted"
 REJECTED = "Rejected"
 UNITS = ("A", "W")
+# A period without numberPhases: 3 phases (2.0.1 K01.FR.49 for AC; 1.6 ChargingSchedulePeriod),
+# whatever the EVSE has; K01.FR.50 converts W and A with it.
+DEFAULT_PHASES = 3
 # Longer than a weekly recurrence, so every recurring profile has an edge inside it.
 _HORIZON = timedelta(days=8)
 _SECOND = timedelta(seconds=1)
@@ -91,7 +94,7 @@ class Load:
     """What the limit of one EVSE depends on besides the profiles."""
 
     max_current_a: float  # the hardware limit (cable, breaker)
-    phases: int = 3
+    phases: int = 3  # the phases it is wired for: its hardware limit in W (not a period's default)
     tx_id: str | None = None  # the transaction it runs, if any
     tx_started_at: datetime | None = None
 
@@ -229,7 +232,7 @@ class Profiles:
         station as a whole, min(the sum of the hardware limits, the station maximum).
         """
         if evse_id == 0:
-            station, used = _limit_at(self._relevant(0, None), 0, at, unit, None, voltage, 3)
+            station, used = _limit_at(self._relevant(0, None), 0, at, unit, None, voltage, DEFAULT_PHASES)
             hardware = sum(
                 _convert(load.max_current_a, "A", unit, voltage * load.phases) for load in loads.values()
             )
@@ -239,8 +242,8 @@ class Profiles:
         own_profiles = [p for p in relevant if p.purpose is not Purpose.STATION_MAX]
         station_profiles = [p for p in relevant if p.purpose is Purpose.STATION_MAX]
         start = load.tx_started_at
-        own, used = _limit_at(own_profiles, evse_id, at, unit, start, voltage, load.phases)
-        station, station_used = _limit_at(station_profiles, evse_id, at, unit, start, voltage, load.phases)
+        own, used = _limit_at(own_profiles, evse_id, at, unit, start, voltage, DEFAULT_PHASES)
+        station, station_used = _limit_at(station_profiles, evse_id, at, unit, start, voltage, DEFAULT_PHASES)
         if station_used is not None:
             used = station_used if used is None else min(used, station_used)
         sharing = max(1, sum(1 for other in loads.values() if other.tx_id is not None))

@@ -362,6 +362,31 @@ def test_get_composite_schedule_watts(bench: Bench) -> None:
     _near(reply, [(0, 6900.0), (1800, 11040.0), (2800, 22080.0)])
 
 
+def test_number_phases_absent_means_three_on_a_single_phase_connector(
+    tmp_path: Path, csms: CsmsThread
+) -> None:
+    """1.6 section 7.13 ChargingSchedulePeriod numberPhases: "If a number of phases is needed,
+    numberPhases=3 will be assumed unless another number is given", also on a connector wired
+    single phase: 6900 W is 10 A (230 V x 3), enforced and reported alike; numberPhases 1
+    makes it 30 A."""
+    station = make_bench(tmp_path, csms)
+    station.config.write_text(station.config.read_text().replace("phases = 3", "phases = 1"))
+    station.start()
+    try:
+        body = profile(1, "TxDefaultProfile", 6900, unit="W", kind="Absolute", start=now_iso(-60))
+        assert set_profile(station, 1, body) == "Accepted"
+        assert limits(composite(station)) == [(0, 10.0)]
+        station.charge()
+        offered(station, 10)
+        body["chargingSchedule"]["chargingSchedulePeriod"][0]["numberPhases"] = 1
+        assert set_profile(station, 1, body) == "Accepted"
+        periods = composite(station)["chargingSchedule"]["chargingSchedulePeriod"]
+        assert periods == [{"startPeriod": 0, "limit": 30.0, "numberPhases": 1}]
+        offered(station, 30)
+    finally:
+        station.kill()
+
+
 def test_get_composite_schedule_station_wide(bench: Bench) -> None:
     cap = profile(1, "ChargePointMaxProfile", 20, kind="Absolute", start=now_iso(-60))
     assert set_profile(bench, 0, cap) == "Accepted"

@@ -724,6 +724,37 @@ def test_k01_set_charging_profile_in_watts(bench201: Bench) -> None:
     assert limits(reply) == [(0, 6900.0)]
 
 
+@pytest.fixture
+def single_phase201(tmp_path: Path, csms201: CsmsThread) -> Iterator[Bench]:
+    """A 2.0.1 station whose one EVSE is wired single phase (SupplyPhases 1)."""
+    running = make_bench(tmp_path, csms201, version="2.0.1")
+    running.config.write_text(running.config.read_text().replace("phases = 3", "phases = 1"))
+    running.start()
+    yield running
+    if running.proc is not None and running.proc.poll() is None:
+        running.kill()
+
+
+def test_k01_fr_49_no_number_phases_means_three_on_a_single_phase_evse(single_phase201: Bench) -> None:
+    """K01.FR.49: "When a SetChargingProfileRequest without a value for numberPhases is received
+    AND the EVSE is of type AC: The Charging Station SHALL assume numberPhases = 3", also on a
+    single-phase EVSE (the 2.1 errata note: single-phase regions should send numberPhases = 1).
+    K01.FR.50 then gives 6900 W / (230 V x 3) = 10 A, enforced and reported alike."""
+    body = charging_profile(1, "TxDefaultProfile", 6900, unit="W")
+    assert set_profile(single_phase201, 1, body) == "Accepted"
+    start_session(single_phase201)  # a Relative profile: it starts with the transaction
+    offered(single_phase201, 10)
+    assert limits(composite(single_phase201)) == [(0, 10.0)]
+    # With numberPhases = 1 the same power is 30 A on the one phase.
+    body["chargingSchedule"][0]["chargingSchedulePeriod"][0]["numberPhases"] = 1
+    assert set_profile(single_phase201, 1, body) == "Accepted"
+    reply = composite(single_phase201)
+    assert reply["schedule"]["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 30.0, "numberPhases": 1}
+    ]
+    offered(single_phase201, 30)
+
+
 def test_k01_set_charging_profile_unknown_evse_rejected(bench201: Bench) -> None:
     assert set_profile(bench201, 4, charging_profile(1, "TxDefaultProfile", 10)) == "Rejected"
     assert limits(composite(bench201)) == [(0, 32.0)]

@@ -375,6 +375,22 @@ def test_station_limit_is_capped_by_the_hardware() -> None:
     assert Profiles().station_limit(0, T0, "W", loads) == (16.0 * 230 + 32.0 * 230 * 3, None)
 
 
+def test_k01_fr_49_no_number_phases_means_three_also_on_a_single_phase_evse() -> None:
+    """K01.FR.49 (2.0.1) / ChargingSchedulePeriod (1.6): a period without numberPhases is on
+    3 phases whatever the EVSE is wired for, in the W <-> A conversion (K01.FR.50) of the limit
+    enforced and of the one reported; the hardware limit keeps the EVSE's own phases."""
+    single = {1: Load(32.0, 1)}
+    watts = store(make(unit="W", periods=((0, 6900.0),)))
+    assert watts.station_limit(1, T0, "A", single) == (10.0, None)
+    assert watts.station_composite(1, T0, HOUR, "A", single) == [Period(0, 10.0)]
+    amps = store(make(periods=((0, 10.0),)))
+    assert amps.station_limit(1, T0, "W", single) == (6900.0, None)
+    assert amps.station_limit(1, T0, "W", {1: Load(6.0, 1)}) == (6.0 * 230, None)  # the hardware
+    schedule = Schedule((Period(0, 6900.0, phases=1),), "W", T0)
+    one_phase = store(Profile(1, 1, 0, Purpose.TX_DEFAULT, Kind.ABSOLUTE, schedule))
+    assert one_phase.station_limit(1, T0, "A", single) == (30.0, 1)
+
+
 def test_k08_composite_starts_at_the_request_instant_without_a_phantom_period() -> None:
     """The schedule starts at the instant of the request (sub-second part kept): a profile that
     began earlier in the same second is in force from its first period."""
