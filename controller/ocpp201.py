@@ -1081,6 +1081,7 @@ class Ocpp201(Adapter):
             return Reply({"status": "Rejected"})
         try:
             profile = schedule.from_ocpp201(p["chargingProfile"], evse_id)
+            schedule.require_phases_supplied(profile, self._supply_phases(evse_id))
         except ValueError as exc:
             log.warning("SetChargingProfile refused: %s", exc)
             return Reply(
@@ -1095,6 +1096,11 @@ class Ocpp201(Adapter):
                 return Reply({"status": "Rejected", "statusInfo": {"reasonCode": "TxNotFound"}})
             profile = dataclasses.replace(profile, tx_id=current.station_tx)
         return Reply({"status": await self.host.install_profile(profile)})
+
+    def _supply_phases(self, evse_id: int) -> int:
+        """The EVSE's SupplyPhases; for EVSE 0 the station's (its widest EVSE's)."""
+        phases = {e.id: e.phases for e in self.host.config.evses}
+        return phases[evse_id] if evse_id else max(phases.values())
 
     async def _get_charging_profiles(self, p: dict[str, Any]) -> Reply:
         criteria = p["chargingProfile"]

@@ -462,6 +462,14 @@ def _validate(p: Profile) -> None:
     _require(p.tx_id is None or p.purpose is Purpose.TX, "transactionId is only for a TxProfile")
 
 
+def require_phases_supplied(p: Profile, supply_phases: int) -> None:
+    """2.0.1 K01.FR.45: ValueError if a period asks for more phases than the EVSE (for EVSE 0:
+    the station) is supplied with."""
+    asked = max((q.phases for q in p.schedule.periods if q.phases is not None), default=0)
+    if asked > supply_phases:
+        raise ValueError(f"numberPhases {asked} is more than the {supply_phases} phase(s) supplied")
+
+
 def parse_datetime(text: str) -> datetime:
     """An RFC 3339 date-time with ``Z`` or an offset, in UTC; ValueError if naive or malformed."""
     try:

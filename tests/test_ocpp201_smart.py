@@ -755,6 +755,22 @@ def test_k01_fr_49_no_number_phases_means_three_on_a_single_phase_evse(single_ph
     offered(single_phase201, 30)
 
 
+def test_k01_fr_45_number_phases_above_supply_phases_rejected(single_phase201: Bench) -> None:
+    """K01.FR.45 (as libocpp reads it): a period with more numberPhases than the AC EVSE is
+    supplied with (EVSE SupplyPhases 1) is Rejected, not silently capped; EVSE 0 is judged by
+    the station's SupplyPhases."""
+    for evse, purpose in ((1, "TxDefaultProfile"), (0, "TxDefaultProfile"), (0, "ChargingStationMaxProfile")):
+        body = charging_profile(1, purpose, 10)
+        body["chargingSchedule"][0]["chargingSchedulePeriod"][0]["numberPhases"] = 3
+        reply = single_phase201.call("SetChargingProfile", {"evseId": evse, "chargingProfile": body})
+        assert reply["status"] == "Rejected", (evse, purpose)
+        assert reply["statusInfo"]["reasonCode"] == "InvalidSchedule"
+    assert limits(composite(single_phase201)) == [(0, 32.0)]
+    body = charging_profile(1, "TxDefaultProfile", 10)
+    body["chargingSchedule"][0]["chargingSchedulePeriod"][0]["numberPhases"] = 1
+    assert set_profile(single_phase201, 1, body) == "Accepted"
+
+
 def test_k01_set_charging_profile_unknown_evse_rejected(bench201: Bench) -> None:
     assert set_profile(bench201, 4, charging_profile(1, "TxDefaultProfile", 10)) == "Rejected"
     assert limits(composite(bench201)) == [(0, 32.0)]

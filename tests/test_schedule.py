@@ -32,6 +32,7 @@ from controller.schedule import (
     from_ocpp16,
     from_ocpp201,
     parse_datetime,
+    require_phases_supplied,
     to_ocpp16,
     to_ocpp201,
 )
@@ -389,6 +390,16 @@ def test_k01_fr_49_no_number_phases_means_three_also_on_a_single_phase_evse() ->
     schedule = Schedule((Period(0, 6900.0, phases=1),), "W", T0)
     one_phase = store(Profile(1, 1, 0, Purpose.TX_DEFAULT, Kind.ABSOLUTE, schedule))
     assert one_phase.station_limit(1, T0, "A", single) == (30.0, 1)
+
+
+def test_k01_fr_45_number_phases_above_the_supply_is_refused() -> None:
+    """K01.FR.45 (as libocpp reads it): more numberPhases than the EVSE is supplied with."""
+    schedule = Schedule((Period(0, 16.0), Period(60, 8.0, phases=3)), "A", T0)
+    three = Profile(1, 1, 0, Purpose.TX_DEFAULT, Kind.ABSOLUTE, schedule)
+    require_phases_supplied(three, 3)
+    require_phases_supplied(make(), 1)  # no numberPhases: nothing to refuse
+    with pytest.raises(ValueError, match="numberPhases 3 is more than the 1 phase"):
+        require_phases_supplied(three, 1)
 
 
 def test_k08_composite_starts_at_the_request_instant_without_a_phantom_period() -> None:
