@@ -404,9 +404,11 @@ class Ocpp201(Adapter):
                 status = self._evse_state(evse_id)
                 if self._status_sent.get(evse_id) != status and await self._status(evse_id, status):
                     self._status_sent[evse_id] = status
-                for reservation_id in self._removed.pop(evse_id, []):
-                    # After the Faulted/Unavailable status, as in OCTT TC_H_20.
-                    await self._reservation_update(reservation_id, "Removed")
+                if self._removed.get(evse_id) and self._status_sent.get(evse_id) == self._evse_state(evse_id):
+                    # After the Faulted/Unavailable status, as in OCTT TC_H_20: not while a
+                    # status sent before the change was still awaiting its answer.
+                    for reservation_id in self._removed.pop(evse_id):
+                        await self._reservation_update(reservation_id, "Removed")
 
     async def _status(self, evse_id: int, status: str) -> bool:
         payload = {
