@@ -210,8 +210,10 @@ class Ocpp201(Adapter):
         # whatever StopTxOnInvalidId says; that and MaxEnergyOnInvalidId only count without it.
         station.end_on_deauthorize = "Authorized" in self._items("TxCtrlr", "TxStopPoint")
         station.preparing_for_token = False  # no EV, no Occupied: a presented token leaves it Available
-        # AuthCtrlr.Enabled false: no authorization before a transaction; every EV charges.
-        station.auth_mode = self.host.config.auth["mode"] if self._flag("AuthCtrlr", "Enabled") else "free"
+        # AuthCtrlr.Enabled false: no authorization before a transaction; every EV charges,
+        # reported with an idToken of type NoAuthorization (tx201.Settings).
+        enabled = self._flag("AuthCtrlr", "Enabled")
+        station.auth_mode = self.host.config.auth["mode"] if enabled else "free"
         sampled = self._flag("SampledDataCtrlr", "Enabled")
         interval = self._number("SampledDataCtrlr", "TxUpdatedInterval") if sampled else 0
         station.sample_interval = timedelta(seconds=interval)
@@ -227,6 +229,7 @@ class Ocpp201(Adapter):
             ended_interval_s=self._number("SampledDataCtrlr", "TxEndedInterval") if sampled else 0,
             aligned_ended_interval_s=self._number("AlignedDataCtrlr", "TxEndedInterval") if aligned else 0,
             aligned_ended_measurands=tuple(self._items("AlignedDataCtrlr", "TxEndedMeasurands")),
+            no_authorization_id=None if enabled else station.free_id,
         )
 
     def auth_settings(self) -> auth.AuthSettings:
@@ -515,7 +518,11 @@ class Ocpp201(Adapter):
         interrupted = await database.run(database.storage.open_tx_events)
         for record in unreported:
             started = tx201.unreported_start(
-                record.started_at, record.id, record.evse_id, record.id_tag, record.meter_start_wh
+                record.started_at,
+                record.id,
+                record.evse_id,
+                self.tx.reported_token(record.id_tag),
+                record.meter_start_wh,
             )
             self._queue(tx201.Event(record.id, record.evse_id, 0, False, record.meter_start_wh, started))
             interrupted.append((record.id, record.evse_id, 0, record.last_energy_wh))

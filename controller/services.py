@@ -191,6 +191,11 @@ class Services:
 
     def id_tag_info(self: Daemon, tx_id: str, token: str, info: auth.IdTagInfo) -> None:
         """The CSMS's verdict on a transaction's id tag (StartTransaction answer)."""
+        if self.station.unidentified(tx_id):
+            # E05 is about ids the station asked about: this one it charges without.
+            if info.status != "Accepted":
+                log.info("transaction %s: the CSMS says %s; it needs no id and goes on", tx_id, info.status)
+            return
         if self.ocpp is not None and self.ocpp.auth_settings().auth_cache_enabled and token:
             self.cache_id_tag(token, info)
         if info.status == "Accepted":

@@ -91,6 +91,9 @@ class Transaction:
     # The CSMS refused the id tag but the transaction goes on (StopTransactionOnInvalidId
     # false): energy only up to this meter reading (2.0.1 MaxEnergyOnInvalidId; 1.6: none).
     energy_cap_wh: float | None = None
+    # Started without identification (auth mode "free"): the station chose to charge, so
+    # the CSMS's verdict on the id it is reported under cannot stop it.
+    unidentified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,8 +433,11 @@ class Station:
         With ``stop_on_invalid_id`` or ``end_on_deauthorize`` the transaction ends
         (DeAuthorized); else it goes on until the EV leaves, but energy stops once
         ``max_energy_on_invalid_id_wh`` more than its start has been delivered (at once
-        with 0). Returns "stopped", "suspended" or "" (no such transaction).
+        with 0). A transaction started without identification (auth mode "free") goes on
+        untouched. Returns "stopped", "suspended" or "" (no such transaction, or nothing done).
         """
+        if self.unidentified(tx_id):
+            return ""
         if self.stop_on_invalid_id or self.end_on_deauthorize:
             return "stopped" if self.stop_transaction(now, tx_id, "DeAuthorized") else ""
         for evse in self.evses.values():
@@ -442,6 +448,10 @@ class Station:
                 self._rules(now)
                 return "suspended"
         return ""
+
+    def unidentified(self, tx_id: str) -> bool:
+        """Whether ``tx_id`` runs without identification (auth mode "free")."""
+        return any(e.tx is not None and e.tx.id == tx_id and e.tx.unidentified for e in self.evses.values())
 
     def set_available(
         self, now: datetime, evse_id: int, available: bool, levels: tuple[str, ...] = (EVSE,)
@@ -609,6 +619,7 @@ class Station:
             last_sample_at=now,
             reservation_id=reservation.id if reservation else None,
             parent=evse.token_parent,
+            unidentified=self.auth_mode == "free" and evse.token == self.free_id,
         )
         evse.token_expires = None
         evse.next_tx_id = None

@@ -40,6 +40,7 @@ STOP_CAUSES: dict[str, tuple[str, str]] = {
     "UnlockCommand": ("UnlockCommand", "Other"),
     "Timeout": ("EVConnectTimeout", "Timeout"),
 }
+NO_AUTHORIZATION = {"idToken": "", "type": "NoAuthorization"}
 START_TRIGGERS = {
     "EVConnected": "CablePluggedIn",
     "Authorized": "Authorized",
@@ -73,6 +74,9 @@ class Settings:
     ended_interval_s: int = 0  # SampledDataCtrlr.TxEndedInterval: samples kept for the Ended event
     aligned_ended_interval_s: int = 0  # AlignedDataCtrlr.TxEndedInterval
     aligned_ended_measurands: tuple[str, ...] = ("Energy.Active.Import.Register",)
+    # The station's id for sessions AuthCtrlr.Enabled false lets charge (auth.free_id):
+    # reported as an empty idToken of type NoAuthorization ("no authorization possible/needed").
+    no_authorization_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,12 @@ class Transactions:
 
     def by_id(self, tx_id: str) -> Open | None:
         return next((o for o in self.open.values() if o.id == tx_id), None)
+
+    def reported_token(self, token: str) -> dict[str, str]:
+        """The IdTokenType a session's token is reported as."""
+        if token == self.settings.no_authorization_id:
+            return dict(NO_AUTHORIZATION)
+        return id_token(token, self.token_types.get(token, "ISO14443"))
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -381,17 +391,19 @@ class Transactions:
             payload["reservationId"] = current.reservation_id
             current.reservation_id = None
         if current.token is not None and (kind == "Started" or trigger in ("Authorized", "RemoteStart")):
-            payload["idToken"] = id_token(current.token, self.token_types.get(current.token, "ISO14443"))
+            payload["idToken"] = self.reported_token(current.token)
         elif trigger == "StopAuthorized" and current.stop_token is not None:
             # E07.FR.02: once, in the event in which the authorization ended: the card that ended it.
             token, current.stop_token = current.stop_token, None
-            payload["idToken"] = id_token(token, self.token_types.get(token, "ISO14443"))
+            payload["idToken"] = self.reported_token(token)
         if meter:
             payload["meterValue"] = list(meter)
         return Event(current.id, current.evse_id, current.seq_no, kind == "Ended", current.energy_wh, payload)
 
 
-def unreported_start(at: datetime, tx_id: str, evse_id: int, token: str, energy_wh: float) -> dict[str, Any]:
+def unreported_start(
+    at: datetime, tx_id: str, evse_id: int, token: dict[str, str], energy_wh: float
+) -> dict[str, Any]:
     """The Started event of a station transaction a crash kept from being reported."""
     begin = {
         "timestamp": timestamp(at),
@@ -409,7 +421,7 @@ def unreported_start(at: datetime, tx_id: str, evse_id: int, token: str, energy_
         "offline": True,
         "transactionInfo": {"transactionId": tx_id},
         "evse": {"id": evse_id, "connectorId": 1},
-        "idToken": id_token(token),
+        "idToken": token,
         "meterValue": [meter_value(begin, ("Energy.Active.Import.Register",))],
     }
 

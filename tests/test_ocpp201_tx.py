@@ -984,6 +984,57 @@ def test_e05_ev_connected_start_id_token_invalid_in_updated_response(bench201: B
     only_transaction(bench201)
 
 
+def _answer_invalid(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"idTokenInfo": {"status": "Invalid"}} if "idToken" in payload else {}
+
+
+def _charges_on_despite_invalid(bench: Bench, mark: int, reported: dict[str, str]) -> None:
+    """The session starts without a card, is reported under ``reported``, the CSMS says
+    Invalid, and it charges on until the EV leaves (EVDisconnected, not DeAuthorized)."""
+    bench.sim().plug(1)
+    bench.sim().charge(1, max_current_a=16)
+    started = bench.event("Started", after=mark)
+    assert started["idToken"] == reported
+    bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
+    no_call(bench, "TransactionEvent", mark, 2.0, lambda p: p["eventType"] == "Ended")
+    assert bench.sim().status(1)["contactor_closed"]
+    assert since(bench, "Authorize", mark) == []
+    bench.sim().unplug(1)
+    assert reasons(bench.event("Ended", after=mark)) == ("EVCommunicationLost", "EVDisconnected")
+    only_transaction(bench)
+
+
+def test_e06_fr_04_auth_ctrlr_disabled_reports_no_authorization_and_invalid_does_not_stop(
+    bench201: Bench,
+) -> None:
+    """AuthCtrlr.Enabled false: no authorization is done before a transaction, so it is
+    reported with IdTokenEnumType NoAuthorization ("no authorization possible/needed", empty
+    idToken), not under auth.free_id that no CSMS knows. A non-valid idTokenInfo in the
+    answer does not deauthorize it (E05/E06.FR.04 are about ids the station asked about),
+    with the default TxStopPoint (EVConnected, Authorized)."""
+    set_variables(bench201, ("AuthCtrlr", "Enabled", "false"))
+    bench201.csms.set_reply("TransactionEvent", _answer_invalid)
+    _charges_on_despite_invalid(bench201, bench201.mark(), {"idToken": "", "type": "NoAuthorization"})
+
+
+@pytest.fixture
+def free201(tmp_path: Any, csms201: Any) -> Any:
+    """A 2.0.1 station configured with auth mode "free", booted."""
+    running = ocpp_harness.make_bench(tmp_path, csms201, version="2.0.1", auth_mode="free")
+    running.start()
+    yield running
+    if running.proc is not None and running.proc.poll() is None:
+        running.kill()
+
+
+def test_e06_fr_04_configured_free_mode_invalid_answer_does_not_stop(free201: Bench) -> None:
+    """[auth] mode = "free" with 2.0.1: the sessions are reported under auth.free_id as
+    ISO14443 (CONTRACTS section 2); a CSMS answering Invalid for it does not end them:
+    the station decided to charge without identification."""
+    free201.csms.set_reply("TransactionEvent", _answer_invalid)
+    _charges_on_despite_invalid(free201, free201.mark(), id_token("FREE"))
+
+
 def test_c_local_pre_authorize_from_local_list(bench201: Bench) -> None:
     set_variables(bench201, ("AuthCtrlr", "LocalPreAuthorize", "true"))
     assert send_local_list(bench201, 1, "Full", [local_entry(OTHER)]) == "Accepted"
