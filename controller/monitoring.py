@@ -104,10 +104,11 @@ class Monitors:
     """The custom monitors; ``save(json_text)`` persists them after every change.
 
     Registers the getter of MonitoringCtrlr.ActiveMonitoringBase (``base``). ``next_event_id``
-    is the eventId of the next EventData; the caller may seed it. With ``reserve_event_ids``
-    eventIds never repeat across restarts: ids are taken from blocks of ``EVENT_ID_BLOCK``,
-    and the end of a block is handed to ``reserve_event_ids`` (to persist, and to seed
-    ``next_event_id`` with at the next start) before its first id is used.
+    is the eventId of the next EventData; the caller seeds it with the last reservation
+    it stored. eventIds never repeat across restarts: the caller persists the end of the
+    ids in use (``reservation``), blocks of ``EVENT_ID_BLOCK`` asked for when half of the
+    last one is used, reports each committed write (``reserved``), and sends EventData
+    only once ``covers`` says their ids lie below a committed end.
     """
 
     def __init__(
@@ -117,12 +118,11 @@ class Monitors:
         save: Callable[[str], None],
         *,
         next_event_id: int = 1,
-        reserve_event_ids: Callable[[int], None] | None = None,
     ) -> None:
         self.model = model
         self.next_event_id = next_event_id
-        self._event_ids_reserved = next_event_id  # ids below this one are persisted as used
-        self._reserve_event_ids = reserve_event_ids
+        self._event_ids_asked = next_event_id  # the end of the last reservation asked for
+        self._event_ids_reserved = next_event_id  # ids below this one are stored as used
         self.base = "All"
         self._save = save
         self._next_id = 1
@@ -372,9 +372,6 @@ class Monitors:
         tech_code: str | None,
         monitor_id: int | None = None,
     ) -> dict[str, Any]:
-        if self._reserve_event_ids is not None and self.next_event_id >= self._event_ids_reserved:
-            self._event_ids_reserved = self.next_event_id + EVENT_ID_BLOCK
-            self._reserve_event_ids(self._event_ids_reserved)
         event: dict[str, Any] = {
             "eventId": self.next_event_id,
             "timestamp": timestamp(now),
@@ -392,6 +389,29 @@ class Monitors:
         if tech_code is not None:
             event["techCode"] = tech_code[:50]
         return event
+
+    def reservation(self) -> int | None:
+        """The end of the eventIds to store now (ids below it count as used), or None.
+
+        Asked ahead, once half of the last block is handed out, so the NotifyEvents seldom
+        wait for the write (``covers``).
+        """
+        if self.next_event_id + EVENT_ID_BLOCK // 2 <= self._event_ids_asked:
+            return None
+        self._event_ids_asked = max(self._event_ids_asked, self.next_event_id) + EVENT_ID_BLOCK
+        return self._event_ids_asked
+
+    def reserved(self, upto: int) -> None:
+        """The write of the reservation ``upto`` committed."""
+        self._event_ids_reserved = max(self._event_ids_reserved, upto)
+
+    def reservation_failed(self) -> None:
+        """The write of the last reservation failed: ask for it again next time."""
+        self._event_ids_asked = self._event_ids_reserved
+
+    def covers(self, data: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether every eventId of ``data`` lies below a committed reservation (may be sent)."""
+        return all(item["eventId"] < self._event_ids_reserved for item in data)
 
     def severity(self, event: Mapping[str, Any]) -> int:
         """The severity of an EventData ``changed`` made (for OfflineQueuingSeverity)."""

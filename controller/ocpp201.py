@@ -36,7 +36,7 @@ from controller.station import (
     ReservationEnded,
     TransactionStopped,
 )
-from controller.storage import OutboxEntry, Storage, parse_timestamp, timestamp
+from controller.storage import OutboxEntry, Storage, StorageError, parse_timestamp, timestamp
 
 if TYPE_CHECKING:
     from controller.daemon import Daemon
@@ -99,8 +99,8 @@ class Ocpp201(Adapter):
             settings.get("monitors201"),
             self._save_monitors,
             next_event_id=_positive(settings.get(EVENT_ID_SETTING)),
-            reserve_event_ids=lambda upto: host.save_setting(EVENT_ID_SETTING, str(upto)),
         )
+        self._event_ids_lock = asyncio.Lock()
         self._register_live()
         self.tx = tx201.Transactions()
         self._faults: dict[int, frozenset[str]] = {}
@@ -573,6 +573,8 @@ class Ocpp201(Adapter):
         """Send EventData; kept for the next accepted boot while offline, retried up to
         NOTIFY_EVENT_ATTEMPTS times when refused (CALLERROR) or unanswered, then dropped."""
         while self.online and data:
+            if not await self._event_ids_reserved(data):
+                break
             payload = {"generatedAt": timestamp(self.host.now()), "seqNo": 0, "eventData": data}
             try:
                 await self.link.call("NotifyEvent", payload, self.call_timeout())
@@ -604,6 +606,22 @@ class Ocpp201(Adapter):
         self._unsent_events = unsent
         queued = {item["eventId"] for item in unsent}
         self._event_attempts = {k: n for k, n in self._event_attempts.items() if k in queued}
+
+    async def _event_ids_reserved(self, data: list[dict[str, Any]]) -> bool:
+        """Whether the eventIds of ``data`` lie below a reservation the database has committed
+        (a repeat after a power cut would be refused), storing the next one when due."""
+        database = self.host.database
+        async with self._event_ids_lock:  # one write at a time; the others wait for it
+            upto = self.monitors.reservation()
+            if upto is not None:
+                try:
+                    await database.run(database.storage.set_setting, EVENT_ID_SETTING, str(upto))
+                except StorageError as exc:
+                    self.monitors.reservation_failed()
+                    log.error("NotifyEvent eventIds not reserved: %s", exc)
+                else:
+                    self.monitors.reserved(upto)
+            return self.monitors.covers(data)
 
     def _event_failed(self, data: list[dict[str, Any]], exc: Exception) -> list[dict[str, Any]]:
         """Count a failed attempt for each item; the ones still to retry."""

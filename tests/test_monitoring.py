@@ -323,22 +323,40 @@ def test_device_model_also_offers_monitors() -> None:
         _ = device_model.Nothing
 
 
-def test_event_ids_are_reserved_in_persisted_blocks_and_never_repeat() -> None:
-    """eventIds stay unique across restarts: the end of each block of ids is saved before
-    the first id of the block is used, and a restart continues from the saved end."""
+def test_n07_event_ids_sent_only_below_a_committed_reservation_and_never_repeat() -> None:
+    """eventIds stay unique across restarts and power cuts (N07, EventDataType.eventId
+    "Identifies the event"; CitrineOS refuses a repeat): an id may go out only once a
+    stored reservation above it has committed, the next block is asked for when half of
+    the last one is used, and a restart continues from the last committed end, even
+    when a reservation asked for was lost or its write failed."""
     from controller.monitoring import EVENT_ID_BLOCK
 
-    reserved: list[int] = []
-    ids: list[int] = []
-    for _restart in range(3):
+    stored = 1  # what the database holds: the last committed reservation
+    sent: list[int] = []
+    waits = 0
+    for restart in range(4):
         model = DeviceModel(definitions(EVSES, STATION), {}, lambda k, v: None)
-        start = reserved[-1] if reserved else 1
-        monitors = Monitors(
-            model, None, lambda text: None, next_event_id=start, reserve_event_ids=reserved.append
-        )
-        for n in range(EVENT_ID_BLOCK + 5):  # crosses a block boundary
+        monitors = Monitors(model, None, lambda text: None, next_event_id=stored)
+        in_flight: int | None = None  # a write queued, not yet committed
+        for n in range(EVENT_ID_BLOCK + 30):  # crosses a block boundary
             old, new = ("false", "true") if n % 2 == 0 else ("true", "false")
-            ids += [e["eventId"] for e in monitors.changed(RCD, old, new, NOW)]
-            assert ids[-1] < reserved[-1]  # every id handed out lies below the persisted end
-    assert len(ids) == len(set(ids)) == 3 * (EVENT_ID_BLOCK + 5)
-    assert len(reserved) == 6
+            data = monitors.changed(RCD, old, new, NOW)
+            if in_flight is not None:  # the write lags one event behind
+                if restart == 2 and n == 60:
+                    monitors.reservation_failed()  # refused (StorageError): not stored
+                else:
+                    stored = max(stored, in_flight)
+                    monitors.reserved(in_flight)
+                in_flight = None
+            upto = monitors.reservation()
+            if upto is not None:
+                in_flight = upto
+            if monitors.covers(data):
+                assert max(e["eventId"] for e in data) < stored  # never above the committed end
+                sent += [e["eventId"] for e in data]
+            else:
+                waits += 1
+        # power cut: ``in_flight`` is lost; the next start reads ``stored``
+    assert len(sent) == len(set(sent)), "an eventId went out twice"
+    assert waits == 4  # only each start's first event waits for its write, the failed one too
+    assert len(sent) == 4 * (EVENT_ID_BLOCK + 30) - waits
