@@ -556,6 +556,16 @@ def save_cache_entry(
             )
 
 
+def touch_cache_entry(storage: Storage, id_tag: str, used_at: datetime) -> None:
+    """Record that the cache entry of ``id_tag`` decided at ``used_at`` (AuthCacheCtrlr.LifeTime
+    counts from the last use, restarts included)."""
+    with _writing(storage, "an authorization cache entry's use") as db:
+        db.execute(
+            "UPDATE auth_cache SET used_at = ? WHERE id_tag = ? AND used_at < ?",
+            (timestamp(used_at), normalize_id(id_tag), timestamp(used_at)),
+        )
+
+
 def clear_cache(storage: Storage) -> None:
     """Delete every stored cache entry (ClearCache)."""
     with _writing(storage, "the cleared authorization cache") as db:

@@ -165,6 +165,8 @@ class Services:
                     self.cache_id_tag(token, info)
                 return info
             decision = auth.decide(token, now, False, self.local_list, self.auth_cache, settings)
+        if decision.source == auth.SOURCE_CACHE:  # a use: LifeTime starts again, after a restart too
+            self.writes.put(lambda storage: auth.touch_cache_entry(storage, token, now))
         if decision.outcome == "accept":
             log.info("token %s accepted locally (%s)", token, decision.source)
             return decision.info or auth.IdTagInfo("Accepted")

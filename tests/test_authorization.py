@@ -38,6 +38,7 @@ from controller.authorization import (
     load_local_list,
     save_cache_entry,
     save_local_list,
+    touch_cache_entry,
 )
 from controller.storage import Storage, StorageError
 
@@ -574,6 +575,21 @@ def test_201_statuses_are_stored_and_loaded(storage: Storage) -> None:
     assert load_local_list(storage).entries == {status.upper(): info for status, info in entries}
     save_cache_entry(storage, "A", IdTagInfo("NotAtThisLocation"), at(0))
     assert load_cache(storage).get("a", at(1)) == IdTagInfo("NotAtThisLocation")
+
+
+def test_c10_cache_life_time_counts_from_the_last_use_across_restarts(storage: Storage) -> None:
+    """AuthCacheCtrlr.LifeTime: "how long it takes until a token expires in the authorization
+    cache since it is last used". An entry loaded at start counts as used when it was last
+    stored or used (not never: it expires unused), and a use is stored too, so a restart
+    does not cut its lifetime short."""
+    save_cache_entry(storage, "A", OK, at(0))
+    save_cache_entry(storage, "B", OK, at(0))
+    touch_cache_entry(storage, "B", at(100))  # B decided a start at 100 s
+    touch_cache_entry(storage, "B", at(50))  # a late write of an older use changes nothing
+    cache = load_cache(storage)  # a restart
+    assert cache.get("A", at(61), lifetime_s=60) is None  # never used since it was stored
+    assert cache.get("B", at(150), lifetime_s=60) == OK  # 50 s after its last use
+    assert cache.get("B", at(211), lifetime_s=60) is None
 
 
 def test_full_save_replaces_the_table(storage: Storage) -> None:
