@@ -26,7 +26,7 @@ from functools import partial
 from typing import TypeVar
 
 from controller.pilot import CONNECTED, CpState, PilotMode, PilotSample
-from controller.safety import Fault, Inputs, Output, RcdTest, Supervisor
+from controller.safety import CONTACTOR_BREAK_S, Fault, Inputs, Output, RcdTest, Supervisor
 from controller.station import EvseView
 from drivers.base import (
     ContactorDriver,
@@ -241,15 +241,19 @@ class EvseChannel:
             self._driver_error = message
 
     def make_safe(self) -> None:
-        """Open the contactor, then (only once it reports open) unlock; PWM and watchdog off."""
+        """Open the contactor, then (only once it reports open and CONTACTOR_BREAK_S has
+        passed) unlock; PWM and watchdog off."""
         opened = self._try(partial(self.contactor.command, False))
-        deadline = time.monotonic() + MAKE_SAFE_FEEDBACK_S
+        commanded_open = time.monotonic()
+        deadline = commanded_open + MAKE_SAFE_FEEDBACK_S
         while opened and self._safe_read(self.contactor.feedback_closed, True):
             if time.monotonic() > deadline:
                 opened = False  # still closed: welded, keep the connector locked
                 break
             time.sleep(0.005)
         if self.lock is not None and opened and Fault.CONTACTOR_WELD not in self.supervisor.faults:
+            if self._applied_lock is not False:  # engaged or unknown: wait for the arc to be out
+                time.sleep(max(0.0, commanded_open + CONTACTOR_BREAK_S - time.monotonic()))
             self._try(self.lock.close)
         if self.rcd is not None and self._test_phase != "idle":
             self._try(self.rcd.test_off)  # type: ignore[attr-defined]

@@ -35,6 +35,7 @@ Time budgets (the property tests check every one):
 - C with everything allowed: close in the step after PWM is seen with the diode,
   well inside ``CLOSE_BUDGET_S``.
 - PWM removed while the EV stays in C: open after ``PWM_OFF_OPEN_S`` under load.
+- Connector lock: released no sooner than ``CONTACTOR_BREAK_S`` after the open command.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ OVERCURRENT_FACTOR = 1.10  # soft over-current: above (offered + 0.5 A) x 1.10 .
 OVERCURRENT_MARGIN_A = 0.5
 OVERCURRENT_TIME_S = 7.0  # ... for longer than this (the standard allows no less than 6 s)
 FEEDBACK_TIMEOUT_S = 0.5  # contactor feedback must follow a command within this
+# Open command -> contacts parted and the arc out: a contactor's opening time (tens of ms
+# with an AC coil, several times that for a DC coil with a freewheeling diode, as on relay
+# boards) plus arcing up to the next current zero (10 ms at 50 Hz, 8.3 ms at 60 Hz), with
+# margin. The lock holds this long after every open command, feedback fitted or not: an
+# auxiliary contact reports the armature released, not the arc gone, and without one the
+# driver only echoes the command. The interlock must never let a plug be drawn under load.
+CONTACTOR_BREAK_S = 0.200
 LOCK_TIMEOUT_S = 1.0  # a connector lock must report engaged within this
 LOCK_LOST_SAMPLES = 2  # a lock reported open this many samples in a row opens the contactor
 LOCK_HOLD_E_F_S = 5.0  # in E or F the connector unlocks only after this (as firmware in the field does)
@@ -336,10 +344,20 @@ class Supervisor:
 
     # -- 4. connector lock ---------------------------------------------------------------
     # Locked while an EV is connected or the contacts may be live (commanded or reported
-    # closed, or welded); through E and F it holds for LOCK_HOLD_E_F_S (the EV may still be
-    # there); unlocked in A. An unlock request (UnlockConnector) releases it with the EV
-    # still connected once nothing is live, and holds until the EV leaves (A) or energy is
-    # authorized again; a request made while energy is authorized is ignored.
+    # closed, welded, or commanded open less than CONTACTOR_BREAK_S ago); through E and F
+    # it holds for LOCK_HOLD_E_F_S (the EV may still be there); unlocked in A. An unlock
+    # request (UnlockConnector) releases it with the EV still connected once nothing is
+    # live, and holds until the EV leaves (A) or energy is authorized again; a request made
+    # while energy is authorized is ignored.
+
+    def _contacts_may_be_live(self, now: float, feedback_closed: bool) -> bool:
+        """Commanded or reported closed, welded, or opened too recently for the arc to be out."""
+        return (
+            self.contactor
+            or feedback_closed
+            or Fault.CONTACTOR_WELD in self.faults
+            or now - self._opened_at < CONTACTOR_BREAK_S
+        )
 
     def _update_lock(self, now: float, inputs: Inputs) -> None:
         if not self.lock_fitted:
@@ -348,9 +366,7 @@ class Supervisor:
             self._unlocking = False
         if inputs.unlock_requested and not inputs.authorized:
             self._unlocking = True
-        # Never unlock over live contacts: commanded closed, reported closed, or welded.
-        live = self.contactor or inputs.feedback_closed or Fault.CONTACTOR_WELD in self.faults
-        if live:
+        if self._contacts_may_be_live(now, inputs.feedback_closed):
             self.lock, self._lock_hold_until = True, now + LOCK_HOLD_E_F_S
         elif self._unlocking:
             self.lock, self._lock_hold_until = False, float("-inf")

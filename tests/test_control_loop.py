@@ -10,7 +10,7 @@ import pytest
 
 from controller.control import RECHECK_S, REST_HZ, ControlLoop, EvseChannel
 from controller.pilot import CpState, PilotMode
-from controller.safety import Fault, Supervisor
+from controller.safety import CONTACTOR_BREAK_S, Fault, Supervisor
 from controller.station import EvseView
 from drivers.sim import SimBench, SimContactor, SimEvse, SimLock, SimPilot, SimResidualCurrent
 
@@ -372,6 +372,47 @@ def test_a_safe_exit_keeps_a_welded_contactor_locked(tmp_path: Path) -> None:
     sim.set_fault("contactor_weld", True)
     loop.stop()  # the welded contacts stay closed: the connector must not unlock
     assert sim.contactor_closed and lock.locked
+
+
+class EchoContactor(SimContactor):
+    """A gpio contactor without ``feedback_pin``: the feedback echoes the command."""
+
+    def __init__(self, evse: SimEvse) -> None:
+        super().__init__(evse)
+        self.commanded = False
+        self.opened_at = float("inf")
+
+    def command(self, closed: bool) -> None:
+        if self.commanded and not closed:
+            self.opened_at = time.monotonic()
+        self.commanded = closed
+        super().command(closed)
+
+    def feedback_closed(self) -> bool:
+        return self.commanded
+
+
+class TimedLock(FakeLock):
+    released_at = float("-inf")
+
+    def close(self) -> None:
+        self.released_at = time.monotonic()
+        super().close()
+
+
+def test_a_safe_exit_unlocks_only_after_the_break_time_without_contactor_feedback(tmp_path: Path) -> None:
+    """The feedback says open at once, but the arc may still burn: the safe exit releases the
+    lock no sooner than CONTACTOR_BREAK_S after its open command."""
+    sim = sim_evse(tmp_path)
+    contactor, lock = EchoContactor(sim), TimedLock()
+    channel = EvseChannel(
+        1, Supervisor(max_current_a=32, lock_fitted=True), SimPilot(sim), contactor, None, None, lock
+    )
+    loop = running(channel)
+    charge(sim)
+    loop.stop()
+    assert not sim.contactor_closed and not lock.locked
+    assert lock.released_at - contactor.opened_at >= CONTACTOR_BREAK_S
 
 
 def test_an_unlock_request_reaches_the_simulated_lock_and_its_feedback_comes_back(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from controller.control import RECHECK_S, REST_HZ
 from controller.pilot import CONNECTED, CpState, PilotMode, PilotSample, classify, diode_present
 from controller.safety import (
     CLOSE_BUDGET_S,
+    CONTACTOR_BREAK_S,
     DUTY_CHANGE_INTERVAL_S,
     FAULT_HOLD_F_S,
     OPEN_BUDGET_S,
@@ -63,9 +64,14 @@ class SupervisorMachine(RuleBasedStateMachine):
         ventilation=st.booleans(),
         max_current=st.sampled_from([6.0, 16.0, 32.0, 63.0, 80.0]),
         lock_fitted=st.booleans(),
+        feedback_fitted=st.booleans(),
     )
-    def setup(self, period: float, ventilation: bool, max_current: float, lock_fitted: bool) -> None:
+    def setup(
+        self, period: float, ventilation: bool, max_current: float, lock_fitted: bool, feedback_fitted: bool
+    ) -> None:
         self.period = period
+        # without a feedback contact the driver echoes the last command (gpio, no feedback_pin)
+        self.feedback_fitted = feedback_fitted
         self.sup = Supervisor(max_current_a=max_current, ventilation=ventilation, lock_fitted=lock_fitted)
         self.lock_works = True
         self.locked = False
@@ -79,6 +85,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.meter_ok = True
         self.contactor_mode = "normal"  # "weld" | "stuck"
         self.physical_closed = False
+        self.opened_at = float("-inf")  # when the contactor was last commanded open
         self.overdraw = False
         self.glitch: tuple[float, int] | None = None  # (raw high level, steps left)
         self.raw_history: list[float] = []
@@ -153,6 +160,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.duty_changed_at = self.last_duty = None
         self.hold_until = float("-inf")
         self.mismatch_since = None
+        self.opened_at = float("-inf")  # a restart takes longer than the break time
 
     @rule(steps=st.integers(min_value=1, max_value=400))
     def time_passes(self, steps: int) -> None:
@@ -194,7 +202,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             self.last_pair_in_band = self.now
         inputs = Inputs(
             sample=sample,
-            feedback_closed=self.physical_closed,
+            feedback_closed=self.physical_closed if self.feedback_fitted else self.sup.contactor,
             rcd_tripped=self.rcd,
             meter_ok=self.meter_ok,
             current_a=self._current(),
@@ -239,10 +247,15 @@ class SupervisorMachine(RuleBasedStateMachine):
             assert inp.rcd_test in (RcdTest.NONE, RcdTest.PASSED), "closed before the RCD self-test passed"
         if out.contactor and self.sup.lock_fitted:
             assert out.lock, "unlock commanded with the contactor closed"
-        # P1b: never unlocked over live contacts (reported closed or welded), an unlock
-        # request (UnlockConnector) included.
+        # P1b: never unlocked over live contacts (reported closed or welded) nor less than
+        # CONTACTOR_BREAK_S after an open command, feedback fitted or not, an unlock request
+        # (UnlockConnector) included.
+        if was_closed and not out.contactor:
+            self.opened_at = self.now
         if self.sup.lock_fitted and (inp.feedback_closed or Fault.CONTACTOR_WELD in out.faults):
             assert out.lock, "unlock commanded over live contacts"
+        if self.sup.lock_fitted and self.now - self.opened_at < CONTACTOR_BREAK_S - EPS:
+            assert out.lock, f"unlock commanded {(self.now - self.opened_at) * 1000:.0f} ms after opening"
         if out.contactor:
             since = self.now - self.last_pair_in_band
             assert since <= OPEN_BUDGET_S + EPS, f"closed {since * 1000:.0f} ms without two raw C samples"
