@@ -84,6 +84,7 @@ class EvseChannel:
         self.permit: tuple[bool, float] = (False, 0.0)
         self.meter: tuple[bool, float | None] = (True, None)
         self.unlock_request = False  # UnlockConnector: ask the supervisor to release the lock
+        self.unlock_waiters = 0  # event loop only: requests waiting; the last one out lowers the flag
         # written here, read by the event loop: the lock as commanded and as its switch reports
         # it in the last tick, and how many ticks have run (an answer must come from a later one)
         self.lock_state: tuple[bool, bool] = (False, False)

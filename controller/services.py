@@ -289,9 +289,11 @@ class Services:
         supervisor releases the lock once nothing is live (an EV that goes on drawing after
         its transaction ended keeps the contactor closed up to PWM_OFF_OPEN_S). False when
         the contacts are welded, or the lock still reports engaged LOCK_TIMEOUT_S after
-        the release was commanded (jammed)."""
+        the release was commanded (jammed). Requests may overlap (a CSMS that retries after
+        its own timeout): the request stays raised until the last of them has its answer."""
         channel = self.channels[evse_id]
         clock = asyncio.get_running_loop().time
+        channel.unlock_waiters += 1
         channel.unlock_request = True
         try:
             first = channel.ticks + 1  # a tick in progress may have missed the request
@@ -315,7 +317,8 @@ class Services:
             log.warning("EVSE %d: the connector lock did not release", evse_id, extra={"evse_id": evse_id})
             return False
         finally:
-            channel.unlock_request = False
+            channel.unlock_waiters -= 1
+            channel.unlock_request = channel.unlock_waiters > 0
 
     def set_availability(
         self: Daemon, evse_id: int, operative: bool, levels: tuple[str, ...] = (station_model.EVSE,)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from controller.config import load
 from controller.control import RECHECK_S, REST_HZ, ControlLoop, EvseChannel
+from controller.daemon import Daemon
 from controller.pilot import CpState, PilotMode
 from controller.safety import CONTACTOR_BREAK_S, Fault, Supervisor
 from controller.station import EvseView
 from drivers.sim import SimBench, SimContactor, SimEvse, SimLock, SimPilot, SimResidualCurrent
+from tests.test_end_to_end import SIM_CONFIG
 
 
 class FlakyPilot(SimPilot):
@@ -444,3 +448,43 @@ def test_an_unlock_request_reaches_the_simulated_lock_and_its_feedback_comes_bac
     finally:
         loop.stop()
     assert not sim.lock_engaged  # a safe exit unlocks open contacts
+
+
+def test_overlapping_unlock_requests_keep_the_request_raised_until_the_last_answer(tmp_path: Path) -> None:
+    """Two UnlockConnector requests for one EVSE overlap (a CSMS that retries after its own
+    timeout, or a first handler cancelled with its connection): the first one ending must
+    not withdraw the request the second still waits on (1.6 TC_017_1: "Unlocked" once the
+    lock released)."""
+    path = tmp_path / "evse.toml"
+    text = SIM_CONFIG.read_text().replace('dir = "var"', f'dir = "{tmp_path}"')
+    path.write_text(
+        text.replace('meter = { driver = "sim" }', 'meter = { driver = "sim" }\nlock = { driver = "sim" }')
+    )
+    daemon = Daemon(load(path))
+    daemon._open()
+    assert daemon.bench is not None
+    sim, channel = daemon.bench.evses[1], daemon.channels[1]
+    channel.permit = (True, 32.0)  # energy authorized: the supervisor holds the lock
+    loop = ControlLoop([channel], 100, lambda _id, _view: None)
+    loop.start()
+
+    async def scenario() -> bool:
+        first = asyncio.create_task(daemon.release_lock(1))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(daemon.release_lock(1))
+        await asyncio.sleep(0.1)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert channel.unlock_request, "the first request's end withdrew the second's"
+        channel.permit = (False, 0.0)  # the session ends: the release may happen now
+        return await second
+
+    try:
+        sim.set_ev(plugged=True)
+        wait(lambda: channel.lock_state == (True, True))
+        assert asyncio.run(scenario())
+        assert not sim.lock_engaged and not channel.unlock_request and channel.unlock_waiters == 0
+    finally:
+        loop.stop()
+        daemon.database.close()
