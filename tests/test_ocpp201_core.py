@@ -545,6 +545,32 @@ def test_b06_get_variables_more_than_items_per_message(bench201: Bench) -> None:
     assert_link_intact(bench201)
 
 
+def test_b06_fr_05_items_per_message_get_variables_reported_for_the_csms(bench201: Bench) -> None:
+    """B06.FR.05 is the CSMS's duty: "The CSMS SHALL NOT send more GetVariableData elements in a
+    GetVariablesRequest than reported by the Charging Station via ItemsPerMessageGetVariables"
+    (OCTT TC_B_08_CSMS). The station's part: it reports the limit, and a CSMS that splits its
+    list into requests of that many items gets every result."""
+    mark = bench201.mark()
+    assert bench201.call("GetBaseReport", {"requestId": 5, "reportBase": "FullInventory"}) == {
+        "status": "Accepted"
+    }
+    reported = {item_name(i): i for i in report_items(report_parts(bench201, 5, mark))}
+    item = reported["DeviceDataCtrlr.ItemsPerMessage:GetVariables"]
+    (attribute,) = item["variableAttribute"]
+    assert attribute["mutability"] == "ReadOnly"
+    assert item["variableCharacteristics"]["dataType"] == "integer"
+    limit = int(attribute["value"])
+    assert limit == int(get_value(bench201, "DeviceDataCtrlr", "ItemsPerMessage", instance="GetVariables"))
+    wanted = [{"component": i["component"], "variable": i["variable"]} for i in reported.values()]
+    wanted = wanted[: 2 * limit + 1]
+    assert len(wanted) == 2 * limit + 1
+    results = [r for at in range(0, len(wanted), limit) for r in get_vars(bench201, *wanted[at : at + limit])]
+    assert [(r["component"], r["variable"]) for r in results] == [
+        (w["component"], w["variable"]) for w in wanted
+    ]
+    assert_link_intact(bench201)
+
+
 # -- B05 SetVariables ----------------------------------------------------------------------
 
 
