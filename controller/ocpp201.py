@@ -737,13 +737,26 @@ class Ocpp201(Adapter):
     def _items_per_message(self, instance: str) -> int:
         return self._number("DeviceDataCtrlr", "ItemsPerMessage", variable_instance=instance)
 
+    def _check_per_message(self, instance: str, p: dict[str, Any], key: str) -> None:
+        """B06.FR.16/17, B08.FR.17/18: a request with more ``key`` entries than
+        DeviceDataCtrlr.ItemsPerMessage[instance] is refused with OccurrenceConstraintViolation,
+        one longer than BytesPerMessage[instance] with FormatViolation."""
+        limit = self._items_per_message(instance)
+        if len(p.get(key, ())) > limit:
+            raise RpcError("occurrence", f"more {key} than ItemsPerMessage {instance} ({limit})")
+        limit = self._number("DeviceDataCtrlr", "BytesPerMessage", variable_instance=instance)
+        # The payload as compact JSON: the frame's envelope and any whitespace are not counted.
+        size = len(json.dumps(p, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limit:
+            raise RpcError(
+                "format", f"{instance}Request of {size} bytes, over BytesPerMessage {instance} ({limit})"
+            )
+
     # B: provisioning
 
     async def _get_variables(self, p: dict[str, Any]) -> Reply:
-        items = p["getVariableData"]
-        if len(items) > self._items_per_message("GetVariables"):
-            raise RpcError("occurrence", "more getVariableData than ItemsPerMessage GetVariables")
-        return Reply({"getVariableResult": [self.model.get(item) for item in items]})
+        self._check_per_message("GetVariables", p, "getVariableData")
+        return Reply({"getVariableResult": [self.model.get(item) for item in p["getVariableData"]]})
 
     async def _set_variables(self, p: dict[str, Any]) -> Reply:
         items = p["setVariableData"]
@@ -776,6 +789,7 @@ class Ocpp201(Adapter):
         return self._report_reply(p["requestId"], data)
 
     async def _get_report(self, p: dict[str, Any]) -> Reply:
+        self._check_per_message("GetReport", p, "componentVariable")
         data = self.model.report(
             criteria=p.get("componentCriteria", ()), component_variables=p.get("componentVariable", ())
         )

@@ -179,6 +179,15 @@ def csms_errors(bench: Bench) -> list[Entry]:
     return [e for e in bench.csms.timeline if e.direction == "out" and e.kind == "error"]
 
 
+def padded(payload: dict[str, Any], size: int) -> dict[str, Any]:
+    """``payload`` with a customData member that makes its compact JSON exactly ``size`` bytes."""
+    padded = {**payload, "customData": {"vendorId": "org.example.pad", "pad": ""}}
+    short = size - len(json.dumps(padded, separators=(",", ":")))
+    assert short >= 0
+    padded["customData"]["pad"] = "x" * short
+    return padded
+
+
 def assert_link_intact(bench: Bench) -> None:
     """The connection survived: a triggered Heartbeat works and no reconnect happened."""
     mark = bench.mark()
@@ -571,6 +580,20 @@ def test_b06_fr_05_items_per_message_get_variables_reported_for_the_csms(bench20
     assert_link_intact(bench201)
 
 
+def test_b06_fr_17_get_variables_longer_than_bytes_per_message_format_violation(bench201: Bench) -> None:
+    """B06.FR.17: a GetVariablesRequest longer than BytesPerMessageGetVariables: the station MAY
+    answer CALLERROR FormatViolation; it does. One of exactly that length is answered."""
+    limit = int(get_value(bench201, "DeviceDataCtrlr", "BytesPerMessage", instance="GetVariables"))
+    request = {"getVariableData": [get_item("OCPPCommCtrlr", "HeartbeatInterval")]}
+    result = bench201.call("GetVariables", padded(request, limit))["getVariableResult"]
+    assert [r["attributeStatus"] for r in result] == ["Accepted"]
+    with pytest.raises(CallErrorReply) as error:
+        bench201.call("GetVariables", padded(request, limit + 1))
+    assert error.value.code == "FormatViolation"
+    assert "BytesPerMessage" in error.value.description
+    assert_link_intact(bench201)
+
+
 # -- B05 SetVariables ----------------------------------------------------------------------
 
 
@@ -801,6 +824,45 @@ def test_b08_get_report_component_variable_filter(bench201: Bench) -> None:
         "EVSE[1].AvailabilityState",
         "OCPPCommCtrlr.HeartbeatInterval",
     ]
+
+
+def test_b08_fr_17_get_report_more_than_items_per_message_occurrence_violation(bench201: Bench) -> None:
+    """B08.FR.17: "Charging Station receives a GetReportRequest with more ComponentVariableType
+    elements than allowed by ItemsPerMessageGetReport. The Charging Station MAY respond with a
+    CALLERROR(OccurenceConstraintViolation)" (2.0.1 errata spelling: OccurrenceConstraintViolation).
+    No NotifyReport follows; a request of exactly that many is answered."""
+    limit = int(get_value(bench201, "DeviceDataCtrlr", "ItemsPerMessage", instance="GetReport"))
+    wanted = [{"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]
+    mark = bench201.mark()
+    with pytest.raises(CallErrorReply) as error:
+        bench201.call("GetReport", {"requestId": 17, "componentVariable": wanted * (limit + 1)})
+    assert error.value.code == "OccurrenceConstraintViolation"
+    assert "ItemsPerMessage" in error.value.description
+    request = {"requestId": 18, "componentVariable": wanted * limit}
+    assert bench201.call("GetReport", request) == {"status": "Accepted"}
+    assert [item_name(i) for i in report_items(report_parts(bench201, 18, mark))] == [
+        "OCPPCommCtrlr.HeartbeatInterval"
+    ]
+    assert not since(bench201, "NotifyReport", mark, lambda p: p["requestId"] == 17)
+    assert_link_intact(bench201)
+
+
+def test_b08_fr_18_get_report_longer_than_bytes_per_message_format_violation(bench201: Bench) -> None:
+    """B08.FR.18: "Charging Station receives a GetReportRequest with a length of more bytes than
+    allowed by BytesPerMessageGetReport. The Charging Station MAY respond with a
+    CALLERROR(FormatViolation)". No NotifyReport follows; one of exactly that length is answered."""
+    limit = int(get_value(bench201, "DeviceDataCtrlr", "BytesPerMessage", instance="GetReport"))
+    wanted = [{"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]
+    mark = bench201.mark()
+    with pytest.raises(CallErrorReply) as error:
+        bench201.call("GetReport", padded({"requestId": 19, "componentVariable": wanted}, limit + 1))
+    assert error.value.code == "FormatViolation"
+    assert "BytesPerMessage" in error.value.description
+    request = padded({"requestId": 20, "componentVariable": wanted}, limit)
+    assert bench201.call("GetReport", request) == {"status": "Accepted"}
+    assert len(report_items(report_parts(bench201, 20, mark))) == 1
+    assert not since(bench201, "NotifyReport", mark, lambda p: p["requestId"] == 19)
+    assert_link_intact(bench201)
 
 
 def test_b08_get_report_component_criteria(bench201: Bench) -> None:
