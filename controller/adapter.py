@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller import ocppj, security
+from controller.aio import wait_event
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.link import backoff as link_backoff
 from controller.ocppj import Call, RpcError
@@ -132,9 +133,7 @@ class Adapter:
         while True:
             interval = self.heartbeat_interval() or 86400
             self._heartbeat_changed.clear()
-            try:
-                await asyncio.wait_for(self._heartbeat_changed.wait(), interval)
-            except TimeoutError:
+            if not await wait_event(self._heartbeat_changed, interval):
                 await self.heartbeat()
 
     async def heartbeat(self) -> None:
@@ -178,8 +177,7 @@ class Adapter:
                 entries = [e for e in entries if e.id not in self._delivered]
                 if not entries:
                     self._outbox_wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._outbox_wake.wait(), 5.0)
+                    await wait_event(self._outbox_wake, 5.0)
                     continue
                 for entry in entries:
                     deliver = self._deliver_security if entry.kind == "security" else self._deliver
@@ -300,11 +298,9 @@ class Adapter:
             if reply["status"] != "Accepted":
                 log.error("the CSMS rejected our certificate signing request")
                 return
-            try:
-                await asyncio.wait_for(self._signed_event.wait(), wait * 2**attempt)
+            if await wait_event(self._signed_event, wait * 2**attempt):
                 return
-            except TimeoutError:
-                log.warning("no CertificateSigned within %d s", wait * 2**attempt)
+            log.warning("no CertificateSigned within %d s", wait * 2**attempt)
 
     async def _certificate_signed_reply(self, chain: str, max_bytes: int | None) -> Reply:
         ok = await self.host.certificate_signed(chain, max_bytes)

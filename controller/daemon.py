@@ -25,6 +25,7 @@ from typing import Any
 
 from controller import authorization as auth
 from controller import logs, schedule
+from controller.aio import wait_event
 from controller.certerrors import CertError
 from controller.certstore import CertStore
 from controller.config import Config, ConfigError, EvseConfig, load
@@ -534,8 +535,7 @@ class Daemon(Services):
                 failures = 0
                 channel.meter = (True, max(reading.current_a, default=0.0))
                 self._apply(self.station.meter_read(self.now(), evse_id, reading))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.read_now[evse_id].wait(), METER_INTERVAL_S)
+            await wait_event(self.read_now[evse_id], METER_INTERVAL_S)
             self.read_now[evse_id].clear()
 
     async def _read_tokens(self, rfid: RfidDriver) -> None:

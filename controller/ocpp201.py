@@ -23,6 +23,7 @@ from controller import connection, schedule, tx201
 from controller import device_model as dm
 from controller import station as station_model
 from controller.adapter import BOOT_RETRY_DEFAULT_S, Adapter, retry_backoff
+from controller.aio import wait_event
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.monitoring import Monitors, criteria_supported
 from controller.ocppj import RpcError
@@ -379,8 +380,7 @@ class Ocpp201(Adapter):
             wait = interval if interval > 0 else BOOT_RETRY_DEFAULT_S
             log.warning("BootNotification %s by the CSMS; retrying in %d s", reply["status"], wait)
             self._boot_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._boot_wake.wait(), wait)  # or at once when triggered
+            await wait_event(self._boot_wake, wait)  # or at once when triggered
 
     # -- status and events -------------------------------------------------------------
 
