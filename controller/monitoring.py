@@ -7,7 +7,10 @@ EventData items of NotifyEvent: one per triggered custom monitor, and a
 HardWiredNotification for a Problem/Tripped/Operated variable no custom monitor reported.
 
 The custom monitors persist as one JSON document (``save``):
-``{"base": ..., "nextId": ..., "monitors": [{"id", "key", "type", "value", "severity", "transaction"}]}``.
+``{"base": ..., "nextId": ..., "monitors": [{"id", "key", "type", "value", "severity", "transaction",
+"beyond"}]}``. ``beyond`` keeps whether a threshold monitor's value was past its threshold when
+last seen, so that a monitor that fired before a restart reports ``cleared`` when the value is back
+inside after it, and does not fire again while it is still past (N07.FR.14).
 """
 
 from __future__ import annotations
@@ -72,6 +75,16 @@ class Monitor:
     severity: int
     transaction: bool = False
     reference: str | None = None  # Delta on a number: the value at the last event (not persisted)
+    beyond: bool = False  # Upper/LowerThreshold: the value was past the threshold when last seen
+
+
+def _beyond(m: Monitor, text: str | None) -> bool | None:
+    """Whether ``text`` lies past the threshold of ``m`` (above Upper, below Lower), None if no number."""
+    value = None if text is None else _float(text)
+    if value is None:
+        return None
+    sign = 1 if m.type == "UpperThreshold" else -1
+    return sign * (value - m.value) > 0
 
 
 class Refused(Exception):
@@ -148,6 +161,7 @@ class Monitors:
                     float(item["value"]),
                     int(item["severity"]),
                     bool(item["transaction"]),
+                    beyond=bool(item.get("beyond", False)),
                 )
                 # A monitor of a variable the station no longer has (fewer EVSEs) is dropped.
                 if self.model.definition(monitor.key) is not None and monitor.type in SUPPORTED:
@@ -165,6 +179,7 @@ class Monitors:
                 "value": m.value,
                 "severity": m.severity,
                 "transaction": m.transaction,
+                "beyond": m.beyond,
             }
             for m in sorted(self._monitors.values(), key=lambda m: m.id)
         ]
@@ -196,6 +211,8 @@ class Monitors:
         d = self.model.definition(monitor.key)
         if monitor.type == "Delta" and d is not None:
             monitor.reference = self.model.actual(d.key)
+        if monitor.type in THRESHOLDS and d is not None:
+            monitor.beyond = bool(_beyond(monitor, self.model.actual(d.key)))
         if monitor.id == self._next_id:
             self._next_id += 1
         self._monitors[monitor.id] = monitor
@@ -293,7 +310,7 @@ class Monitors:
     def changed(
         self,
         key: Key,
-        old: str,
+        old: str | None,
         new: str,
         now: datetime,
         *,
@@ -302,6 +319,8 @@ class Monitors:
     ) -> list[dict[str, Any]]:
         """EventData items for a change of ``key`` from ``old`` to ``new``.
 
+        ``old`` None: ``new`` is the first value seen since the start; only threshold monitors
+        whose stored state it changes fire (N07.FR.14).
         ``transaction`` False skips the monitors set for transactions only; ``tech_code``
         (e.g. the station's fault name) goes into every event.
         """
@@ -321,12 +340,23 @@ class Monitors:
                     events.append(
                         self._event(d, now, new, trigger, "CustomMonitor", cleared, tech_code, m.id)
                     )
-        changed = _flag(old) != _flag(new)
+        changed = old is not None and _flag(old) != _flag(new)
         if not events and abnormal and changed and self._hardwired(d) <= level:
             events.append(
                 self._event(d, now, new, "Delta", "HardWiredNotification", not _flag(new), tech_code)
             )
+        self._remember(key, new)
         return events
+
+    def _remember(self, key: Key, new: str) -> None:
+        """Keep (and persist, when it changes) which threshold monitors of ``key`` are past."""
+        moved = False
+        for m in self._monitors.values():
+            beyond = _beyond(m, new) if m.key == key and m.type in THRESHOLDS else None
+            if beyond is not None and beyond != m.beyond:
+                m.beyond, moved = beyond, True
+        if moved:
+            self._persist()
 
     def _level(self) -> float:
         """Only events of this severity or lower are reported (SetMonitoringLevel, N05)."""
@@ -341,15 +371,18 @@ class Monitors:
     def _hardwired(d: VariableDef) -> int:
         return HARDWIRED_SEVERITY.get((d.component, d.variable), DEFAULT_SEVERITY)
 
-    def _trigger(self, m: Monitor, d: VariableDef, old: str, new: str) -> tuple[str, bool | None] | None:
+    def _trigger(
+        self, m: Monitor, d: VariableDef, old: str | None, new: str
+    ) -> tuple[str, bool | None] | None:
         """(trigger, cleared) when ``m`` fires on this change, else None."""
         if m.type in THRESHOLDS:
-            before, after = _float(old), _float(new)
-            if before is None or after is None:
+            was = m.beyond if old is None else _beyond(m, old)
+            now = _beyond(m, new)
+            if was is None or now is None:
                 return None
-            sign = 1 if m.type == "UpperThreshold" else -1
-            was, now = sign * (before - m.value) > 0, sign * (after - m.value) > 0
             return None if was == now else ("Alerting", not now)
+        if old is None:
+            return None
         cleared = (not _flag(new)) if d.variable in ABNORMAL and d.data_type == "boolean" else None
         if d.data_type not in NUMERIC:
             same = new.strip().lower() == old.strip().lower() if d.data_type == "boolean" else new == old

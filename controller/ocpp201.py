@@ -546,7 +546,7 @@ class Ocpp201(Adapter):
             value = self.model.actual(key)
             old = self._watched.get(key)
             self._watched[key] = value
-            if old is not None and old != value:
+            if old != value:  # None: the first look since the start (N07.FR.14)
                 data += self.monitors.changed(key, old, value, now)
         if data:
             self.host.spawn(self._notify_event(data))

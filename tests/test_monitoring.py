@@ -34,7 +34,7 @@ class Bench:
         assert_valid("SetVariableMonitoringResponse", {"setMonitoringResult": [result]})
         return result
 
-    def changed(self, key: Key, old: str, new: str, **kw: Any) -> list[dict[str, Any]]:
+    def changed(self, key: Key, old: str | None, new: str, **kw: Any) -> list[dict[str, Any]]:
         events = self.monitors.changed(key, old, new, NOW, **kw)
         if events:
             assert_valid(
@@ -360,3 +360,50 @@ def test_n07_event_ids_sent_only_below_a_committed_reservation_and_never_repeat(
     assert len(sent) == len(set(sent)), "an eventId went out twice"
     assert waits == 4  # only each start's first event waits for its write, the failed one too
     assert len(sent) == 4 * (EVENT_ID_BLOCK + 30) - waits
+
+
+def test_n07_fr_14_threshold_state_survives_a_restart() -> None:
+    """N07.FR.14: a threshold monitor that fired before a reboot, with the value back within its
+    threshold after it -> NotifyEvent with cleared true (and no second Alerting while still past)."""
+    mb = Bench()
+    upper = mb.set(**monitor(POWER, "UpperThreshold", 7000, 4))["id"]
+    lower = mb.set(**monitor(POWER, "LowerThreshold", 100, 6))["id"]  # set at 0 W: already past
+    [up] = mb.changed(POWER, "3000", "7500")
+    assert (up["variableMonitoringId"], up["cleared"]) == (upper, False)
+    stored = json.loads(mb.saved[-1])
+    assert {m["id"]: m["beyond"] for m in stored["monitors"]} == {upper: True, lower: False}
+
+    still = Bench(mb.saved[-1])  # restarted, the value still above 7000 W
+    assert still.changed(POWER, None, "7600") == []
+    [back] = still.changed(POWER, "7600", "5000")
+    assert (back["variableMonitoringId"], back["trigger"], back["cleared"]) == (upper, "Alerting", True)
+
+    restarted = Bench(mb.saved[-1])  # restarted, the value back inside meanwhile
+    [cleared] = restarted.changed(POWER, None, "5000")
+    assert (cleared["variableMonitoringId"], cleared["cleared"]) == (upper, True)
+    assert json.loads(restarted.saved[-1])["monitors"][0]["beyond"] is False
+    assert restarted.changed(POWER, "5000", "6000") == []
+    [low] = restarted.changed(POWER, "6000", "50")
+    assert (low["variableMonitoringId"], low["cleared"]) == (lower, False)
+
+
+def test_n07_fr_14_stores_without_the_state_load_as_not_past() -> None:
+    stored = json.dumps(
+        {
+            "base": "All",
+            "nextId": 2,
+            "monitors": [
+                {
+                    "id": 1,
+                    "key": list(POWER),
+                    "type": "UpperThreshold",
+                    "value": 10,
+                    "severity": 5,
+                    "transaction": False,
+                }
+            ],
+        }
+    )
+    mb = Bench(stored)
+    [event] = mb.changed(POWER, None, "20")
+    assert (event["variableMonitoringId"], event["cleared"]) == (1, False)

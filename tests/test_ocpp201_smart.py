@@ -1792,6 +1792,30 @@ def test_n07_upper_threshold_monitor_on_evse_power_alerts(bench201: Bench) -> No
     assert float(item["actualValue"]) > 1000
 
 
+def test_n07_fr_14_fired_threshold_monitor_cleared_after_restart(bench201: Bench) -> None:
+    """N07.FR.14: an UpperThreshold monitor fired, the station restarts, the value is back within
+    the threshold -> NotifyEvent cleared true for that monitor."""
+    result = set_monitor(
+        bench201,
+        severity=5,
+        type="UpperThreshold",
+        value=1000,
+        component={"name": "EVSE", "evse": {"id": 1}},
+        variable={"name": "Power"},
+    )
+    mark = bench201.mark()
+    start_session(bench201)
+    assert event_data(bench201, "EVSE", "Power", mark)["cleared"] is False
+    assert bench201.stop() == 0
+    # The simulated hardware restarts with the daemon: no car, 0 W.
+    mark = bench201.mark()
+    bench201.start()
+    item = event_data(bench201, "EVSE", "Power", mark)
+    assert (item["variableMonitoringId"], item["trigger"]) == (result["id"], "Alerting")
+    assert item["cleared"] is True
+    assert float(item["actualValue"]) <= 1000
+
+
 def test_n07_delta_monitor_on_power_contactor_active(bench201: Bench) -> None:
     result = set_monitor(
         bench201,
