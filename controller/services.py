@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller import authorization as auth
-from controller import schedule, security
+from controller import schedule, security, tls
 from controller import station as station_model
 from controller.certerrors import CertError
 from controller.lazy import lazy_module
@@ -662,7 +662,9 @@ class Services:
         await asyncio.to_thread(self._security_extract if security_log else self._bundle, path, start, stop)
         await notify("Uploading")
         try:
-            await upload(location, path, retries=retries, retry_interval_s=interval)
+            roots = await asyncio.to_thread(self.certs.roots_pem, "CSMSRootCertificate")
+            context = tls.transfer_context(roots)
+            await upload(location, path, retries=retries, retry_interval_s=interval, ssl_context=context)
         except TransferError as exc:
             log.error("diagnostics upload failed: %s", exc)
             await notify("UploadFailed")

@@ -3,10 +3,12 @@
 TLS 1.2 or newer, no compression, AEAD cipher suites only, the server certificate
 checked against the CSMS roots (the config's ``ca_file`` plus roots the CSMS installed)
 and its host name against the URL. Profile 3 adds the station's client certificate.
+HTTPS log uploads (``transfer_context``) trust the operating system's CAs and the CSMS roots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from pathlib import Path
 
@@ -70,6 +72,18 @@ def client_context(ca_pem: str, client_cert: tuple[Path, Path] | None = None) ->
             context.load_cert_chain(chain, key)
         except (OSError, ssl.SSLError) as exc:
             raise TlsSetupError(f"the client certificate {chain} cannot be used: {exc}") from exc
+    return context
+
+
+def transfer_context(csms_roots_pem: str) -> ssl.SSLContext:
+    """For an HTTPS log upload: the server certificate checked against the CSMS roots the
+    station trusts (N01.FR.15) and the operating system's CAs (N01.FR.16: the log store may
+    be a cloud service outside the CSMS trust chain), and its host name against the URL."""
+    context = ssl.create_default_context()
+    if csms_roots_pem.strip():
+        # The store hands out only roots it could parse; a bad one leaves the OS CAs alone.
+        with contextlib.suppress(ssl.SSLError, ValueError):
+            context.load_verify_locations(cadata=csms_roots_pem)
     return context
 
 

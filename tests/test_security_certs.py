@@ -19,6 +19,7 @@ import hashlib
 import http.server
 import itertools
 import json
+import ssl
 import stat
 import threading
 import time
@@ -703,11 +704,13 @@ class UploadServer:
     held: list[str] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     server: http.server.ThreadingHTTPServer | None = None
+    tls: ssl.SSLContext | None = None  # HTTPS with this server context
 
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def start(self) -> None:
         owner = self
@@ -733,6 +736,8 @@ class UploadServer:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:  # a refused handshake fails the accept, which the server skips
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -812,6 +817,36 @@ def test_tc_n_35_get_security_log(lab: Lab, words: Words, uploads: UploadServer)
         ("StartupOfTheDevice", startup["timestamp"]),
         ("InvalidMessages", invalid["timestamp"]),
     ]
+
+
+def test_n01_fr_15_https_upload_trusts_the_installed_csms_root(lab: Lab, pki: Pki) -> None:
+    """N01.FR.15: "The Charging Station SHALL at least support the CSMS trust chain for secure
+    transfer": an HTTPS log store whose certificate the installed CSMSRootCertificate signed (and
+    no CA of the operating system) takes the upload; one signed by an unknown CA -> UploadFailure."""
+    words = Words("2.0.1")
+    bench = lab.station(lab.csms(words.version), words.version)
+    installed, unknown = pki.ca("Installed CSMS Root"), pki.ca("Unknown Root")
+    assert words.install(bench, installed.pem) == "Accepted"
+    servers = [UploadServer(tls=server_context(*pki.server(ca))) for ca in (installed, unknown)]
+    for server in servers:
+        server.start()
+    try:
+        for request_id, (server, outcome) in enumerate(
+            zip(servers, ("Uploaded", "UploadFailure"), strict=True)
+        ):
+            mark = bench.mark()
+            payload = {"logType": "DiagnosticsLog", "requestId": request_id, "retries": 0}
+            reply = bench.call("GetLog", {**payload, "log": {"remoteLocation": f"{server.url}/logs/"}})
+            assert reply["status"] == "Accepted"
+            bench.wait(
+                "LogStatusNotification", lambda p, want=outcome: p["status"] == want, after=mark, timeout=15
+            )
+            assert log_statuses(bench, mark) == [("Uploading", request_id), (outcome, request_id)]
+        assert len(servers[0].uploads) == 1
+        assert servers[1].uploads == []
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def test_tc_n_36_get_security_log_second_request_accepted_canceled(
