@@ -1107,18 +1107,24 @@ def test_k01_fr_22_set_charging_profile_external_constraints_rejected(bench201: 
     assert limits(composite(bench201)) == [(0, 32.0)]
 
 
+def remote_start(remote_start_id: int, purpose: str = "TxProfile", limit: float = 8) -> dict[str, Any]:
+    """A RequestStartTransaction for EVSE 1 with a charging profile."""
+    return {
+        "idToken": id_token(),
+        "remoteStartId": remote_start_id,
+        "evseId": 1,
+        "chargingProfile": charging_profile(5, purpose, limit),
+    }
+
+
 def test_k05_request_start_transaction_with_tx_profile(bench201: Bench) -> None:
     bench201.sim().plug(1)
-    wrong = {
-        "idToken": id_token(),
-        "remoteStartId": 1,
-        "evseId": 1,
-        "chargingProfile": charging_profile(5, "TxDefaultProfile", 8),
-    }
     # Only a TxProfile may come with a remote start.
-    assert bench201.call("RequestStartTransaction", wrong)["status"] == "Rejected"
+    assert (
+        bench201.call("RequestStartTransaction", remote_start(1, "TxDefaultProfile"))["status"] == "Rejected"
+    )
     mark = bench201.mark()
-    body = {**wrong, "remoteStartId": 2, "chargingProfile": charging_profile(5, "TxProfile", 8)}
+    body = remote_start(2)
     assert bench201.call("RequestStartTransaction", body)["status"] == "Accepted"
     bench201.sim().charge(1, max_current_a=16)
     started = bench201.event("Started", after=mark)
@@ -1147,13 +1153,7 @@ def test_tc_k_38_request_start_profile_ignored_without_smart_charging(bench201: 
     set_variables(bench201, ("SmartChargingCtrlr", "Enabled", "false"))
     bench201.sim().plug(1)
     mark = bench201.mark()
-    body = {
-        "idToken": id_token(),
-        "remoteStartId": 7,
-        "evseId": 1,
-        "chargingProfile": charging_profile(5, "TxProfile", 8),
-    }
-    assert bench201.call("RequestStartTransaction", body)["status"] == "Accepted"
+    assert bench201.call("RequestStartTransaction", remote_start(7))["status"] == "Accepted"
     bench201.sim().charge(1, max_current_a=32)
     started = bench201.event("Started", after=mark)
     assert started["transactionInfo"].get("remoteStartId") == 7

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -1017,14 +1017,19 @@ def test_e06_fr_04_auth_ctrlr_disabled_reports_no_authorization_and_invalid_does
     _charges_on_despite_invalid(bench201, bench201.mark(), {"idToken": "", "type": "NoAuthorization"})
 
 
-@pytest.fixture
-def free201(tmp_path: Any, csms201: Any) -> Any:
-    """A 2.0.1 station configured with auth mode "free", booted."""
-    running = ocpp_harness.make_bench(tmp_path, csms201, version="2.0.1", auth_mode="free")
+def running201(tmp_path: Any, csms: Any, **options: Any) -> Iterator[Bench]:
+    """A booted 2.0.1 station with ``options`` (see ``make_bench``), killed at the end."""
+    running = ocpp_harness.make_bench(tmp_path, csms, version="2.0.1", **options)
     running.start()
     yield running
     if running.proc is not None and running.proc.poll() is None:
         running.kill()
+
+
+@pytest.fixture
+def free201(tmp_path: Any, csms201: Any) -> Iterator[Bench]:
+    """A 2.0.1 station configured with auth mode "free"."""
+    yield from running201(tmp_path, csms201, auth_mode="free")
 
 
 def test_e06_fr_04_configured_free_mode_invalid_answer_does_not_stop(free201: Bench) -> None:
@@ -1065,13 +1070,9 @@ def test_f05_unlock_connector_no_lock_fitted(bench201: Bench) -> None:
 
 
 @pytest.fixture
-def locked201(tmp_path: Any, csms201: Any) -> Any:
+def locked201(tmp_path: Any, csms201: Any) -> Iterator[Bench]:
     """A 2.0.1 station whose EVSE 1 has a simulated connector lock."""
-    running = ocpp_harness.make_bench(tmp_path, csms201, version="2.0.1", lock="sim")
-    running.start()
-    yield running
-    if running.proc is not None and running.proc.poll() is None:
-        running.kill()
+    yield from running201(tmp_path, csms201, lock="sim")
 
 
 def lock_engaged(bench: Bench) -> bool:
