@@ -55,6 +55,17 @@ def station(
     return bench
 
 
+def started(
+    tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]], versions: tuple[str, ...], **config: Any
+) -> tuple[CsmsThread, Bench]:
+    """A CSMS speaking ``versions`` and a station connected to it, booted."""
+    benches, servers = lab
+    server = start_csms(servers, versions)
+    bench = station(tmp_path, server, benches, **config)
+    bench.start()
+    return server, bench
+
+
 def since(bench: Bench, action: str, mark: int) -> list[dict[str, Any]]:
     return [
         e.payload  # type: ignore[misc]
@@ -102,10 +113,7 @@ def heartbeat_201(bench: Bench) -> str:
 def test_ocpp16_reconnect_is_no_boot_and_keeps_the_heartbeat_interval(
     tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
 ) -> None:
-    benches, servers = lab
-    server = start_csms(servers, ("1.6",))
-    bench = station(tmp_path, server, benches)
-    bench.start()
+    server, bench = started(tmp_path, lab, ("1.6",))
     assert bench.call("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "7"}) == {
         "status": "Accepted"
     }
@@ -128,10 +136,7 @@ def test_ocpp16_reconnect_is_no_boot_and_keeps_the_heartbeat_interval(
 def test_ocpp201_reconnect_is_no_boot_and_keeps_the_heartbeat_interval(
     tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
 ) -> None:
-    benches, servers = lab
-    server = start_csms(servers, ("2.0.1",))
-    bench = station(tmp_path, server, benches, version="2.0.1")
-    bench.start()
+    server, bench = started(tmp_path, lab, ("2.0.1",), version="2.0.1")
     item = {
         "component": {"name": "OCPPCommCtrlr"},
         "variable": {"name": "HeartbeatInterval"},
@@ -175,10 +180,7 @@ def test_boot_left_pending_is_completed_after_a_reconnection(
 def test_version_auto_change_of_version_is_a_new_boot(
     tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
 ) -> None:
-    benches, servers = lab
-    server = start_csms(servers, ("1.6", "2.0.1"))
-    bench = station(tmp_path, server, benches, version="auto")
-    bench.start()
+    server, bench = started(tmp_path, lab, ("1.6", "2.0.1"), version="auto")
     assert "chargePointVendor" in bench.calls("BootNotification")[0]
     mark = bench.mark()
     server.csms.versions = ("2.0.1", "1.6")  # the CSMS now prefers 2.0.1
@@ -199,10 +201,7 @@ def test_ocpp16_statuses_after_boot_and_after_reconnection(
     tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
 ) -> None:
     """After the boot: connector 0 and each connector; after a reconnection: the one that changed."""
-    benches, servers = lab
-    server = start_csms(servers, ("1.6",))
-    bench = station(tmp_path, server, benches, evses=2)
-    bench.start()
+    _, bench = started(tmp_path, lab, ("1.6",), evses=2)
     for connector in (0, 1, 2):
         bench.status(connector, "Available")
     go_offline(bench)
@@ -218,10 +217,7 @@ def test_ocpp16_statuses_after_boot_and_after_reconnection(
 def test_ocpp201_statuses_after_boot_and_after_reconnection(
     tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]]
 ) -> None:
-    benches, servers = lab
-    server = start_csms(servers, ("2.0.1",))
-    bench = station(tmp_path, server, benches, evses=2, version="2.0.1")
-    bench.start()
+    _, bench = started(tmp_path, lab, ("2.0.1",), evses=2, version="2.0.1")
     for evse in (1, 2):
         bench.status201(evse, "Available")
     go_offline(bench)
@@ -241,10 +237,7 @@ def test_ocpp201_statuses_after_boot_and_after_reconnection(
 def test_sigterm_during_a_reset_ends_the_daemon_within_2_s(
     tmp_path: Path, lab: tuple[list[Bench], list[CsmsThread]], version: str
 ) -> None:
-    benches, servers = lab
-    server = start_csms(servers, (version,))
-    bench = station(tmp_path, server, benches, version=version, auth_mode="free")
-    bench.start()
+    _, bench = started(tmp_path, lab, (version,), version=version, auth_mode="free")
     bench.sim().plug(1)
     bench.sim().charge(1)
     bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
@@ -269,10 +262,7 @@ def test_b11_sigterm_right_after_a_reset_leaves_no_remote_reset_behind(
 ) -> None:
     """B11/B12: BootNotification reason RemoteReset only for a restart the Reset caused. SIGTERM
     while the station shuts down for the Reset cancels the restart: the next start is PowerUp."""
-    benches, servers = lab
-    server = start_csms(servers, ("2.0.1",))
-    bench = station(tmp_path, server, benches, version="2.0.1", auth_mode="free")
-    bench.start()
+    _, bench = started(tmp_path, lab, ("2.0.1",), version="2.0.1", auth_mode="free")
     bench.sim().plug(1)
     bench.sim().charge(1)
     bench.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)

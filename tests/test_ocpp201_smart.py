@@ -1772,15 +1772,20 @@ def test_n03_set_monitoring_base_hard_wired_only_removes_custom_monitors(bench20
     assert event_data(bench201, "RCD", "Tripped", mark)["eventNotificationType"] == "HardWiredNotification"
 
 
-def test_n07_upper_threshold_monitor_on_evse_power_alerts(bench201: Bench) -> None:
-    result = set_monitor(
-        bench201,
+def evse_power_above(bench: Bench, watts: float) -> dict[str, Any]:
+    """An UpperThreshold monitor (severity 5) on EVSE 1's Power: the SetMonitoringResult."""
+    return set_monitor(
+        bench,
         severity=5,
         type="UpperThreshold",
-        value=1000,
+        value=watts,
         component={"name": "EVSE", "evse": {"id": 1}},
         variable={"name": "Power"},
     )
+
+
+def test_n07_upper_threshold_monitor_on_evse_power_alerts(bench201: Bench) -> None:
+    result = evse_power_above(bench201, 1000)
     assert result["status"] == "Accepted"
     mark = bench201.mark()
     start_session(bench201)  # 16 A on 3 phases: about 11 kW
@@ -1795,14 +1800,7 @@ def test_n07_upper_threshold_monitor_on_evse_power_alerts(bench201: Bench) -> No
 def test_n07_fr_14_fired_threshold_monitor_cleared_after_restart(bench201: Bench) -> None:
     """N07.FR.14: an UpperThreshold monitor fired, the station restarts, the value is back within
     the threshold -> NotifyEvent cleared true for that monitor."""
-    result = set_monitor(
-        bench201,
-        severity=5,
-        type="UpperThreshold",
-        value=1000,
-        component={"name": "EVSE", "evse": {"id": 1}},
-        variable={"name": "Power"},
-    )
+    result = evse_power_above(bench201, 1000)
     mark = bench201.mark()
     start_session(bench201)
     assert event_data(bench201, "EVSE", "Power", mark)["cleared"] is False

@@ -885,14 +885,19 @@ def deauthorize_after_authorize(bench: Bench) -> str:
     return str(started["transactionInfo"]["transactionId"])
 
 
-def test_e05_stop_tx_on_invalid_id_true_deauthorizes(bench201: Bench) -> None:
-    mark = bench201.mark()
-    tx_id = deauthorize_after_authorize(bench201)
-    ended = bench201.event("Ended", after=mark)
+def ended_deauthorized(bench: Bench, mark: int, tx_id: str) -> None:
+    """The transaction ended as deauthorized, with its final reading, and the PWM withdrawn."""
+    ended = bench.event("Ended", after=mark)
     assert ended["transactionInfo"]["transactionId"] == tx_id
     assert reasons(ended) == ("Deauthorized", "DeAuthorized")
     energy(ended, "Transaction.End")
-    bench201.sim().wait_until(lambda s: not s["pwm"] and s["transaction_id"] is None, timeout=5)
+    bench.sim().wait_until(lambda s: not s["pwm"] and s["transaction_id"] is None, timeout=5)
+
+
+def test_e05_stop_tx_on_invalid_id_true_deauthorizes(bench201: Bench) -> None:
+    mark = bench201.mark()
+    tx_id = deauthorize_after_authorize(bench201)
+    ended_deauthorized(bench201, mark, tx_id)
     assert only_transaction(bench201)[0] == tx_id
 
 
@@ -906,11 +911,7 @@ def test_tc_e_16_invalid_id_token_with_authorized_stop_point_ends_the_transactio
     )
     mark = bench201.mark()
     tx_id = deauthorize_after_authorize(bench201)
-    ended = bench201.event("Ended", after=mark)
-    assert ended["transactionInfo"]["transactionId"] == tx_id
-    assert reasons(ended) == ("Deauthorized", "DeAuthorized")
-    energy(ended, "Transaction.End")
-    bench201.sim().wait_until(lambda s: not s["pwm"] and s["transaction_id"] is None, timeout=5)
+    ended_deauthorized(bench201, mark, tx_id)
     bench201.sim().suspend(1)  # the EV answers the withdrawn PWM, still plugged in
     bench201.sim().wait_until(lambda s: not s["contactor_closed"], timeout=5)
     assert only_transaction(bench201)[0] == tx_id
