@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from controller import ocppj, security
+from controller import security
 from controller.aio import wait_event
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.link import backoff as link_backoff
@@ -53,6 +53,8 @@ class Adapter:
     firmware_status: str
     OUTBOX_KINDS: tuple[str, ...] = ()
     _handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]
+    _status_sent: dict[int, Any]  # per connector or EVSE: the status the CSMS last got
+    _status_wake: asyncio.Event
 
     def __init__(self, host: Daemon, link: Link) -> None:
         self.host = host
@@ -84,6 +86,33 @@ class Adapter:
     def boot_done(self) -> None:
         self.booted_at = csms_of(self.link.endpoint.url)
 
+    async def _opened(self, version: str) -> None:
+        self.accepted = False
+        if self.must_boot():
+            await self._boot()
+            self.boot_done()
+            self._status_sent.clear()  # after a boot the CSMS learns every connector's status
+        self.accepted = True
+        self._session = [
+            self.host.spawn(self._heartbeat()),
+            self.host.spawn(self._deliver_outbox()),
+            self.host.spawn(self._send_statuses()),
+            self.host.spawn(self._renew_certificate()),
+        ]
+        self._status_wake.set()
+        self._outbox_wake.set()
+        self._session_started()
+        await self.host.ocpp_ready()
+
+    async def _boot(self) -> None:
+        raise NotImplementedError
+
+    async def _send_statuses(self) -> None:
+        raise NotImplementedError
+
+    def _session_started(self) -> None:
+        """What a version does besides the shared session tasks once registered."""
+
     def _closed(self) -> None:
         self.accepted = False
         for task in self._session:
@@ -94,9 +123,10 @@ class Adapter:
         if not self.accepted and self.registration == "Rejected":
             raise RpcError("security", "the CSMS rejected our BootNotification")
         handler = self._handlers.get(call.action)
-        if handler is None:  # OCPP-J: NotSupported = known but not supported, NotImplemented = unknown
-            known = call.action in ocppj.actions(self.VERSION)
-            raise RpcError("not_supported" if known else "not_implemented", f"{call.action} is not supported")
+        if handler is None:
+            # OCPP-J: NotSupported = known but not supported. An action the version does not
+            # define never gets here: its schema check answered NotImplemented.
+            raise RpcError("not_supported", f"{call.action} is not supported")
         log.info(
             "%s from the CSMS",
             call.action,

@@ -139,23 +139,6 @@ class Ocpp16(Adapter):
 
     # -- connection --------------------------------------------------------------------
 
-    async def _opened(self, version: str) -> None:
-        self.accepted = False
-        if self.must_boot():
-            await self._boot()
-            self.boot_done()
-            self._status_sent.clear()  # after a boot the CSMS learns every connector's status
-        self.accepted = True
-        self._session = [
-            self.host.spawn(self._heartbeat()),
-            self.host.spawn(self._deliver_outbox()),
-            self.host.spawn(self._send_statuses()),
-            self.host.spawn(self._renew_certificate()),
-        ]
-        self._status_wake.set()
-        self._outbox_wake.set()
-        await self.host.ocpp_ready()
-
     async def _boot(self) -> None:
         station = self.host.config.station
         payload: dict[str, Any] = {

@@ -327,25 +327,10 @@ class Ocpp201(Adapter):
 
     # -- connection --------------------------------------------------------------------
 
-    async def _opened(self, version: str) -> None:
-        self.accepted = False
-        if self.must_boot():
-            await self._boot()
-            self.boot_done()
-            self._status_sent.clear()  # after a boot the CSMS learns every connector's status
-        self.accepted = True
-        self._session = [
-            self.host.spawn(self._heartbeat()),
-            self.host.spawn(self._deliver_outbox()),
-            self.host.spawn(self._send_statuses()),
-            self.host.spawn(self._renew_certificate()),
-        ]
-        self._status_wake.set()
-        self._outbox_wake.set()
+    def _session_started(self) -> None:
         if self._unsent_events:
             unsent, self._unsent_events = self._unsent_events, []
             self.host.spawn(self._notify_event(unsent))
-        await self.host.ocpp_ready()
 
     async def _boot(self) -> None:
         station = self.host.config.station

@@ -192,14 +192,6 @@ def _schemas(version: str) -> Traversable:
 
 
 @cache
-def actions(version: str) -> frozenset[str]:
-    """Every action ``version`` defines (its request schemas in the ``ocpp`` package)."""
-    suffix = ".json" if version == "1.6" else "Request.json"
-    names = (p.name for p in _schemas(version).iterdir())
-    return frozenset(n.removesuffix(suffix) for n in names if n.endswith(suffix) and "Response" not in n)
-
-
-@cache
 def _validator(version: str, action: str, response: bool, lenient: bool = False) -> Check | None:
     path = _schemas(version).joinpath(_schema_name(version, action, response))
     if not path.is_file():
@@ -215,12 +207,11 @@ def _validator(version: str, action: str, response: bool, lenient: bool = False)
 
 def _naive_as_utc(value: Any) -> Any:
     """A date-time without a UTC offset (``datetime.isoformat()`` of a naive time), read as UTC."""
-    if isinstance(value, str) and _NAIVE.match(value) and is_datetime(value + "Z"):
+    if isinstance(value, str) and is_datetime(value + "Z"):
         return value + "Z"
     return None
 
 
-_NAIVE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?$", re.IGNORECASE)
 _REPAIRS = {"date-time": _naive_as_utc}
 _warned: set[tuple[str, str, str]] = set()
 _MAX_WARNED = 1000  # member names come from the CSMS: the memory of warnings is bounded

@@ -30,6 +30,7 @@ from typing import Any
 
 import serial
 
+from controller.aio import wait_event
 from drivers.base import DriverError
 from drivers.rfid_frames import (
     IN_LIST_PASSIVE_TARGET_FRAME,
@@ -198,8 +199,7 @@ class SerialRfid:
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, ending early on close()."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
+        await wait_event(self._closing, seconds)
 
     async def _rdm6300(self, link: _Link) -> AsyncGenerator[str, None]:
         parser = Rdm6300Parser()
