@@ -83,8 +83,7 @@ class EvseChannel:
         # written by the event loop, read here: whole-object assignments are atomic
         self.permit: tuple[bool, float] = (False, 0.0)
         self.meter: tuple[bool, float | None] = (True, None)
-        self.unlock_request = False  # UnlockConnector: ask the supervisor to release the lock
-        self.unlock_waiters = 0  # event loop only: requests waiting; the last one out lowers the flag
+        self.unlock_waiters = 0  # UnlockConnector requests waiting for the lock (see unlock_request)
         # written here, read by the event loop: the lock as commanded and as its switch reports
         # it in the last tick, and how many ticks have run (an answer must come from a later one)
         self.lock_state: tuple[bool, bool] = (False, False)
@@ -97,6 +96,11 @@ class EvseChannel:
         # After each tick: whether the loop may slow down, and whether it must sample again at once.
         self.at_rest = False
         self.recheck = False
+
+    @property
+    def unlock_request(self) -> bool:
+        """Whether the supervisor is asked to release the lock: while any request waits."""
+        return self.unlock_waiters > 0
 
     def tick(self, now: float) -> EvseView:
         read_ok = True

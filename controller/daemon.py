@@ -104,7 +104,7 @@ class Daemon(Services):
         self.notifier = Notifier()
         self.tasks: list[asyncio.Task[Any]] = []
         self.shutdown_reason = SHUTDOWN_REASON
-        self.restart: str | None = None  # "exec" (re-execute in place) or "reboot", after stopping
+        self._restart: str | None = None  # see the restart property
         self.reset_retries = 0  # a failing reboot command is run again this often, then "exec"
         self.terminated = False  # SIGTERM/SIGINT: no restart, whatever was planned
         # Stored at exit only if the restart planned still happens (2.0.1 boot reason RemoteReset).
@@ -360,9 +360,17 @@ class Daemon(Services):
             await self.stopping.wait()
         finally:
             await self._shutdown(tasks, server)
-        if self.terminated:
-            self.restart = None  # a reset or an install may have asked for one meanwhile
         return self.exit_code
+
+    @property
+    def restart(self) -> str | None:
+        """After stopping: "exec" (re-execute in place), "reboot", or None. SIGTERM/SIGINT
+        cancel it, whether a reset or an install asked for it before or after them."""
+        return None if self.terminated else self._restart
+
+    @restart.setter
+    def restart(self, how: str | None) -> None:
+        self._restart = how
 
     @property
     def restart_retries(self) -> int:
@@ -376,7 +384,6 @@ class Daemon(Services):
                 "terminated: the %s planned is not done", "reboot" if self.restart == "reboot" else "restart"
             )
         self.terminated = True
-        self.restart = None
         self.stop()
 
     def stop(self) -> None:

@@ -69,6 +69,7 @@ class Services:
     """Mixed into ``Daemon``; ``self`` is the daemon."""
 
     maintenance: asyncio.Task[Any] | None = None
+    restart: str | None  # Daemon.restart
 
     # -- settings ----------------------------------------------------------------------
 
@@ -294,7 +295,6 @@ class Services:
         channel = self.channels[evse_id]
         clock = asyncio.get_running_loop().time
         channel.unlock_waiters += 1
-        channel.unlock_request = True
         try:
             first = channel.ticks + 1  # a tick in progress may have missed the request
             deadline = clock() + PWM_OFF_OPEN_S + LOCK_TIMEOUT_S + 1.0
@@ -311,14 +311,14 @@ class Services:
                 if view is not None and Fault.CONTACTOR_WELD in view.faults:
                     break
                 if not locked:
-                    released_at = clock() if released_at is None else released_at
+                    if released_at is None:
+                        released_at = clock()
                     if clock() - released_at > LOCK_TIMEOUT_S:
                         break
             log.warning("EVSE %d: the connector lock did not release", evse_id, extra={"evse_id": evse_id})
             return False
         finally:
             channel.unlock_waiters -= 1
-            channel.unlock_request = channel.unlock_waiters > 0
 
     def set_availability(
         self: Daemon, evse_id: int, operative: bool, levels: tuple[str, ...] = (station_model.EVSE,)

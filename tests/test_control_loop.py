@@ -432,13 +432,13 @@ def test_an_unlock_request_reaches_the_simulated_lock_and_its_feedback_comes_bac
         sim.set_ev(plugged=True)
         wait(lambda: channel.lock_state == (True, True))
         sim.set_fault("lock_jam", True)
-        channel.unlock_request = True
+        channel.unlock_waiters = 1
         wait(lambda: channel.lock_state == (False, True))
         time.sleep(0.1)
         assert sim.lock_engaged and channel.lock_state == (False, True)
         sim.set_fault("lock_jam", False)  # freed, it moves to the position last commanded
         wait(lambda: channel.lock_state == (False, False))
-        channel.unlock_request = False
+        channel.unlock_waiters = 0
         time.sleep(0.1)
         assert not sim.lock_engaged  # released until the EV leaves
         sim.set_ev(plugged=False)
