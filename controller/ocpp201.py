@@ -1125,8 +1125,8 @@ class Ocpp201(Adapter):
 
     def _supply_phases(self, evse_id: int) -> int:
         """The EVSE's SupplyPhases; for EVSE 0 the station's (its widest EVSE's)."""
-        phases = {e.id: e.phases for e in self.host.config.evses}
-        return phases[evse_id] if evse_id else max(phases.values())
+        evses = self.host.evse_config
+        return evses[evse_id].phases if evse_id else max(e.phases for e in evses.values())
 
     async def _get_charging_profiles(self, p: dict[str, Any]) -> Reply:
         criteria = p["chargingProfile"]

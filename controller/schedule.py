@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.storage import timestamp
+from controller.storage import parse_timestamp, timestamp
 
 ACCEPTED = "Accepted"
 REJECTED = "Rejected"
@@ -473,8 +473,8 @@ def require_phases_supplied(p: Profile, supply_phases: int) -> None:
 def parse_datetime(text: str) -> datetime:
     """An RFC 3339 date-time with ``Z`` or an offset, in UTC; ValueError if naive or malformed."""
     try:
-        value = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
+        value = parse_timestamp(text)
+    except (AttributeError, TypeError, ValueError):
         raise ValueError(f"not an RFC 3339 date-time: {text!r}") from None
     _require(value.tzinfo is not None, f"date-time without a timezone: {text!r}")
     return value.astimezone(UTC)

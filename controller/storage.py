@@ -128,7 +128,8 @@ def timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))  # RFC 3339 allows "z"
+    """An ISO 8601 / RFC 3339 date-time; RFC 3339 allows a lowercase "z", Python 3.11 does not."""
+    return datetime.fromisoformat(text.replace("z", "Z"))
 
 
 @dataclass(frozen=True)

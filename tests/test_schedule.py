@@ -529,6 +529,7 @@ def test_date_times_parse_with_z_or_an_offset_and_never_naive() -> None:
     assert parse_datetime("2026-11-21T10:00:00Z") == T0
     assert parse_datetime("2026-11-21T11:30:00.5+01:30") == T0 + timedelta(milliseconds=500)
     assert parse_datetime("2026-11-21T11:00:00+01:00").tzinfo is UTC
+    assert parse_datetime("2026-11-21t10:00:00z") == T0  # RFC 3339 allows lowercase t and z
     for bad in ("2026-11-21T10:00:00", "2026-11-21", "soon", ""):
         with pytest.raises(ValueError):
             parse_datetime(bad)
