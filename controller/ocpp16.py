@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from controller import authorization as auth
 from controller import schedule
 from controller import station as station_model
-from controller.adapter import BOOT_RETRY_DEFAULT_S, CALL_TIMEOUT_S, Adapter
+from controller.adapter import BOOT_RETRY_DEFAULT_S, Adapter
 from controller.link import CallFailed, Link, NotConnected, Reply
 from controller.measurands import measured
 from controller.ocpp16_keys import KeyStore
@@ -150,7 +150,7 @@ class Ocpp16(Adapter):
             payload["chargePointSerialNumber"] = station["serial"][:25]
         while True:
             try:
-                reply = await self.link.call("BootNotification", payload, CALL_TIMEOUT_S)
+                reply = await self.link.call("BootNotification", payload, self.call_timeout())
             except (CallFailed, TimeoutError) as exc:
                 log.warning("BootNotification failed (%s); retrying in %d s", exc, BOOT_RETRY_DEFAULT_S)
                 await asyncio.sleep(BOOT_RETRY_DEFAULT_S)
@@ -209,7 +209,7 @@ class Ocpp16(Adapter):
         if info:
             payload["info"] = info[:50]
         try:
-            await self.link.call("StatusNotification", payload, CALL_TIMEOUT_S)
+            await self.link.call("StatusNotification", payload, self.call_timeout())
         except (NotConnected, CallFailed, TimeoutError) as exc:
             log.warning("StatusNotification for connector %d not delivered: %s", connector, exc)
             return False
@@ -222,7 +222,7 @@ class Ocpp16(Adapter):
         if not self.online:
             return None
         try:
-            reply = await self.link.call("Authorize", {"idTag": token}, CALL_TIMEOUT_S)
+            reply = await self.link.call("Authorize", {"idTag": token}, self.call_timeout())
         except (NotConnected, CallFailed, TimeoutError) as exc:
             log.warning("Authorize for %s not answered (%s); offline rules apply", token, exc)
             return None
@@ -260,7 +260,7 @@ class Ocpp16(Adapter):
         action, payload = self._message(entry, csms_id)
         while True:
             try:
-                reply = await self.link.call(action, payload, CALL_TIMEOUT_S)
+                reply = await self.link.call(action, payload, self.call_timeout())
             except NotConnected:
                 return False
             except (CallFailed, TimeoutError) as exc:
@@ -379,7 +379,7 @@ class Ocpp16(Adapter):
         if csms_id is not None:
             payload["transactionId"] = int(csms_id)
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("MeterValues", payload, CALL_TIMEOUT_S)
+            await self.link.call("MeterValues", payload, self.call_timeout())
 
     # -- requests from the CSMS --------------------------------------------------------
 
@@ -693,7 +693,7 @@ class Ocpp16(Adapter):
         if status == "Installed" and not core:
             self.firmware_status = "Idle"
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call(action, payload, CALL_TIMEOUT_S)
+            await self.link.call(action, payload, self.call_timeout())
 
     # -- security ----------------------------------------------------------------------
 
@@ -755,7 +755,7 @@ class Ocpp16(Adapter):
     async def diagnostics_status_notification(self, status: str) -> None:
         self.diagnostics_status = status
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("DiagnosticsStatusNotification", {"status": status}, CALL_TIMEOUT_S)
+            await self.link.call("DiagnosticsStatusNotification", {"status": status}, self.call_timeout())
 
     @staticmethod
     def reported_status(status: str) -> str:
