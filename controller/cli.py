@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from controller import __version__, logs
+from controller import __version__
 from controller.config import DEFAULT_PATH, EX_CONFIG, Config, ConfigError, load
+from controller.io import logs
 
 log = logging.getLogger("evse")
 EX_UNAVAILABLE = 69
@@ -225,7 +226,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_firmware_sign(args: argparse.Namespace) -> int:
-    from controller import certs
+    from controller.security import certs
 
     try:
         key = certs.load_key(args.key.read_bytes())
@@ -247,7 +248,7 @@ def cmd_firmware_verify(args: argparse.Namespace) -> int:
     """Check an image as the station would: signing certificate, then the signature."""
     from datetime import UTC, datetime
 
-    from controller import certs
+    from controller.security import certs
 
     try:
         roots = certs.load_certs(args.ca.read_bytes())

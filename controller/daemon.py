@@ -1,6 +1,6 @@
 """The daemon: binds drivers, the control loop, the station model and storage.
 
-Threads: the control loop (``controller.control``) owns pilots and contactors; SQLite
+Threads: the control loop (``controller.safety.control``) owns pilots and contactors; SQLite
 runs on its own thread; everything else (rig socket, meters, RFID, the station model)
 runs on the asyncio event loop.
 """
@@ -23,22 +23,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from controller import authorization as auth
-from controller import logs, schedule
 from controller.aio import wait_event
-from controller.certerrors import CertError
-from controller.certstore import CertStore
 from controller.config import Config, ConfigError, EvseConfig, load
-from controller.control import ControlLoop, EvseChannel
-from controller.credentials import Credentials
-from controller.notify import Notifier
-from controller.pilot import PilotMode
-from controller.reload import plan as reload_plan
-from controller.rig import Rig, RigError, serve
-from controller.safety import Supervisor
-from controller.security import SECURITY_LOG, SecurityLog
-from controller.services import Services, sample_body
-from controller.station import (
+from controller.core import authorization as auth
+from controller.core import schedule
+from controller.core.station import (
     Action,
     AuthorizeWanted,
     EvseView,
@@ -53,7 +42,19 @@ from controller.station import (
     TransactionStarted,
     TransactionStopped,
 )
-from controller.storage import Database, Storage, StorageError, WriteQueue, parse_timestamp, timestamp
+from controller.io import logs
+from controller.io.notify import Notifier
+from controller.io.rig import Rig, RigError, serve
+from controller.io.storage import Database, Storage, StorageError, WriteQueue, parse_timestamp, timestamp
+from controller.reload import plan as reload_plan
+from controller.safety.control import ControlLoop, EvseChannel
+from controller.safety.pilot import PilotMode
+from controller.safety.supervisor import Supervisor
+from controller.security.certerrors import CertError
+from controller.security.certstore import CertStore
+from controller.security.credentials import Credentials
+from controller.security.events import SECURITY_LOG, SecurityLog
+from controller.services import Services, sample_body
 from drivers.base import DriverError, MeterDriver, MeterReading, RfidDriver
 from drivers.registry import EvseDrivers, build_evse, build_rfid, make_bench
 from drivers.sim import SimBench
@@ -242,9 +243,9 @@ class Daemon(Services):
         ):
             # Certificates will be parsed: import cryptography now, before the control threads
             # run, rather than hold them off on first use (controller.lazy).
-            importlib.import_module("controller.certs")
+            importlib.import_module("controller.security.certs")
         self.credentials = Credentials(config.storage_dir, ocpp.get("password") or "")
-        from controller.ocpp_client import make_client
+        from controller.ocpp.client import make_client
 
         self.ocpp = make_client(self, settings)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import Config
-from controller.pilot import CpState, PilotMode, classify
+from controller.safety.pilot import CpState, PilotMode, classify
 from drivers.base import DriverError
 from drivers.registry import HARDWARE, release
 

@@ -28,21 +28,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller import authorization as auth
-from controller import schedule, security, tls
-from controller import station as station_model
-from controller.certerrors import CertError
+from controller.core import authorization as auth
+from controller.core import schedule
+from controller.core import station as station_model
+from controller.core.station import Reservation
+from controller.io.storage import Storage, StorageError, parse_timestamp, timestamp
+from controller.io.transfer import TransferError, download, redact, upload
 from controller.lazy import lazy_module
-from controller.safety import LOCK_TIMEOUT_S, PWM_OFF_OPEN_S, Fault
-from controller.station import Reservation
-from controller.storage import Storage, StorageError, parse_timestamp, timestamp
-from controller.transfer import TransferError, download, redact, upload
+from controller.safety.supervisor import LOCK_TIMEOUT_S, PWM_OFF_OPEN_S, Fault
+from controller.security import events as security
+from controller.security import tls
+from controller.security.certerrors import CertError
 
 if TYPE_CHECKING:
-    from controller import certs
     from controller.daemon import Daemon
+    from controller.security import certs
 else:
-    certs = lazy_module("controller.certs")
+    certs = lazy_module("controller.security.certs")
 
 log = logging.getLogger(__name__)
 

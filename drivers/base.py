@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.pilot import PilotMode, PilotSample
+from controller.safety.pilot import PilotMode, PilotSample
 
 
 class DriverError(Exception):

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from controller.pilot import PilotMode, PilotSample
+from controller.safety.pilot import PilotMode, PilotSample
 from drivers.base import DriverError
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.pilot import CpState, PilotMode, PilotSample, current_for_duty
+from controller.safety.pilot import CpState, PilotMode, PilotSample, current_for_duty
 from drivers.base import DriverError, MeterReading
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller.authorization import AuthCache, AuthSettings, IdTagInfo, LocalList, decide
+from controller.core.authorization import AuthCache, AuthSettings, IdTagInfo, LocalList, decide
 from hil import replay
 from hil.csms import CallErrorReply, CsmsThread
 from hil.loop_latency import percentile

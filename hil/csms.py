@@ -53,8 +53,8 @@ from websockets.headers import build_www_authenticate_basic, parse_authorization
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from controller import ocppj
-from controller.ocppj import Codec
+from controller.ocpp import ocppj
+from controller.ocpp.ocppj import Codec
 
 __all__ = ["CallErrorReply", "CsmsThread", "DevCsms", "Entry", "StationSession", "main"]
 
@@ -76,7 +76,7 @@ _SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 
 def _on(action: str) -> Callable[[_F], _F]:
     """``ocpp.routing.on`` with a type, so handlers stay typed. Payloads are checked by
-    ``StationSession`` with the station's compiled validators (``controller.ocppj``): the
+    ``StationSession`` with the station's compiled validators (``controller.ocpp.ocppj``): the
     package's own jsonschema check, run on a worker thread, was half of this CSMS's
     work per message when the benchmark replayed a queue."""
     return cast(Callable[[_F], _F], on(action, skip_schema_validation=True))

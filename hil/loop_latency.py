@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.control import ControlLoop, EvseChannel
 from controller.daemon import GIL_SWITCH_INTERVAL_S
-from controller.ocppj import Call, Codec
-from controller.safety import Supervisor
+from controller.ocpp.ocppj import Call, Codec
+from controller.safety.control import ControlLoop, EvseChannel
+from controller.safety.supervisor import Supervisor
 from drivers.sim import SimBench, SimContactor, SimPilot
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from gpiozero import DigitalInputDevice, OutputDevice
 
-from controller.pilot import classify
+from controller.safety.pilot import classify
 from drivers.pi_pilot import Ads1115, I2cBus
 from drivers.rfid_frames import rdm6300_frame
 from hil.rig import Measurement, Rig, RigError

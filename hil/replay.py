@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from controller.storage import Storage, timestamp
+from controller.io.storage import Storage, timestamp
 from hil.csms import CsmsThread
 from hil.station import LocalStation
 

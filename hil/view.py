@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.ocpp201 import CHARGING_STATES, STATUS_WORDS  # the station's own 1.6 -> 2.0.1 words
+from controller.ocpp.v201.adapter import CHARGING_STATES, STATUS_WORDS  # the station's own 1.6 -> 2.0.1 words
 from hil.csms import CsmsThread
 
 ENERGY = "Energy.Active.Import.Register"

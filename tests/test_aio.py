@@ -13,9 +13,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from controller.adapter import Adapter
 from controller.aio import wait_event
-from controller.storage import Database, Storage
+from controller.io.storage import Database, Storage
+from controller.ocpp.adapter import Adapter
 
 
 async def _cancelled_as_set(waiter: Any) -> asyncio.Task[Any]:

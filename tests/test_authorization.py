@@ -1,4 +1,4 @@
-"""Local authorization (controller/authorization.py): the list, the cache, the decision
+"""Local authorization (controller/core/authorization.py): the list, the cache, the decision
 and their persistence in a real SQLite file."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator
 
-from controller.authorization import (
+from controller.core.authorization import (
     STATUSES,
     AuthCache,
     AuthSettings,
@@ -40,7 +40,7 @@ from controller.authorization import (
     save_local_list,
     touch_cache_entry,
 )
-from controller.storage import Storage, StorageError
+from controller.io.storage import Storage, StorageError
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""controller.certs against certificates and keys made at test time."""
+"""controller.security.certs against certificates and keys made at test time."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import certs
-from controller.certs import CertError, SignatureError
+from controller.security import certs
+from controller.security.certs import CertError, SignatureError
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY = timedelta(days=1)

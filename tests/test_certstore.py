@@ -1,4 +1,4 @@
-"""controller.certstore: roots, the station certificate and its key, on disk."""
+"""controller.security.certstore: roots, the station certificate and its key, on disk."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from controller import certs, certstore
-from controller.certs import CertError
-from controller.certstore import CSMS_ROOT, CertStore
+from controller.security import certs, certstore
+from controller.security.certs import CertError
+from controller.security.certstore import CSMS_ROOT, CertStore
 from tests.test_certs import DAY, NOW, Party, ec_key, issue, make_ca, make_cert, pem_of, rsa_key
 
 MANUFACTURER = "ManufacturerRootCertificate"
@@ -590,7 +590,7 @@ def test_a_corrupt_stored_root_is_skipped_not_fatal_to_tls(folder: Path) -> None
 def test_lazy_modules_import_once_whichever_thread_asks_first() -> None:
     from controller.lazy import lazy_module
 
-    module = lazy_module("controller.certerrors")
+    module = lazy_module("controller.security.certerrors")
     with ThreadPoolExecutor(8) as pool:
         found = set(pool.map(lambda _: module.CertError, range(32)))
     assert found == {CertError}

@@ -7,8 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import connection
-from controller.connection import Chooser, Target
+from controller.ocpp import connection
+from controller.ocpp.connection import Chooser, Target
 
 URL = "ws://csms.example:9000/ocpp"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from controller.config import load
-from controller.control import RECHECK_S, REST_HZ, ControlLoop, EvseChannel
+from controller.core.station import EvseView
 from controller.daemon import Daemon
-from controller.pilot import CpState, PilotMode
-from controller.safety import CONTACTOR_BREAK_S, Fault, Supervisor
-from controller.station import EvseView
+from controller.safety.control import RECHECK_S, REST_HZ, ControlLoop, EvseChannel
+from controller.safety.pilot import CpState, PilotMode
+from controller.safety.supervisor import CONTACTOR_BREAK_S, Fault, Supervisor
 from drivers.sim import SimBench, SimContactor, SimEvse, SimLock, SimPilot, SimResidualCurrent
 from tests.test_end_to_end import SIM_CONFIG
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft4Validator, FormatChecker
 from ocpp.v201 import enums  # type: ignore[import-untyped]
 
-from controller.device_model import (
+from controller.ocpp.ocppj import is_datetime
+from controller.ocpp.v201.device_model import (
     FAULT_VARIABLES,
     MEASURANDS,
     DeviceModel,
@@ -26,8 +27,7 @@ from controller.device_model import (
     normalize,
     storage_key,
 )
-from controller.ocppj import is_datetime
-from controller.safety import Fault
+from controller.safety.supervisor import Fault
 
 STATION = StationInfo("Acme", "Pi-EVSE", "SN-1", "1.2.3", 2)
 EVSES = {1: EvseInfo(32.0, 3, True), 2: EvseInfo(16.0, 1, False)}

@@ -13,7 +13,7 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
 from controller import doctor
-from controller.pilot import CpState, PilotMode
+from controller.safety.pilot import CpState, PilotMode
 from drivers.pi_pilot import Ads1115, PiPilot, SysfsPwm
 from drivers.sim import pilot_levels
 from tests.test_pi_drivers import FakeAds1115Bus, adc_volts, fake_pwm_chip, pi_config_without_hardware

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from controller import certs
+from controller.security import certs
 from hil.pki import Authority, Pki, PrivateKey
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ def test_tc_080_tc_l_01_sign_then_verify_valid(kit: Kit, key: str, scheme: str |
     cert, key_file = kit.signer(key=key)
     signature = sign_ok(kit, key_file, *(["--scheme", scheme] if scheme else []))
     base64.b64decode(signature, validate=True)
-    # What the station itself does with it (controller/certs.py): same verdict, same scheme.
+    # What the station itself does with it (controller/security/certs.py): same verdict, same scheme.
     signer = certs.check_signing_certificate(
         cert.read_text(), certs.load_certs(kit.root.pem), datetime.now(UTC)
     )

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from controller import certs
+from controller.security import certs
 from hil.csms import CallErrorReply, CsmsThread, describe
 from hil.pki import Authority, Pki, PrivateKey
 from hil.simrig import SimRig

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from controller.adapter import csms_of
-from controller.credentials import Credentials
+from controller.ocpp.adapter import csms_of
+from controller.security.credentials import Credentials
 from hil.csms import CsmsThread
 from tests.ocpp_harness import Bench, eventually, make_bench, set_variables, stop_all
 

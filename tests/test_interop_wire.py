@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from websockets.sync.server import Server, ServerConnection, serve
 
-from controller import ocppj
-from controller.ocppj import Codec, RpcError, check
+from controller.ocpp import ocppj
+from controller.ocpp.ocppj import Codec, RpcError, check
 from hil.station import config_text
 from tests.ocpp_harness import ROOT, Bench, eventually
 
@@ -77,7 +77,7 @@ def test_naive_date_time_and_unknown_member_in_a_callresult_are_accepted(
     authorize = {"idTagInfo": {"status": "Accepted", "expiryDate": "2026-12-07T08:00:00"}}
     check("1.6", "Authorize", authorize, response=True, lenient=True)
     assert authorize["idTagInfo"]["expiryDate"] == "2026-12-07T08:00:00Z"
-    warnings = [r.getMessage() for r in caplog.records if r.name == "controller.ocppj"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "controller.ocpp.ocppj"]
     assert len(warnings) == 3, warnings  # currentTime, vendorTimezone, expiryDate: once each
 
 

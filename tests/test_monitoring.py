@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from controller.device_model import DeviceModel, Key, definitions
-from controller.monitoring import Monitors, criteria_supported, timestamp
+from controller.ocpp.v201.device_model import DeviceModel, Key, definitions
+from controller.ocpp.v201.monitoring import Monitors, criteria_supported, timestamp
 from tests.test_device_model import EVSES, STATION, assert_valid
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
@@ -316,7 +316,7 @@ def test_timestamps_are_utc() -> None:
 
 
 def test_device_model_also_offers_monitors() -> None:
-    from controller import device_model
+    from controller.ocpp.v201 import device_model
 
     assert device_model.Monitors is Monitors
     with pytest.raises(AttributeError):
@@ -329,7 +329,7 @@ def test_n07_event_ids_sent_only_below_a_committed_reservation_and_never_repeat(
     stored reservation above it has committed, the next block is asked for when half of
     the last one is used, and a restart continues from the last committed end, even
     when a reservation asked for was lost or its write failed."""
-    from controller.monitoring import EVENT_ID_BLOCK
+    from controller.ocpp.v201.monitoring import EVENT_ID_BLOCK
 
     stored = 1  # what the database holds: the last committed reservation
     sent: list[int] = []

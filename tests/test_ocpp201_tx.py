@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft4Validator, FormatChecker
 
-from controller.ocppj import is_datetime
-from controller.storage import parse_timestamp
+from controller.io.storage import parse_timestamp
+from controller.ocpp.ocppj import is_datetime
 from tests import ocpp_harness
 from tests.ocpp_harness import TOKEN, Bench, eventually
 

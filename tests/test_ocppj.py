@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import ocppj
-from controller.ocpp16_keys import KEYS, KeyStore
-from controller.ocppj import Call, CallError, CallResult, Codec, FrameError, RpcError, check, is_datetime
+from controller.ocpp import ocppj
+from controller.ocpp.ocppj import Call, CallError, CallResult, Codec, FrameError, RpcError, check, is_datetime
+from controller.ocpp.v16.keys import KEYS, KeyStore
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockConnectedPin, MockFactory, MockPWMPin
 
-from controller.pilot import CpState, PilotDetector, PilotMode
-from controller.safety import Inputs, Supervisor
+from controller.safety.pilot import CpState, PilotDetector, PilotMode
+from controller.safety.supervisor import Inputs, Supervisor
 from drivers.base import DriverError
 from drivers.pi_gpio import GpioContactor, GpioResidualCurrent
 from drivers.pi_pilot import Ads1115, GpiozeroPwm, PiPilot, SysfsPwm, output_duty

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from controller.pilot import (
+from controller.safety.pilot import (
     CpState,
     PilotDetector,
     PilotMode,

@@ -16,9 +16,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from controller.control import RECHECK_S, REST_HZ
-from controller.pilot import CONNECTED, CpState, PilotMode, PilotSample, classify, diode_present
-from controller.safety import (
+from controller.safety.control import RECHECK_S, REST_HZ
+from controller.safety.pilot import CONNECTED, CpState, PilotMode, PilotSample, classify, diode_present
+from controller.safety.supervisor import (
     CLOSE_BUDGET_S,
     CONTACTOR_BREAK_S,
     DUTY_CHANGE_INTERVAL_S,
@@ -184,7 +184,7 @@ class SupervisorMachine(RuleBasedStateMachine):
 
     def _step(self) -> None:
         # The control loop's schedule: slower at rest, a quick second sample when one may
-        # confirm an opening (controller.control.ControlLoop.run).
+        # confirm an opening (controller.safety.control.ControlLoop.run).
         if self.sup.open_pending():
             self.now += min(self.period, RECHECK_S)
         elif self.sup.at_rest(self.now):

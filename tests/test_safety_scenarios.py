@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from controller.pilot import CpState, PilotMode, PilotSample
-from controller.safety import (
+from controller.safety.pilot import CpState, PilotMode, PilotSample
+from controller.safety.supervisor import (
     CONTACTOR_BREAK_S,
     FAULT_HOLD_F_S,
     OVERCURRENT_TIME_S,

@@ -1,4 +1,4 @@
-"""The smart-charging schedule engine (controller/schedule.py): stacking, purposes, kinds, units,
+"""The smart-charging schedule engine (controller/core/schedule.py): stacking, purposes, kinds, units,
 profile management and the OCPP 1.6 and 2.0.1 JSON forms."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator
 
-from controller.schedule import (
+from controller.core.schedule import (
     UNITS,
     Kind,
     Load,

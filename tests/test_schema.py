@@ -1,4 +1,4 @@
-"""controller.schema against jsonschema's Draft4Validator on the OCA schemas: the same
+"""controller.ocpp.schema against jsonschema's Draft4Validator on the OCA schemas: the same
 verdict on every payload, and the error reported is one jsonschema finds too."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator, FormatChecker
 
-from controller import ocppj
-from controller.schema import SchemaError, compile_schema
+from controller.ocpp import ocppj
+from controller.ocpp.schema import SchemaError, compile_schema
 
 SCHEMA_FILES = sorted(
     (folder, path.name)

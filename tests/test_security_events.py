@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from controller import security, tls
-from controller.credentials import Credentials
-from controller.logs import redact_frame
+from controller.io.logs import redact_frame
+from controller.security import events as security
+from controller.security import tls
+from controller.security.credentials import Credentials
 
 AT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

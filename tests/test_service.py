@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import logs
 from controller.config import load
-from controller.notify import Notifier
+from controller.io import logs
+from controller.io.notify import Notifier
 from controller.reload import plan
 from hil.simrig import SimRig
 from tests.test_end_to_end import ROOT, SIM_CONFIG

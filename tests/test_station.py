@@ -1,4 +1,4 @@
-"""Scenario tests of the station model (controller/station.py).
+"""Scenario tests of the station model (controller/core/station.py).
 
 No I/O and no clock: every test builds the ``EvseView``s the control loop would publish
 and the ``MeterReading``s the meter poller would deliver, feeds them to a ``Station`` at
@@ -13,9 +13,7 @@ from typing import TypeVar
 
 import pytest
 
-from controller.pilot import CpState, PilotMode
-from controller.safety import Fault
-from controller.station import (
+from controller.core.station import (
     FINAL_READING_WAIT,
     SAMPLE_INTERVAL,
     TOKEN_WAIT,
@@ -30,6 +28,8 @@ from controller.station import (
     TransactionStarted,
     TransactionStopped,
 )
+from controller.safety.pilot import CpState, PilotMode
+from controller.safety.supervisor import Fault
 from drivers.base import MeterReading
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-from controller.station import (
+from controller.core.station import (
     CONNECTOR,
     EVSE,
     FIRMWARE,

@@ -1,4 +1,4 @@
-"""Persistent state (controller/storage.py) against real SQLite files in ``tmp_path``.
+"""Persistent state (controller/io/storage.py) against real SQLite files in ``tmp_path``.
 
 A full disk is simulated with ``PRAGMA max_page_count``: capped at the current page count
 and with the last pages filled, every write that needs room fails with SQLite's
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.storage import (
+from controller.io.storage import (
     MIGRATIONS,
     Database,
     Storage,
@@ -85,7 +85,7 @@ def test_new_database_is_migrated_to_the_latest_schema(tmp_path: Path) -> None:
 
 def test_reopening_does_not_rerun_migrations(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "evse.db"
-    with caplog.at_level(logging.INFO, logger="controller.storage"):
+    with caplog.at_level(logging.INFO, logger="controller.io.storage"):
         first = Storage(path)
         first.set_setting("kept", "yes")
         first.close()
@@ -240,7 +240,7 @@ def test_record_written_survives_kill_9_of_the_writing_process(tmp_path: Path) -
         import os, signal
         from datetime import UTC, datetime
         from pathlib import Path
-        from controller.storage import Storage
+        from controller.io.storage import Storage
         from drivers.base import MeterReading
         storage = Storage(Path({str(path)!r}))
         storage.start_transaction("tx-killed", 1, "FREE", datetime(2024, 5, 1, tzinfo=UTC), 10.0)

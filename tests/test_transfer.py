@@ -1,4 +1,4 @@
-"""controller.transfer against real HTTP and FTP servers on 127.0.0.1."""
+"""controller.io.transfer against real HTTP and FTP servers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
-from controller.transfer import TransferError, download, redact, upload
+from controller.io.transfer import TransferError, download, redact, upload
 
 # Otherwise pyftpdlib configures the root logger the first time a server loops.
 logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())

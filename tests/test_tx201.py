@@ -1,4 +1,4 @@
-"""OCPP 2.0.1 transactions (controller/tx201.py) as a pure module: Facts in, TransactionEvents out.
+"""OCPP 2.0.1 transactions (controller/ocpp/v201/transactions.py), a pure module: Facts in, events out.
 
 Each test feeds ``Transactions`` the sequence of Facts the adapter would derive from the
 station for one OCA scenario (E01-E09, F01-F03, E14 triggers, power loss) and checks the
@@ -19,9 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator, FormatChecker
 
-from controller import tx201
-from controller.ocppj import is_datetime
-from controller.tx201 import Event, Facts, Settings, Transactions
+from controller.ocpp.ocppj import is_datetime
+from controller.ocpp.v201 import transactions as tx201
+from controller.ocpp.v201.transactions import Event, Facts, Settings, Transactions
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TOKEN = "04A1B2C3"

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 from websockets.sync.server import ServerConnection, serve
 
-from controller import authorization as auth
-from controller import device_model as dm
-from controller.adapter import RETRY_BACKOFF_MAX_S, retry_backoff
-from controller.ocpp16_keys import CONSUMERS as CONSUMERS16
-from controller.ocpp16_keys import KEYS
+from controller.core import authorization as auth
+from controller.ocpp.adapter import RETRY_BACKOFF_MAX_S, retry_backoff
+from controller.ocpp.v16.keys import CONSUMERS as CONSUMERS16
+from controller.ocpp.v16.keys import KEYS
+from controller.ocpp.v201 import device_model as dm
 from hil.csms import CsmsThread
 from hil.station import config_text
 from tests.ocpp_harness import ROOT, Bench, eventually, make_bench, set_variables

@@ -40,15 +40,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from controller.certerrors import CertError
 from controller.lazy import lazy_module
+from controller.security.certerrors import CertError
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from controller import certs
+    from controller.security import certs
 else:
-    certs = lazy_module("controller.certs")
+    certs = lazy_module("controller.security.certs")
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")

@@ -18,18 +18,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from controller import authorization as auth
-from controller import connection, schedule, tx201
-from controller import device_model as dm
-from controller import station as station_model
-from controller.adapter import BOOT_RETRY_DEFAULT_S, Adapter, retry_backoff
 from controller.aio import wait_event
-from controller.link import CallFailed, Link, NotConnected, Reply
-from controller.monitoring import Monitors, criteria_supported
-from controller.ocppj import RpcError
-from controller.pilot import CpState, PilotMode
-from controller.services import FirmwareRequest, sample_body
-from controller.station import (
+from controller.core import authorization as auth
+from controller.core import schedule
+from controller.core import station as station_model
+from controller.core.station import (
     Action,
     EvseState,
     MeterSampled,
@@ -37,7 +30,16 @@ from controller.station import (
     ReservationEnded,
     TransactionStopped,
 )
-from controller.storage import OutboxEntry, Storage, StorageError, parse_timestamp, timestamp
+from controller.io.link import CallFailed, Link, NotConnected, Reply
+from controller.io.storage import OutboxEntry, Storage, StorageError, parse_timestamp, timestamp
+from controller.ocpp import connection
+from controller.ocpp.adapter import BOOT_RETRY_DEFAULT_S, Adapter, retry_backoff
+from controller.ocpp.ocppj import RpcError
+from controller.ocpp.v201 import device_model as dm
+from controller.ocpp.v201 import transactions as tx201
+from controller.ocpp.v201.monitoring import Monitors, criteria_supported
+from controller.safety.pilot import CpState, PilotMode
+from controller.services import FirmwareRequest, sample_body
 
 if TYPE_CHECKING:
     from controller.daemon import Daemon

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.device_model import (
+from controller.ocpp.v201.device_model import (
     ABNORMAL,
     MONITORING_BASES,
     DeviceModel,

@@ -17,17 +17,17 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from controller import authorization as auth
-from controller import schedule
-from controller import station as station_model
-from controller.adapter import BOOT_RETRY_DEFAULT_S, Adapter
-from controller.link import CallFailed, Link, NotConnected, Reply
-from controller.measurands import measured
-from controller.ocpp16_keys import KeyStore
-from controller.ocppj import RpcError
+from controller.core import authorization as auth
+from controller.core import schedule
+from controller.core import station as station_model
+from controller.core.measurands import measured
+from controller.core.station import Reservation
+from controller.io.link import CallFailed, Link, NotConnected, Reply
+from controller.io.storage import OutboxEntry, Storage, parse_timestamp, timestamp
+from controller.ocpp.adapter import BOOT_RETRY_DEFAULT_S, Adapter
+from controller.ocpp.ocppj import RpcError
+from controller.ocpp.v16.keys import KeyStore
 from controller.services import FirmwareRequest
-from controller.station import Reservation
-from controller.storage import OutboxEntry, Storage, parse_timestamp, timestamp
 
 if TYPE_CHECKING:
     from controller.daemon import Daemon

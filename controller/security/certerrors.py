@@ -1,4 +1,4 @@
-"""The certificate errors, apart from ``controller.certs`` so that catching them does not
+"""The certificate errors, apart from ``controller.security.certs`` so that catching them does not
 load ``cryptography`` (see ``controller.lazy``)."""
 
 

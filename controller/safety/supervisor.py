@@ -43,7 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from controller.pilot import (
+from controller.safety.pilot import (
     CONNECTED,
     CpState,
     PilotDetector,

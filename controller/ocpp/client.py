@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import InvalidStatus
 
-from controller import connection, tls
-from controller.connection import Chooser, Target
-from controller.link import Endpoint, Link, SetupError
-from controller.ocppj import Call
-from controller.storage import StorageError
+from controller.io.link import Endpoint, Link, SetupError
+from controller.io.storage import StorageError
+from controller.ocpp import connection
+from controller.ocpp.connection import Chooser, Target
+from controller.ocpp.ocppj import Call
+from controller.security import tls
 
 if TYPE_CHECKING:
     from controller.daemon import Daemon
@@ -71,12 +72,12 @@ class OcppClient:
         self.adapters: dict[str, Any] = {}
         for version in endpoint.versions:
             if version == "1.6":
-                from controller.ocpp16 import Ocpp16
+                from controller.ocpp.v16.adapter import Ocpp16
 
                 stored = {k[7:]: v for k, v in settings.items() if k.startswith("ocpp16.")}
                 self.adapters[version] = Ocpp16(host, self.link, stored)
             else:
-                from controller.ocpp201 import Ocpp201
+                from controller.ocpp.v201.adapter import Ocpp201
 
                 self.adapters[version] = Ocpp201(host, self.link, settings)
         spoken = self.spoken = settings.get(SPOKEN_SETTING)
@@ -375,7 +376,7 @@ def make_client(daemon: Daemon, settings: dict[str, str]) -> OcppClient:
     ocpp = daemon.config.ocpp
     assert ocpp is not None
     versions = {"1.6": ("1.6",), "2.0.1": ("2.0.1",), "auto": ("2.0.1", "1.6")}[ocpp["version"]]
-    from controller.device_model import storage_key
+    from controller.ocpp.v201.device_model import storage_key
 
     key201 = "ocpp201." + storage_key(("OCPPCommCtrlr", None, None, None, "WebSocketPingInterval", None))
     stored = settings.get("ocpp16.WebSocketPingInterval" if versions[0] == "1.6" else key201, "30")

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from controller.measurands import measured
-from controller.storage import timestamp
+from controller.core.measurands import measured
+from controller.io.storage import timestamp
 
 POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
 MAX_ENDED_VALUES = 500  # per transaction; a long session at a short interval keeps its first ones

@@ -4,7 +4,7 @@ An OCPP-J frame is a JSON array: ``[2, id, action, payload]`` (CALL), ``[3, id,
 payload]`` (CALLRESULT) or ``[4, id, code, description, details]`` (CALLERROR). This
 module turns text into those messages and back, validates every payload against the
 official OCA JSON schemas shipped with the ``ocpp`` package (date-times included, which
-the package leaves unchecked; compiled by ``controller.schema``) and names errors in the
+the package leaves unchecked; compiled by ``controller.ocpp.schema``) and names errors in the
 words of the version spoken.
 """
 
@@ -21,7 +21,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
 
-from controller.schema import Check, Repair, compile_schema, repairing
+from controller.ocpp.schema import Check, Repair, compile_schema, repairing
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,10 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
-from controller.certerrors import CertError as CertError  # re-exported: callers name it certs.CertError
-from controller.certerrors import SignatureError as SignatureError
+from controller.security.certerrors import (
+    CertError as CertError,  # re-exported: callers name it certs.CertError
+)
+from controller.security.certerrors import SignatureError as SignatureError
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from controller.pilot import CONNECTED, CpState, PilotMode, PilotSample
-from controller.safety import CONTACTOR_BREAK_S, Fault, Inputs, Output, RcdTest, Supervisor
-from controller.station import EvseView
+from controller.core.station import EvseView
+from controller.safety.pilot import CONNECTED, CpState, PilotMode, PilotSample
+from controller.safety.supervisor import CONTACTOR_BREAK_S, Fault, Inputs, Output, RcdTest, Supervisor
 from drivers.base import (
     ContactorDriver,
     LockDriver,

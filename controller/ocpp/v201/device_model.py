@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.measurands import MEASURANDS
-from controller.ocppj import is_datetime
+from controller.core.measurands import MEASURANDS
+from controller.ocpp.ocppj import is_datetime
 
 Key = tuple[str, str | None, int | None, int | None, str, str | None]
 
@@ -148,52 +148,52 @@ def _measurands(component: str, variable: str, default: str = MEASURANDS[0]) -> 
 # allowed value) to an entry here, and the function to reading it: a writable variable
 # that nothing uses fails the tests. Make a variable ReadOnly rather than leave it unused.
 CONSUMERS: dict[tuple[str, str], str] = {
-    ("OCPPCommCtrlr", "HeartbeatInterval"): "controller.ocpp201:Ocpp201.heartbeat_interval",
-    ("OCPPCommCtrlr", "MessageTimeout"): "controller.ocpp201:Ocpp201.call_timeout",
-    ("OCPPCommCtrlr", "MessageAttempts"): "controller.ocpp201:Ocpp201._deliver",
-    ("OCPPCommCtrlr", "MessageAttemptInterval"): "controller.ocpp201:Ocpp201._deliver",
-    ("OCPPCommCtrlr", "NetworkConfigurationPriority"): "controller.ocpp_client:OcppClient.plan",
-    ("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"): "controller.ocpp_client:OcppClient.plan",
-    ("OCPPCommCtrlr", "OfflineThreshold"): "controller.ocpp201:Ocpp201._statuses_after_reconnect",
-    ("OCPPCommCtrlr", "ResetRetries"): "controller.ocpp201:Ocpp201._reset",
-    ("OCPPCommCtrlr", "WebSocketPingInterval"): "controller.ocpp_client:make_client",
-    ("OCPPCommCtrlr", "RetryBackOffRandomRange"): "controller.ocpp201:Ocpp201.backoff",
-    ("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "controller.ocpp201:Ocpp201.backoff",
-    ("OCPPCommCtrlr", "RetryBackOffWaitMinimum"): "controller.ocpp201:Ocpp201.backoff",
-    ("SecurityCtrlr", "OrganizationName"): "controller.ocpp201:Ocpp201.organization",
-    ("SecurityCtrlr", "BasicAuthPassword"): "controller.ocpp201:Ocpp201.__init__",
-    ("SecurityCtrlr", "CertSigningWaitMinimum"): "controller.ocpp201:Ocpp201.cert_signing_wait",
-    ("SecurityCtrlr", "CertSigningRepeatTimes"): "controller.ocpp201:Ocpp201.cert_signing_wait",
-    ("AuthCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("AuthCtrlr", "AuthorizeRemoteStart"): "controller.ocpp201:Ocpp201._request_start",
-    ("AuthCtrlr", "LocalAuthorizeOffline"): "controller.ocpp201:Ocpp201.auth_settings",
-    ("AuthCtrlr", "LocalPreAuthorize"): "controller.ocpp201:Ocpp201.auth_settings",
-    ("AuthCtrlr", "OfflineTxForUnknownIdEnabled"): "controller.ocpp201:Ocpp201.auth_settings",
-    ("AuthCacheCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.auth_settings",
-    ("AuthCacheCtrlr", "LifeTime"): "controller.ocpp201:Ocpp201.auth_settings",
-    ("LocalAuthListCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.auth_settings",
-    ("TxCtrlr", "EVConnectionTimeOut"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("TxCtrlr", "StopTxOnInvalidId"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("TxCtrlr", "MaxEnergyOnInvalidId"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("TxCtrlr", "TxStartPoint"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("TxCtrlr", "TxStopPoint"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("SampledDataCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("SampledDataCtrlr", "TxEndedMeasurands"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("SampledDataCtrlr", "TxEndedInterval"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("SampledDataCtrlr", "TxStartedMeasurands"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("SampledDataCtrlr", "TxUpdatedMeasurands"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("SampledDataCtrlr", "TxUpdatedInterval"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("AlignedDataCtrlr", "Enabled"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("AlignedDataCtrlr", "Measurands"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("AlignedDataCtrlr", "Interval"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("AlignedDataCtrlr", "TxEndedMeasurands"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("AlignedDataCtrlr", "TxEndedInterval"): "controller.ocpp201:Ocpp201.apply_keys",
-    ("AlignedDataCtrlr", "SendDuringIdle"): "controller.ocpp201:Ocpp201.meter_values_now",
-    ("ReservationCtrlr", "Enabled"): "controller.ocpp201:Ocpp201._reserve_now",
-    ("SmartChargingCtrlr", "Enabled"): "controller.ocpp201:Ocpp201._set_charging_profile",
-    ("MonitoringCtrlr", "Enabled"): "controller.monitoring:Monitors._enabled",
-    ("MonitoringCtrlr", "OfflineQueuingSeverity"): "controller.ocpp201:Ocpp201._notify_event",
-    ("MonitoringCtrlr", "ActiveMonitoringLevel"): "controller.monitoring:Monitors._level",
+    ("OCPPCommCtrlr", "HeartbeatInterval"): "controller.ocpp.v201.adapter:Ocpp201.heartbeat_interval",
+    ("OCPPCommCtrlr", "MessageTimeout"): "controller.ocpp.v201.adapter:Ocpp201.call_timeout",
+    ("OCPPCommCtrlr", "MessageAttempts"): "controller.ocpp.v201.adapter:Ocpp201._deliver",
+    ("OCPPCommCtrlr", "MessageAttemptInterval"): "controller.ocpp.v201.adapter:Ocpp201._deliver",
+    ("OCPPCommCtrlr", "NetworkConfigurationPriority"): "controller.ocpp.client:OcppClient.plan",
+    ("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"): "controller.ocpp.client:OcppClient.plan",
+    ("OCPPCommCtrlr", "OfflineThreshold"): "controller.ocpp.v201.adapter:Ocpp201._statuses_after_reconnect",
+    ("OCPPCommCtrlr", "ResetRetries"): "controller.ocpp.v201.adapter:Ocpp201._reset",
+    ("OCPPCommCtrlr", "WebSocketPingInterval"): "controller.ocpp.client:make_client",
+    ("OCPPCommCtrlr", "RetryBackOffRandomRange"): "controller.ocpp.v201.adapter:Ocpp201.backoff",
+    ("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "controller.ocpp.v201.adapter:Ocpp201.backoff",
+    ("OCPPCommCtrlr", "RetryBackOffWaitMinimum"): "controller.ocpp.v201.adapter:Ocpp201.backoff",
+    ("SecurityCtrlr", "OrganizationName"): "controller.ocpp.v201.adapter:Ocpp201.organization",
+    ("SecurityCtrlr", "BasicAuthPassword"): "controller.ocpp.v201.adapter:Ocpp201.__init__",
+    ("SecurityCtrlr", "CertSigningWaitMinimum"): "controller.ocpp.v201.adapter:Ocpp201.cert_signing_wait",
+    ("SecurityCtrlr", "CertSigningRepeatTimes"): "controller.ocpp.v201.adapter:Ocpp201.cert_signing_wait",
+    ("AuthCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AuthCtrlr", "AuthorizeRemoteStart"): "controller.ocpp.v201.adapter:Ocpp201._request_start",
+    ("AuthCtrlr", "LocalAuthorizeOffline"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("AuthCtrlr", "LocalPreAuthorize"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("AuthCtrlr", "OfflineTxForUnknownIdEnabled"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("AuthCacheCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("AuthCacheCtrlr", "LifeTime"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("LocalAuthListCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("TxCtrlr", "EVConnectionTimeOut"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("TxCtrlr", "StopTxOnInvalidId"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("TxCtrlr", "MaxEnergyOnInvalidId"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("TxCtrlr", "TxStartPoint"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("TxCtrlr", "TxStopPoint"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxEndedMeasurands"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxEndedInterval"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxStartedMeasurands"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxUpdatedMeasurands"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxUpdatedInterval"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "Measurands"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "Interval"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "TxEndedMeasurands"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "TxEndedInterval"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "SendDuringIdle"): "controller.ocpp.v201.adapter:Ocpp201.meter_values_now",
+    ("ReservationCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201._reserve_now",
+    ("SmartChargingCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201._set_charging_profile",
+    ("MonitoringCtrlr", "Enabled"): "controller.ocpp.v201.monitoring:Monitors._enabled",
+    ("MonitoringCtrlr", "OfflineQueuingSeverity"): "controller.ocpp.v201.adapter:Ocpp201._notify_event",
+    ("MonitoringCtrlr", "ActiveMonitoringLevel"): "controller.ocpp.v201.monitoring:Monitors._level",
 }
 
 
@@ -708,10 +708,10 @@ def _echo(request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def __getattr__(name: str) -> Any:
-    # ``Monitors`` lives in controller.monitoring (which imports this module); reachable
+    # ``Monitors`` lives in controller.ocpp.v201.monitoring (which imports this module); reachable
     # here too, for callers that use ``device_model.Monitors``.
     if name == "Monitors":
-        from controller.monitoring import Monitors
+        from controller.ocpp.v201.monitoring import Monitors
 
         return Monitors
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from controller.pilot import CONNECTED, CpState, PilotMode
-from controller.safety import Fault
+from controller.safety.pilot import CONNECTED, CpState, PilotMode
+from controller.safety.supervisor import Fault
 from drivers.base import MeterReading
 
 SAMPLE_INTERVAL = timedelta(seconds=60)  # periodic meter sample during a transaction

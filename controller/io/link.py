@@ -21,8 +21,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from controller.logs import FrameLog
-from controller.ocppj import SUBPROTOCOLS, Call, CallError, CallResult, Codec, FrameError, RpcError
+from controller.io.logs import FrameLog
+from controller.ocpp.ocppj import SUBPROTOCOLS, Call, CallError, CallResult, Codec, FrameError, RpcError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.storage import parse_timestamp, timestamp
+from controller.io.storage import parse_timestamp, timestamp
 
 ACCEPTED = "Accepted"
 REJECTED = "Rejected"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.measurands import MEASURANDS
+from controller.core.measurands import MEASURANDS
 
 PROFILES = "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger"
 
@@ -96,30 +96,31 @@ KEYS: dict[str, KeyDef] = {
 # allowed value) to an entry here, and the function to reading it: a writable key that
 # nothing uses fails the tests. Make a key read-only rather than leave it unused.
 CONSUMERS: dict[str, str] = {
-    "AllowOfflineTxForUnknownId": "controller.ocpp16:Ocpp16.auth_settings",
-    "AuthorizationCacheEnabled": "controller.ocpp16:Ocpp16.auth_settings",
-    "AuthorizeRemoteTxRequests": "controller.ocpp16:Ocpp16._remote_start",
-    "ClockAlignedDataInterval": "controller.ocpp16:Ocpp16.apply_keys",
-    "ConnectionTimeOut": "controller.ocpp16:Ocpp16.apply_keys",
-    "ConnectorPhaseRotation": "controller.ocpp16:Ocpp16.__init__",  # the CSMS's record, reported back
-    "HeartbeatInterval": "controller.ocpp16:Ocpp16.heartbeat_interval",
-    "LocalAuthorizeOffline": "controller.ocpp16:Ocpp16.auth_settings",
-    "LocalPreAuthorize": "controller.ocpp16:Ocpp16.auth_settings",
-    "MeterValuesAlignedData": "controller.ocpp16:Ocpp16._message",
-    "MeterValuesSampledData": "controller.ocpp16:Ocpp16._message",
-    "MeterValueSampleInterval": "controller.ocpp16:Ocpp16.apply_keys",
-    "MinimumStatusDuration": "controller.ocpp16:Ocpp16._send_statuses",
-    "ResetRetries": "controller.ocpp16:Ocpp16._reset",
-    "StopTransactionOnInvalidId": "controller.ocpp16:Ocpp16.apply_keys",
-    "StopTxnAlignedData": "controller.ocpp16:Ocpp16._message",
-    "StopTxnSampledData": "controller.ocpp16:Ocpp16._message",
-    "TransactionMessageAttempts": "controller.ocpp16:Ocpp16._deliver",
-    "TransactionMessageRetryInterval": "controller.ocpp16:Ocpp16._deliver",
-    "WebSocketPingInterval": "controller.ocpp_client:make_client",
-    "LocalAuthListEnabled": "controller.ocpp16:Ocpp16.auth_settings",
-    "AuthorizationKey": "controller.ocpp16:Ocpp16._change_authorization_key",
-    "CpoName": "controller.ocpp16:Ocpp16.organization",
-    "SecurityProfile": "controller.ocpp16:Ocpp16._change_security_profile",
+    "AllowOfflineTxForUnknownId": "controller.ocpp.v16.adapter:Ocpp16.auth_settings",
+    "AuthorizationCacheEnabled": "controller.ocpp.v16.adapter:Ocpp16.auth_settings",
+    "AuthorizeRemoteTxRequests": "controller.ocpp.v16.adapter:Ocpp16._remote_start",
+    "ClockAlignedDataInterval": "controller.ocpp.v16.adapter:Ocpp16.apply_keys",
+    "ConnectionTimeOut": "controller.ocpp.v16.adapter:Ocpp16.apply_keys",
+    # the CSMS's record, reported back
+    "ConnectorPhaseRotation": "controller.ocpp.v16.adapter:Ocpp16.__init__",
+    "HeartbeatInterval": "controller.ocpp.v16.adapter:Ocpp16.heartbeat_interval",
+    "LocalAuthorizeOffline": "controller.ocpp.v16.adapter:Ocpp16.auth_settings",
+    "LocalPreAuthorize": "controller.ocpp.v16.adapter:Ocpp16.auth_settings",
+    "MeterValuesAlignedData": "controller.ocpp.v16.adapter:Ocpp16._message",
+    "MeterValuesSampledData": "controller.ocpp.v16.adapter:Ocpp16._message",
+    "MeterValueSampleInterval": "controller.ocpp.v16.adapter:Ocpp16.apply_keys",
+    "MinimumStatusDuration": "controller.ocpp.v16.adapter:Ocpp16._send_statuses",
+    "ResetRetries": "controller.ocpp.v16.adapter:Ocpp16._reset",
+    "StopTransactionOnInvalidId": "controller.ocpp.v16.adapter:Ocpp16.apply_keys",
+    "StopTxnAlignedData": "controller.ocpp.v16.adapter:Ocpp16._message",
+    "StopTxnSampledData": "controller.ocpp.v16.adapter:Ocpp16._message",
+    "TransactionMessageAttempts": "controller.ocpp.v16.adapter:Ocpp16._deliver",
+    "TransactionMessageRetryInterval": "controller.ocpp.v16.adapter:Ocpp16._deliver",
+    "WebSocketPingInterval": "controller.ocpp.client:make_client",
+    "LocalAuthListEnabled": "controller.ocpp.v16.adapter:Ocpp16.auth_settings",
+    "AuthorizationKey": "controller.ocpp.v16.adapter:Ocpp16._change_authorization_key",
+    "CpoName": "controller.ocpp.v16.adapter:Ocpp16.organization",
+    "SecurityProfile": "controller.ocpp.v16.adapter:Ocpp16._change_security_profile",
 }
 
 

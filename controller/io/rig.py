@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from controller.pilot import CpState
+from controller.safety.pilot import CpState
 from drivers.sim import SIM_FAULTS, SimBench, SimEvse
 
 log = logging.getLogger(__name__)

@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from controller import security
 from controller.aio import wait_event
-from controller.link import CallFailed, Link, NotConnected, Reply
-from controller.link import backoff as link_backoff
-from controller.ocppj import Call, RpcError
-from controller.storage import OutboxEntry, StorageError, parse_timestamp
+from controller.io.link import CallFailed, Link, NotConnected, Reply
+from controller.io.link import backoff as link_backoff
+from controller.io.storage import OutboxEntry, StorageError, parse_timestamp
+from controller.ocpp.ocppj import Call, RpcError
+from controller.security import events as security
 
 if TYPE_CHECKING:
     from controller.daemon import Daemon

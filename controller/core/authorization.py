@@ -4,7 +4,7 @@ the decision whether an identifier may start charging without asking the CSMS.
 The logic is version neutral and uses the OCPP words for statuses (2.0.1 has more of them;
 only Accepted authorizes); a 2.0.1 IdTokenInfo maps onto ``IdTagInfo``. It does no I/O and
 takes the time as an argument (aware UTC datetimes). The functions at the end keep the list
-and the cache in the SQLite database of ``controller.storage``.
+and the cache in the SQLite database of ``controller.io.storage``.
 
 Identifiers are case insensitive in OCPP (1.6 CiString, 2.0.1 IdToken), so both stores
 key their entries by ``normalize_id``: "04a1b2" and "04A1B2" are the same card.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.storage import Storage, StorageError, parse_timestamp, timestamp
+from controller.io.storage import Storage, StorageError, parse_timestamp, timestamp
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""OCPP: framing and validation, the shared adapter, and one adapter per version."""

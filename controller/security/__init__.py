@@ -1,0 +1,1 @@
+"""OCPP security: certificates, TLS, credentials and security events."""
