@@ -1,5 +1,5 @@
 """hil.bench runs end to end and prints every figure (their values are not asserted:
-test machines are shared and noisy; the README records a full run)."""
+test machines are shared and noisy; docs/performance.md records a full run)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ between pilot states, its diode goes missing, the residual-current sensor trips,
 meter falls silent, the contactor welds or sticks, the EV draws more than offered, and
 the station model grants and withdraws authorization and limits. Time advances on a
 simulated clock in control-loop steps. After every step it checks the properties the
-README lists under "Safety".
+docs/safety.md lists.
 """
 
 from __future__ import annotations

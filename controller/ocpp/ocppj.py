@@ -234,7 +234,7 @@ def check(version: str, action: str, payload: Any, response: bool = False, lenie
     """Raise ``RpcError`` naming what is wrong with ``payload``.
 
     ``lenient`` (for what the CSMS sends) first repairs the harmless deviations listed in
-    README "Strict wire", in place, with one journal warning each.
+    docs/ocpp16.md ("Liberal in what it accepts"), in place, with one journal warning each.
     """
     validator = _validator(version, action, response, lenient)
     if validator is None:
