@@ -69,9 +69,8 @@ install:
 	$(if $(DESTDIR),grep -rlI '$(DESTDIR)$(OPT)' $(DESTDIR)$(OPT)/bin $(DESTDIR)$(OPT)/pyvenv.cfg \
 	  | xargs -r sed -i 's|$(DESTDIR)$(OPT)|$(OPT)|g',)
 	install -m 0644 README.md $(DESTDIR)$(OPT)/README.md
-	install -D -m 0644 docs/firmware-ab.md $(DESTDIR)$(OPT)/docs/firmware-ab.md
-	install -D -m 0644 docs/conformance.md $(DESTDIR)$(OPT)/docs/conformance.md
-	install -D -m 0644 docs/interop.md $(DESTDIR)$(OPT)/docs/interop.md
+	install -d -m 0755 $(DESTDIR)$(OPT)/docs
+	install -m 0644 docs/*.md $(DESTDIR)$(OPT)/docs/
 	install -d -m 0755 $(DESTDIR)/etc
 	install -D -m 0644 systemd/evse.sysusers $(SYSUSERS)
 	systemd-sysusers $(ROOT) $(SYSUSERS)
