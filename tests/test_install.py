@@ -68,6 +68,9 @@ def test_install_puts_every_file_in_place_and_uninstall_removes_them(tmp_path: P
     assert mode(config_dir) == 0o750 and config_dir.stat().st_gid == evse_gid
     assert mode(config) == 0o640 and config.stat().st_gid == evse_gid  # may hold the OCPP password
     assert config.read_text() == (ROOT / "config/evse.pi.toml").read_text()
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:  # the README's links resolve
+        installed = root / "opt/evse" / page.relative_to(ROOT)
+        assert mode(installed) == 0o644 and installed.read_text() == page.read_text(), installed
 
     (user,) = [line for line in (root / "etc/passwd").read_text().splitlines() if line.startswith("evse:")]
     assert user.endswith(":/var/lib/evse:/usr/sbin/nologin")
