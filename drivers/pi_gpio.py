@@ -9,15 +9,11 @@ weld cannot be detected: ``evse doctor`` flags that.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from drivers.base import DriverError
 
 log = logging.getLogger(__name__)
-
-SELF_TEST_S = 1.0  # the residual-current sensor must trip within this of its test input
-RELEASE_S = 0.5  # and release within this after the test input is removed
 
 
 def _gpio_error(what: str, pin: int, exc: Exception) -> DriverError:
@@ -69,7 +65,9 @@ class GpioContactor:
 
 
 class GpioResidualCurrent:
-    """The trip output of a residual-current sensor (e.g. 6 mA DC), with its test input."""
+    """The trip output of a residual-current sensor (e.g. 6 mA DC), with its test input.
+
+    The self-test's sequence and timing are not here: ``controller.safety.rcd``."""
 
     def __init__(
         self, pin: int, test_pin: int = -1, active_high: bool = True, pin_factory: Any = None
@@ -103,31 +101,10 @@ class GpioResidualCurrent:
         if self.test is not None:
             self.test.off()
 
-    def self_test(self) -> bool:
-        """Blocking self-test (for `evse doctor`): tripped in time, and released after."""
-        if self.test is None:
-            return True
-        self.test_on()
-        try:
-            tripped = _wait_for(lambda: bool(self.trip.value), SELF_TEST_S)
-        finally:
-            self.test_off()
-        released = _wait_for(lambda: not self.trip.value, RELEASE_S)  # even when late
-        return tripped and released
-
     def close(self) -> None:
         self.trip.close()
         if self.test is not None:
             self.test.close()
-
-
-def _wait_for(condition: Any, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
 
 
 class GpioLock:

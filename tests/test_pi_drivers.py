@@ -18,6 +18,7 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockConnectedPin, MockFactory, MockPWMPin
 
+from controller.doctor import rcd_self_test
 from controller.safety.pilot import CpState, PilotDetector, PilotMode
 from controller.safety.supervisor import Inputs, Supervisor
 from drivers.base import DriverError
@@ -213,22 +214,23 @@ def test_contactor_without_feedback_echoes_the_command_and_warns(
 
 
 def test_residual_current_trip_input_and_self_test() -> None:
+    """The trip input and the test output as doctor's self-test (controller.safety.rcd) drives them."""
     factory = MockFactory()  # MockPin, so the connected test pin below is accepted
     Device.pin_factory = factory
     try:
         broken = GpioResidualCurrent(22, test_pin=23)
         assert broken.has_self_test and not broken.tripped()
-        assert not broken.self_test()  # nothing answers the test input: the sensor is broken
+        assert not rcd_self_test(broken)  # nothing answers the test input: the sensor is broken
         assert factory.pin(23).state == 0  # test input released
         factory.pin(22).drive_high()
         assert broken.tripped()
-        assert not broken.self_test()  # stuck tripped: it never releases
+        assert not rcd_self_test(broken)  # stuck tripped: it never releases
         broken.close()
         factory.reset()
         # A working sensor: its trip output follows the test current.
         factory.pin(25, pin_class=MockConnectedPin, input_pin=factory.pin(22))
         rcd = GpioResidualCurrent(22, test_pin=25)
-        assert rcd.self_test() and not rcd.tripped()
+        assert rcd_self_test(rcd) and not rcd.tripped()
         rcd.close()
     finally:
         factory.reset()

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from controller.core.station import EvseView
 from controller.safety.pilot import CONNECTED, CpState, PilotMode, PilotSample
+from controller.safety.rcd import RcdSelfTest
 from controller.safety.supervisor import CONTACTOR_BREAK_S, Fault, Inputs, Output, RcdTest, Supervisor
 from drivers.base import (
     ContactorDriver,
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 
 BROKEN_PILOT = PilotSample(0.0, 0.0)  # a pilot we cannot read is treated as shorted (E)
 RCD_RECHECK_S = 0.001  # a residual-current trip is read twice this far apart
-RCD_TRIP_S = 1.0  # the self-test holds the test input at most this long waiting for a trip
-RCD_RELEASE_S = 0.5  # and then waits at most this long for the sensor to release
 MAKE_SAFE_FEEDBACK_S = 0.3  # how long a safe exit waits for the contactor to report open
 # A sample that may confirm an opening is followed by the next this soon: a pilot must stay
 # outside C/D this long to open the contactor (a shorter glitch does not interrupt charging).
@@ -78,7 +77,7 @@ class EvseChannel:
         self._applied_lock: bool | None = None
         testable = rcd is not None and getattr(rcd, "has_self_test", False)
         self.rcd_test = RcdTest.PENDING if testable else RcdTest.NONE
-        self._test_phase, self._test_since, self._test_tripped = "idle", 0.0, False
+        self._self_test = RcdSelfTest()
         self._feedback = False
         # written by the event loop, read here: whole-object assignments are atomic
         self.permit: tuple[bool, float] = (False, 0.0)
@@ -157,7 +156,7 @@ class EvseChannel:
             and self.supervisor.at_rest(now)
             and not feedback
             and not engaged
-            and self._test_phase == "idle"
+            and not self._self_test.running
             and read_ok
         )
         self.recheck = self.supervisor.open_pending()
@@ -200,42 +199,41 @@ class EvseChannel:
         return ok
 
     def _self_test_step(self, now: float, tripped: bool) -> bool:
-        """Self-test the residual-current sensor once per connection, across ticks.
-
-        Test input on until the sensor trips (RCD_TRIP_S at most), then off until it
-        releases (RCD_RELEASE_S at most). The contactor is open meanwhile (no closing before
-        PASSED), and the trip the test causes is masked. Returns whether a test is running.
-        """
-        rcd = self.rcd
+        """Self-test the residual-current sensor once per connection, across ticks (the
+        sequence and its timing: ``controller.safety.rcd``). The contactor is open
+        meanwhile (no closing before PASSED), and the trip the test causes is masked.
+        Returns whether a test is running."""
+        rcd, test = self.rcd, self._self_test
         if self.rcd_test is RcdTest.NONE or rcd is None:
             return False
         if self.supervisor.cp is CpState.A:
-            if self._test_phase != "idle":
+            if test.running:
                 rcd.test_off()  # type: ignore[attr-defined]
-            self._test_phase, self.rcd_test = "idle", RcdTest.PENDING
+            test.abort()
+            self.rcd_test = RcdTest.PENDING
             return False
-        if self._test_phase == "idle":
+        if not test.running:
             if self.rcd_test is RcdTest.PENDING and self.supervisor.cp in CONNECTED:
                 rcd.test_on()  # type: ignore[attr-defined]
-                self._test_phase, self._test_since, self._test_tripped = "testing", now, False
+                test.start(now)
                 return True
             return False
-        if self._test_phase == "testing" and (tripped or now - self._test_since > RCD_TRIP_S):
+        was_on = test.test_input
+        passed = test.step(now, tripped)
+        if was_on and not test.test_input:
             rcd.test_off()  # type: ignore[attr-defined]
-            self._test_phase, self._test_since, self._test_tripped = "releasing", now, tripped
-        elif self._test_phase == "releasing" and (not tripped or now - self._test_since > RCD_RELEASE_S):
-            passed = self._test_tripped and not tripped
-            self._test_phase, self.rcd_test = "idle", RcdTest.PASSED if passed else RcdTest.FAILED
-            if not passed:
-                log.error(
-                    "EVSE %d: residual-current sensor failed its self-test (%s); no charging "
-                    "until the EV reconnects",
-                    self.evse_id,
-                    "it did not release" if self._test_tripped else "it did not trip",
-                    extra={"evse_id": self.evse_id},
-                )
-            return False
-        return True
+        if passed is None:
+            return True
+        self.rcd_test = RcdTest.PASSED if passed else RcdTest.FAILED
+        if not passed:
+            log.error(
+                "EVSE %d: residual-current sensor failed its self-test (%s); no charging "
+                "until the EV reconnects",
+                self.evse_id,
+                "it did not trip" if test.did_not_trip else "it did not release",
+                extra={"evse_id": self.evse_id},
+            )
+        return False
 
     def _report_driver_error(self, exc: Exception) -> None:
         message = f"{type(exc).__name__}: {exc}"
@@ -260,7 +258,7 @@ class EvseChannel:
             if self._applied_lock is not False:  # engaged or unknown: wait for the arc to be out
                 time.sleep(max(0.0, commanded_open + CONTACTOR_BREAK_S - time.monotonic()))
             self._try(self.lock.close)
-        if self.rcd is not None and self._test_phase != "idle":
+        if self.rcd is not None and self._self_test.running:
             self._try(self.rcd.test_off)  # type: ignore[attr-defined]
         for step in (self.contactor.close, self.pilot.close):
             self._try(step)
