@@ -428,7 +428,7 @@ class Daemon(Services):
             self.ocpp.current.apply_keys()  # what the CSMS set (AuthCtrlr.Enabled) stays in force
         for evse in config.evses:
             self.station.evses[evse.id].max_current_a = evse.max_current_a
-            self.channels[evse.id].supervisor.max_current_a = evse.max_current_a
+            self.channels[evse.id].max_current_a = evse.max_current_a  # the control thread takes it
         self._apply(self.station.tick(self.now()))
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]], server: asyncio.AbstractServer | None) -> None:

@@ -1,12 +1,13 @@
 """The control loop: samples every pilot, steps its supervisor and drives the hardware.
 
 Each EVSE has its own OS thread, not the event loop, so nothing the event loop does
-(OCPP traffic, TLS, JSON, SQLite) can delay it: the event loop only hands it permits
-and meter states through plain attribute writes, and it hands back ``EvseView``s through
-``call_soon_threadsafe``. The daemon shortens the interpreter's GIL switch interval so
-a busy event loop yields the GIL to this thread within about a millisecond.
-
-and a driver that hangs on one EVSE cannot delay another.
+(OCPP traffic, TLS, JSON, SQLite) can delay it, and a driver that hangs on one EVSE
+cannot delay another. The event loop only hands it permits, meter states and the
+hardware cap (a reload changes it) through plain attribute writes, which the thread
+takes at its next tick; it hands back ``EvseView``s through ``call_soon_threadsafe``.
+The daemon shortens the interpreter's GIL switch interval so a busy event loop yields
+the GIL to this thread within about a millisecond. Nothing but this thread writes to a
+supervisor.
 
 Only this module commands contactors, and only as its supervisor says. An open command
 is repeated every tick, so a command that failed or a contactor that moved by itself is
@@ -82,6 +83,7 @@ class EvseChannel:
         # written by the event loop, read here: whole-object assignments are atomic
         self.permit: tuple[bool, float] = (False, 0.0)
         self.meter: tuple[bool, float | None] = (True, None)
+        self.max_current_a = supervisor.max_current_a  # the hardware cap; a reload changes it
         self.unlock_waiters = 0  # UnlockConnector requests waiting for the lock (see unlock_request)
         # written here, read by the event loop: the lock as commanded and as its switch reports
         # it in the last tick, and how many ticks have run (an answer must come from a later one)
@@ -121,6 +123,7 @@ class EvseChannel:
         testing = self._self_test_step(now, tripped)
         authorized, limit = self.permit
         meter_ok, current = self.meter
+        self.supervisor.max_current_a = self.max_current_a
         out = self.supervisor.step(
             now,
             Inputs(
