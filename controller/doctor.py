@@ -1,9 +1,12 @@
 """`evse doctor`: check every configured device and say how to fix what fails.
 
-Nothing switches power unless ``actuate`` is set, and even then the contactor is only
-closed with no EV on the pilot (state A). The pilot is driven to its idle level (+12 V),
-which is what the daemon does at start. Run it with the daemon stopped: it opens the
-same devices.
+Nothing switches power unless ``actuate`` is set, and even then doctor does not command
+the contactor itself: it runs a control loop (``controller.safety.control``) over the
+pilot, the contactor and the residual-current sensor and asks its supervisor for one
+contactor test, which the supervisor grants only on fresh pilot readings of state A (no
+EV) with no fault, and judges by the feedback as it judges a charging session. The pilot
+is driven to its idle level (+12 V), which is what the daemon does at start. Run it with
+the daemon stopped: it opens the same devices.
 """
 
 from __future__ import annotations
@@ -14,13 +17,22 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from controller.config import Config
+from controller.safety.control import ControlLoop, EvseChannel
 from controller.safety.pilot import CpState, PilotMode, classify
 from controller.safety.rcd import TRIP_S, RcdSelfTest
-from drivers.base import DriverError, SelfTestingResidualCurrent
+from controller.safety.supervisor import TEST_GRANT_S, ContactorTest, Fault, Supervisor
+from drivers.base import (
+    ContactorDriver,
+    DriverError,
+    PilotDriver,
+    ResidualCurrentDriver,
+    SelfTestingResidualCurrent,
+)
 from drivers.registry import HARDWARE, release
 
 # Causes we recognise in an error message, and what a technician does about them.
@@ -41,6 +53,10 @@ FIXES: tuple[tuple[str, str], ...] = (
     ("does not answer", "check the wiring, the address and the supply of the device"),
     ("timed out", "check the wiring, baud rate and the device address"),
 )
+
+
+CONTACTOR_TEST_HZ = 50  # the sampling rate of doctor's control loop (the daemon's default)
+OVER = frozenset({ContactorTest.PASSED, ContactorTest.FAILED, ContactorTest.ABORTED, ContactorTest.REFUSED})
 
 
 @dataclass
@@ -113,7 +129,18 @@ def check_pilot(name: str, options: dict[str, Any]) -> tuple[Check, CpState | No
         release(pilot)
 
 
-def check_contactor(name: str, options: dict[str, Any], actuate: bool, pilot: CpState | None) -> Check:
+def check_contactor(
+    name: str,
+    options: dict[str, Any],
+    actuate: bool,
+    pilot: Callable[[], PilotDriver] | None,
+    rcd: Callable[[], ResidualCurrentDriver] | None = None,
+) -> Check:
+    """Feedback at rest; with ``actuate``, one contactor test through a control loop.
+
+    ``pilot`` and ``rcd`` open those drivers (None: not readable here); the test sees
+    the pilot as the control loop samples it then, never an earlier reading.
+    """
     try:
         contactor = HARDWARE[("contactor", "gpio")](options)
     except (DriverError, OSError, Exception) as exc:
@@ -135,29 +162,89 @@ def check_contactor(name: str, options: dict[str, Any], actuate: bool, pilot: Cp
             )
         if not actuate:
             return Check(name, True, "open, feedback agrees (--actuate also switches it)")
-        if pilot is not CpState.A:
-            return Check(
-                name,
-                None,
-                "not switched: the pilot does not read A (no EV)",
-                "unplug any vehicle, then run again with --actuate",
-            )
-        contactor.command(True)
-        time.sleep(float(options.get("feedback_timeout_s", 0.5)))
-        closed = contactor.feedback_closed()
-        contactor.command(False)
-        time.sleep(float(options.get("feedback_timeout_s", 0.5)))
-        opened = not contactor.feedback_closed()
-        if closed and opened:
-            return Check(name, True, "closed and opened, feedback followed both")
+        if pilot is None:
+            return _not_switched(name)
+        return _contactor_test(name, options, contactor, pilot, rcd)
+    finally:
+        release(contactor)
+
+
+def _not_switched(name: str) -> Check:
+    return Check(
+        name,
+        None,
+        "not switched: the pilot does not read A (no EV)",
+        "unplug any vehicle, then run again with --actuate",
+    )
+
+
+def _contactor_test(
+    name: str,
+    options: dict[str, Any],
+    contactor: ContactorDriver,
+    open_pilot: Callable[[], PilotDriver],
+    open_rcd: Callable[[], ResidualCurrentDriver] | None,
+) -> Check:
+    """Ask a control loop's supervisor for one contactor test and report its verdict."""
+    try:
+        pilot = open_pilot()
+    except (DriverError, OSError) as exc:
+        return _failed(name, exc)
+    try:
+        rcd = open_rcd() if open_rcd is not None else None
+    except (DriverError, OSError, Exception) as exc:
+        release(pilot)
+        return _failed(name, exc)
+    feedback_timeout_s = float(options.get("feedback_timeout_s", 0.5))
+    supervisor = Supervisor(
+        max_current_a=0.0,  # nothing is offered: no PWM
+        feedback_timeout_s=feedback_timeout_s,
+        min_close_interval_s=float(options.get("min_close_interval_s", 0.0)),
+    )
+    channel = EvseChannel(0, supervisor, pilot, contactor, rcd)
+    loop = ControlLoop([channel], CONTACTOR_TEST_HZ, lambda _evse, _view: None)
+    # Granted within TEST_GRANT_S or refused; then the feedback has a timeout each way.
+    deadline = time.monotonic() + TEST_GRANT_S + 3 * feedback_timeout_s + 1.0
+    channel.test_contactor = True
+    loop.start()
+    try:
+        while channel.contactor_test not in OVER and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        channel.test_contactor = False
+        loop.stop()  # its make_safe leaves the contactor open and the pilot released
+        if rcd is not None:
+            release(rcd)
+    verdict = channel.contactor_test
+    faults = channel.view.faults if channel.view is not None else frozenset()
+    return _test_check(name, verdict, faults)
+
+
+def _test_check(name: str, verdict: ContactorTest, faults: frozenset[Fault]) -> Check:
+    wiring = "check the coil supply, the relay and the auxiliary contact wiring"
+    if verdict is ContactorTest.PASSED:
+        return Check(name, True, "closed and opened, feedback followed both")
+    if Fault.CONTACTOR_STUCK in faults:
+        return Check(name, False, "feedback did not close", wiring)
+    if Fault.CONTACTOR_WELD in faults:
+        return Check(name, False, "feedback stayed closed", wiring)
+    if faults:
         return Check(
             name,
             False,
-            f"feedback {'did not close' if not closed else 'stayed closed'}",
-            "check the coil supply, the relay and the auxiliary contact wiring",
+            f"not switched, or opened early: fault {', '.join(sorted(faults))}",
+            "run doctor without --actuate to find the device at fault",
         )
-    finally:
-        release(contactor)
+    if verdict is ContactorTest.ABORTED:
+        return Check(
+            name,
+            None,
+            "opened early: the pilot left A (an EV?)",
+            "unplug any vehicle, then run again with --actuate",
+        )
+    if verdict in (ContactorTest.CLOSED, ContactorTest.OPENING):
+        return Check(name, False, "the control loop did not finish the test in time", wiring)
+    return _not_switched(name)
 
 
 def rcd_self_test(
@@ -267,14 +354,15 @@ def _run(config: Config, actuate: bool, card_seconds: float) -> list[Check]:
     checks = [check_storage(config)]
     for evse in config.evses:
         prefix = f"evse {evse.id} "
-        state = None
+        pilot = rcd = None
         if evse.pilot.driver == "pi":
-            check, state = check_pilot(prefix + "pilot", evse.pilot.options)
-            checks.append(check)
+            checks.append(check_pilot(prefix + "pilot", evse.pilot.options)[0])
+            pilot = partial(HARDWARE[("pilot", "pi")], evse.pilot.options)
         if evse.rcd.driver == "gpio":  # before any switching
             checks.append(check_rcd(prefix + "rcd", evse.rcd.options, actuate))
+            rcd = partial(HARDWARE[("rcd", "gpio")], evse.rcd.options)
         if evse.contactor.driver == "gpio":
-            checks.append(check_contactor(prefix + "contactor", evse.contactor.options, actuate, state))
+            checks.append(check_contactor(prefix + "contactor", evse.contactor.options, actuate, pilot, rcd))
         for kind in ("lock", "watchdog"):
             if getattr(evse, kind).driver not in ("none", "sim"):
                 checks.append(

@@ -1,18 +1,20 @@
 """What crosses into the control thread: the hardware cap a reload changes reaches the
-supervisor only through the thread's own next tick, as permits do."""
+supervisor only through the thread's own next tick, as permits do; maintenance's
+contactor test goes through the same loop."""
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
 from controller.config import load
 from controller.daemon import Daemon
 from controller.safety.control import ControlLoop, EvseChannel
-from controller.safety.pilot import PilotMode, duty_for_current
-from controller.safety.supervisor import Supervisor
+from controller.safety.pilot import CpState, PilotMode, duty_for_current
+from controller.safety.supervisor import ContactorTest, Supervisor
 from drivers.sim import SimContactor, SimPilot
-from tests.test_control_loop import sim_evse, wait
+from tests.test_control_loop import charge, running, sim_evse, wait
 from tests.test_end_to_end import SIM_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +68,42 @@ def test_reload_leaves_the_supervisor_to_the_control_thread(tmp_path: Path) -> N
     finally:
         loop.stop()
     assert set(sup.writers) == {loop.name}
+
+
+def test_a_contactor_test_runs_in_the_control_loop_with_no_ev(tmp_path: Path) -> None:
+    sim = sim_evse(tmp_path)
+    sup = Supervisor(max_current_a=32, feedback_timeout_s=0.05)
+    channel = EvseChannel(1, sup, SimPilot(sim), SimContactor(sim), None)
+    loop = ControlLoop([channel], 100, lambda _id, _view: None)
+    loop.start()
+    try:
+        channel.test_contactor = True
+        wait(lambda: channel.contactor_test is ContactorTest.PASSED)
+        assert not sim.contactor_closed
+    finally:
+        loop.stop()
+
+
+def test_a_contactor_test_is_refused_while_an_ev_charges(tmp_path: Path) -> None:
+    sim = sim_evse(tmp_path)
+    channel = EvseChannel(1, Supervisor(max_current_a=32), SimPilot(sim), SimContactor(sim), None)
+    loop = running(channel)
+    try:
+        charge(sim)
+        channel.test_contactor = True
+        wait(lambda: channel.contactor_test is ContactorTest.REFUSED)
+        assert sim.contactor_closed and channel.view is not None and channel.view.cp is CpState.C
+    finally:
+        loop.stop()
+
+
+def test_only_the_control_loop_commands_contactors() -> None:
+    sources = [
+        p for d in ("controller", "drivers") for p in (ROOT / d).rglob("*.py") if "__pycache__" not in p.parts
+    ]
+    commanders = {
+        str(p.relative_to(ROOT))
+        for p in sources
+        if re.search(r"contactor\.command\(|partial\(self\.contactor\.command", p.read_text())
+    }
+    assert commanders == {"controller/safety/control.py"}

@@ -3,7 +3,8 @@
 A hypothesis state machine plays the physical world around one EVSE: the EV moves
 between pilot states, its diode goes missing, the residual-current sensor trips, the
 meter falls silent, the contactor welds or sticks, the EV draws more than offered, and
-the station model grants and withdraws authorization and limits. Time advances on a
+the station model grants and withdraws authorization and limits, and maintenance asks
+for a contactor test with no EV (`evse doctor --actuate`). Time advances on a
 simulated clock in control-loop steps. After every step it checks the properties the
 docs/safety.md lists.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -25,6 +26,7 @@ from controller.safety.supervisor import (
     FAULT_HOLD_F_S,
     OPEN_BUDGET_S,
     PWM_OFF_OPEN_S,
+    ContactorTest,
     Fault,
     Inputs,
     Output,
@@ -77,6 +79,8 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.locked = False
         self.unlock = False
         self.rcd_test = RcdTest.NONE
+        self.test_request = False
+        self.test_closed_at: float | None = None
         self.now = 0.0
         # the physical world
         self.ev = CpState.A
@@ -139,6 +143,10 @@ class SupervisorMachine(RuleBasedStateMachine):
     @rule(state=st.sampled_from(list(RcdTest)))
     def rcd_self_test(self, state: RcdTest) -> None:
         self.rcd_test = state
+
+    @rule(requested=st.booleans())
+    def contactor_test(self, requested: bool) -> None:
+        self.test_request = requested
 
     @rule(on=st.booleans())
     def ev_overdraws(self, on: bool) -> None:
@@ -211,6 +219,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             lock_engaged=self.locked,
             unlock_requested=self.unlock,
             rcd_test=self.rcd_test,
+            test_contactor=self.test_request,
         )
         previous = self.last
         out = self.sup.step(self.now, inputs)
@@ -234,9 +243,41 @@ class SupervisorMachine(RuleBasedStateMachine):
 
     def _check(self, prev: Output | None, out: Output, inp: Inputs, pwm_during_sample: bool) -> None:
         was_closed = prev.contactor if prev else False
+        testing = out.contactor and out.contactor_test is ContactorTest.CLOSED
+        if testing:
+            self._check_test(was_closed, out, inp)
+        else:
+            self.test_closed_at = None
+        if out.contactor_test in (ContactorTest.PASSED, ContactorTest.FAILED):
+            event(f"contactor test {out.contactor_test}")
+        self._check_energy(prev, out, inp, pwm_during_sample, testing)
+
+    def _check_test(self, was_closed: bool, out: Output, inp: Inputs) -> None:
+        """P8: a contactor test closes only with no EV on fresh samples, holds only while
+        nothing is unsafe, and lasts at most the feedback timeout (plus a step or two)."""
+        if not was_closed:
+            event("contactor test closed")
+            self.test_closed_at = self.now
+            assert all(classify(v) is CpState.A for v in self.raw_history), "test closed without two A"
+            assert len(self.raw_history) == 2, "test closed on the first sample"
+            assert self.now - self.opened_at >= self.sup.min_close_interval_s - EPS
+        assert classify(self.raw_history[-1]) is CpState.A, "test held closed outside A"
+        assert out.cp is CpState.A and out.pilot is PilotMode.STEADY, "test closed with the pilot live"
+        assert not out.faults, f"test held closed with faults {set(out.faults)}"
+        assert inp.test_contactor, "test closed without its request"
+        assert not inp.authorized, "test closed while authorized"
+        assert not self.rcd and self.meter_ok
+        assert self.test_closed_at is not None
+        assert self.now - self.test_closed_at <= self.sup.feedback_timeout_s + 2 * self.period + EPS
+
+    def _check_energy(
+        self, prev: Output | None, out: Output, inp: Inputs, pwm_during_sample: bool, testing: bool
+    ) -> None:
+        was_closed = prev.contactor if prev else False
+        energy = out.contactor and not testing
 
         # P1: the contactor is commanded closed only in a permitted state.
-        if out.contactor and not was_closed:
+        if energy and not was_closed:
             assert self._energy_state(out.cp), "closed outside C/D"
             assert out.pilot is PilotMode.PWM and pwm_during_sample, "closed without PWM"
             assert not out.faults, f"closed with faults {set(out.faults)}"
@@ -256,7 +297,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             assert out.lock, "unlock commanded over live contacts"
         if self.sup.lock_fitted and self.now - self.opened_at < CONTACTOR_BREAK_S - EPS:
             assert out.lock, f"unlock commanded {(self.now - self.opened_at) * 1000:.0f} ms after opening"
-        if out.contactor:
+        if energy:
             since = self.now - self.last_pair_in_band
             assert since <= OPEN_BUDGET_S + EPS, f"closed {since * 1000:.0f} ms without two raw C samples"
             assert not out.faults, f"held closed with faults {set(out.faults)}"
@@ -277,7 +318,7 @@ class SupervisorMachine(RuleBasedStateMachine):
                 self.forbidden_since = self.now
         else:
             self.forbidden_since = None
-        if out.contactor and self.forbidden_since is not None:
+        if energy and self.forbidden_since is not None:
             late = self.now - self.forbidden_since
             assert late <= OPEN_BUDGET_S + EPS, f"contactor still closed {late * 1000:.0f} ms after"
 
@@ -286,7 +327,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             self.pwm_off_since = None
         elif prev is not None and prev.pilot is PilotMode.PWM:
             self.pwm_off_since = self.now
-        if out.contactor and self.pwm_off_since is not None:
+        if energy and self.pwm_off_since is not None:
             assert self.now - self.pwm_off_since <= PWM_OFF_OPEN_S + self.period + EPS
 
         # P4: a new fault holds state F for at least 300 ms.

@@ -12,6 +12,7 @@ from controller.safety.supervisor import (
     FAULT_HOLD_F_S,
     OVERCURRENT_TIME_S,
     PWM_OFF_OPEN_S,
+    ContactorTest,
     Fault,
     Inputs,
     Output,
@@ -42,6 +43,7 @@ class World:
         self.locked = False
         self.rcd_test = RcdTest.NONE
         self.unlock = False
+        self.test_contactor = False  # maintenance: evse doctor --actuate
         self.out: Output | None = None
         self.pilots: list[tuple[float, PilotMode, float]] = []
 
@@ -67,6 +69,7 @@ class World:
                 lock_engaged=self.locked,
                 unlock_requested=self.unlock,
                 rcd_test=self.rcd_test,
+                test_contactor=self.test_contactor,
             ),
         )
         self.locked = self.out.lock and self.lock_works
@@ -82,7 +85,8 @@ class World:
         start = self.now
         while self.now - start < limit_s:
             out = self.step()
-            if eval(condition, {}, {"out": out, "PilotMode": PilotMode, "Fault": Fault}):
+            names = {"out": out, "PilotMode": PilotMode, "Fault": Fault, "ContactorTest": ContactorTest}
+            if eval(condition, {}, names):
                 return self.now - start
         raise AssertionError(f"{condition} not reached within {limit_s} s")
 

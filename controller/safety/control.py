@@ -9,7 +9,8 @@ The daemon shortens the interpreter's GIL switch interval so a busy event loop y
 the GIL to this thread within about a millisecond. Nothing but this thread writes to a
 supervisor.
 
-Only this module commands contactors, and only as its supervisor says. An open command
+Only this module commands contactors, and only as its supervisor says (``evse doctor
+--actuate`` too runs its contactor test through a loop of this module). An open command
 is repeated every tick, so a command that failed or a contactor that moved by itself is
 corrected at once. When the thread ends (stop, an exception) its ``finally`` opens the
 contactor and takes the PWM off; when it cannot end because a driver hangs, ``stop()``
@@ -29,7 +30,15 @@ from typing import TypeVar
 from controller.core.station import EvseView
 from controller.safety.pilot import CONNECTED, CpState, PilotMode, PilotSample
 from controller.safety.rcd import RcdSelfTest
-from controller.safety.supervisor import CONTACTOR_BREAK_S, Fault, Inputs, Output, RcdTest, Supervisor
+from controller.safety.supervisor import (
+    CONTACTOR_BREAK_S,
+    ContactorTest,
+    Fault,
+    Inputs,
+    Output,
+    RcdTest,
+    Supervisor,
+)
 from drivers.base import (
     ContactorDriver,
     LockDriver,
@@ -84,10 +93,12 @@ class EvseChannel:
         self.permit: tuple[bool, float] = (False, 0.0)
         self.meter: tuple[bool, float | None] = (True, None)
         self.max_current_a = supervisor.max_current_a  # the hardware cap; a reload changes it
+        self.test_contactor = False  # maintenance only (evse doctor --actuate), never the daemon
         self.unlock_waiters = 0  # UnlockConnector requests waiting for the lock (see unlock_request)
         # written here, read by the event loop: the lock as commanded and as its switch reports
         # it in the last tick, and how many ticks have run (an answer must come from a later one)
         self.lock_state: tuple[bool, bool] = (False, False)
+        self.contactor_test = ContactorTest.IDLE
         self.ticks = 0
         self.view: EvseView | None = None
         self._applied_pilot: tuple[PilotMode, float] | None = None
@@ -138,10 +149,12 @@ class EvseChannel:
                 lock_engaged=engaged,
                 unlock_requested=self.unlock_request,
                 rcd_test=self.rcd_test,
+                test_contactor=self.test_contactor,
             ),
         )
         self._hardware_ok = self._apply(out)
         self.lock_state = (out.lock, engaged)
+        self.contactor_test = out.contactor_test
         self.ticks += 1
         if self.watchdog is not None and read_ok and self._hardware_ok:
             # Fed only after a tick that read and drove everything: a hung, dead or

@@ -24,6 +24,8 @@ Each step does three things, in this order:
    PWM running). The duty changes at most once per ``DUTY_CHANGE_INTERVAL_S``, and PWM
    switched off and on again within that time never offers more than before.
 3. **Contactor.** See ``CLOSE_REQUIRES`` and ``OPEN_WHEN`` below: the whole rule set.
+   One exception, for maintenance (``evse doctor --actuate``): ``TEST_CLOSE_REQUIRES``
+   lets the contactor close once with no EV, to see its feedback follow both ways.
 
 Time budgets (the property tests check every one):
 
@@ -98,7 +100,23 @@ class RcdTest(StrEnum):
     FAILED = "failed"
 
 
+class ContactorTest(StrEnum):
+    """A maintenance test of the contactor with no EV: closed once, then opened again."""
+
+    IDLE = "idle"  # not requested
+    WAITING = "waiting"  # requested; the rules do not allow it yet
+    CLOSED = "closed"  # closed for the test, waiting for the feedback to follow
+    OPENING = "opening"  # opened again, waiting for the feedback to follow
+    PASSED = "passed"  # the feedback followed both commands
+    FAILED = "failed"  # a fault (the feedback did not follow: stuck or welded) ended it
+    ABORTED = "aborted"  # opened early: the request ended or the pilot left A
+    REFUSED = "refused"  # the rules did not allow it within TEST_GRANT_S
+
+
 LATCHED = frozenset({Fault.RCD, Fault.CONTACTOR_WELD, Fault.CONTACTOR_STUCK})
+# A contactor test is refused when the rules do not allow it for this long (the
+# contactor's rest after opening, min_close_interval_s, is waited for).
+TEST_GRANT_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +134,7 @@ class Inputs:
     lock_engaged: bool = False  # connector lock feedback (ignored without a lock)
     unlock_requested: bool = False  # the station asks to release the lock (UnlockConnector)
     rcd_test: RcdTest = RcdTest.NONE
+    test_contactor: bool = False  # maintenance asks for one contactor test (see ContactorTest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +145,7 @@ class Output:
     cp: CpState
     faults: frozenset[Fault]
     lock: bool = False
+    contactor_test: ContactorTest = ContactorTest.IDLE
 
     @property
     def offered_a(self) -> float:
@@ -171,6 +191,9 @@ class Supervisor:
         self._unlocked_samples = 0
         self._energy_run = 0  # consecutive raw samples in the energy band (gaps count as outside)
         self._energy_confirmed_at = float("-inf")
+        self._idle_run = 0  # consecutive raw samples in A
+        self.test = ContactorTest.IDLE
+        self._test_since = float("-inf")
 
     def step(self, now: float, inputs: Inputs) -> Output:
         pwm_during_sample = self.pilot is PilotMode.PWM
@@ -178,13 +201,14 @@ class Supervisor:
         raw = classify(inputs.sample.high_v)
         in_band = raw is CpState.C or (raw is CpState.D and self.ventilation)
         self._energy_run = self._energy_run + 1 if in_band else 0
+        self._idle_run = self._idle_run + 1 if raw is CpState.A else 0
         if self._energy_run >= self.detector.confirmations:
             self._energy_confirmed_at = now
         self._update_faults(now, inputs, pwm_during_sample)
         self._update_pilot(now, inputs)
         self._update_contactor(now, inputs, pwm_during_sample)
         self._update_lock(now, inputs)
-        return Output(self.pilot, self.duty, self.contactor, self.cp, self.faults, self.lock)
+        return Output(self.pilot, self.duty, self.contactor, self.cp, self.faults, self.lock, self.test)
 
     def energy_allowed_state(self) -> bool:
         return self.cp is CpState.C or (self.cp is CpState.D and self.ventilation)
@@ -206,7 +230,7 @@ class Supervisor:
     def open_pending(self) -> bool:
         """The contactor is closed and the last sample was outside the energy band: the
         next sample may confirm an opening, so the control loop takes it at once."""
-        return self.contactor and self._energy_run == 0
+        return self.contactor and self.test is not ContactorTest.CLOSED and self._energy_run == 0
 
     # -- 1. faults ---------------------------------------------------------------------
 
@@ -311,6 +335,9 @@ class Supervisor:
     #   for LOCK_LOST_SAMPLES samples.
 
     def _update_contactor(self, now: float, inputs: Inputs, pwm_during_sample: bool) -> None:
+        if self.test is ContactorTest.CLOSED:
+            self._update_test_closed(now, inputs)
+            return
         if self.contactor:
             pwm_grace_over = self._pwm_off_since is not None and now - self._pwm_off_since >= PWM_OFF_OPEN_S
             if (
@@ -335,12 +362,71 @@ class Supervisor:
             and inputs.authorized
         ):
             self._command_contactor(True, now)
+        self._update_test(now, inputs)
 
     def _command_contactor(self, closed: bool, now: float) -> None:
         self.contactor = closed
         self._mismatch_since = None
         if not closed:
             self._opened_at = now
+
+    # -- 3b. contactor test (maintenance) ------------------------------------------------
+    #
+    # TEST_CLOSE_REQUIRES: a test requested and not yet run for this request, the
+    #   contactor open (no charging), pilot confirmed A and the last two raw samples in
+    #   A, steady pilot, no fault and no fault hold, no authorization, feedback reporting
+    #   open, min_close_interval_s since it opened.
+    # TEST_OPEN_WHEN: any fault; the request ends; a raw sample or the confirmed pilot
+    #   outside A; authorization; the feedback reported closed and feedback_timeout_s
+    #   passed since the close. Feedback that does not follow, closing or opening, is the
+    #   stuck or weld fault of step 1, as in charging.
+
+    def _update_test(self, now: float, inputs: Inputs) -> None:
+        if not inputs.test_contactor:
+            self.test = ContactorTest.IDLE
+            return
+        if self.test is ContactorTest.IDLE:
+            self.test, self._test_since = ContactorTest.WAITING, now
+        if self.test is ContactorTest.OPENING:
+            if self.faults & {Fault.CONTACTOR_WELD, Fault.CONTACTOR_STUCK}:
+                self.test = ContactorTest.FAILED
+            elif not inputs.feedback_closed:
+                self.test = ContactorTest.PASSED
+        elif self.test is ContactorTest.WAITING:
+            allowed = (
+                not self.contactor
+                and self.cp is CpState.A
+                and self._idle_run >= self.detector.confirmations
+                and self.pilot is PilotMode.STEADY
+                and not self.faults
+                and now >= self._hold_until
+                and not inputs.authorized
+                and not inputs.feedback_closed
+            )
+            if allowed and now - self._opened_at >= self.min_close_interval_s:
+                self._command_contactor(True, now)
+                self.test, self._test_since = ContactorTest.CLOSED, now
+            elif allowed:
+                self._test_since = now  # the contactor's rest is waited for, not refused
+            elif now - self._test_since >= TEST_GRANT_S:
+                self.test = ContactorTest.REFUSED
+
+    def _update_test_closed(self, now: float, inputs: Inputs) -> None:
+        if self.faults:
+            self._command_contactor(False, now)
+            self.test = ContactorTest.FAILED
+        elif (
+            not inputs.test_contactor
+            or self._idle_run == 0
+            or self.cp is not CpState.A
+            or self.pilot is not PilotMode.STEADY
+            or inputs.authorized
+        ):
+            self._command_contactor(False, now)
+            self.test = ContactorTest.ABORTED
+        elif inputs.feedback_closed and now - self._test_since >= self.feedback_timeout_s:
+            self._command_contactor(False, now)
+            self.test = ContactorTest.OPENING
 
     # -- 4. connector lock ---------------------------------------------------------------
     # Locked while an EV is connected or the contacts may be live (commanded or reported
