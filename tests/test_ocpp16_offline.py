@@ -275,7 +275,11 @@ def test_start_charging_session_authorization_cache_offline(bench: Bench) -> Non
     start = starts[0]
     assert start["idTag"] == TOKEN
     assert start["timestamp"] > online["timestamp"]
-    assert bench.csms.transactions[stop["transactionId"]]["start"] == start
+    assert bench.csms.transactions[stop["transactionId"]]["start"] == start, (
+        stop,
+        records,
+        bench.log.read_text()[-4000:],
+    )
 
 
 def test_clear_authorization_data_in_authorization_cache(bench: Bench) -> None:
