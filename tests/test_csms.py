@@ -1,4 +1,4 @@
-"""The bundled development CSMS (hil/csms.py), driven by a minimal OCPP 1.6 station and a
+"""The bundled development CSMS (hil/csms/), driven by a minimal OCPP 1.6 station and a
 hand-made OCPP 2.0.1 one on a plain websocket."""
 
 from __future__ import annotations

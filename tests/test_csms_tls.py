@@ -1,4 +1,4 @@
-"""TLS in the development CSMS (hil/csms.py) and the test PKI (tests/pki.py).
+"""TLS in the development CSMS (hil/csms/) and the test PKI (tests/pki.py).
 
 The failure cases pin down what a websockets 17 client (the station's library) sees for each
 TLS problem, and what the CSMS records: the station maps these to security events.
