@@ -8,13 +8,9 @@ import contextlib
 import io
 import itertools
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -28,8 +24,8 @@ from websockets.headers import build_authorization_basic
 from websockets.typing import Subprotocol
 
 from hil.csms import CallErrorReply, CsmsThread, DevCsms, Entry, describe, main
+from tests.csms_process import banner_urls, csms_process, ended
 
-ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 START = "2025-01-01T12:00:00Z"
 
@@ -380,19 +376,8 @@ def test_thread_facade() -> None:
 
 
 def test_command_line_runs_until_interrupted() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hil.csms", "--port", "0", "--boot-status", "Pending", "--heartbeat", "42"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        banner = proc.stdout.readline()
-        url = banner.split("connect stations to ")[1].split("/<station id>")[0]
+    with csms_process("--port", "0", "--boot-status", "Pending", "--heartbeat", "42") as proc:
+        (url,) = banner_urls(proc)
 
         async def boot() -> call_result.BootNotification:
             async with station(url) as cp:
@@ -400,9 +385,8 @@ def test_command_line_runs_until_interrupted() -> None:
 
         reply = run(boot())
         assert (reply.status, reply.interval) == ("Pending", 42)
-    finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=5)
+        out, err = ended(proc, 5)
     assert proc.returncode == 0, err
     assert "CP001 <- BootNotification: Pending interval=42" in out
 
@@ -914,16 +898,7 @@ def test_201_thread_facade() -> None:
 
 
 def test_command_line_versions() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hil.csms", "--port", "0", "--version", "auto"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
+    with csms_process("--port", "0", "--version", "auto") as proc:
         assert proc.stdout is not None
         banner = proc.stdout.readline()
         assert "OCPP 2.0.1, 1.6" in banner
@@ -935,9 +910,8 @@ def test_command_line_versions() -> None:
 
         subprotocol, reply = run(boot())
         assert (subprotocol, reply["status"]) == ("ocpp2.0.1", "Accepted")
-    finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=5)
+        out, err = ended(proc, 5)
     assert proc.returncode == 0, err
     assert "CS001 -> BootNotification  vendor=ExampleVendor model=PiCharger reason=PowerUp" in out
     with pytest.raises(SystemExit):

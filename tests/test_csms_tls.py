@@ -10,12 +10,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -35,8 +32,8 @@ from websockets.typing import Subprotocol
 
 from hil.csms import CsmsThread, DevCsms, Entry, describe, main
 from hil.pki import Authority, Pki, client_context, server_context
+from tests.csms_process import banner_urls, csms_process, ended
 
-ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 HEARTBEAT = json.dumps([2, "hb1", "Heartbeat", {}])
 TLS12, TLS13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
@@ -557,7 +554,6 @@ def test_ca_options(certs: Certs) -> None:
 
 def test_command_line_tls(certs: Certs) -> None:
     cert, key = certs.server
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = [
         "--port",
         "0",
@@ -568,27 +564,15 @@ def test_command_line_tls(certs: Certs) -> None:
         "--tls-ca",
         str(certs.root.pem_path),
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hil.csms", *args, "--plain-too"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        banner = proc.stdout.readline()
-        urls = banner.split("connect stations to ")[1].strip().split(" or ")
-        plain, tls = (url.removesuffix("/<station id>") for url in urls)
+    with csms_process(*args, "--plain-too") as proc:
+        plain, tls = banner_urls(proc)
         assert plain.startswith("ws://") and tls.startswith("wss://")
         assert connects(tls, client_context(certs.root, certs.client))
         assert connects(plain, None, station_id="CP002")
         error, _ = attempt(tls, client_context(certs.root, max_version=TLS12))
         assert isinstance(error, ssl.SSLError) and error.reason == "SSLV3_ALERT_HANDSHAKE_FAILURE"
-    finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        out, err = ended(proc, 10)
     assert proc.returncode == 0, err
     assert "CP001 connected (ocpp1.6, /ocpp/CP001, TLSv1.3, client certificate CP001)" in out
     assert "refused: TLS handshake failed (PEER_DID_NOT_RETURN_A_CERTIFICATE)" in out

@@ -23,11 +23,38 @@ entry), ``answering``, ``ocpp16`` and ``ocpp201`` (the CSMS-side handlers), ``ve
 ``thread`` (``CsmsThread``) and ``cli`` (the command line).
 """
 
-from hil.csms.cli import main
-from hil.csms.lines import describe
-from hil.csms.server import DevCsms
-from hil.csms.session import CallErrorReply, StationSession
-from hil.csms.thread import CsmsThread
-from hil.csms.timeline import Entry
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hil.csms.cli import main
+    from hil.csms.lines import describe
+    from hil.csms.server import DevCsms
+    from hil.csms.session import CallErrorReply, StationSession
+    from hil.csms.thread import CsmsThread
+    from hil.csms.timeline import Entry
 
 __all__ = ["CallErrorReply", "CsmsThread", "DevCsms", "Entry", "StationSession", "describe", "main"]
+
+# The module of each name, imported on first use: ``python -m hil.csms`` then gets to handle
+# signals (``__main__``) before the slow imports of the CSMS itself (websockets, ocpp).
+_HOMES = {
+    "CallErrorReply": "session",
+    "CsmsThread": "thread",
+    "DevCsms": "server",
+    "Entry": "timeline",
+    "StationSession": "session",
+    "describe": "lines",
+    "main": "cli",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -2,6 +2,17 @@
 
 import sys
 
-from hil.csms.cli import main
+from hil.csms import stopping
 
-sys.exit(main())
+
+def _run() -> int:
+    # Signals are handled from here on, through the CSMS's imports (slow on a loaded machine).
+    with stopping.handled() as shutdown:
+        from hil.csms.cli import main
+
+        if shutdown.signalled is not None:  # during the imports: nothing started yet
+            return 0
+        return main()
+
+
+sys.exit(_run())

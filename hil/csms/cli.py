@@ -1,5 +1,5 @@
 """The command line: ``python -m hil.csms`` runs a ``DevCsms`` in the foreground, printing the
-timeline, until Ctrl-C."""
+timeline, until Ctrl-C or SIGTERM (``hil.csms.stopping``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import argparse
 import asyncio
 import contextlib
 import ssl
+import sys
 from collections.abc import Iterable
 
+from hil.csms import stopping
 from hil.csms.server import DevCsms
 from hil.csms.versions import SUBPROTOCOLS
 
@@ -37,8 +39,7 @@ def _listening_urls(csms: DevCsms) -> list[str]:
     return [csms.url, csms.tls_url] if csms.plain_too else [csms.url]
 
 
-def main(argv: Iterable[str] | None = None) -> int:
-    """Run the CSMS in the foreground, printing the timeline, until Ctrl-C."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hil.csms", description="Development OCPP CSMS.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=9000, help="port (default %(default)s; 0 = any free)")
@@ -67,6 +68,18 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument(
         "--plain-too", action="store_true", help="with --tls-cert: take ws:// on the same port as well"
     )
+    return parser
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """Run the CSMS in the foreground, printing the timeline, until Ctrl-C or SIGTERM."""
+    with stopping.handled() as shutdown, contextlib.suppress(KeyboardInterrupt):
+        _main(argv, shutdown)
+    return 0
+
+
+def _main(argv: Iterable[str] | None, shutdown: stopping.Shutdown) -> None:
+    parser = _parser()
     args = parser.parse_args(None if argv is None else list(argv))
     versions = _cli_versions(args.versions or ["1.6"])
     if args.tls_cert is None and (args.tls_key or args.tls_ca or args.plain_too):
@@ -74,6 +87,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     context = _cli_ssl_context(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
 
     async def run() -> None:
+        shutdown.attach()
+        if shutdown.signalled is not None:
+            return
         csms = DevCsms(
             host=args.host,
             port=args.port,
@@ -82,16 +98,24 @@ def main(argv: Iterable[str] | None = None) -> int:
             heartbeat_interval=args.heartbeat,
             ssl_context=context,
             plain_too=args.plain_too,
+            close_timeout=stopping.CLOSE_TIMEOUT_S,
         )
         await csms.start()
         names = ", ".join(versions)
         urls = " or ".join(f"{url}/<station id>" for url in _listening_urls(csms))
         print(f"dev CSMS (OCPP {names}) listening: connect stations to {urls}", flush=True)
         try:
-            await asyncio.Event().wait()
+            await shutdown.wait()
         finally:
-            await csms.stop()
+            await _stop(csms)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
-    return 0
+    asyncio.run(run())
+
+
+async def _stop(csms: DevCsms) -> None:
+    """Stop the CSMS, giving up on stations that do not finish closing in time."""
+    try:
+        async with asyncio.timeout(stopping.STOP_TIMEOUT_S):
+            await csms.stop()
+    except TimeoutError:
+        print(f"dev CSMS: not stopped within {stopping.STOP_TIMEOUT_S:g} s: exiting", file=sys.stderr)

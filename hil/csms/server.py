@@ -72,6 +72,9 @@ class DevCsms:
     and the "connect" entry of a TLS connection has ``"tls": {"version", "client_cert"}``
     (the client certificate's subject, e.g. ``{"commonName": ..., "organizationName": ...}``,
     or None).
+
+    Closing a station's connection (``stop``, ``disconnect``) waits ``close_timeout`` seconds for
+    the station to answer the close before cutting the connection.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class DevCsms:
         out: IO[str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         plain_too: bool = False,
+        close_timeout: float = 10.0,
     ) -> None:
         unsupported = [v for v in versions if v not in HANDLERS]
         if unsupported or not versions:
@@ -106,6 +110,7 @@ class DevCsms:
         self.out = out
         self.ssl_context = ssl_context
         self.plain_too = plain_too
+        self.close_timeout = close_timeout
         self.replies: dict[str, Reply] = {}
         self.errors: dict[str, tuple[str, str]] = {}
         self.timeline: list[Entry] = []
@@ -153,6 +158,7 @@ class DevCsms:
             subprotocols=[Subprotocol(SUBPROTOCOLS[v]) for v in self.versions],
             select_subprotocol=self._select_subprotocol,
             process_request=self._check_request,
+            close_timeout=self.close_timeout,
         )
         port: int = self._server.sockets[0].getsockname()[1]
         if self.ssl_context is not None:
