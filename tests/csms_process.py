@@ -66,15 +66,16 @@ def ended(proc: subprocess.Popen[str], within: float) -> tuple[str, str]:
         raise AssertionError(f"python -m hil.csms still running {within:g} s later") from None
 
 
-def catches_sigint(pid: int, timeout: float = 10) -> bool:
-    """Wait until the process has a handler for SIGINT (Linux: ``SigCgt`` in /proc); False if it
-    has none within ``timeout``."""
+def handles(pid: int, *signals: signal.Signals, timeout: float = 10) -> bool:
+    """Wait until the process has a handler for each of these signals (Linux: ``SigCgt`` in
+    /proc); False if it has not within ``timeout``."""
+    wanted = sum(1 << (sig - 1) for sig in signals)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError):
             status = Path(f"/proc/{pid}/status").read_text()
             caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
-            if int(caught.split()[1], 16) & (1 << (signal.SIGINT - 1)):
+            if (int(caught.split()[1], 16) & wanted) == wanted:
                 return True
         time.sleep(0.005)
     return False

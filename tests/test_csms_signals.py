@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
 from hil.csms.stopping import EXIT_DEADLINE_S
-from tests.csms_process import Sigint, banner_urls, catches_sigint, csms_process, ended
+from tests.csms_process import Sigint, banner_urls, csms_process, ended, handles
 
 # From the signal to the end of the process: the watchdog's deadline plus slack for a loaded machine.
 WITHIN_S = EXIT_DEADLINE_S + 3
@@ -90,7 +90,7 @@ def test_signal_right_after_spawn(sig: signal.Signals) -> None:
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
 def test_signal_during_start_up_with_sigint_ignored_inherited(sig: signal.Signals) -> None:
     with csms_process("--port", "0", sigint="ignored") as proc:
-        assert catches_sigint(proc.pid), "the CSMS never took SIGINT over"
+        assert handles(proc.pid, *SIGNALS), "the CSMS never took SIGINT and SIGTERM over"
         proc.send_signal(sig)  # most likely still importing
         _, err = ended(proc, WITHIN_S)
     assert proc.returncode == 0, err
