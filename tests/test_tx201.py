@@ -8,6 +8,7 @@ schema. A property test drives random sessions and checks the sequencing rules.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator, FormatChecker
 
+from controller.core.station import Station
 from controller.ocpp.ocppj import is_datetime
 from controller.ocpp.v201 import transactions as tx201
 from controller.ocpp.v201.transactions import Event, Facts, Settings, Transactions
@@ -302,6 +304,22 @@ def test_e02_start_point_ev_connected_cable_first_then_authorized() -> None:
     ended = one(feed.see(facts(ev=False, energy=1500.0)))
     assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
     assert seq_nos(feed, tx_id) == [0, 1, 2, 3]
+
+
+def test_an_early_transaction_takes_the_id_the_station_chose_and_an_ended_one_is_retired() -> None:
+    """The station owns transaction ids: a 2.0.1 transaction that begins before the
+    station's takes the id the station will give its next one; ended unused, it is retired."""
+    station = Station.create({1: 32.0}, "list", [], "FREE")
+    feed = Feed(Settings(start_points=frozenset({"EVConnected"})))
+    upcoming = functools.partial(station.upcoming_tx_id, 1)
+    started = feed.tx.observe(feed.now, 1, facts(), False, upcoming)
+    tx_id = one(feed._took(started))["transactionInfo"]["transactionId"]
+    assert station.evses[1].next_tx_id == tx_id == station.upcoming_tx_id(1)
+    (ended,) = feed.tx.observe(feed.now, 1, facts(ev=False), False, upcoming)
+    assert ended.ended
+    station.retire_tx_id(1, ended.tx_id)
+    assert station.evses[1].next_tx_id is None
+    assert station.upcoming_tx_id(1) != tx_id  # an ended id is never used again
 
 
 def test_e02_start_point_ev_connected_unplug_before_authorization() -> None:
@@ -631,7 +649,7 @@ class Session:
             if e.ev and e.token and e.tx is None and e.stopping is None:
                 current = tx.open.get(evse_id)
                 early = current.id if current is not None and current.station_tx is None else None
-                e.tx = early or f"S{self.counter}"  # next_tx_id, as the adapter hands it over
+                e.tx = early or f"S{self.counter}"  # the id the station chose for it (upcoming_tx_id)
         elif action == "close":
             e.closed = e.tx is not None and e.requesting
         elif action == "open":

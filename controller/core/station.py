@@ -217,7 +217,7 @@ class EvseState:
     inoperative: set[str] = field(default_factory=set)  # the levels holding it inoperative
     reservation: Reservation | None = None
     limit_a: float = math.inf  # from the charging schedule
-    next_tx_id: str | None = None  # the id the next transaction takes (2.0.1 may start one early)
+    next_tx_id: str | None = None  # the id the next transaction takes: see Station.upcoming_tx_id
     departed_at: datetime | None = None  # when an EV last left
 
     @property
@@ -419,6 +419,20 @@ class Station:
         evse = self.evses[evse_id]
         if evse.tx is None:
             evse.token, evse.token_parent, evse.token_expires = None, None, None
+
+    def upcoming_tx_id(self, evse_id: int) -> str:
+        """The id the EVSE's next transaction will take, chosen now: a 2.0.1 transaction may
+        begin before the station's, which then carries its id."""
+        evse = self.evses[evse_id]
+        if evse.next_tx_id is None:
+            evse.next_tx_id = str(uuid.uuid4())
+        return evse.next_tx_id
+
+    def retire_tx_id(self, evse_id: int, tx_id: str) -> None:
+        """A transaction ``tx_id`` ended before the station's began: its id is never used again."""
+        evse = self.evses.get(evse_id)
+        if evse is not None and evse.next_tx_id == tx_id:
+            evse.next_tx_id = None
 
     def adopt_parent(self, tx_id: str, parent: str) -> None:
         """The CSMS named the parent id of a running transaction's id tag (1.6

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller.aio import wait_event
+from controller.core import authorization as auth
+from controller.core import schedule
 from controller.io.link import CallFailed, Link, NotConnected, Reply
 from controller.io.link import backoff as link_backoff
-from controller.io.storage import OutboxEntry, StorageError, parse_timestamp
+from controller.io.storage import OutboxEntry, Storage, StorageError, parse_timestamp
 from controller.ocpp.ocppj import Call, RpcError
 from controller.security import events as security
+from controller.services import FirmwareRequest
 
 if TYPE_CHECKING:
     from controller.daemon import Daemon
@@ -41,6 +46,54 @@ def retry_backoff(attempt: int, minimum: int, repeat_times: int, random_range: i
     return float(min(wait, RETRY_BACKOFF_MAX_S))
 
 
+def optional_times(p: dict[str, Any], *keys: str) -> list[datetime | None]:
+    """The date-times ``keys`` of a request, None where absent; one unreadable is a CALLERROR."""
+    times: list[datetime | None] = []
+    for key in keys:
+        try:
+            times.append(parse_timestamp(p[key]) if key in p else None)
+        except ValueError as exc:
+            raise RpcError("property", f"{key}: {exc}") from exc
+    return times
+
+
+def required_time(p: dict[str, Any], key: str) -> datetime:
+    """A date-time the schema requires (so present)."""
+    time = optional_times(p, key)[0]
+    if time is None:
+        raise RpcError("property", f"{key} is missing")
+    return time
+
+
+def tx_profile(
+    action: str,
+    raw: dict[str, Any] | None,
+    parse: Callable[[dict[str, Any], int], schedule.Profile],
+    evse_id: int,
+) -> schedule.Profile | None:
+    """The charging profile of a remote start, if any: a TxProfile, or ValueError (the start
+    is refused)."""
+    if raw is None:
+        return None
+    try:
+        profile = parse(raw, evse_id)
+    except ValueError as exc:
+        log.warning("%s charging profile refused: %s", action, exc)
+        raise
+    if profile.purpose is not schedule.Purpose.TX:
+        raise ValueError(f"a {profile.purpose} profile cannot start a transaction")
+    return profile
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How often an outbox message is sent before it is dropped, and the wait between: the
+    ``interval_s`` times the number of attempts so far."""
+
+    attempts: int
+    interval_s: float
+
+
 def csms_of(url: str) -> str:
     """Which CSMS a URL reaches: the same one with another scheme (a raised security profile)
     is the same CSMS."""
@@ -54,7 +107,6 @@ class Adapter:
     OUTBOX_KINDS: tuple[str, ...] = ()
     _handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]
     _status_sent: dict[int, Any]  # per connector or EVSE: the status the CSMS last got
-    _status_wake: asyncio.Event
 
     def __init__(self, host: Daemon, link: Link) -> None:
         self.host = host
@@ -74,6 +126,8 @@ class Adapter:
         self._log_upload: asyncio.Task[Any] | None = None
         self._log_active = False  # an upload runs that has not reported its outcome yet
         self._signed_event = asyncio.Event()
+        self._boot_wake = asyncio.Event()
+        self._status_wake = asyncio.Event()
 
     @property
     def online(self) -> bool:
@@ -104,11 +158,79 @@ class Adapter:
         self._session_started()
         await self.host.ocpp_ready()
 
-    async def _boot(self) -> None:
+    # -- boot ----------------------------------------------------------------------------
+
+    def _identity(
+        self, vendor_field: str, vendor_length: int, model_field: str, serial_field: str
+    ) -> dict[str, Any]:
+        """The station's make in a BootNotification: the field names and lengths differ."""
+        station = self.host.config.station
+        identity: dict[str, Any] = {
+            vendor_field: station["vendor"][:vendor_length],
+            model_field: station["model"][:20],
+            "firmwareVersion": self.host.version[:50],
+        }
+        if station.get("serial"):
+            identity[serial_field] = station["serial"][:25]
+        return identity
+
+    def _boot_payload(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _set_heartbeat_interval(self, seconds: int) -> None:
+        raise NotImplementedError
+
+    def _boot_accepted(self) -> None:
+        """What a version does once the CSMS accepted its BootNotification."""
+
+    async def _boot(self) -> None:
+        """BootNotification until the CSMS accepts it, waiting between tries as it says."""
+        while True:
+            try:
+                reply = await self.link.call("BootNotification", self._boot_payload(), self.call_timeout())
+            except (CallFailed, TimeoutError) as exc:
+                log.warning("BootNotification failed (%s); retrying in %d s", exc, BOOT_RETRY_DEFAULT_S)
+                await asyncio.sleep(BOOT_RETRY_DEFAULT_S)
+                continue
+            self.registration = reply["status"]
+            self._adopt_clock(reply["currentTime"])
+            interval = int(reply["interval"])
+            if reply["status"] == "Accepted":
+                if interval > 0:
+                    self._set_heartbeat_interval(interval)
+                log.info("BootNotification accepted; heartbeat every %d s", self.heartbeat_interval())
+                self._boot_accepted()
+                return
+            wait = interval if interval > 0 else BOOT_RETRY_DEFAULT_S
+            log.warning("BootNotification %s by the CSMS; retrying in %d s", reply["status"], wait)
+            self._boot_wake.clear()
+            await wait_event(self._boot_wake, wait)  # or at once when triggered (2.0.1)
+
+    # -- status ------------------------------------------------------------------------
+
+    def status_changed(self) -> None:
+        self._status_wake.set()
 
     async def _send_statuses(self) -> None:
         raise NotImplementedError
+
+    async def _status_call(self, payload: dict[str, Any], where: str) -> bool:
+        """One StatusNotification; whether the CSMS answered it."""
+        try:
+            await self.link.call("StatusNotification", payload, self.call_timeout())
+        except (NotConnected, CallFailed, TimeoutError) as exc:
+            log.warning("StatusNotification for %s not delivered: %s", where, exc)
+            return False
+        return True
+
+    async def _notify(self, action: str, payload: dict[str, Any]) -> None:
+        """A notification whose loss nothing repeats (a later one or a trigger says it again)."""
+        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
+            await self.link.call(action, payload, self.call_timeout())
+
+    def _evse(self, evse_id: int | None) -> bool:
+        """An EVSE (1.6: a connector) of this station."""
+        return evse_id in self.host.station.evses
 
     def _session_started(self) -> None:
         """What a version does besides the shared session tasks once registered."""
@@ -182,21 +304,56 @@ class Adapter:
     async def _deliver_security(self, entry: OutboxEntry) -> bool:
         database = self.host.database
         payload = security.notification(self.VERSION, entry.body)
+        reply = await self._call_entry(
+            entry, "SecurityEventNotification", payload, lambda: Retries(SECURITY_ATTEMPTS, 5.0)
+        )
+        if reply is None:
+            return False
+        if not isinstance(reply, dict):
+            log.error("SecurityEventNotification %s dropped: %s", payload["type"], reply)
+        await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
+        return True
+
+    async def _call_entry(
+        self, entry: OutboxEntry, action: str, payload: dict[str, Any], retries: Callable[[], Retries]
+    ) -> dict[str, Any] | CallFailed | TimeoutError | None:
+        """Send an outbox entry's message until the CSMS answers: its answer; the last error
+        once the attempts ran out (the caller drops the entry); None when the connection
+        closed first (the entry stays for the next session)."""
+        database = self.host.database
         attempts = entry.attempts
         while True:
             try:
-                await self.link.call("SecurityEventNotification", payload, self.call_timeout())
+                return await self.link.call(action, payload, self.call_timeout())
             except NotConnected:
-                return False
+                return None
             except (CallFailed, TimeoutError) as exc:
                 attempts += 1
                 await database.run(database.storage.outbox_attempted, entry.id)
-                if attempts < SECURITY_ATTEMPTS:
-                    await asyncio.sleep(5.0 * attempts)
-                    continue
-                log.error("SecurityEventNotification %s dropped: %s", payload["type"], exc)
+                limit = retries()  # read again: the CSMS may change it meanwhile
+                if attempts >= limit.attempts:
+                    return exc
+                wait = limit.interval_s * attempts
+                log.warning("%s not accepted (%s); attempt %d in %g s", action, exc, attempts + 1, wait)
+                await asyncio.sleep(wait)
+
+    async def _entry_delivered(self, entry: OutboxEntry, last: bool, csms_id: str | None = None) -> None:
+        """Remove an answered entry from the outbox (``csms_id``: the CSMS's transaction id)."""
+        if last:
+            # The shortest window between the CSMS's answer and the commit: a crash in it
+            # sends the message again after the restart.
+            database = self.host.database
             await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
-            return True
+            return
+        # The next message need not wait for this commit (the database has its own thread);
+        # until it lands, the entry is skipped when the outbox is read again.
+        self._delivered.add(entry.id)
+        self.host.writes.put(
+            functools.partial(
+                Storage.outbox_delivered, entry_id=entry.id, tx_id=entry.transaction_id, csms_id=csms_id
+            ),
+            then=functools.partial(self._committed, entry.id),
+        )
 
     async def _deliver_outbox(self) -> None:
         """Send the outbox in order while connected; the session's end cancels this."""
@@ -235,12 +392,7 @@ class Adapter:
 
     async def _get_log(self, p: dict[str, Any]) -> Reply:
         window = p["log"]
-        times: list[datetime | None] = []
-        for key in ("oldestTimestamp", "latestTimestamp"):
-            try:
-                times.append(parse_timestamp(window[key]) if key in window else None)
-            except ValueError as exc:
-                raise RpcError("property", f"{key}: {exc}") from exc
+        times = optional_times(window, "oldestTimestamp", "latestTimestamp")
         security_log = p["logType"] == "SecurityLog"
         name = self.host.diagnostics_name()
         if security_log:
@@ -256,20 +408,30 @@ class Adapter:
         async def start() -> None:
             if running and self.VERSION == "2.0.1":
                 await self._log_status_call({"status": "AcceptedCanceled", "requestId": cancelled})
-            self._log_upload = self.host.spawn(
-                self.host.upload_diagnostics(
-                    window["remoteLocation"],
-                    name,
-                    times[0],
-                    times[1],
-                    p.get("retries", 0),
-                    p.get("retryInterval", 30),
-                    self.log_status_notification,
-                    security_log,
-                )
-            )
+            location, notify = window["remoteLocation"], self.log_status_notification
+            self._log_upload = self.host.spawn(self._upload(location, name, times, p, notify, security_log)())
 
         return Reply({"status": "AcceptedCanceled" if running else "Accepted", "filename": name}, start)
+
+    def _upload(
+        self,
+        location: str,
+        name: str,
+        times: list[datetime | None],
+        p: dict[str, Any],
+        notify: Callable[[str], Awaitable[None]],
+        security_log: bool = False,
+    ) -> Callable[[], Awaitable[None]]:
+        """The upload of the diagnostics (or the security log) between ``times`` that ``p``
+        asks for, reporting its progress to ``notify``."""
+        retries, interval = p.get("retries", 0), p.get("retryInterval", 30)
+
+        def upload() -> Awaitable[None]:
+            return self.host.upload_diagnostics(
+                location, name, times[0], times[1], retries, interval, notify, security_log
+            )
+
+        return upload
 
     async def log_status_notification(self, status: str) -> None:
         status = UPLOAD_WORDS.get(status, status)
@@ -282,8 +444,7 @@ class Adapter:
         await self._log_status_call(payload)
 
     async def _log_status_call(self, payload: dict[str, Any]) -> None:
-        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("LogStatusNotification", payload, self.call_timeout())
+        await self._notify("LogStatusNotification", payload)
 
     async def firmware_status_notification(self, status: str) -> None:
         raise NotImplementedError
@@ -354,3 +515,153 @@ class Adapter:
     def _committed(self, entry_id: int) -> None:
         self._delivered.discard(entry_id)
         self._outbox_wake.set()
+
+    # -- authorization and remote start -------------------------------------------------
+
+    def _authorize_payload(self, token: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _authorize_info(self, reply: dict[str, Any]) -> auth.IdTagInfo:
+        """The CSMS's verdict in an Authorize answer; ValueError when unreadable."""
+        raise NotImplementedError
+
+    async def authorize(self, token: str) -> auth.IdTagInfo | None:
+        """Ask the CSMS; None when it cannot answer (offline rules apply)."""
+        if not self.online:
+            return None
+        try:
+            reply = await self.link.call("Authorize", self._authorize_payload(token), self.call_timeout())
+            return self._authorize_info(reply)
+        except (NotConnected, CallFailed, TimeoutError, ValueError) as exc:
+            log.warning("Authorize for %s not answered (%s); offline rules apply", token, exc)
+            return None
+
+    def _start_remotely(
+        self,
+        evse_id: int | None,
+        token: str,
+        profile: schedule.Profile | None,
+        reply: dict[str, Any],
+        authorize_first: bool,
+        refused: Callable[[], None] = lambda: None,
+    ) -> Reply:
+        """A remote start the station can take: at once, or once the CSMS authorized ``token``
+        (after the reply); ``refused`` undoes what the version noted for it."""
+        if authorize_first:
+
+            async def authorize_then_start() -> None:
+                info = await self.host.authorize_token(token)
+                if info is not None and info.status == "Accepted":
+                    self.host.remote_start(evse_id, token, info.parent, profile)
+                else:
+                    refused()
+                    log.warning("remote start for %s: the token is not authorized", token)
+
+            return Reply(reply, authorize_then_start)
+        if not self.host.remote_start(evse_id, token, None, profile):
+            refused()
+            return Reply({"status": "Rejected"})
+        return Reply(reply)
+
+    async def _cancel_reservation(self, p: dict[str, Any]) -> Reply:
+        ok = await self.host.cancel_reservation(p["reservationId"])
+        return Reply({"status": "Accepted" if ok else "Rejected"})
+
+    async def _data_transfer(self, p: dict[str, Any]) -> Reply:
+        return Reply({"status": "UnknownVendorId"})
+
+    async def _local_list(
+        self, update_type: str, version: int, parse: Callable[[], list[tuple[str, auth.IdTagInfo | None]]]
+    ) -> Reply:
+        try:
+            entries = parse()
+        except ValueError as exc:
+            log.warning("SendLocalList refused: %s", exc)
+            return Reply({"status": "Failed"})
+        return Reply({"status": await self.host.update_local_list(update_type, version, entries)})
+
+    # -- smart charging ----------------------------------------------------------------
+
+    async def _clear_profiles(
+        self,
+        profile_id: int | None,
+        evse_id: int | None,
+        purpose: schedule.Purpose | None,
+        stack_level: int | None,
+    ) -> Reply:
+        count = await self.host.clear_profiles(profile_id, evse_id, purpose, stack_level)
+        return Reply({"status": "Accepted" if count else "Unknown"})
+
+    def _composite(self, evse_id: int, p: dict[str, Any]) -> tuple[datetime, list[schedule.Period], str]:
+        """The composite schedule asked for: its start (the request's own instant, no
+        truncation to the second), periods and unit."""
+        unit = "W" if p.get("chargingRateUnit") == "W" else "A"
+        start = self.host.now()
+        return start, self.host.composite(evse_id, start, p["duration"], unit), unit
+
+    # -- meter values ------------------------------------------------------------------
+
+    def _meter_values_payload(
+        self, evse_id: int, sample: dict[str, Any], context: str
+    ) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    async def meter_values_now(self, evse_id: int, context: str) -> None:
+        """MeterValues outside a transaction (clock-aligned or triggered); not queued."""
+        sample = self.host.sample(evse_id, context)
+        if sample is None or not self.online:
+            return
+        payload = self._meter_values_payload(evse_id, sample, context)
+        if payload is not None:
+            await self._notify("MeterValues", payload)
+
+    def _meter_values_trigger(self, evses: list[int]) -> Callable[[], Awaitable[None]]:
+        async def follow_up() -> None:
+            for evse_id in evses:
+                await self.meter_values_now(evse_id, "Trigger")
+
+        return follow_up
+
+    # -- firmware ----------------------------------------------------------------------
+
+    def _firmware_times(self, firmware: dict[str, Any]) -> tuple[datetime, datetime | None]:
+        retrieve, install = optional_times(firmware, "retrieveDateTime", "installDateTime")
+        if retrieve is None:
+            raise RpcError("property", "retrieveDateTime is missing")
+        return retrieve, install
+
+    def _start_firmware(self, request: FirmwareRequest) -> Callable[[], Awaitable[None]]:
+        async def start() -> None:
+            self.host.update_firmware(request, self.firmware_status_notification)
+
+        return start
+
+    def _update_signed_firmware(
+        self,
+        p: dict[str, Any],
+        times: tuple[datetime, datetime | None],
+        signature: str | None,
+        cert: Any,
+    ) -> Reply:
+        """Accepted, or AcceptedCanceled when it replaces an update under way."""
+        request = FirmwareRequest(
+            p["firmware"]["location"],
+            times[0],
+            p.get("retries", 0),
+            p.get("retryInterval", 30),
+            times[1],
+            signature,
+            cert,
+        )
+        maintenance = self.host.maintenance
+        running = maintenance is not None and not maintenance.done()
+        return Reply({"status": "AcceptedCanceled" if running else "Accepted"}, self._start_firmware(request))
+
+    # -- certificates ------------------------------------------------------------------
+
+    async def _install_certificate_reply(self, kind: str, pem: str, additional_check: bool) -> Reply:
+        return Reply({"status": await self.host.install_certificate(kind, pem, additional_check)})
+
+    def _installed_certificates(self, kinds: list[str] | None) -> list[tuple[str, dict[str, str]]] | None:
+        """The certificates of ``kinds`` installed (their type, hash data); None when none is."""
+        return self.host.certs.installed(kinds) or None

@@ -8,13 +8,11 @@ transaction messages come from the persistent outbox, in order, at least once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller.core import authorization as auth
@@ -22,9 +20,9 @@ from controller.core import schedule
 from controller.core import station as station_model
 from controller.core.measurands import measured
 from controller.core.station import Reservation
-from controller.io.link import CallFailed, Link, NotConnected, Reply
-from controller.io.storage import OutboxEntry, Storage, parse_timestamp, timestamp
-from controller.ocpp.adapter import BOOT_RETRY_DEFAULT_S, Adapter
+from controller.io.link import Link, Reply
+from controller.io.storage import OutboxEntry, timestamp
+from controller.ocpp.adapter import Adapter, Retries, optional_times, required_time, tx_profile
 from controller.ocpp.ocppj import RpcError
 from controller.ocpp.v16.keys import KeyStore
 from controller.services import FirmwareRequest
@@ -74,7 +72,6 @@ class Ocpp16(Adapter):
         self.firmware_request: int | None = int(request) if request else None  # a signed update
         self._abandoned: set[str] = set()  # transactions whose StartTransaction was dropped
         self._status_sent: dict[int, tuple[str, str]] = {}
-        self._status_wake = asyncio.Event()
         self.firmware_status = "Idle"
         self.diagnostics_status = "Idle"
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]] = {
@@ -139,40 +136,13 @@ class Ocpp16(Adapter):
 
     # -- connection --------------------------------------------------------------------
 
-    async def _boot(self) -> None:
-        station = self.host.config.station
-        payload: dict[str, Any] = {
-            "chargePointVendor": station["vendor"][:20],
-            "chargePointModel": station["model"][:20],
-            "firmwareVersion": self.host.version[:50],
-        }
-        if station.get("serial"):
-            payload["chargePointSerialNumber"] = station["serial"][:25]
-        while True:
-            try:
-                reply = await self.link.call("BootNotification", payload, self.call_timeout())
-            except (CallFailed, TimeoutError) as exc:
-                log.warning("BootNotification failed (%s); retrying in %d s", exc, BOOT_RETRY_DEFAULT_S)
-                await asyncio.sleep(BOOT_RETRY_DEFAULT_S)
-                continue
-            self.registration = reply["status"]
-            self._adopt_clock(reply["currentTime"])
-            interval = int(reply["interval"])
-            if reply["status"] == "Accepted":
-                if interval > 0:
-                    self.keys.values["HeartbeatInterval"] = str(interval)
-                log.info(
-                    "BootNotification accepted; heartbeat every %s s", self.keys.get("HeartbeatInterval")
-                )
-                return
-            wait = interval if interval > 0 else BOOT_RETRY_DEFAULT_S
-            log.warning("BootNotification %s by the CSMS; retrying in %d s", reply["status"], wait)
-            await asyncio.sleep(wait)
+    def _boot_payload(self) -> dict[str, Any]:
+        return self._identity("chargePointVendor", 20, "chargePointModel", "chargePointSerialNumber")
+
+    def _set_heartbeat_interval(self, seconds: int) -> None:
+        self.keys.values["HeartbeatInterval"] = str(seconds)
 
     # -- status ------------------------------------------------------------------------
-
-    def status_changed(self) -> None:
-        self._status_wake.set()
 
     def _station_status(self) -> tuple[str, str]:
         """Connector 0: Unavailable when every EVSE is inoperative."""
@@ -208,24 +178,14 @@ class Ocpp16(Adapter):
         }
         if info:
             payload["info"] = info[:50]
-        try:
-            await self.link.call("StatusNotification", payload, self.call_timeout())
-        except (NotConnected, CallFailed, TimeoutError) as exc:
-            log.warning("StatusNotification for connector %d not delivered: %s", connector, exc)
-            return False
-        return True
+        return await self._status_call(payload, f"connector {connector}")
 
     # -- authorization -----------------------------------------------------------------
 
-    async def authorize(self, token: str) -> auth.IdTagInfo | None:
-        """Ask the CSMS; None when it cannot answer (offline rules apply)."""
-        if not self.online:
-            return None
-        try:
-            reply = await self.link.call("Authorize", {"idTag": token}, self.call_timeout())
-        except (NotConnected, CallFailed, TimeoutError) as exc:
-            log.warning("Authorize for %s not answered (%s); offline rules apply", token, exc)
-            return None
+    def _authorize_payload(self, token: str) -> dict[str, Any]:
+        return {"idTag": token}
+
+    def _authorize_info(self, reply: dict[str, Any]) -> auth.IdTagInfo:
         return auth.info_from_ocpp16(reply["idTagInfo"])
 
     # -- transaction messages ----------------------------------------------------------
@@ -239,13 +199,18 @@ class Ocpp16(Adapter):
             self.host.database.storage.outbox_delivered, entry.id, entry.transaction_id
         )
 
+    def _retries(self) -> Retries:
+        keys = self.keys
+        return Retries(
+            keys.number("TransactionMessageAttempts"), keys.number("TransactionMessageRetryInterval")
+        )
+
     async def _deliver(self, entry: OutboxEntry) -> bool:
         """Send one outbox entry until it is answered or its attempts run out.
 
         False when the connection closed first (the entry stays for the next session).
         """
         database = self.host.database
-        attempts = entry.attempts
         csms_id = None
         if entry.kind != "start":
             csms_id = entry.csms_id or self.host.csms_ids.get(entry.transaction_id)
@@ -258,51 +223,26 @@ class Ocpp16(Adapter):
             samples = await database.run(database.storage.meter_samples, entry.transaction_id)
             entry = dataclasses.replace(entry, body={**entry.body, "samples": samples})
         action, payload = self._message(entry, csms_id)
-        while True:
-            try:
-                reply = await self.link.call(action, payload, self.call_timeout())
-            except NotConnected:
-                return False
-            except (CallFailed, TimeoutError) as exc:
-                attempts += 1
-                await database.run(database.storage.outbox_attempted, entry.id)
-                if attempts >= self.keys.number("TransactionMessageAttempts"):
-                    await self._drop(entry, f"not accepted after {attempts} attempts: {exc}")
-                    return True
-                wait = self.keys.number("TransactionMessageRetryInterval") * attempts
-                log.warning("%s not accepted (%s); attempt %d again in %d s", action, exc, attempts + 1, wait)
-                await asyncio.sleep(wait)
-                continue
-            new_id = str(reply["transactionId"]) if action == "StartTransaction" else None
-            if entry.kind == "stop":
-                # The shortest window between the CSMS's answer and the commit: a crash in
-                # it sends the stop again after the restart.
-                await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
-            else:
-                # The next message need not wait for this commit (the database has its own
-                # thread); until it lands, the entry is skipped when the outbox is read again.
-                self._delivered.add(entry.id)
-                self.host.writes.put(
-                    functools.partial(
-                        Storage.outbox_delivered,
-                        entry_id=entry.id,
-                        tx_id=entry.transaction_id,
-                        csms_id=new_id,
-                    ),
-                    then=functools.partial(self._committed, entry.id),
-                )
-            if new_id is not None:
-                self.host.csms_ids[entry.transaction_id] = new_id
-                self._status_wake.set()
-            elif entry.kind == "stop":
-                self.host.csms_ids.pop(entry.transaction_id, None)
-            if "idTagInfo" in reply:
-                self.host.id_tag_info(
-                    entry.transaction_id,
-                    entry.body.get("id_tag", ""),
-                    auth.info_from_ocpp16(reply["idTagInfo"]),
-                )
+        reply = await self._call_entry(entry, action, payload, self._retries)
+        if reply is None:
+            return False
+        if not isinstance(reply, dict):
+            await self._drop(entry, f"not accepted after its attempts: {reply}")
             return True
+        new_id = str(reply["transactionId"]) if action == "StartTransaction" else None
+        await self._entry_delivered(entry, entry.kind == "stop", new_id)
+        if new_id is not None:
+            self.host.csms_ids[entry.transaction_id] = new_id
+            self._status_wake.set()
+        elif entry.kind == "stop":
+            self.host.csms_ids.pop(entry.transaction_id, None)
+        if "idTagInfo" in reply:
+            self.host.id_tag_info(
+                entry.transaction_id,
+                entry.body.get("id_tag", ""),
+                auth.info_from_ocpp16(reply["idTagInfo"]),
+            )
+        return True
 
     def _message(self, entry: OutboxEntry, csms_id: str | None) -> tuple[str, dict[str, Any]]:
         body = entry.body
@@ -365,11 +305,7 @@ class Ocpp16(Adapter):
             values.append(item)
         return {"timestamp": sample["timestamp"], "sampledValue": values}
 
-    async def meter_values_now(self, evse_id: int, context: str) -> None:
-        """MeterValues outside a transaction (clock-aligned or triggered); not queued."""
-        sample = self.host.sample(evse_id, context)
-        if sample is None or not self.online:
-            return
+    def _meter_values_payload(self, evse_id: int, sample: dict[str, Any], context: str) -> dict[str, Any]:
         key = "MeterValuesAlignedData" if context == "Sample.Clock" else "MeterValuesSampledData"
         payload: dict[str, Any] = {
             "connectorId": evse_id,
@@ -378,14 +314,13 @@ class Ocpp16(Adapter):
         csms_id = self.host.csms_transaction_id(evse_id)
         if csms_id is not None:
             payload["transactionId"] = int(csms_id)
-        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("MeterValues", payload, self.call_timeout())
+        return payload
 
     # -- requests from the CSMS --------------------------------------------------------
 
     def _known(self, connector: int | None, station: bool = True) -> bool:
         """An EVSE of this station or, with ``station``, 0 for the station as a whole."""
-        return connector in self.host.station.evses or (station and connector == 0)
+        return self._evse(connector) or (station and connector == 0)
 
     def _require(self, connector: int) -> None:
         if not self._known(connector):
@@ -463,37 +398,20 @@ class Ocpp16(Adapter):
         await self.host.clear_auth_cache()
         return Reply({"status": "Accepted"})
 
-    async def _data_transfer(self, p: dict[str, Any]) -> Reply:
-        return Reply({"status": "UnknownVendorId"})
-
     async def _remote_start(self, p: dict[str, Any]) -> Reply:
         connector = p.get("connectorId")
         if connector is not None and not self._known(connector, station=False):
             return Reply({"status": "Rejected"})
-        profile = None
-        if "chargingProfile" in p:
-            try:
-                profile = schedule.from_ocpp16(p["chargingProfile"], connector or 0)
-            except ValueError as exc:
-                log.warning("RemoteStartTransaction charging profile refused: %s", exc)
-                return Reply({"status": "Rejected"})
-            if profile.purpose is not schedule.Purpose.TX:
-                return Reply({"status": "Rejected"})
+        raw = p.get("chargingProfile")
+        try:
+            profile = tx_profile("RemoteStartTransaction", raw, schedule.from_ocpp16, connector or 0)
+        except ValueError:
+            return Reply({"status": "Rejected"})
         token = p["idTag"]
-        if self.keys.flag("AuthorizeRemoteTxRequests"):
-            if not self.host.can_remote_start(connector, token):
-                return Reply({"status": "Rejected"})
-
-            async def authorize_then_start() -> None:
-                info = await self.host.authorize_token(token)
-                if info is not None and info.status == "Accepted":
-                    self.host.remote_start(connector, token, info.parent, profile)
-                else:
-                    log.warning("RemoteStartTransaction for %s: the id tag is not authorized", token)
-
-            return Reply({"status": "Accepted"}, authorize_then_start)
-        ok = self.host.remote_start(connector, token, None, profile)
-        return Reply({"status": "Accepted" if ok else "Rejected"})
+        authorize_first = self.keys.flag("AuthorizeRemoteTxRequests")
+        if authorize_first and not self.host.can_remote_start(connector, token):
+            return Reply({"status": "Rejected"})
+        return self._start_remotely(connector, token, profile, {"status": "Accepted"}, authorize_first)
 
     async def _remote_stop(self, p: dict[str, Any]) -> Reply:
         ok = await self.host.remote_stop(str(p["transactionId"]))
@@ -521,31 +439,20 @@ class Ocpp16(Adapter):
     async def _send_local_list(self, p: dict[str, Any]) -> Reply:
         if not self.keys.flag("LocalAuthListEnabled"):
             return Reply({"status": "NotSupported"})
-        entries_json = p.get("localAuthorizationList", [])
-        if len(entries_json) > self.keys.number("SendLocalListMaxLength"):
+        entries = p.get("localAuthorizationList", [])
+        if len(entries) > self.keys.number("SendLocalListMaxLength"):
             return Reply({"status": "Failed"})
-        try:
-            entries = auth.entries_from_ocpp16(entries_json)
-        except ValueError as exc:
-            log.warning("SendLocalList refused: %s", exc)
-            return Reply({"status": "Failed"})
-        status = await self.host.update_local_list(p["updateType"], p["listVersion"], entries)
-        return Reply({"status": status})
+        return await self._local_list(
+            p["updateType"], p["listVersion"], lambda: auth.entries_from_ocpp16(entries)
+        )
 
     async def _reserve_now(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]
         if not self._known(connector):
             return Reply({"status": "Rejected"})
-        try:
-            expiry = parse_timestamp(p["expiryDate"])
-        except ValueError as exc:
-            raise RpcError("property", f"expiryDate: {exc}") from exc
+        expiry = required_time(p, "expiryDate")
         reservation = Reservation(p["reservationId"], connector, p["idTag"], expiry, p.get("parentIdTag"))
         return Reply({"status": await self.host.reserve(reservation)})
-
-    async def _cancel_reservation(self, p: dict[str, Any]) -> Reply:
-        ok = await self.host.cancel_reservation(p["reservationId"])
-        return Reply({"status": "Accepted" if ok else "Rejected"})
 
     async def _set_charging_profile(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]
@@ -559,18 +466,13 @@ class Ocpp16(Adapter):
 
     async def _clear_charging_profile(self, p: dict[str, Any]) -> Reply:
         purpose = schedule.Purpose(p["chargingProfilePurpose"]) if "chargingProfilePurpose" in p else None
-        count = await self.host.clear_profiles(
-            p.get("id"), p.get("connectorId"), purpose, p.get("stackLevel")
-        )
-        return Reply({"status": "Accepted" if count else "Unknown"})
+        return await self._clear_profiles(p.get("id"), p.get("connectorId"), purpose, p.get("stackLevel"))
 
     async def _get_composite_schedule(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]
         if not self._known(connector):
             return Reply({"status": "Rejected"})
-        unit = "W" if p.get("chargingRateUnit") == "W" else "A"
-        start = self.host.now()  # the request's own instant: no truncation to the second
-        periods = self.host.composite(connector, start, p["duration"], unit)
+        start, periods, unit = self._composite(connector, p)
         return Reply(
             {
                 "status": "Accepted",
@@ -603,10 +505,7 @@ class Ocpp16(Adapter):
                     status, code = self.host.station.evses[evse_id].status
                     await self._status(evse_id, status or "Available", code or "NoError", "")
         elif message == "MeterValues":
-
-            async def follow_up() -> None:
-                for evse_id in evses:
-                    await self.meter_values_now(evse_id, "Trigger")
+            follow_up = self._meter_values_trigger(evses)
         elif message == "FirmwareStatusNotification":
 
             async def follow_up() -> None:
@@ -624,17 +523,15 @@ class Ocpp16(Adapter):
     async def _update_firmware(self, p: dict[str, Any]) -> Reply:
         if self.host.firmware_roots():
             raise RpcError("not_supported", "signed firmware only here: use SignedUpdateFirmware")
-        try:
-            retrieve = parse_timestamp(p["retrieveDate"])
-        except ValueError as exc:
-            raise RpcError("property", f"retrieveDate: {exc}") from exc
+        retrieve = required_time(p, "retrieveDate")
         request = FirmwareRequest(p["location"], retrieve, p.get("retries", 0), p.get("retryInterval", 30))
+        start = self._start_firmware(request)
 
-        async def start() -> None:
+        async def start_plain() -> None:
             self._firmware_request(None)
-            self.host.update_firmware(request, self.firmware_status_notification)
+            await start()
 
-        return Reply({}, start)
+        return Reply({}, start_plain)
 
     def _firmware_request(self, request_id: int | None) -> None:
         self.firmware_request = request_id
@@ -642,33 +539,13 @@ class Ocpp16(Adapter):
 
     async def _signed_update_firmware(self, p: dict[str, Any]) -> Reply:
         firmware = p["firmware"]
-        times: list[datetime | None] = []
-        for key in ("retrieveDateTime", "installDateTime"):
-            try:
-                times.append(parse_timestamp(firmware[key]) if key in firmware else None)
-            except ValueError as exc:
-                raise RpcError("property", f"{key}: {exc}") from exc
+        times = self._firmware_times(firmware)
         cert = self.host.check_signing_certificate(firmware["signingCertificate"])
         if cert is None:
             return Reply({"status": "InvalidCertificate"})
-        assert times[0] is not None
-        request = FirmwareRequest(
-            firmware["location"],
-            times[0],
-            p.get("retries", 0),
-            p.get("retryInterval", 30),
-            times[1],
-            firmware["signature"],
-            cert,
-        )
-        maintenance = self.host.maintenance
-        running = maintenance is not None and not maintenance.done()
+        reply = self._update_signed_firmware(p, times, firmware["signature"], cert)
         self._firmware_request(p["requestId"])
-
-        async def start() -> None:
-            self.host.update_firmware(request, self.firmware_status_notification)
-
-        return Reply({"status": "AcceptedCanceled" if running else "Accepted"}, start)
+        return reply
 
     async def firmware_status_notification(self, status: str, core: bool = False) -> None:
         """FirmwareStatusNotification, or SignedFirmwareStatusNotification for a signed update
@@ -692,8 +569,7 @@ class Ocpp16(Adapter):
             payload, action = {"status": plain}, "FirmwareStatusNotification"
         if status == "Installed" and not core:
             self.firmware_status = "Idle"
-        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call(action, payload, self.call_timeout())
+        await self._notify(action, payload)
 
     # -- security ----------------------------------------------------------------------
 
@@ -706,16 +582,15 @@ class Ocpp16(Adapter):
         )
 
     async def _install_certificate(self, p: dict[str, Any]) -> Reply:
-        status = await self.host.install_certificate(
+        return await self._install_certificate_reply(
             CERTIFICATE_TYPES[p["certificateType"]],
             p["certificate"],
             self.keys.flag("AdditionalRootCertificateCheck"),
         )
-        return Reply({"status": status})
 
     async def _get_installed_certificate_ids(self, p: dict[str, Any]) -> Reply:
-        found = self.host.certs.installed([CERTIFICATE_TYPES[p["certificateType"]]])
-        if not found:
+        found = self._installed_certificates([CERTIFICATE_TYPES[p["certificateType"]]])
+        if found is None:
             return Reply({"status": "NotFound"})
         return Reply({"status": "Accepted", "certificateHashData": [data for _, data in found]})
 
@@ -731,31 +606,15 @@ class Ocpp16(Adapter):
         return Reply({"status": "Accepted"}, follow_up)
 
     async def _get_diagnostics(self, p: dict[str, Any]) -> Reply:
-        times = []
-        for key in ("startTime", "stopTime"):
-            try:
-                times.append(parse_timestamp(p[key]) if key in p else None)
-            except ValueError as exc:
-                raise RpcError("property", f"{key}: {exc}") from exc
+        times = optional_times(p, "startTime", "stopTime")
         name = self.host.diagnostics_name()
 
-        def start() -> Awaitable[None]:
-            return self.host.upload_diagnostics(
-                p["location"],
-                name,
-                times[0],
-                times[1],
-                p.get("retries", 0),
-                p.get("retryInterval", 30),
-                self.diagnostics_status_notification,
-            )
-
-        return Reply({"fileName": name}, start)
+        upload = self._upload(p["location"], name, times, p, self.diagnostics_status_notification)
+        return Reply({"fileName": name}, upload)
 
     async def diagnostics_status_notification(self, status: str) -> None:
         self.diagnostics_status = status
-        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("DiagnosticsStatusNotification", {"status": status}, self.call_timeout())
+        await self._notify("DiagnosticsStatusNotification", {"status": status})
 
     @staticmethod
     def reported_status(status: str) -> str:

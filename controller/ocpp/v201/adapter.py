@@ -8,7 +8,6 @@ and requests from the CSMS become calls on the daemon's version-neutral services
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import json
@@ -18,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from controller.aio import wait_event
 from controller.core import authorization as auth
 from controller.core import schedule
 from controller.core import station as station_model
@@ -31,15 +29,15 @@ from controller.core.station import (
     TransactionStopped,
 )
 from controller.io.link import CallFailed, Link, NotConnected, Reply
-from controller.io.storage import OutboxEntry, Storage, StorageError, parse_timestamp, timestamp
+from controller.io.storage import OutboxEntry, Storage, StorageError, timestamp
 from controller.ocpp import connection
-from controller.ocpp.adapter import BOOT_RETRY_DEFAULT_S, Adapter, retry_backoff
+from controller.ocpp.adapter import Adapter, Retries, required_time, retry_backoff, tx_profile
 from controller.ocpp.ocppj import RpcError
 from controller.ocpp.v201 import device_model as dm
 from controller.ocpp.v201 import transactions as tx201
 from controller.ocpp.v201.monitoring import Monitors, criteria_supported
 from controller.safety.pilot import CpState, PilotMode
-from controller.services import FirmwareRequest, sample_body
+from controller.services import sample_body
 
 if TYPE_CHECKING:
     from controller.daemon import Daemon
@@ -112,10 +110,8 @@ class Ocpp201(Adapter):
         self._event_attempts: dict[int, int] = {}  # eventId -> NotifyEvents the CSMS refused
         self._offline_since: datetime | None = None  # when the last connection closed
         self._status_sent: dict[int, str] = {}
-        self._status_wake = asyncio.Event()
         self._removed: dict[int, list[int]] = {}  # EVSE -> reservations it lost, not yet reported
         self.boot_reason = "PowerUp"
-        self._boot_wake = asyncio.Event()
         if settings.get("firmware.installed") == "pending":
             self.boot_reason = "FirmwareUpdate"
         elif settings.get(PREFIX + "boot_reason"):
@@ -334,45 +330,21 @@ class Ocpp201(Adapter):
             unsent, self._unsent_events = self._unsent_events, []
             self.host.spawn(self._notify_event(unsent))
 
-    async def _boot(self) -> None:
-        station = self.host.config.station
-        charging_station: dict[str, Any] = {
-            "model": station["model"][:20],
-            "vendorName": station["vendor"][:50],
-            "firmwareVersion": self.host.version[:50],
-        }
-        if station.get("serial"):
-            charging_station["serialNumber"] = station["serial"][:25]
-        while True:
-            payload = {"reason": self.boot_reason, "chargingStation": charging_station}
-            try:
-                reply = await self.link.call("BootNotification", payload, self.call_timeout())
-            except (CallFailed, TimeoutError) as exc:
-                log.warning("BootNotification failed (%s); retrying in %d s", exc, BOOT_RETRY_DEFAULT_S)
-                await asyncio.sleep(BOOT_RETRY_DEFAULT_S)
-                continue
-            self.registration = reply["status"]
-            self._adopt_clock(reply["currentTime"])
-            interval = int(reply["interval"])
-            if reply["status"] == "Accepted":
-                if interval > 0:
-                    key = self.model.find("OCPPCommCtrlr", "HeartbeatInterval")
-                    assert key is not None
-                    self.model.set_actual(key.key, str(interval))
-                log.info("BootNotification accepted; heartbeat every %d s", self.heartbeat_interval())
-                if self.boot_reason not in ("PowerUp", "Triggered"):
-                    self.host.save_setting(PREFIX + "boot_reason", "")
-                self.boot_reason = "PowerUp"
-                return
-            wait = interval if interval > 0 else BOOT_RETRY_DEFAULT_S
-            log.warning("BootNotification %s by the CSMS; retrying in %d s", reply["status"], wait)
-            self._boot_wake.clear()
-            await wait_event(self._boot_wake, wait)  # or at once when triggered
+    def _boot_payload(self) -> dict[str, Any]:
+        charging_station = self._identity("vendorName", 50, "model", "serialNumber")
+        return {"reason": self.boot_reason, "chargingStation": charging_station}
+
+    def _set_heartbeat_interval(self, seconds: int) -> None:
+        key = self.model.find("OCPPCommCtrlr", "HeartbeatInterval")
+        assert key is not None
+        self.model.set_actual(key.key, str(seconds))
+
+    def _boot_accepted(self) -> None:
+        if self.boot_reason not in ("PowerUp", "Triggered"):
+            self.host.save_setting(PREFIX + "boot_reason", "")
+        self.boot_reason = "PowerUp"
 
     # -- status and events -------------------------------------------------------------
-
-    def status_changed(self) -> None:
-        self._status_wake.set()
 
     def _closed(self) -> None:
         self._offline_since = self.host.now()
@@ -407,12 +379,7 @@ class Ocpp201(Adapter):
             "evseId": evse_id,
             "connectorId": 1,
         }
-        try:
-            await self.link.call("StatusNotification", payload, self.call_timeout())
-        except (NotConnected, CallFailed, TimeoutError) as exc:
-            log.warning("StatusNotification for EVSE %d not delivered: %s", evse_id, exc)
-            return False
-        return True
+        return await self._status_call(payload, f"EVSE {evse_id}")
 
     def station_changed(self, actions: list[Action]) -> None:
         """Derive transaction events, reservation updates and fault events from the actions."""
@@ -435,11 +402,10 @@ class Ocpp201(Adapter):
         for evse_id, state in host.station.evses.items():
             if state.view is None:
                 continue
-            events += self.tx.observe(now, evse_id, self._facts(state), offline)
+            upcoming = functools.partial(host.station.upcoming_tx_id, evse_id)
+            events += self.tx.observe(now, evse_id, self._facts(state), offline, upcoming)
             if host.station.closed and evse_id in self.tx.open:
                 events += self.tx.end(now, evse_id, host.shutdown_reason, offline)
-            current = self.tx.open.get(evse_id)
-            state.next_tx_id = current.id if current is not None and current.station_tx is None else None
             self._check_faults(evse_id, now)
         for event in events:
             self._queue(event)
@@ -469,6 +435,8 @@ class Ocpp201(Adapter):
         )
 
     def _queue(self, event: tx201.Event) -> None:
+        if event.ended:
+            self.host.station.retire_tx_id(event.evse_id, event.tx_id)
         log.info(
             "TransactionEvent %s for %s (seqNo %d, %s)",
             event.payload["eventType"],
@@ -631,95 +599,58 @@ class Ocpp201(Adapter):
 
     async def _reservation_update(self, reservation_id: int, status: str) -> None:
         payload = {"reservationId": reservation_id, "reservationUpdateStatus": status}
-        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("ReservationStatusUpdate", payload, self.call_timeout())
+        await self._notify("ReservationStatusUpdate", payload)
 
     # -- authorization -----------------------------------------------------------------
 
-    async def authorize(self, token: str) -> auth.IdTagInfo | None:
-        """Ask the CSMS; None when it cannot answer (offline rules apply)."""
-        if not self.online:
-            return None
-        try:
-            kind = self.tx.token_types.get(token, "ISO14443")
-            payload = {"idToken": tx201.id_token(token, kind)}
-            reply = await self.link.call("Authorize", payload, self.call_timeout())
-            return auth.info_from_ocpp201(reply["idTokenInfo"])
-        except (NotConnected, CallFailed, TimeoutError, ValueError) as exc:
-            log.warning("Authorize for %s not answered (%s); offline rules apply", token, exc)
-            return None
+    def _authorize_payload(self, token: str) -> dict[str, Any]:
+        return {"idToken": tx201.id_token(token, self.tx.token_types.get(token, "ISO14443"))}
+
+    def _authorize_info(self, reply: dict[str, Any]) -> auth.IdTagInfo:
+        return auth.info_from_ocpp201(reply["idTokenInfo"])
 
     # -- transaction events ------------------------------------------------------------
 
+    def _retries(self) -> Retries:
+        return Retries(
+            self._number("OCPPCommCtrlr", "MessageAttempts", variable_instance="TransactionEvent"),
+            self._number("OCPPCommCtrlr", "MessageAttemptInterval", variable_instance="TransactionEvent"),
+        )
+
     async def _deliver(self, entry: OutboxEntry) -> bool:
         database = self.host.database
-        attempts = entry.attempts
         payload = entry.body
-        while True:
-            try:
-                reply = await self.link.call("TransactionEvent", payload, self.call_timeout())
-            except NotConnected:
-                return False
-            except (CallFailed, TimeoutError) as exc:
-                attempts += 1
-                await database.run(database.storage.outbox_attempted, entry.id)
-                limit = self._number("OCPPCommCtrlr", "MessageAttempts", variable_instance="TransactionEvent")
-                if attempts >= limit:
-                    log.error(
-                        "TransactionEvent for %s dropped after %d attempts: %s",
-                        entry.transaction_id,
-                        attempts,
-                        exc,
-                    )
-                    await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
-                    return True
-                interval = self._number(
-                    "OCPPCommCtrlr", "MessageAttemptInterval", variable_instance="TransactionEvent"
-                )
-                wait = interval * attempts
-                log.warning("TransactionEvent not accepted (%s); attempt %d in %d s", exc, attempts + 1, wait)
-                await asyncio.sleep(wait)
-                continue
-            if payload["eventType"] == "Ended":
-                await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
-            else:
-                self._delivered.add(entry.id)
-                self.host.writes.put(
-                    functools.partial(
-                        Storage.outbox_delivered, entry_id=entry.id, tx_id=entry.transaction_id
-                    ),
-                    then=functools.partial(self._committed, entry.id),
-                )
-            if "idTokenInfo" in reply and "idToken" in payload:
-                try:
-                    info = auth.info_from_ocpp201(reply["idTokenInfo"])
-                except ValueError:
-                    return True
-                current = self.tx.by_id(entry.transaction_id)
-                station_tx = current.station_tx if current is not None else entry.transaction_id
-                self.host.id_tag_info(station_tx or entry.transaction_id, payload["idToken"]["idToken"], info)
+        reply = await self._call_entry(entry, "TransactionEvent", payload, self._retries)
+        if reply is None:
+            return False
+        if not isinstance(reply, dict):
+            log.error("TransactionEvent for %s dropped after its attempts: %s", entry.transaction_id, reply)
+            await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
             return True
+        await self._entry_delivered(entry, payload["eventType"] == "Ended")
+        if "idTokenInfo" in reply and "idToken" in payload:
+            try:
+                info = auth.info_from_ocpp201(reply["idTokenInfo"])
+            except ValueError:
+                return True
+            current = self.tx.by_id(entry.transaction_id)
+            station_tx = current.station_tx if current is not None else entry.transaction_id
+            self.host.id_tag_info(station_tx or entry.transaction_id, payload["idToken"]["idToken"], info)
+        return True
 
-    async def meter_values_now(self, evse_id: int, context: str) -> None:
-        """MeterValues outside a transaction (clock-aligned or triggered); not queued."""
-        if context == "Sample.Clock" and not self._flag("AlignedDataCtrlr", "SendDuringIdle"):
-            return
-        sample = self.host.sample(evse_id, context)
-        if sample is None or not self.online:
-            return
+    def _meter_values_payload(
+        self, evse_id: int, sample: dict[str, Any], context: str
+    ) -> dict[str, Any] | None:
         # Clock-aligned and triggered values both carry AlignedDataCtrlr.Measurands (F06.FR.06).
         value = tx201.meter_value(sample, self._items("AlignedDataCtrlr", "Measurands"))
-        if not value["sampledValue"]:
+        return {"evseId": evse_id, "meterValue": [value]} if value["sampledValue"] else None
+
+    async def meter_values_now(self, evse_id: int, context: str) -> None:
+        if context == "Sample.Clock" and not self._flag("AlignedDataCtrlr", "SendDuringIdle"):
             return
-        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call(
-                "MeterValues", {"evseId": evse_id, "meterValue": [value]}, self.call_timeout()
-            )
+        await super().meter_values_now(evse_id, context)
 
     # -- requests from the CSMS --------------------------------------------------------
-
-    def _evse(self, evse_id: int | None) -> bool:
-        return evse_id in self.host.station.evses
 
     def _items_per_message(self, instance: str) -> int:
         return self._number("DeviceDataCtrlr", "ItemsPerMessage", variable_instance=instance)
@@ -882,17 +813,15 @@ class Ocpp201(Adapter):
         )
 
     async def _install_certificate(self, p: dict[str, Any]) -> Reply:
-        status = await self.host.install_certificate(
+        return await self._install_certificate_reply(
             p["certificateType"],
             p["certificate"],
             self._flag("SecurityCtrlr", "AdditionalRootCertificateCheck"),
         )
-        return Reply({"status": status})
 
     async def _get_installed_certificate_ids(self, p: dict[str, Any]) -> Reply:
-        wanted = p.get("certificateType") or None
-        found = self.host.certs.installed(wanted)
-        if not found:
+        found = self._installed_certificates(p.get("certificateType") or None)
+        if found is None:
             return Reply({"status": "NotFound"})
         chain = [{"certificateType": kind, "certificateHashData": data} for kind, data in found]
         return Reply({"status": "Accepted", "certificateHashDataChain": chain})
@@ -919,10 +848,7 @@ class Ocpp201(Adapter):
                 for evse_id in evses:
                     await self._status(evse_id, self._evse_state(evse_id))
         elif message == "MeterValues":
-
-            async def follow_up() -> None:
-                for evse_id in evses:
-                    await self.meter_values_now(evse_id, "Trigger")
+            follow_up = self._meter_values_trigger(evses)
         elif message == "TransactionEvent":
             if not any(e in self.tx.open for e in evses):
                 return Reply({"status": "Rejected"})
@@ -959,13 +885,10 @@ class Ocpp201(Adapter):
             # D01.FR.18: versionNumber SHALL be greater than 0 (0 means "no list installed").
             log.warning("SendLocalList refused: versionNumber %s is not greater than 0", p["versionNumber"])
             return Reply({"status": "Failed"})
-        try:
-            entries = auth.entries_from_ocpp201(p.get("localAuthorizationList", []))
-        except ValueError as exc:
-            log.warning("SendLocalList refused: %s", exc)
-            return Reply({"status": "Failed"})
-        status = await self.host.update_local_list(p["updateType"], p["versionNumber"], entries)
-        return Reply({"status": status})
+        entries = p.get("localAuthorizationList", [])
+        return await self._local_list(
+            p["updateType"], p["versionNumber"], lambda: auth.entries_from_ocpp201(entries)
+        )
 
     # E, F: transactions and remote control
 
@@ -985,17 +908,15 @@ class Ocpp201(Adapter):
         evse_id = p.get("evseId")
         if evse_id is not None and not self._evse(evse_id):
             return Reply({"status": "Rejected"})
-        profile = None
-        if "chargingProfile" in p and not self._flag("SmartChargingCtrlr", "Enabled"):
+        raw = p.get("chargingProfile")
+        if raw is not None and not self._flag("SmartChargingCtrlr", "Enabled"):
+            # F01.FR.12: without smart charging the profile is ignored
             log.info("RequestStartTransaction: smart charging is disabled, its charging profile is ignored")
-        elif "chargingProfile" in p:  # F01.FR.12: without smart charging the profile is ignored
-            try:
-                profile = schedule.from_ocpp201(p["chargingProfile"], evse_id or 0)
-            except ValueError as exc:
-                log.warning("RequestStartTransaction charging profile refused: %s", exc)
-                return Reply({"status": "Rejected"})
-            if profile.purpose is not schedule.Purpose.TX:
-                return Reply({"status": "Rejected"})
+            raw = None
+        try:
+            profile = tx_profile("RequestStartTransaction", raw, schedule.from_ocpp201, evse_id or 0)
+        except ValueError:
+            return Reply({"status": "Rejected"})
         token = p["idToken"]["idToken"]
         self._remember_type(p["idToken"])
         station = self.host.station
@@ -1009,21 +930,12 @@ class Ocpp201(Adapter):
             reply["transactionId"] = open_tx.id
         else:
             self.tx.remote_starts[target.id] = p["remoteStartId"]
-        if self._flag("AuthCtrlr", "AuthorizeRemoteStart"):
 
-            async def authorize_then_start() -> None:
-                info = await self.host.authorize_token(token)
-                if info is not None and info.status == "Accepted":
-                    self.host.remote_start(target.id, token, info.parent, profile)
-                else:
-                    self.tx.remote_starts.pop(target.id, None)
-                    log.warning("RequestStartTransaction for %s: the idToken is not authorized", token)
-
-            return Reply(reply, authorize_then_start)
-        if not self.host.remote_start(target.id, token, None, profile):
+        def forget() -> None:
             self.tx.remote_starts.pop(target.id, None)
-            return Reply({"status": "Rejected"})
-        return Reply(reply)
+
+        authorize_first = self._flag("AuthCtrlr", "AuthorizeRemoteStart")
+        return self._start_remotely(target.id, token, profile, reply, authorize_first, forget)
 
     def _remember_type(self, token: dict[str, Any]) -> None:
         if token["type"] != "ISO14443":
@@ -1046,7 +958,6 @@ class Ocpp201(Adapter):
             station.withdraw_token(current.evse_id)
             for event in self.tx.end(now, current.evse_id, "Remote", not self.online):
                 self._queue(event)
-            state.next_tx_id = None  # an ended id is never used again
         return Reply({"status": "Accepted"})
 
     async def _unlock_connector(self, p: dict[str, Any]) -> Reply:
@@ -1057,9 +968,6 @@ class Ocpp201(Adapter):
             return Reply({"status": "OngoingAuthorizedTransaction"})
         status = await self.host.unlock(evse_id)
         return Reply({"status": "Unlocked" if status == "Unlocked" else "UnlockFailed"})
-
-    async def _data_transfer(self, p: dict[str, Any]) -> Reply:
-        return Reply({"status": "UnknownVendorId"})
 
     # G: availability
 
@@ -1086,18 +994,11 @@ class Ocpp201(Adapter):
             return Reply({"status": "Rejected"})
         if p.get("connectorType") not in (None, "cType2", "sType2", "Unknown"):
             return Reply({"status": "Rejected"})
-        try:
-            expiry = parse_timestamp(p["expiryDateTime"])
-        except ValueError as exc:
-            raise RpcError("property", f"expiryDateTime: {exc}") from exc
+        expiry = required_time(p, "expiryDateTime")
         group = p.get("groupIdToken", {}).get("idToken")
         self._remember_type(p["idToken"])
         reservation = Reservation(p["id"], evse_id, p["idToken"]["idToken"], expiry, group)
         return Reply({"status": await self.host.reserve(reservation)})
-
-    async def _cancel_reservation(self, p: dict[str, Any]) -> Reply:
-        ok = await self.host.cancel_reservation(p["reservationId"])
-        return Reply({"status": "Accepted" if ok else "Rejected"})
 
     # K: smart charging
 
@@ -1158,8 +1059,7 @@ class Ocpp201(Adapter):
                     "tbc": index < len(groups) - 1,
                     "chargingProfile": [schedule.to_ocpp201(self._csms_view(x)) for x in profiles],
                 }
-                with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-                    await self.link.call("ReportChargingProfiles", payload, self.call_timeout())
+                await self._notify("ReportChargingProfiles", payload)
 
         return Reply({"status": "Accepted"}, report)
 
@@ -1180,18 +1080,15 @@ class Ocpp201(Adapter):
             # K10.FR.06: a CSMS may not clear ChargingStationExternalConstraints; none is stored here.
             info = {"reasonCode": "InvalidValue", "additionalInfo": f"no {name} profile on this station"}
             return Reply({"status": "Unknown", "statusInfo": info})
-        count = await self.host.clear_profiles(
+        return await self._clear_profiles(
             p.get("chargingProfileId"), criteria.get("evseId"), purpose, criteria.get("stackLevel")
         )
-        return Reply({"status": "Accepted" if count else "Unknown"})
 
     async def _get_composite_schedule(self, p: dict[str, Any]) -> Reply:
         evse_id = p["evseId"]
         if evse_id and not self._evse(evse_id):
             return Reply({"status": "Rejected"})
-        unit = "W" if p.get("chargingRateUnit") == "W" else "A"
-        start = self.host.now()  # the request's own instant: no truncation to the second
-        periods = self.host.composite(evse_id, start, p["duration"], unit)
+        start, periods, unit = self._composite(evse_id, p)
         composite = schedule.composite_to_ocpp201(periods, start, p["duration"], unit, evse_id)
         return Reply({"status": "Accepted", "schedule": composite})
 
@@ -1199,12 +1096,7 @@ class Ocpp201(Adapter):
 
     async def _update_firmware(self, p: dict[str, Any]) -> Reply:
         firmware = p["firmware"]
-        times: list[datetime | None] = []
-        for key in ("retrieveDateTime", "installDateTime"):
-            try:
-                times.append(parse_timestamp(firmware[key]) if key in firmware else None)
-            except ValueError as exc:
-                raise RpcError("property", f"{key}: {exc}") from exc
+        times = self._firmware_times(firmware)
         signature, pem = firmware.get("signature"), firmware.get("signingCertificate")
         cert = None
         if signature is not None or pem is not None:
@@ -1216,27 +1108,12 @@ class Ocpp201(Adapter):
         elif self.host.firmware_roots():
             log.error("unsigned firmware refused: this station installs signed firmware only")
             return Reply({"status": "Rejected", "statusInfo": {"reasonCode": "MissingSignature"}})
-        assert times[0] is not None
-        request = FirmwareRequest(
-            firmware["location"],
-            times[0],
-            p.get("retries", 0),
-            p.get("retryInterval", 30),
-            times[1],
-            signature,
-            cert,
-        )
-        maintenance = self.host.maintenance
-        running = maintenance is not None and not maintenance.done()
+        reply = self._update_signed_firmware(p, times, signature, cert)
         self.firmware_request = p["requestId"]
         await self.host.database.run(
             self.host.database.storage.set_setting, PREFIX + "firmware_request", str(p["requestId"])
         )
-
-        async def start() -> None:
-            self.host.update_firmware(request, self.firmware_status_notification)
-
-        return Reply({"status": "AcceptedCanceled" if running else "Accepted"}, start)
+        return reply
 
     async def firmware_status_notification(self, status: str) -> None:
         # After Installed a triggered notification reports Idle (L01.FR.25); after a
@@ -1250,8 +1127,7 @@ class Ocpp201(Adapter):
         payload: dict[str, Any] = {"status": status}
         if self.firmware_request is not None and status != "Idle":
             payload["requestId"] = self.firmware_request
-        with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
-            await self.link.call("FirmwareStatusNotification", payload, self.call_timeout())
+        await self._notify("FirmwareStatusNotification", payload)
 
     # N: diagnostics and monitoring
 

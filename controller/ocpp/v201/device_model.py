@@ -150,8 +150,8 @@ def _measurands(component: str, variable: str, default: str = MEASURANDS[0]) -> 
 CONSUMERS: dict[tuple[str, str], str] = {
     ("OCPPCommCtrlr", "HeartbeatInterval"): "controller.ocpp.v201.adapter:Ocpp201.heartbeat_interval",
     ("OCPPCommCtrlr", "MessageTimeout"): "controller.ocpp.v201.adapter:Ocpp201.call_timeout",
-    ("OCPPCommCtrlr", "MessageAttempts"): "controller.ocpp.v201.adapter:Ocpp201._deliver",
-    ("OCPPCommCtrlr", "MessageAttemptInterval"): "controller.ocpp.v201.adapter:Ocpp201._deliver",
+    ("OCPPCommCtrlr", "MessageAttempts"): "controller.ocpp.v201.adapter:Ocpp201._retries",
+    ("OCPPCommCtrlr", "MessageAttemptInterval"): "controller.ocpp.v201.adapter:Ocpp201._retries",
     ("OCPPCommCtrlr", "NetworkConfigurationPriority"): "controller.ocpp.client:OcppClient.plan",
     ("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"): "controller.ocpp.client:OcppClient.plan",
     ("OCPPCommCtrlr", "OfflineThreshold"): "controller.ocpp.v201.adapter:Ocpp201._statuses_after_reconnect",

@@ -3,9 +3,9 @@
 The station model decides when energy may flow (EV connected and authorized). A 2.0.1
 transaction spans the same session but starts at the first of the configured
 TxStartPoint conditions and ends as soon as one TxStopPoint condition no longer holds,
-so it may begin before the station's transaction (EVConnected, Authorized: the station's
-transaction then takes its id) and end after it (a stop point of EVConnected alone keeps
-it open until the cable is unplugged).
+so it may begin before the station's transaction (EVConnected, Authorized: it takes the
+id the station chose for its next transaction) and end after it (a stop point of
+EVConnected alone keeps it open until the cable is unplugged).
 
 Every event is numbered per transaction without gaps; the caller persists it in the
 outbox together with its seqNo before it can be sent.
@@ -14,7 +14,7 @@ outbox together with its seqNo before it can be sent.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -163,8 +163,16 @@ class Transactions:
         trigger = "MeterValueClock" if clock else "MeterValuePeriodic"
         return [self._event(now, current, "Updated", trigger, offline, meter=[values])]
 
-    def observe(self, now: datetime, evse_id: int, facts: Facts, offline: bool) -> list[Event]:
-        """Start, update or end the EVSE's 2.0.1 transaction from what the station shows."""
+    def observe(
+        self,
+        now: datetime,
+        evse_id: int,
+        facts: Facts,
+        offline: bool,
+        upcoming_id: Callable[[], str] | None = None,
+    ) -> list[Event]:
+        """Start, update or end the EVSE's 2.0.1 transaction from what the station shows
+        (``upcoming_id``: the id the station's next transaction on the EVSE will take)."""
         before = self._last.get(evse_id)
         self._last[evse_id] = facts
         events: list[Event] = []
@@ -175,8 +183,13 @@ class Transactions:
             point = self._start_point(evse_id, facts)
             if point is None:
                 return []
-            reuse = facts.tx_id is not None and self._covered.get(evse_id) != facts.tx_id
-            current = Open(facts.tx_id if reuse and facts.tx_id else str(uuid.uuid4()), evse_id)
+            if facts.tx_id is not None and self._covered.get(evse_id) != facts.tx_id:
+                tx_id = facts.tx_id
+            elif facts.tx_id is None and upcoming_id is not None:
+                tx_id = upcoming_id()  # begun early: the station's transaction will carry it
+            else:
+                tx_id = str(uuid.uuid4())
+            current = Open(tx_id, evse_id)
             current.station_tx = facts.tx_id
             current.reservation_id = facts.reservation_id if facts.tx_id is not None else None
             current.charging_state = facts.charging_state
