@@ -22,7 +22,8 @@ from controller.core.measurands import measured
 from controller.core.station import Reservation
 from controller.io.link import Link, Reply
 from controller.io.storage import OutboxEntry, timestamp
-from controller.ocpp.adapter import Adapter, Retries, optional_times, required_time, tx_profile
+from controller.ocpp.adapter import Adapter, Retries
+from controller.ocpp.fields import optional_times, required_time, tx_profile
 from controller.ocpp.ocppj import RpcError
 from controller.ocpp.v16.keys import KeyStore
 from controller.services import FirmwareRequest

@@ -1,0 +1,56 @@
+"""The code that reads each 2.0.1 variable the CSMS may write."""
+
+from __future__ import annotations
+
+# Where each variable the CSMS may write takes effect: "module:function" that reads it.
+# tests/test_writable_keys.py holds every writable variable (other than one with a single
+# allowed value) to an entry here, and the function to reading it: a writable variable
+# that nothing uses fails the tests. Make a variable ReadOnly rather than leave it unused.
+CONSUMERS: dict[tuple[str, str], str] = {
+    ("OCPPCommCtrlr", "HeartbeatInterval"): "controller.ocpp.v201.adapter:Ocpp201.heartbeat_interval",
+    ("OCPPCommCtrlr", "MessageTimeout"): "controller.ocpp.v201.adapter:Ocpp201.call_timeout",
+    ("OCPPCommCtrlr", "MessageAttempts"): "controller.ocpp.v201.adapter:Ocpp201._retries",
+    ("OCPPCommCtrlr", "MessageAttemptInterval"): "controller.ocpp.v201.adapter:Ocpp201._retries",
+    ("OCPPCommCtrlr", "NetworkConfigurationPriority"): "controller.ocpp.client:OcppClient.plan",
+    ("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"): "controller.ocpp.client:OcppClient.plan",
+    ("OCPPCommCtrlr", "OfflineThreshold"): "controller.ocpp.v201.adapter:Ocpp201._statuses_after_reconnect",
+    ("OCPPCommCtrlr", "ResetRetries"): "controller.ocpp.v201.adapter:Ocpp201._reset",
+    ("OCPPCommCtrlr", "WebSocketPingInterval"): "controller.ocpp.client:make_client",
+    ("OCPPCommCtrlr", "RetryBackOffRandomRange"): "controller.ocpp.v201.adapter:Ocpp201.backoff",
+    ("OCPPCommCtrlr", "RetryBackOffRepeatTimes"): "controller.ocpp.v201.adapter:Ocpp201.backoff",
+    ("OCPPCommCtrlr", "RetryBackOffWaitMinimum"): "controller.ocpp.v201.adapter:Ocpp201.backoff",
+    ("SecurityCtrlr", "OrganizationName"): "controller.ocpp.v201.adapter:Ocpp201.organization",
+    ("SecurityCtrlr", "BasicAuthPassword"): "controller.ocpp.v201.adapter:Ocpp201.__init__",
+    ("SecurityCtrlr", "CertSigningWaitMinimum"): "controller.ocpp.v201.adapter:Ocpp201.cert_signing_wait",
+    ("SecurityCtrlr", "CertSigningRepeatTimes"): "controller.ocpp.v201.adapter:Ocpp201.cert_signing_wait",
+    ("AuthCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AuthCtrlr", "AuthorizeRemoteStart"): "controller.ocpp.v201.adapter:Ocpp201._request_start",
+    ("AuthCtrlr", "LocalAuthorizeOffline"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("AuthCtrlr", "LocalPreAuthorize"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("AuthCtrlr", "OfflineTxForUnknownIdEnabled"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("AuthCacheCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("AuthCacheCtrlr", "LifeTime"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("LocalAuthListCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201.auth_settings",
+    ("TxCtrlr", "EVConnectionTimeOut"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("TxCtrlr", "StopTxOnInvalidId"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("TxCtrlr", "MaxEnergyOnInvalidId"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("TxCtrlr", "TxStartPoint"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("TxCtrlr", "TxStopPoint"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxEndedMeasurands"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxEndedInterval"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxStartedMeasurands"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxUpdatedMeasurands"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("SampledDataCtrlr", "TxUpdatedInterval"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "Measurands"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "Interval"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "TxEndedMeasurands"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "TxEndedInterval"): "controller.ocpp.v201.adapter:Ocpp201.apply_keys",
+    ("AlignedDataCtrlr", "SendDuringIdle"): "controller.ocpp.v201.adapter:Ocpp201.meter_values_now",
+    ("ReservationCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201._reserve_now",
+    ("SmartChargingCtrlr", "Enabled"): "controller.ocpp.v201.adapter:Ocpp201._set_charging_profile",
+    ("MonitoringCtrlr", "Enabled"): "controller.ocpp.v201.monitoring:Monitors._enabled",
+    ("MonitoringCtrlr", "OfflineQueuingSeverity"): "controller.ocpp.v201.adapter:Ocpp201._notify_event",
+    ("MonitoringCtrlr", "ActiveMonitoringLevel"): "controller.ocpp.v201.monitoring:Monitors._level",
+}
