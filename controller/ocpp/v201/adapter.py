@@ -49,6 +49,8 @@ class Ocpp201(
     Certificates,
     VariableMonitoring,
 ):
+    """The 2.0.1 functional blocks this station implements, in one adapter."""
+
     def __init__(self, host: Daemon, link: Link, settings: dict[str, str]) -> None:
         super().__init__(host, link)
         config = host.config

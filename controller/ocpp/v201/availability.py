@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from controller.core import station as station_model
@@ -12,8 +11,6 @@ from controller.core.station import (
 from controller.io.link import Reply
 from controller.ocpp.fields import required_time
 from controller.ocpp.v201.base import Base201
-
-log = logging.getLogger(__name__)
 
 
 class Availability(Base201):

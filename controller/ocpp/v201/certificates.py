@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from controller.io.link import Reply
 from controller.ocpp.v201.base import Base201
-
-log = logging.getLogger(__name__)
 
 
 class Certificates(Base201):

@@ -95,13 +95,11 @@ class Provisioning(Base201):
         if "evseId" in p:
             # One EVSE cannot restart on its own: the whole station is one process.
             return Reply({"status": "Rejected"})
-        busy = any(e.tx is not None or e.stopping is not None for e in self.host.station.evses.values())
         on_idle = p["type"] == "OnIdle"
+        scheduled = on_idle and self._transacting()
 
         async def reset() -> None:
-            while on_idle and any(
-                e.tx is not None or e.stopping is not None for e in self.host.station.evses.values()
-            ):
+            while on_idle and self._transacting():
                 await asyncio.sleep(1.0)
             if self.host.stopping.is_set():
                 return  # SIGTERM came first: no restart
@@ -109,7 +107,7 @@ class Provisioning(Base201):
             self.host.restart_settings[PREFIX + "boot_reason"] = "RemoteReset"
             self.host.reset(hard=True, retries=self._number("OCPPCommCtrlr", "ResetRetries"))
 
-        return Reply({"status": "Scheduled" if busy and on_idle else "Accepted"}, reset)
+        return Reply({"status": "Scheduled" if scheduled else "Accepted"}, reset)
 
     async def _set_network_profile(self, p: dict[str, Any]) -> Reply:
         data, slot = p["connectionData"], p["configurationSlot"]

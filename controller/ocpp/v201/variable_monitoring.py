@@ -3,15 +3,12 @@ at what they watch."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from controller.io.link import Reply
 from controller.ocpp.v201 import device_model as dm
 from controller.ocpp.v201.base import Base201
 from controller.ocpp.v201.monitoring import criteria_supported
-
-log = logging.getLogger(__name__)
 
 
 class VariableMonitoring(Base201):
