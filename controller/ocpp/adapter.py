@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
+
 from controller.aio import wait_event
 from controller.core import authorization as auth
 from controller.core import schedule
@@ -607,7 +609,7 @@ class Adapter:
         p: dict[str, Any],
         times: tuple[datetime, datetime | None],
         signature: str | None,
-        cert: Any,
+        cert: x509.Certificate | None,
     ) -> Reply:
         """Accepted, or AcceptedCanceled when it replaces an update under way."""
         request = FirmwareRequest(
