@@ -115,6 +115,7 @@ class Daemon(Services):
         self.local_list = auth.LocalList()
         self.auth_cache = auth.AuthCache()
         self.profiles = schedule.Profiles()
+        self.limits_wake = asyncio.Event()  # the next change of a charging limit may have moved
         self.pending_profiles: dict[int, tuple[str, schedule.Profile]] = {}  # remote start: token, TxProfile
         self.csms_ids: dict[str, str] = {}  # local transaction id -> the CSMS's
         self.aligned_interval_s = 0
@@ -129,6 +130,7 @@ class Daemon(Services):
         """Move our notion of now by ``delta`` (the CSMS's time), timers included."""
         self.clock_offset += delta
         self.station.shift(delta)
+        self.limits_wake.set()  # the next change of a limit is elsewhere on the new clock
 
     @property
     def evse_config(self) -> dict[int, EvseConfig]:
@@ -161,6 +163,8 @@ class Daemon(Services):
             config.auth["mode"],
             config.auth["allow"],
             config.auth["free_id"],
+            {e.id: e.phases for e in config.evses},
+            self.profiles,
         )
         self.read_now = {e.id: asyncio.Event() for e in config.evses}
         if config.ocpp is not None:
@@ -337,6 +341,7 @@ class Daemon(Services):
             tasks.append(asyncio.create_task(self._tick(), name="tick"))
             if self.ocpp is not None:
                 tasks.append(asyncio.create_task(self.ocpp.run(), name="ocpp"))
+                tasks.append(asyncio.create_task(self._follow_limits(), name="limits"))
                 self.spawn(self.firmware_watch())
                 tasks.append(asyncio.create_task(self._aligned_meter_values(), name="aligned meter values"))
             tasks.append(asyncio.create_task(self._supervise(), name="supervise"))
@@ -556,10 +561,22 @@ class Daemon(Services):
             await asyncio.sleep(1.0)
             self._apply(self.station.tick(self.now()))
             if self.ocpp is not None:
-                self.update_limits()
                 self.ocpp.tick()
                 if self._counting is None or self._counting.done():  # never wait on SQLite here
                     self._counting = self.spawn(self._count_outbox())
+
+    async def _follow_limits(self) -> None:
+        """Apply the charging limits at the instant the profiles change them (the station core
+        says when); ``update_limits`` wakes this when that instant may have moved."""
+        while True:
+            due = self.station.next_limit_change(self.now())
+            if due is None:
+                await self.limits_wake.wait()
+            else:
+                await wait_event(self.limits_wake, max(0.0, (due - self.now()).total_seconds()))
+            if not self.limits_wake.is_set():
+                self.update_limits()  # woken a little early, this changes nothing: sleep the rest
+            self.limits_wake.clear()
 
     async def _aligned_meter_values(self) -> None:
         """Clock-aligned meter values (ClockAlignedDataInterval), in or out of a transaction."""

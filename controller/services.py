@@ -433,32 +433,21 @@ class Services:
 
         self.writes.put(write)
 
-    def loads(self: Daemon) -> dict[int, schedule.Load]:
-        """What the EVSEs' limits depend on besides the profiles, as they are now."""
-        return {
-            evse_id: schedule.Load(
-                state.max_current_a,
-                self.evse_config[evse_id].phases,
-                state.tx.id if state.tx else None,
-                state.tx.started_at if state.tx else None,
-            )
-            for evse_id, state in self.station.evses.items()
-        }
-
     def composite(
         self: Daemon, evse_id: int, start: datetime, duration_s: int, unit: str
     ) -> list[schedule.Period]:
-        """GetCompositeSchedule: the limit ``update_limits`` enforces, from ``start`` on."""
-        return self.profiles.station_composite(evse_id, start, duration_s, unit, self.loads())
+        """GetCompositeSchedule: the limit the station enforces, from ``start`` on."""
+        return self.station.composite(evse_id, start, duration_s, unit)
 
     def update_limits(self: Daemon) -> None:
-        now = self.now()
-        loads = self.loads()
+        """Apply the limits in force now; profiles, transactions or the clock changed, so the
+        limit timer (``Daemon._follow_limits``) learns the next change anew."""
+        before = {evse_id: state.limit_a for evse_id, state in self.station.evses.items()}
+        self._apply(self.station.limits_changed(self.now()))
         for evse_id, state in self.station.evses.items():
-            limit = self.profiles.station_limit(evse_id, now, "A", loads)[0]
-            if limit != state.limit_a:
-                log.info("EVSE %d: charging limit %.1f A", evse_id, limit)
-                self._apply(self.station.set_limit(now, evse_id, limit))
+            if state.limit_a != before[evse_id]:
+                log.info("EVSE %d: charging limit %.1f A", evse_id, state.limit_a)
+        self.limits_wake.set()
 
     def _transaction_started(self: Daemon, evse_id: int, tx_id: str, token: str) -> None:
         pending = self.pending_profiles.pop(evse_id, None)

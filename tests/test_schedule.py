@@ -1,5 +1,6 @@
 """The smart-charging schedule engine (controller/core/schedule.py): stacking, purposes, kinds, units,
-profile management and the OCPP 1.6 and 2.0.1 JSON forms."""
+profile management and the OCPP 1.6 and 2.0.1 JSON forms; and the limit each EVSE gets from it
+(controller/core/limits.py), enforced and reported alike."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator
 
+from controller.core.limits import Load, composite_schedule, effective_limit, next_limit_change
 from controller.core.schedule import (
     UNITS,
     Kind,
-    Load,
     Period,
     Profile,
     Profiles,
@@ -68,11 +69,41 @@ def store(*profiles: Profile, active_tx: str | None = "tx1") -> Profiles:
     return result
 
 
+def alone(evse: int, tx: str | None = None, tx_start: datetime | None = None) -> dict[int, Load]:
+    """``evse`` as the only EVSE, with no hardware limit: its limit is what the profiles allow."""
+    return {max(evse, 1): Load(math.inf, 3, tx, tx_start)}
+
+
+def limit_a(
+    store_: Profiles,
+    evse: int,
+    now: datetime,
+    tx_start: datetime | None,
+    tx: str | None,
+    voltage: float = 230.0,
+) -> float:
+    """The ``effective_limit`` in A of ``evse`` alone."""
+    return effective_limit(store_, evse, now, "A", alone(evse, tx, tx_start), voltage).value
+
+
+def composite(
+    store_: Profiles,
+    evse: int,
+    start: datetime,
+    duration_s: int,
+    unit: str,
+    tx_start: datetime | None,
+    tx: str | None,
+) -> list[Period]:
+    """The ``composite_schedule`` of ``evse`` alone."""
+    return composite_schedule(store_, evse, start, duration_s, unit, alone(evse, tx, tx_start))
+
+
 def limits(
     store_: Profiles, evse: int = 1, tx_start: datetime | None = None, tx: str | None = None
 ) -> list[tuple[int, float]]:
     """The composite over two hours from T0 as (start_s, limit) pairs."""
-    return [(p.start_s, p.limit) for p in store_.composite(evse, T0, 2 * HOUR, "A", tx_start, tx)]
+    return [(p.start_s, p.limit) for p in composite(store_, evse, T0, 2 * HOUR, "A", tx_start, tx)]
 
 
 # --- stacking and purposes
@@ -81,16 +112,16 @@ def limits(
 def test_higher_stack_wins_and_the_lower_shows_through_when_it_ends() -> None:
     profiles = store(make(id=1, stack=0), make(id=2, stack=1, periods=((0, 10.0),), duration=HOUR))
     assert limits(profiles) == [(0, 10.0), (HOUR, 16.0)]
-    assert profiles.limit_a(1, at(HOUR - 1), None, None) == 10.0
-    assert profiles.limit_a(1, at(HOUR), None, None) == 16.0
+    assert limit_a(profiles, 1, at(HOUR - 1), None, None) == 10.0
+    assert limit_a(profiles, 1, at(HOUR), None, None) == 16.0
 
 
 def test_a_tx_profile_overrides_tx_default_whatever_the_stack_levels() -> None:
     tx = make(id=2, stack=0, purpose=Purpose.TX, periods=((0, 20.0),))
     profiles = store(make(id=1, stack=9, periods=((0, 6.0),)), tx)
-    assert profiles.limit_a(1, T0, None, "tx1") == 20.0
-    assert profiles.limit_a(1, T0, None, None) == 6.0  # bound to tx1: no effect outside it
-    assert profiles.limit_a(1, T0, None, "tx2") == 6.0
+    assert limit_a(profiles, 1, T0, None, "tx1") == 20.0
+    assert limit_a(profiles, 1, T0, None, None) == 6.0  # bound to tx1: no effect outside it
+    assert limit_a(profiles, 1, T0, None, "tx2") == 6.0
 
 
 def test_station_max_caps_everything() -> None:
@@ -98,27 +129,29 @@ def test_station_max_caps_everything() -> None:
     tx = make(id=2, purpose=Purpose.TX, periods=((0, 20.0), (HOUR + 600, 6.0)))
     profiles = store(station, tx)
     assert limits(profiles, tx="tx1") == [(0, 10.0), (HOUR, 20.0), (HOUR + 600, 6.0)]
-    assert profiles.limit_a(2, T0, None, None) == 10.0  # every EVSE
+    assert limit_a(profiles, 2, T0, None, None) == 10.0  # every EVSE
     assert limits(profiles, evse=0) == [(0, 10.0), (HOUR, 32.0)]  # evse 0: the station max alone
 
 
 def test_evse0_tx_default_applies_to_every_evse_and_competes_by_stack_level() -> None:
     profiles = store(make(id=1, evse=0, stack=1, periods=((0, 8.0),)))
-    assert [profiles.limit_a(evse, T0, None, None) for evse in (1, 2, 3)] == [8.0, 8.0, 8.0]
-    assert profiles.limit_a(0, T0, None, None) == math.inf  # no station-wide limit though
+    assert [limit_a(profiles, evse, T0, None, None) for evse in (1, 2, 3)] == [8.0, 8.0, 8.0]
+    assert limit_a(profiles, 0, T0, None, None) == math.inf  # no station-wide limit though
     profiles.install(make(id=2, evse=2, stack=0, periods=((0, 12.0),)), None)
-    assert profiles.limit_a(2, T0, None, None) == 8.0  # the lower EVSE-specific one loses
+    assert limit_a(profiles, 2, T0, None, None) == 8.0  # the lower EVSE-specific one loses
     profiles.install(make(id=3, evse=2, stack=1, periods=((0, 13.0),)), None)
-    assert profiles.limit_a(2, T0, None, None) == 13.0  # a tie goes to the EVSE's own
-    assert profiles.limit_a(1, T0, None, None) == 8.0
+    assert limit_a(profiles, 2, T0, None, None) == 13.0  # a tie goes to the EVSE's own
+    assert limit_a(profiles, 1, T0, None, None) == 8.0
 
 
 def test_nothing_installed_means_no_limit() -> None:
     profiles = Profiles()
-    assert profiles.limit_a(1, T0, T0, "tx1") == math.inf
-    assert profiles.composite(1, T0, HOUR, "A", None, None) == [Period(0, math.inf)]
-    assert profiles.composite(1, T0, HOUR, "W", None, None, no_limit=22080.0) == [Period(0, 22080.0)]
+    assert limit_a(profiles, 1, T0, T0, "tx1") == math.inf
+    assert composite(profiles, 1, T0, HOUR, "A", None, None) == [Period(0, math.inf)]
+    # What the hardware allows then: 32 A on 3 phases.
+    assert composite_schedule(profiles, 1, T0, HOUR, "W", {1: Load(32.0)}) == [Period(0, 22080.0)]
     assert profiles.next_change(1, T0, None, None) is None
+    assert next_limit_change(profiles, T0, {1: Load(32.0, 3, "tx1", T0)}) is None
 
 
 # --- kinds, validity and duration
@@ -131,7 +164,7 @@ def test_absolute_schedule_starts_at_its_start() -> None:
 
 def test_absolute_without_start_is_relative_to_the_start_of_charging() -> None:
     profiles = store(make(start=None, periods=((0, 16.0), (600, 10.0))))
-    assert profiles.limit_a(1, T0, None, None) == math.inf
+    assert limit_a(profiles, 1, T0, None, None) == math.inf
     assert limits(profiles, tx_start=at(-300)) == [(0, 16.0), (300, 10.0)]
 
 
@@ -149,10 +182,10 @@ def test_daily_recurring_schedule_repeats_every_day() -> None:
         periods=((0, 32.0), (8 * HOUR, 10.0)),
     )
     profiles = store(night)
-    got = [(p.start_s, p.limit) for p in profiles.composite(1, T0, 24 * HOUR, "A", None, None)]
+    got = [(p.start_s, p.limit) for p in composite(profiles, 1, T0, 24 * HOUR, "A", None, None)]
     assert got == [(0, 10.0), (12 * HOUR, 32.0), (20 * HOUR, 10.0)]
-    assert profiles.limit_a(1, datetime(2026, 12, 24, 3, 0, tzinfo=UTC), None, None) == 32.0
-    assert profiles.limit_a(1, datetime(2026, 10, 31, 23, 0, tzinfo=UTC), None, None) == math.inf  # before
+    assert limit_a(profiles, 1, datetime(2026, 12, 24, 3, 0, tzinfo=UTC), None, None) == 32.0
+    assert limit_a(profiles, 1, datetime(2026, 10, 31, 23, 0, tzinfo=UTC), None, None) == math.inf  # before
 
 
 def test_weekly_recurring_schedule_repeats_every_week() -> None:
@@ -164,10 +197,10 @@ def test_weekly_recurring_schedule_repeats_every_week() -> None:
         duration=24 * HOUR,
     )
     profiles = store(monday)
-    assert profiles.limit_a(1, datetime(2026, 11, 23, 12, 0, tzinfo=UTC), None, None) == 6.0  # Monday
-    assert profiles.limit_a(1, datetime(2026, 11, 24, 12, 0, tzinfo=UTC), None, None) == math.inf
+    assert limit_a(profiles, 1, datetime(2026, 11, 23, 12, 0, tzinfo=UTC), None, None) == 6.0  # Monday
+    assert limit_a(profiles, 1, datetime(2026, 11, 24, 12, 0, tzinfo=UTC), None, None) == math.inf
     assert profiles.next_change(1, T0, None, None) == datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
-    got = profiles.composite(1, T0, 7 * 24 * HOUR, "A", None, None)
+    got = composite(profiles, 1, T0, 7 * 24 * HOUR, "A", None, None)
     assert [(p.start_s, p.limit) for p in got] == [(0, math.inf), (38 * HOUR, 6.0), (62 * HOUR, math.inf)]
 
 
@@ -190,11 +223,14 @@ def test_a_schedule_ends_after_its_duration() -> None:
 def test_watts_and_amps_convert_with_the_period_phases() -> None:
     station = Schedule((Period(0, 11040.0), Period(HOUR, 7360.0, phases=1)), "W", T0)
     profiles = store(Profile(1, 0, 0, Purpose.STATION_MAX, Kind.ABSOLUTE, station))
-    amps = profiles.composite(1, T0, 2 * HOUR, "A", None, None)
+    amps = composite(profiles, 1, T0, 2 * HOUR, "A", None, None)
     assert amps == [Period(0, 16.0), Period(HOUR, 32.0, phases=1)]
-    assert profiles.limit_a(1, T0, None, None, voltage=240.0, phases=1) == 46.0
+    # A period without numberPhases is on 3 (K01.FR.49), whatever the EVSE is wired for.
+    assert limit_a(profiles, 1, T0, None, None, voltage=240.0) == 11040.0 / (240.0 * 3)
+    one_phase = {1: Load(math.inf, 1)}
+    assert effective_limit(profiles, 1, at(HOUR), "A", one_phase, voltage=240.0).value == 7360.0 / 240.0
     profiles.install(make(id=2, periods=((0, 10.0),)), None)
-    watts = profiles.composite(1, T0, 2 * HOUR, "W", None, None)
+    watts = composite(profiles, 1, T0, 2 * HOUR, "W", None, None)
     assert watts == [Period(0, 6900.0), Period(HOUR, 6900.0, phases=1)]  # 10 A on 3 phases vs 7360 W
 
 
@@ -205,7 +241,7 @@ def test_the_fewest_phases_of_the_applicable_profiles_apply() -> None:
         Profile(1, 0, 0, Purpose.STATION_MAX, Kind.ABSOLUTE, station),
         Profile(2, 1, 0, Purpose.TX, Kind.ABSOLUTE, tx),
     )
-    assert profiles.composite(1, T0, HOUR, "A", None, "tx1") == [Period(0, 20.0, phases=1)]
+    assert composite(profiles, 1, T0, HOUR, "A", None, "tx1") == [Period(0, 20.0, phases=1)]
 
 
 # --- installing, replacing and clearing
@@ -293,7 +329,7 @@ def test_all_and_load_restore_a_store() -> None:
     restored = Profiles()
     restored.load(profiles.all())
     assert restored.all() == profiles.all()
-    assert restored.limit_a(1, T0, None, "tx1") == profiles.limit_a(1, T0, None, "tx1")
+    assert limit_a(restored, 1, T0, None, "tx1") == limit_a(profiles, 1, T0, None, "tx1")
 
 
 @pytest.mark.parametrize(
@@ -335,21 +371,21 @@ def test_composite_merges_equal_neighbours_and_is_relative_to_its_start() -> Non
         make(id=1, stack=0, periods=((0, 16.0), (600, 16.0), (1200, 10.0))),
         make(id=2, stack=1, start=at(1200), periods=((0, 10.0),), duration=600),
     )
-    got = profiles.composite(1, at(300), HOUR, "A", None, None)
+    got = composite(profiles, 1, at(300), HOUR, "A", None, None)
     assert got == [Period(0, 16.0), Period(900, 10.0)]
 
 
 def test_composite_rounds_sub_second_edges_up() -> None:
     profiles = store(make(start=T0 + timedelta(milliseconds=1500), periods=((0, 16.0),)))
-    assert profiles.composite(1, T0, 10, "A", None, None) == [Period(0, math.inf), Period(2, 16.0)]
+    assert composite(profiles, 1, T0, 10, "A", None, None) == [Period(0, math.inf), Period(2, 16.0)]
 
 
 def test_composite_rejects_an_unknown_unit() -> None:
     with pytest.raises(ValueError, match="unit"):
-        Profiles().composite(1, T0, 60, "kW", None, None)
+        composite(Profiles(), 1, T0, 60, "kW", None, None)
 
 
-# --- the limit enforced and reported (Profiles.station_limit / station_composite)
+# --- the limit enforced and reported (limits.effective_limit / composite_schedule)
 
 TWO_CHARGING = {1: Load(32.0, 3, "tx1", T0), 2: Load(32.0, 3, "tx2", T0)}
 
@@ -359,21 +395,21 @@ def test_k08_two_evses_share_the_station_maximum_as_reported_and_enforced() -> N
     charging under a 32 A ChargePointMaxProfile get 16 A each, and the composite says 16 A."""
     profiles = store(make(evse=0, purpose=Purpose.STATION_MAX, periods=((0, 32.0),)))
     for evse in (1, 2):
-        assert profiles.station_limit(evse, at(60), "A", TWO_CHARGING) == (16.0, None)
-        assert profiles.station_composite(evse, at(60), HOUR, "A", TWO_CHARGING) == [Period(0, 16.0)]
-    assert profiles.station_composite(0, at(60), HOUR, "A", TWO_CHARGING) == [Period(0, 32.0)]
+        assert effective_limit(profiles, evse, at(60), "A", TWO_CHARGING) == (16.0, None)
+        assert composite_schedule(profiles, evse, at(60), HOUR, "A", TWO_CHARGING) == [Period(0, 16.0)]
+    assert composite_schedule(profiles, 0, at(60), HOUR, "A", TWO_CHARGING) == [Period(0, 32.0)]
     one_charging = {**TWO_CHARGING, 2: Load(32.0)}
-    assert profiles.station_composite(1, at(60), HOUR, "A", one_charging) == [Period(0, 32.0)]
-    watts = profiles.station_composite(1, at(60), HOUR, "W", TWO_CHARGING)
+    assert composite_schedule(profiles, 1, at(60), HOUR, "A", one_charging) == [Period(0, 32.0)]
+    watts = composite_schedule(profiles, 1, at(60), HOUR, "W", TWO_CHARGING)
     assert watts == [Period(0, 16.0 * 230 * 3)]
 
 
-def test_station_limit_is_capped_by_the_hardware() -> None:
+def test_the_effective_limit_is_capped_by_the_hardware() -> None:
     loads = {1: Load(16.0, 1), 2: Load(32.0, 3)}
-    assert Profiles().station_limit(1, T0, "A", loads) == (16.0, None)
-    assert Profiles().station_limit(1, T0, "W", loads) == (16.0 * 230, None)
-    assert Profiles().station_limit(0, T0, "A", loads) == (48.0, None)
-    assert Profiles().station_limit(0, T0, "W", loads) == (16.0 * 230 + 32.0 * 230 * 3, None)
+    assert effective_limit(Profiles(), 1, T0, "A", loads) == (16.0, None)
+    assert effective_limit(Profiles(), 1, T0, "W", loads) == (16.0 * 230, None)
+    assert effective_limit(Profiles(), 0, T0, "A", loads) == (48.0, None)
+    assert effective_limit(Profiles(), 0, T0, "W", loads) == (16.0 * 230 + 32.0 * 230 * 3, None)
 
 
 def test_k01_fr_49_no_number_phases_means_three_also_on_a_single_phase_evse() -> None:
@@ -382,14 +418,14 @@ def test_k01_fr_49_no_number_phases_means_three_also_on_a_single_phase_evse() ->
     enforced and of the one reported; the hardware limit keeps the EVSE's own phases."""
     single = {1: Load(32.0, 1)}
     watts = store(make(unit="W", periods=((0, 6900.0),)))
-    assert watts.station_limit(1, T0, "A", single) == (10.0, None)
-    assert watts.station_composite(1, T0, HOUR, "A", single) == [Period(0, 10.0)]
+    assert effective_limit(watts, 1, T0, "A", single) == (10.0, None)
+    assert composite_schedule(watts, 1, T0, HOUR, "A", single) == [Period(0, 10.0)]
     amps = store(make(periods=((0, 10.0),)))
-    assert amps.station_limit(1, T0, "W", single) == (6900.0, None)
-    assert amps.station_limit(1, T0, "W", {1: Load(6.0, 1)}) == (6.0 * 230, None)  # the hardware
+    assert effective_limit(amps, 1, T0, "W", single) == (6900.0, None)
+    assert effective_limit(amps, 1, T0, "W", {1: Load(6.0, 1)}) == (6.0 * 230, None)  # the hardware
     schedule = Schedule((Period(0, 6900.0, phases=1),), "W", T0)
     one_phase = store(Profile(1, 1, 0, Purpose.TX_DEFAULT, Kind.ABSOLUTE, schedule))
-    assert one_phase.station_limit(1, T0, "A", single) == (30.0, 1)
+    assert effective_limit(one_phase, 1, T0, "A", single) == (30.0, 1)
 
 
 def test_k01_fr_45_number_phases_above_the_supply_is_refused() -> None:
@@ -409,7 +445,7 @@ def test_k08_composite_starts_at_the_request_instant_without_a_phantom_period() 
     profiles = store(make(start=begun, periods=((0, 10.0),)))
     request = T0 + timedelta(milliseconds=700)
     loads = {1: Load(32.0)}
-    assert profiles.station_composite(1, request, 60, "A", loads) == [Period(0, 10.0)]
+    assert composite_schedule(profiles, 1, request, 60, "A", loads) == [Period(0, 10.0)]
 
 
 # --- OCPP 1.6 JSON
@@ -815,16 +851,16 @@ def test_the_composite_limit_at_any_instant_equals_limit_a(
     store_ = Profiles()
     for profile in installed:
         store_.install(profile, "tx1")
-    composite = store_.composite(evse, start, duration, "A", tx_start, tx)
-    assert composite[0].start_s == 0
-    for a, b in itertools.pairwise(composite):
+    periods = composite(store_, evse, start, duration, "A", tx_start, tx)
+    assert periods[0].start_s == 0
+    for a, b in itertools.pairwise(periods):
         assert a.start_s < b.start_s and (a.limit, a.phases) != (b.limit, b.phases)
     instants = {int(p * duration) for p in probes} | {
-        s for q in composite for s in (q.start_s - 1, q.start_s) if s >= 0
+        s for q in periods for s in (q.start_s - 1, q.start_s) if s >= 0
     }
     for s in instants:
-        in_force = [q for q in composite if q.start_s <= s][-1]
-        assert in_force.limit == store_.limit_a(evse, start + timedelta(seconds=s), tx_start, tx)
+        in_force = [q for q in periods if q.start_s <= s][-1]
+        assert in_force.limit == limit_a(store_, evse, start + timedelta(seconds=s), tx_start, tx)
 
 
 @given(installed=st.lists(profiles(), max_size=6), now=offsets.map(at), tx_start=st.none() | offsets.map(at))
@@ -834,13 +870,14 @@ def test_the_limit_holds_until_next_change(
     store_ = Profiles()
     for profile in installed:
         store_.install(profile, "tx1")
-    change = store_.next_change(1, now, tx_start, "tx1")
+    change = next_limit_change(store_, now, alone(1, "tx1", tx_start))
+    assert change == store_.next_change(1, now, tx_start, "tx1")
     assert change is None or change > now
     until = change if change is not None else now + timedelta(days=8)
     span = int((until - now).total_seconds()) - 1
     if span > 0:
         later = now + timedelta(seconds=min(span, 86400))
-        assert store_.limit_a(1, later, tx_start, "tx1") == store_.limit_a(1, now, tx_start, "tx1")
+        assert limit_a(store_, 1, later, tx_start, "tx1") == limit_a(store_, 1, now, tx_start, "tx1")
 
 
 @st.composite
@@ -876,24 +913,42 @@ def test_the_composite_reported_is_the_limit_enforced_at_every_instant(
     unit: str,
     probes: list[float],
 ) -> None:
-    """GetCompositeSchedule (services.composite -> station_composite) and the limit the daemon
-    enforces every second (services.update_limits -> station_limit) agree for any profiles and
+    """GetCompositeSchedule (Station.composite -> composite_schedule) and the limit the station
+    enforces (its permits: Station._update_limits -> effective_limit) agree for any profiles and
     any number of EVSEs; the EVSEs in a transaction together stay within the station maximum."""
     store_ = Profiles()
     for profile in installed:
         store_.install(profile, "tx1")
     start += timedelta(milliseconds=fraction_ms)
     for evse in [0, *loads_]:
-        composite = store_.station_composite(evse, start, duration, unit, loads_)
+        composite = composite_schedule(store_, evse, start, duration, unit, loads_)
         assert composite[0].start_s == 0
         instants = {int(p * duration) for p in probes} | {
             s for q in composite for s in (q.start_s - 1, q.start_s) if s >= 0
         }
         for s in instants:
             in_force = [q for q in composite if q.start_s <= s][-1]
-            enforced = store_.station_limit(evse, start + timedelta(seconds=s), unit, loads_)
+            enforced = effective_limit(store_, evse, start + timedelta(seconds=s), unit, loads_)
             assert (in_force.limit, in_force.phases) == enforced
-    at_start = [store_.station_limit(e, start, "A", loads_)[0] for e, load in loads_.items() if load.tx_id]
-    cap, _ = store_.station_limit(0, start, "A", {e: Load(math.inf, 3) for e in loads_})
+    at_start = [effective_limit(store_, e, start, "A", loads_)[0] for e, load in loads_.items() if load.tx_id]
+    cap, _ = effective_limit(store_, 0, start, "A", {e: Load(math.inf, 3) for e in loads_})
     if at_start and all(p.schedule.unit == "A" and p.purpose is Purpose.STATION_MAX for p in store_.all()):
         assert sum(at_start) <= cap + 1e-9
+
+
+@given(installed=st.lists(profiles(), max_size=6), loads_=loads(), now=offsets.map(at), probe=st.floats(0, 1))
+def test_no_limit_changes_before_the_next_limit_change(
+    installed: list[Profile], loads_: dict[int, Load], now: datetime, probe: float
+) -> None:
+    """The limit timer sleeps until ``next_limit_change``: no EVSE's limit may change before."""
+    store_ = Profiles()
+    for profile in installed:
+        store_.install(profile, "tx1")
+    change = next_limit_change(store_, now, loads_)
+    assert change is None or change > now
+    until = change if change is not None else now + timedelta(days=8)
+    later = now + (until - now - timedelta(microseconds=1)) * probe
+    for evse in [0, *loads_]:
+        assert effective_limit(store_, evse, later, "A", loads_) == effective_limit(
+            store_, evse, now, "A", loads_
+        )

@@ -3,9 +3,14 @@ availability, reservations and charging limits. Pure: no I/O, time passed in."""
 
 from __future__ import annotations
 
-import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import pytest
+
+from controller.core import limits as limits_module
+from controller.core import station as station_module
+from controller.core.limits import Limit
+from controller.core.schedule import Kind, Period, Profile, Purpose, Schedule
 from controller.core.station import (
     CONNECTOR,
     EVSE,
@@ -23,7 +28,20 @@ from controller.core.station import (
     availability_setting,
     parse_availability,
 )
-from tests.test_station import CHARGING, MAX_A, OTHER_TOKEN, PLUGGED, TOKEN, UNPLUGGED, at, of, one, reading
+from controller.safety.pilot import CpState
+from tests.test_station import (
+    CHARGING,
+    MAX_A,
+    OTHER_TOKEN,
+    PLUGGED,
+    TOKEN,
+    UNPLUGGED,
+    at,
+    of,
+    one,
+    reading,
+    view,
+)
 
 
 def ocpp_station(evses: int = 1) -> Station:
@@ -320,14 +338,126 @@ def test_reserve_reports_unavailable_and_occupied() -> None:
     assert station.reserve(at(5), Reservation(1, 9, TOKEN, at(60))) == "Rejected"
 
 
+def tx_default(limit_a: float, start: datetime | None = None, evse_id: int = 1, id: int = 1) -> Profile:
+    """A TxDefaultProfile of ``limit_a`` from ``start`` on (without: from any instant on)."""
+    schedule = Schedule((Period(0, limit_a),), "A", start or at(0) - timedelta(days=1))
+    return Profile(id, evse_id, 0, Purpose.TX_DEFAULT, Kind.ABSOLUTE, schedule)
+
+
+def charging_ocpp(evses: int = 1) -> Station:
+    station = ocpp_station(evses)
+    for evse_id in range(1, evses + 1):
+        station.remote_start(at(1), evse_id, TOKEN)
+        started(station, 2, evse_id)
+        station.evse_seen(at(3), evse_id, CHARGING)
+    return station
+
+
 def test_the_schedule_limit_caps_the_permit() -> None:
+    station = charging_ocpp()
+    assert station.profiles.install(tx_default(10.0), None) == "Accepted"
+    permit = one(station.limits_changed(at(4)), Permit)
+    assert permit.authorized and permit.limit_a == 10.0
+    assert station.profiles.clear(id=1) == 1
+    assert one(station.limits_changed(at(5)), Permit).limit_a == MAX_A
+
+
+def test_a_period_starting_later_takes_effect_at_its_start_instant() -> None:
+    """The limit timer sleeps until ``next_limit_change``; the limit is the new one from that
+    very instant on, and not a microsecond before."""
+    station = charging_ocpp()
+    assert station.profiles.install(tx_default(10.0, start=at(100)), None) == "Accepted"
+    assert not of(station.limits_changed(at(4)), Permit)  # not yet: 32 A
+    assert station.next_limit_change(at(4)) == at(100)
+    assert not of(station.limits_changed(at(100) - timedelta(microseconds=1)), Permit)
+    assert one(station.limits_changed(at(100)), Permit).limit_a == 10.0
+    assert station.composite(1, at(4), 200, "A") == [Period(0, MAX_A), Period(96, 10.0)]
+    assert station.next_limit_change(at(100)) is None
+
+
+def test_the_next_limit_change_follows_the_transactions() -> None:
+    """A Relative TxDefaultProfile starts with the transaction: no change is due before one runs."""
+    station = ocpp_station()
+    schedule = Schedule((Period(0, 16.0), Period(600, 10.0)), "A")
+    assert station.profiles.install(Profile(1, 1, 0, Purpose.TX_DEFAULT, Kind.RELATIVE, schedule), None)
+    assert station.next_limit_change(at(1)) is None
+    station.remote_start(at(1), 1, TOKEN)
+    started(station, 2)
+    assert station.next_limit_change(at(3)) == at(602)
+
+
+def test_a_limit_under_6_amps_offers_nothing_and_is_reported_as_nothing() -> None:
+    """IEC 61851-1 Annex A: no PWM under 6 A. The permit carries 0 A, the EVSE is suspended, and
+    the composite schedule reports the 0 A enforced, not the 4 A asked for."""
+    station = charging_ocpp()
+    station.profiles.install(tx_default(4.0), None)
+    actions = station.limits_changed(at(4))
+    assert one(actions, Permit) == Permit(1, True, 0.0)
+    station.evse_seen(at(5), 1, view(CpState.C))  # the PWM stopped
+    assert station.evses[1].status == ("SuspendedEVSE", "NoError")
+    assert station.composite(1, at(5), 60, "A") == [Period(0, 0.0)]
+    assert station.composite(1, at(5), 60, "W") == [Period(0, 0.0)]
+    station.profiles.install(tx_default(6.0), None)
+    assert one(station.limits_changed(at(6)), Permit) == Permit(1, True, 6.0)
+
+
+def test_the_hardware_limit_caps_the_permit_and_the_composite_alike() -> None:
+    station = charging_ocpp()
+    station.profiles.install(tx_default(40.0), None)
+    assert not of(station.limits_changed(at(4)), Permit)  # still the 32 A of the hardware
+    assert station.composite(1, at(4), 60, "A") == [Period(0, MAX_A)]
+    station.evses[1].max_current_a = 16.0  # a reload
+    assert one(station.tick(at(5)), Permit).limit_a == 16.0
+    assert station.composite(1, at(5), 60, "A") == [Period(0, 16.0)]
+
+
+def test_the_station_applies_no_limit_rule_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hardware limit and the 6 A minimum are rules of ``effective_limit`` alone: whatever
+    it says is what the permit carries, above the hardware limit or under 6 A (the safety
+    supervisor clamps the duty again, as the last line of defence)."""
+    told = [50.0]
+
+    def fake(*args: object, **kwargs: object) -> Limit:
+        return Limit(told[-1], None)
+
+    monkeypatch.setattr(station_module, "effective_limit", fake)
     station = ocpp_station()
     station.remote_start(at(1), 1, TOKEN)
     started(station, 2)
-    station.evse_seen(at(3), 1, CHARGING)
-    permit = one(station.set_limit(at(4), 1, 10.0), Permit)
-    assert permit.authorized and permit.limit_a == 10.0
-    assert one(station.set_limit(at(5), 1, math.inf), Permit).limit_a == MAX_A
+    assert station.evses[1].permit == (True, 50.0)
+    told.append(3.0)
+    assert one(station.limits_changed(at(3)), Permit) == Permit(1, True, 3.0)
+    station.evse_seen(at(4), 1, PLUGGED)
+    assert station.evses[1].status == ("Preparing", "NoError")  # no 6 A rule here: PWM on its way
+    told.append(0.0)
+    station.limits_changed(at(5))
+    assert station.evses[1].status == ("SuspendedEVSE", "NoError")
+
+
+def test_the_6_amp_minimum_is_the_pilot_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``effective_limit`` reads the minimum from the IEC 61851 pilot module, not a copy."""
+    station = charging_ocpp()
+    station.profiles.install(tx_default(8.0), None)
+    assert one(station.limits_changed(at(4)), Permit).limit_a == 8.0
+    monkeypatch.setattr(limits_module, "MIN_CURRENT_A", 10.0)
+    assert one(station.limits_changed(at(5)), Permit).limit_a == 0.0
+    assert station.composite(1, at(5), 60, "A") == [Period(0, 0.0)]
+
+
+def test_two_evses_share_the_station_maximum_from_the_start_of_the_second_transaction() -> None:
+    """K08: the share changes in the very evaluation that starts or ends a transaction."""
+    station = ocpp_station(2)
+    station.profiles.install(
+        Profile(1, 0, 0, Purpose.STATION_MAX, Kind.ABSOLUTE, Schedule((Period(0, 32.0),), "A", at(0))), None
+    )
+    station.remote_start(at(1), 1, TOKEN)
+    started(station, 2, 1)
+    assert station.evses[1].permit == (True, 32.0)
+    station.remote_start(at(3), 2, OTHER_TOKEN)
+    actions = station.evse_seen(at(4), 2, PLUGGED)
+    assert one(actions, TransactionStarted)
+    assert Permit(1, True, 16.0) in actions
+    assert [p.limit for p in station.composite(1, at(4), 60, "A")] == [16.0]
 
 
 def test_setting_the_clock_moves_duration_timers() -> None:

@@ -3,19 +3,19 @@
 Pure and version neutral: no I/O, every instant comes in as a timezone-aware datetime. The rules
 are those of OCPP 1.6 §3.13 and OCPP 2.0.1 part K; ``from_ocpp16``/``to_ocpp16`` convert 1.6
 ``csChargingProfiles`` JSON objects, ``from_ocpp201``/``to_ocpp201`` 2.0.1 ChargingProfileType
-ones. A limit is piecewise constant in time and changes only at a profile's "edges" (validity
-bounds, schedule start, period starts, schedule end), so the composite schedule is the
-instantaneous limit sampled at every edge.
+ones. What profiles allow is piecewise constant in time and changes only at a profile's "edges"
+(validity bounds, schedule start, period starts, schedule end). The limit an EVSE gets, which
+also weighs the hardware and the other EVSEs, is ``controller.core.limits.effective_limit``.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from controller.io.storage import parse_timestamp, timestamp
 
@@ -27,7 +27,6 @@ UNITS = ("A", "W")
 DEFAULT_PHASES = 3
 # Longer than a weekly recurrence, so every recurring profile has an edge inside it.
 _HORIZON = timedelta(days=8)
-_SECOND = timedelta(seconds=1)
 _NUMBER = (int, float)
 # The 2.0.1 chargingLimitSource of profiles the CSMS sets: the only kind this store holds.
 SOURCE_CSO = "CSO"
@@ -89,14 +88,12 @@ class Schedule:
     schedule_id: int | None = None  # the 2.0.1 ChargingScheduleType id; 1.6 schedules have none
 
 
-@dataclass(frozen=True)
-class Load:
-    """What the limit of one EVSE depends on besides the profiles."""
+class InForce(NamedTuple):
+    """What the profiles alone allow one EVSE at an instant, in one unit (math.inf: no limit)."""
 
-    max_current_a: float  # the hardware limit (cable, breaker)
-    phases: int = 3  # the phases it is wired for: its hardware limit in W (not a period's default)
-    tx_id: str | None = None  # the transaction it runs, if any
-    tx_started_at: datetime | None = None
+    own: float  # its TxProfile, or else its TxDefaultProfile
+    station: float  # the station maximum, for the whole station
+    phases: int | None  # the fewest phases a period in force names
 
 
 @dataclass(frozen=True)
@@ -195,92 +192,44 @@ class Profiles:
         """Replace the store with ``profiles`` (as returned by ``all``)."""
         self._items = list(profiles)
 
-    def composite(
+    def in_force(
         self,
         evse_id: int,
-        start: datetime,
-        duration_s: int,
+        at: datetime,
         unit: str,
-        tx_started_at: datetime | None,
         tx_id: str | None,
-        voltage: float = 230.0,
-        phases: int = 3,
-        no_limit: float = math.inf,
-    ) -> list[Period]:
-        """The profiles' merged schedule for one EVSE alone from ``start`` for ``duration_s`` seconds.
+        tx_started_at: datetime | None,
+        voltage: float,
+    ) -> InForce:
+        """What the profiles alone allow ``evse_id`` (0: the station as a whole) at ``at`` in ``unit``.
 
-        Edges are rounded up to whole seconds; ``no_limit`` stands where no profile applies.
-        What the station enforces and reports also weighs the hardware and the other EVSEs:
-        ``station_composite``.
+        ``tx_id`` and ``tx_started_at`` are those of the transaction on the EVSE, if any: its
+        TxProfiles apply, and Relative schedules start with it.
         """
         relevant = self._relevant(evse_id, tx_id)
+        own = [p for p in relevant if p.purpose is not Purpose.STATION_MAX]
+        station = [p for p in relevant if p.purpose is Purpose.STATION_MAX]
+        own_limit, own_phases = _limit_at(own, evse_id, at, unit, tx_started_at, voltage)
+        station_limit, station_phases = _limit_at(station, evse_id, at, unit, tx_started_at, voltage)
+        phases = [n for n in (own_phases, station_phases) if n is not None]
+        return InForce(own_limit, station_limit, min(phases, default=None))
 
-        def limit_at(at: datetime) -> tuple[float, int | None]:
-            limit, used = _limit_at(relevant, evse_id, at, unit, tx_started_at, voltage, phases)
-            return (no_limit if math.isinf(limit) else limit), used
-
-        return _sample(relevant, tx_started_at, start, duration_s, unit, limit_at)
-
-    def station_limit(
-        self, evse_id: int, at: datetime, unit: str, loads: Mapping[int, Load], voltage: float = 230.0
-    ) -> tuple[float, int | None]:
-        """The limit on ``evse_id`` at ``at`` in ``unit``, and its phase cap: the one rule for
-        what the station enforces and what GetCompositeSchedule reports.
-
-        An EVSE gets min(its hardware limit, its TxProfile or else TxDefaultProfile, an equal
-        share of the station maximum among the EVSEs running a transaction); ``evse_id`` 0, the
-        station as a whole, min(the sum of the hardware limits, the station maximum).
-        """
-        if evse_id == 0:
-            station, used = _limit_at(self._relevant(0, None), 0, at, unit, None, voltage, DEFAULT_PHASES)
-            hardware = sum(
-                _convert(load.max_current_a, "A", unit, voltage * load.phases) for load in loads.values()
-            )
-            return min(station, hardware), used
-        load = loads[evse_id]
-        relevant = self._relevant(evse_id, load.tx_id)
-        own_profiles = [p for p in relevant if p.purpose is not Purpose.STATION_MAX]
-        station_profiles = [p for p in relevant if p.purpose is Purpose.STATION_MAX]
-        start = load.tx_started_at
-        own, used = _limit_at(own_profiles, evse_id, at, unit, start, voltage, DEFAULT_PHASES)
-        station, station_used = _limit_at(station_profiles, evse_id, at, unit, start, voltage, DEFAULT_PHASES)
-        if station_used is not None:
-            used = station_used if used is None else min(used, station_used)
-        sharing = max(1, sum(1 for other in loads.values() if other.tx_id is not None))
-        hardware = _convert(load.max_current_a, "A", unit, voltage * (used or load.phases))
-        return min(hardware, own, station / sharing), used
-
-    def station_composite(
+    def edges(
         self,
         evse_id: int,
-        start: datetime,
-        duration_s: int,
-        unit: str,
-        loads: Mapping[int, Load],
-        voltage: float = 230.0,
-    ) -> list[Period]:
-        """``station_limit`` from ``start`` for ``duration_s`` seconds, as merged periods."""
-        load = loads.get(evse_id)
-        tx_id, tx_started_at = (load.tx_id, load.tx_started_at) if load is not None else (None, None)
-        relevant = self._relevant(evse_id, tx_id)
-
-        def limit_at(at: datetime) -> tuple[float, int | None]:
-            return self.station_limit(evse_id, at, unit, loads, voltage)
-
-        return _sample(relevant, tx_started_at, start, duration_s, unit, limit_at)
-
-    def limit_a(
-        self,
-        evse_id: int,
-        now: datetime,
-        tx_started_at: datetime | None,
         tx_id: str | None,
-        voltage: float = 230.0,
-        phases: int = 3,
-    ) -> float:
-        """The limit in amps in force at ``now``; ``math.inf`` if none."""
-        relevant = self._relevant(evse_id, tx_id)
-        return _limit_at(relevant, evse_id, now, "A", tx_started_at, voltage, phases)[0]
+        tx_started_at: datetime | None,
+        after: datetime,
+        before: datetime,
+    ) -> set[datetime]:
+        """The instants strictly between ``after`` and ``before`` where the profiles that may
+        apply to ``evse_id`` may change what they allow."""
+        return {
+            edge
+            for p in self._relevant(evse_id, tx_id)
+            for edge in _edges(p, tx_started_at, after, before)
+            if after < edge < before
+        }
 
     def next_change(
         self, evse_id: int, now: datetime, tx_started_at: datetime | None, tx_id: str | None
@@ -313,36 +262,6 @@ class Profiles:
         return removed
 
 
-def _sample(
-    relevant: list[Profile],
-    tx_started_at: datetime | None,
-    start: datetime,
-    duration_s: int,
-    unit: str,
-    limit_at: Callable[[datetime], tuple[float, int | None]],
-) -> list[Period]:
-    """``limit_at`` at ``start`` and at every edge of ``relevant`` after it, merged into periods.
-
-    ``start`` is kept as given (the instant of the request, sub-second part included); the
-    later edges are rounded up to whole seconds from it.
-    """
-    if unit not in UNITS:
-        raise ValueError(f"unit must be A or W, not {unit!r}")
-    end = start + timedelta(seconds=duration_s)
-    offsets = {0} | {
-        -((start - edge) // _SECOND)  # ceil to a whole second
-        for p in relevant
-        for edge in _edges(p, tx_started_at, start, end)
-        if start < edge < end
-    }
-    periods: list[Period] = []
-    for offset in sorted(o for o in offsets if o < duration_s):
-        limit, used = limit_at(start + timedelta(seconds=offset))
-        if not periods or (periods[-1].limit, periods[-1].phases) != (limit, used):
-            periods.append(Period(offset, limit, used))
-    return periods
-
-
 def _replaces(new: Profile, old: Profile) -> bool:
     if old.id == new.id:
         return True
@@ -357,9 +276,9 @@ def _limit_at(
     unit: str,
     tx_start: datetime | None,
     voltage: float,
-    phases: int,
 ) -> tuple[float, int | None]:
-    """min(station max, TxProfile or else TxDefaultProfile) at ``at`` in ``unit``, and the phase cap."""
+    """min(station max, TxProfile or else TxDefaultProfile) among ``relevant`` at ``at`` in
+    ``unit``, and the fewest phases their periods name."""
     best: dict[Purpose, tuple[tuple[int, bool], Profile, Period]] = {}
     for p in relevant:
         period = _period_at(p, at, tx_start)
@@ -370,14 +289,14 @@ def _limit_at(
         best.pop(Purpose.TX_DEFAULT, None)
     limit, used = math.inf, None
     for _, p, period in best.values():
-        factor = voltage * (period.phases or phases)
-        limit = min(limit, _convert(period.limit, p.schedule.unit, unit, factor))
+        factor = voltage * (period.phases or DEFAULT_PHASES)
+        limit = min(limit, convert(period.limit, p.schedule.unit, unit, factor))
         if period.phases is not None:
             used = period.phases if used is None else min(used, period.phases)
     return limit, used
 
 
-def _convert(limit: float, unit_from: str, unit_to: str, volts_times_phases: float) -> float:
+def convert(limit: float, unit_from: str, unit_to: str, volts_times_phases: float) -> float:
     if unit_from == unit_to:
         return limit
     return limit * volts_times_phases if unit_to == "W" else limit / volts_times_phases

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from controller.core.limits import Load, composite_schedule, effective_limit, next_limit_change
+from controller.core.schedule import Period, Profiles
 from controller.safety.pilot import CONNECTED, CpState, PilotMode
 from controller.safety.supervisor import Fault
 from drivers.base import MeterReading
@@ -202,7 +205,8 @@ class Stopping:
 @dataclass
 class EvseState:
     id: int
-    max_current_a: float
+    max_current_a: float  # the hardware limit (cable, breaker)
+    phases: int = 3  # those it is wired for
     view: EvseView | None = None
     reading: MeterReading | None = None
     ev_present: bool = False  # from the last pilot state that shows the EV (A..D)
@@ -216,7 +220,7 @@ class EvseState:
     permit: tuple[bool, float] = (False, 0.0)
     inoperative: set[str] = field(default_factory=set)  # the levels holding it inoperative
     reservation: Reservation | None = None
-    limit_a: float = math.inf  # from the charging schedule
+    limit_a: float = math.inf  # the effective limit (core.limits): 0 when under 6 A
     next_tx_id: str | None = None  # the id the next transaction takes: see Station.upcoming_tx_id
     departed_at: datetime | None = None  # when an EV last left
 
@@ -248,14 +252,26 @@ class Station:
     # (1.6 section 4.9). 2.0.1 has no such state: its connectors stay Available.
     preparing_for_token: bool = True
     sample_interval: timedelta = SAMPLE_INTERVAL  # zero: no periodic samples
+    profiles: Profiles = field(default_factory=Profiles)  # the charging profiles installed
     _actions: list[Action] = field(default_factory=list)
     # token -> when the CSMS was asked about it, and the EVSEs whose EV waited for a token then
     _asked: dict[str, tuple[datetime, frozenset[int]]] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, limits: dict[int, float], auth_mode: str, allow: list[str], free_id: str) -> Station:
-        evses = {i: EvseState(i, limit) for i, limit in limits.items()}
-        return cls(evses, auth_mode, frozenset(allow), free_id)
+    def create(
+        cls,
+        limits: dict[int, float],
+        auth_mode: str,
+        allow: list[str],
+        free_id: str,
+        phases: Mapping[int, int] | None = None,
+        profiles: Profiles | None = None,
+    ) -> Station:
+        """``limits``: the hardware limit of each EVSE in A; ``phases``: those it is wired for (3)."""
+        evses = {i: EvseState(i, limit, (phases or {}).get(i, 3)) for i, limit in limits.items()}
+        return cls(
+            evses, auth_mode, frozenset(allow), free_id, profiles=Profiles() if profiles is None else profiles
+        )
 
     # -- events ------------------------------------------------------------------------
 
@@ -533,9 +549,31 @@ class Station:
             if evse.tx is not None and evse.tx.last_sample_at is not None:
                 evse.tx.last_sample_at += delta
 
-    def set_limit(self, now: datetime, evse_id: int, limit_a: float) -> list[Action]:
-        self.evses[evse_id].limit_a = limit_a
+    def limits_changed(self, now: datetime) -> list[Action]:
+        """The profiles changed, or ``now`` is a ``next_limit_change``: apply the limits."""
         return self._evaluate(now)
+
+    # -- charging limits ---------------------------------------------------------------
+
+    def loads(self) -> dict[int, Load]:
+        """What the EVSEs' limits depend on besides the profiles, as they are now."""
+        return {
+            evse.id: Load(
+                evse.max_current_a,
+                evse.phases,
+                evse.tx.id if evse.tx else None,
+                evse.tx.started_at if evse.tx else None,
+            )
+            for evse in self.evses.values()
+        }
+
+    def composite(self, evse_id: int, start: datetime, duration_s: int, unit: str) -> list[Period]:
+        """GetCompositeSchedule: the limit the permits carry, from ``start`` on."""
+        return composite_schedule(self.profiles, evse_id, start, duration_s, unit, self.loads())
+
+    def next_limit_change(self, now: datetime) -> datetime | None:
+        """When ``limits_changed`` is next due (profiles, transactions and the clock as they are)."""
+        return next_limit_change(self.profiles, now, self.loads())
 
     def drain(self) -> list[Action]:
         """Actions raised by the remote-control calls above."""
@@ -576,6 +614,7 @@ class Station:
     def _rules(self, now: datetime) -> None:
         """Apply every rule; the actions wait in ``_actions`` for the next drain."""
         pending = self.pending_token
+        running = self._update_limits(now)
         for evse in self.evses.values():
             view = evse.view
             if view is None:
@@ -601,6 +640,12 @@ class Station:
                 # loses its reservation; it does not come back when the EVSE recovers.
                 evse.reservation = None
                 self._actions.append(ReservationEnded(reservation.id, evse.id, "Removed"))
+        if self._running() != running:
+            # A transaction started or ended: the station maximum is shared anew.
+            self._update_limits(now)
+            for evse in self.evses.values():
+                if evse.view is not None:
+                    self._update_permit(evse)
         if pending is not None and self.pending_token is None:
             # An EV took the token: the EVSEs looked at before it stop waiting for one.
             for evse in self.evses.values():
@@ -642,6 +687,16 @@ class Station:
             self._actions.append(ReservationEnded(reservation.id, evse.id, "Used"))
         self._actions.append(TransactionStarted(evse.tx))
 
+    def _update_limits(self, now: datetime) -> list[str | None]:
+        """Every EVSE's effective limit at ``now``; returns the transactions it was computed for."""
+        loads = self.loads()
+        for evse in self.evses.values():
+            evse.limit_a = effective_limit(self.profiles, evse.id, now, "A", loads).value
+        return [load.tx_id for load in loads.values()]
+
+    def _running(self) -> list[str | None]:
+        return [evse.tx.id if evse.tx else None for evse in self.evses.values()]
+
     def _stop(self, now: datetime, evse: EvseState, reason: str, id_tag: str | None = None) -> None:
         if evse.tx is None:
             return
@@ -679,7 +734,7 @@ class Station:
 
     def _update_permit(self, evse: EvseState) -> None:
         authorized = evse.tx is not None and evse.tx.persisted and not self._capped(evse)
-        permit = (authorized, min(evse.max_current_a, evse.limit_a) if authorized else 0.0)
+        permit = (authorized, evse.limit_a if authorized else 0.0)
         if permit != evse.permit:
             evse.permit = permit
             self._actions.append(Permit(evse.id, *permit))
@@ -734,7 +789,7 @@ class Station:
         if view.contactor_closed and view.cp in (CpState.C, CpState.D):
             return "Charging", "NoError", ""
         if view.pilot is not PilotMode.PWM:
-            if not evse.tx.offered and evse.limit_a >= 6.0:
+            if not evse.tx.offered and evse.limit_a > 0:
                 return "Preparing", "NoError", ""  # not suspended: the first PWM is on its way
             return "SuspendedEVSE", "NoError", ""
         return "SuspendedEV", "NoError", ""
