@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.core import limits as limits_module
 from controller.core import station as station_module
@@ -29,6 +31,7 @@ from controller.core.station import (
     parse_availability,
 )
 from controller.safety.pilot import CpState
+from tests import test_schedule as schedule_tests
 from tests.test_station import (
     CHARGING,
     MAX_A,
@@ -506,3 +509,37 @@ def test_setting_the_clock_moves_the_time_a_card_was_presented() -> None:
     station.token_presented(at(2), TOKEN)
     station.shift(timedelta(hours=-1))
     assert one(station.token_authorized(at(5) - timedelta(hours=1), TOKEN, True), TransactionStarted)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    installed=st.lists(schedule_tests.profiles(), max_size=6),
+    charging=st.lists(st.none() | schedule_tests.offsets, min_size=1, max_size=4),
+    probes=st.lists(schedule_tests.offsets, min_size=1, max_size=10),
+)
+def test_the_permits_carry_the_composite_reported_at_every_instant(
+    installed: list[Profile], charging: list[int | None], probes: list[int]
+) -> None:
+    """K08 end to end through the station core: for any profiles and 1 to 4 EVSEs, idle or
+    charging since any instant, the permit of each charging EVSE is what its composite
+    schedule reports for that instant."""
+    station = Station.create({i: MAX_A for i in range(1, len(charging) + 1)}, "ocpp", [], "FREE")
+    for evse_id, started_s in enumerate(charging, 1):
+        station.meter_read(at(0), evse_id, reading(1000.0))
+        station.evse_seen(at(0), evse_id, UNPLUGGED)
+        if started_s is not None:
+            now = schedule_tests.at(started_s)
+            station.remote_start(now, evse_id, f"TOKEN{evse_id}")
+            tx = one(station.evse_seen(now, evse_id, PLUGGED), TransactionStarted).tx
+            station.transaction_persisted(now, tx.id)
+    first = station.evses[1].tx
+    for profile in installed:
+        station.profiles.install(profile, first.id if first else None)
+    start = schedule_tests.at(min(probes))
+    duration = max(probes) - min(probes) + 1
+    reported = {evse_id: station.composite(evse_id, start, duration, "A") for evse_id in station.evses}
+    for s in sorted(probes):
+        station.limits_changed(schedule_tests.at(s))
+        for evse_id, evse in station.evses.items():
+            in_force = [q for q in reported[evse_id] if q.start_s <= s - min(probes)][-1]
+            assert evse.permit == ((True, in_force.limit) if evse.tx else (False, 0.0))
