@@ -1,0 +1,215 @@
+"""The station core's data: each EVSE's state, transactions, reservations, and the actions
+the station returns. No I/O and no rules: ``controller.core.station`` decides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controller.safety.pilot import CpState, PilotMode
+from controller.safety.supervisor import Fault
+from drivers.base import MeterReading
+
+# What may hold an EVSE inoperative. 2.0.1 keeps the station's, the EVSE's and the connector's
+# own ChangeAvailability apart (G03, G04): each level stays as it was set when another changes.
+# The firmware update's hold (idle EVSEs wait for the install) is the station's own.
+STATION, EVSE, CONNECTOR, FIRMWARE = "station", "evse", "connector", "firmware"
+LEVELS = (STATION, EVSE, CONNECTOR)  # those ChangeAvailability sets, and that persist
+
+
+def availability_setting(inoperative: set[str]) -> str:
+    """The persisted form of an EVSE's ChangeAvailability levels: "operative" or e.g. "evse,station"."""
+    return ",".join(sorted(inoperative & set(LEVELS))) or "operative"
+
+
+def parse_availability(value: str | None) -> set[str]:
+    """The levels an ``availability_setting`` names; "inoperative" (from before levels) is the EVSE's."""
+    if value == "inoperative":
+        return {EVSE}
+    return {level for level in (value or "").split(",") if level in LEVELS}
+
+
+# OCPP 1.6 error codes for the faults, highest priority first.
+ERROR_CODES: tuple[tuple[Fault, str], ...] = (
+    (Fault.RCD, "GroundFailure"),
+    (Fault.CONTACTOR_WELD, "PowerSwitchFailure"),
+    (Fault.CONTACTOR_STUCK, "PowerSwitchFailure"),
+    (Fault.OVERCURRENT, "OverCurrentFailure"),
+    (Fault.METER, "PowerMeterFailure"),
+    (Fault.DIODE, "EVCommunicationError"),
+    (Fault.LOCK, "ConnectorLockFailure"),
+    (Fault.RCD_TEST, "OtherError"),
+    (Fault.HARDWARE, "OtherError"),
+)
+STOP_REASONS = {Fault.RCD: "EmergencyStop"}  # any other fault stops with "Other"
+# A missing diode keeps the session: the supervisor needs the PWM it permits to see the
+# diode come back, and the EV may well recover. Every other fault ends the transaction.
+SESSION_KEEPING_FAULTS = frozenset({Fault.DIODE})
+
+
+@dataclass(frozen=True, slots=True)
+class EvseView:
+    """One EVSE as the control loop last saw it."""
+
+    cp: CpState
+    pilot: PilotMode
+    duty_percent: float
+    offered_a: float
+    contactor_closed: bool
+    faults: frozenset[Fault]
+
+
+@dataclass
+class Transaction:
+    id: str
+    evse_id: int
+    id_tag: str
+    started_at: datetime
+    meter_start_wh: float
+    persisted: bool = False
+    last_sample_at: datetime | None = None
+    reservation_id: int | None = None
+    parent: str | None = None
+    offered: bool = False  # the PWM has offered energy since the start
+    # The CSMS refused the id tag but the transaction goes on (StopTransactionOnInvalidId
+    # false): energy only up to this meter reading (2.0.1 MaxEnergyOnInvalidId; 1.6: none).
+    energy_cap_wh: float | None = None
+    # Started without identification (auth mode "free"): the station chose to charge, so
+    # the CSMS's verdict on the id it is reported under cannot stop it.
+    unidentified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    id: int
+    evse_id: int
+    id_tag: str
+    expiry: datetime
+    parent: str | None = None
+
+    def admits(self, token: str, parent: str | None) -> bool:
+        return token == self.id_tag or (self.parent is not None and parent == self.parent)
+
+
+# -- actions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStarted:
+    tx: Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStopped:
+    tx_id: str
+    evse_id: int
+    stopped_at: datetime
+    meter_stop_wh: float
+    reason: str
+    id_tag: str | None = None  # the token that stopped it, if one did
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSampled:
+    tx_id: str
+    taken_at: datetime
+    reading: MeterReading
+    evse_id: int = 0
+    context: str = "Sample.Periodic"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReadWanted:
+    """Read this EVSE's meter now rather than at the next poll."""
+
+    evse_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    evse_id: int
+    authorized: bool
+    limit_a: float
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    evse_id: int
+    status: str
+    error_code: str
+    info: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRejected:
+    token: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeWanted:
+    """Auth mode "ocpp": find out whether this token may charge (local list, cache, CSMS)."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationEnded:
+    reservation_id: int
+    evse_id: int
+    reason: str  # "Used", "Expired", "Cancelled", "Removed" (the EVSE became Faulted/Unavailable)
+
+
+Action = (
+    TransactionStarted
+    | TransactionStopped
+    | MeterSampled
+    | MeterReadWanted
+    | Permit
+    | StatusChanged
+    | TokenRejected
+    | AuthorizeWanted
+    | ReservationEnded
+)
+
+
+@dataclass
+class Stopping:
+    tx: Transaction
+    reason: str
+    at: datetime
+    deadline: datetime
+    id_tag: str | None = None
+
+
+@dataclass
+class EvseState:
+    id: int
+    max_current_a: float  # the hardware limit (cable, breaker)
+    phases: int = 3  # those it is wired for
+    view: EvseView | None = None
+    reading: MeterReading | None = None
+    ev_present: bool = False  # from the last pilot state that shows the EV (A..D)
+    token: str | None = None  # the authorized identity of the session
+    token_parent: str | None = None
+    token_expires: datetime | None = None  # a token given before the EV is plugged in
+    tx: Transaction | None = None
+    stopping: Stopping | None = None  # ended, waiting for its final meter reading
+    finishing: bool = False  # stopped by the user while the EV is still plugged
+    status: tuple[str, str] = ("", "")
+    permit: tuple[bool, float] = (False, 0.0)
+    inoperative: set[str] = field(default_factory=set)  # the levels holding it inoperative
+    reservation: Reservation | None = None
+    limit_a: float = math.inf  # the effective limit (core.limits): 0 when under 6 A
+    next_tx_id: str | None = None  # the id the next transaction takes: see Station.upcoming_tx_id
+    departed_at: datetime | None = None  # when an EV last left
+
+    @property
+    def available(self) -> bool:
+        """Operative at every level; an inoperative EVSE finishes its transaction first."""
+        return not self.inoperative
+
+    def idle(self) -> bool:
+        return self.tx is None and self.stopping is None and self.token is None
