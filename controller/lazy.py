@@ -4,7 +4,8 @@
 certificate (no profile 3, no InstallCertificate, no signed firmware) never needs it.
 The first use imports it: about 0.1 s, during which its extension module holds the GIL
 for up to 15 ms at a time on an x86-64 VM (the control thread waits that long once). A
-configuration that uses certificates has it imported at start instead (``Daemon``).
+configuration that uses certificates has it imported at start instead
+(``controller.runtime.startup``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from controller.aio import wait_event
-from controller.io.storage import Database, Storage
+from controller.io.database import Database, WriteQueue
+from controller.io.records import Records
+from controller.io.storage import Storage
 from controller.ocpp.adapter import Adapter
 
 
@@ -41,7 +43,8 @@ def test_wait_event_is_cancelled_even_as_the_event_is_set() -> None:
 def test_the_outbox_task_ends_with_its_session_when_woken_as_it_closes(tmp_path: Path) -> None:
     async def main() -> bool:
         database = Database(Storage(tmp_path / "evse.db"))
-        host = SimpleNamespace(database=database, spawn=asyncio.ensure_future)
+        records = Records(database, WriteQueue(database))
+        host = SimpleNamespace(records=records, spawn=asyncio.ensure_future)
         link = SimpleNamespace(connected=True, endpoint=SimpleNamespace(url="ws://csms/ocpp/CP1"))
         adapter = Adapter(host, link)  # type: ignore[arg-type]
         adapter.accepted = True

@@ -26,7 +26,6 @@ from controller.core.authorization import (
     Decision,
     IdTagInfo,
     LocalList,
-    clear_cache,
     decide,
     entries_from_ocpp16,
     entries_from_ocpp201,
@@ -34,13 +33,17 @@ from controller.core.authorization import (
     info_from_ocpp201,
     info_to_ocpp16,
     info_to_ocpp201,
+)
+from controller.io.storage import (
+    Storage,
+    StorageError,
+    clear_cache,
     load_cache,
     load_local_list,
     save_cache_entry,
     save_local_list,
     touch_cache_entry,
 )
-from controller.io.storage import Storage, StorageError
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

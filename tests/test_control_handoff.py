@@ -52,8 +52,7 @@ def test_reload_leaves_the_supervisor_to_the_control_thread(tmp_path: Path) -> N
     path = tmp_path / "evse.toml"
     path.write_text(SIM_CONFIG.read_text().replace('dir = "var"', f'dir = "{tmp_path}"'))
     daemon = Daemon(load(path))
-    daemon._open()
-    channel = daemon.channels[1]
+    channel = daemon.open().hardware.channels[1]
     sup = WatchedSupervisor(max_current_a=32)
     channel.supervisor = sup
     sup.writers = []

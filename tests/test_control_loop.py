@@ -12,6 +12,7 @@ import pytest
 from controller.config import load
 from controller.core.station import EvseView
 from controller.daemon import Daemon
+from controller.runtime.remote import release_lock
 from controller.safety.control import RECHECK_S, REST_HZ, ControlLoop, EvseChannel
 from controller.safety.pilot import CpState, PilotMode
 from controller.safety.supervisor import CONTACTOR_BREAK_S, Fault, Supervisor
@@ -460,18 +461,17 @@ def test_overlapping_unlock_requests_keep_the_request_raised_until_the_last_answ
     path.write_text(
         text.replace('meter = { driver = "sim" }', 'meter = { driver = "sim" }\nlock = { driver = "sim" }')
     )
-    daemon = Daemon(load(path))
-    daemon._open()
-    assert daemon.bench is not None
-    sim, channel = daemon.bench.evses[1], daemon.channels[1]
+    hardware = Daemon(load(path)).open().hardware
+    assert hardware.bench is not None
+    sim, channel = hardware.bench.evses[1], hardware.channels[1]
     channel.permit = (True, 32.0)  # energy authorized: the supervisor holds the lock
     loop = ControlLoop([channel], 100, lambda _id, _view: None)
     loop.start()
 
     async def scenario() -> bool:
-        first = asyncio.create_task(daemon.release_lock(1))
+        first = asyncio.create_task(release_lock(channel, 1))
         await asyncio.sleep(0.1)
-        second = asyncio.create_task(daemon.release_lock(1))
+        second = asyncio.create_task(release_lock(channel, 1))
         await asyncio.sleep(0.1)
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -487,4 +487,4 @@ def test_overlapping_unlock_requests_keep_the_request_raised_until_the_last_answ
         assert not sim.lock_engaged and not channel.unlock_request and channel.unlock_waiters == 0
     finally:
         loop.stop()
-        daemon.database.close()
+        hardware.database.close()

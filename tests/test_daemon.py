@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from controller.daemon import _finite
+from controller.runtime.meters import finite as _finite
 from drivers.base import MeterReading
 
 

@@ -1,13 +1,12 @@
 """What both OCPP adapters share (controller/ocpp/fields.py, controller/ocpp/adapter.py), in-process.
 
 The request field readers are pure; the outbox retry loop runs against a fake link and a
-fake database, with ``asyncio.sleep`` made instant.
+fake record store, with ``asyncio.sleep`` made instant.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -79,14 +78,11 @@ class FakeLink:
 def _adapter(link: FakeLink) -> tuple[Adapter, list[str]]:
     written: list[str] = []
 
-    class Storage:
-        def outbox_attempted(self, entry_id: int) -> None:
+    class Records:
+        async def outbox_attempted(self, entry_id: int) -> None:
             written.append(f"attempted {entry_id}")
 
-    async def run(method: Callable[..., None], *args: Any) -> None:
-        method(*args)
-
-    host = SimpleNamespace(database=SimpleNamespace(storage=Storage(), run=run))
+    host = SimpleNamespace(records=Records())
     return Adapter(host, link), written  # type: ignore[arg-type]
 
 

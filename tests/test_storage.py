@@ -22,13 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from controller.io.database import Database, WriteQueue
 from controller.io.storage import (
     MIGRATIONS,
-    Database,
     Storage,
     StorageError,
     TransactionRecord,
-    WriteQueue,
 )
 from drivers.base import MeterReading
 

@@ -366,9 +366,9 @@ def test_reset_retries_apply_to_a_csms_reset_only(tmp_path: Path) -> None:
     path = tmp_path / "evse.toml"
     path.write_text(config_text("ws://127.0.0.1:9/ocpp", "1.6", 1, "ocpp", "none", ""))
     daemon = Daemon(load(path))
-    daemon.reset_retries, daemon.shutdown_reason = 3, "HardReset"  # as Reset leaves them
+    daemon.lifecycle.reset_retries, daemon.lifecycle.shutdown_reason = 3, "HardReset"  # as Reset leaves them
     assert daemon.restart_retries == 3
-    daemon.shutdown_reason = "Reboot"  # a firmware install restarts the station afterwards
+    daemon.lifecycle.shutdown_reason = "Reboot"  # a firmware install restarts the station afterwards
     assert daemon.restart_retries == 0
 
 

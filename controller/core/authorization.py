@@ -3,8 +3,8 @@ the decision whether an identifier may start charging without asking the CSMS.
 
 The logic is version neutral and uses the OCPP words for statuses (2.0.1 has more of them;
 only Accepted authorizes); a 2.0.1 IdTokenInfo maps onto ``IdTagInfo``. It does no I/O and
-takes the time as an argument (aware UTC datetimes). The functions at the end keep the list
-and the cache in the SQLite database of ``controller.io.storage``.
+takes the time as an argument (aware UTC datetimes); ``controller.io.storage`` keeps the
+list and the cache.
 
 Identifiers are case insensitive in OCPP (1.6 CiString, 2.0.1 IdToken), so both stores
 key their entries by ``normalize_id``: "04a1b2" and "04A1B2" are the same card.
@@ -12,17 +12,15 @@ key their entries by ``normalize_id``: "04a1b2" and "04A1B2" are the same card.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.io.storage import Storage, StorageError, parse_timestamp, timestamp
+from controller.core.timestamps import parse_timestamp, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +316,7 @@ def _field(d: Mapping[str, Any], camel: str, snake: str) -> Any:
 # Lists tend to share a handful of expiry dates; caching their conversions makes a
 # 50,000-entry list markedly faster to parse, save and load.
 @functools.lru_cache(maxsize=1024)
-def _parse_expiry(text: str) -> datetime:
+def parse_expiry(text: str) -> datetime:
     moment = parse_timestamp(text)
     # OCPP wants UTC; a CSMS that leaves out the offset means UTC too.
     return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
@@ -337,7 +335,7 @@ def info_from_ocpp16(d: Mapping[str, Any]) -> IdTagInfo:
         raise ValueError(f"idTagInfo with a malformed expiryDate: {d!r}")
     if parent is not None and not isinstance(parent, str):
         raise ValueError(f"idTagInfo with a malformed parentIdTag: {d!r}")
-    return IdTagInfo(status, _parse_expiry(expiry) if expiry is not None else None, parent)
+    return IdTagInfo(status, parse_expiry(expiry) if expiry is not None else None, parent)
 
 
 def info_to_ocpp16(info: IdTagInfo) -> dict[str, str]:
@@ -400,7 +398,7 @@ def info_from_ocpp201(d: Mapping[str, Any]) -> IdTagInfo:
         raise ValueError(f"idTokenInfo with a malformed cacheExpiryDateTime: {d!r}")
     group = _field(d, "groupIdToken", "group_id_token")
     parent = None if group is None else _token_id(group, "groupIdToken")
-    return IdTagInfo(status, _parse_expiry(expiry) if expiry is not None else None, parent)
+    return IdTagInfo(status, parse_expiry(expiry) if expiry is not None else None, parent)
 
 
 def info_to_ocpp201(info: IdTagInfo) -> dict[str, Any]:
@@ -439,153 +437,3 @@ def _token_id(token: Any, name: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} without an idToken string: {token!r}")
     return value
-
-
-# -- persistence -------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _writing(storage: Storage, what: str) -> Iterator[sqlite3.Connection]:
-    """One transaction on ``storage``; SQLite errors become StorageError."""
-    try:
-        with storage._transaction():
-            yield storage.db
-    except sqlite3.OperationalError as exc:
-        raise StorageError(
-            f"cannot write {what} to {storage.path}: {exc}; free space or fix permissions on storage.dir"
-        ) from exc
-    except sqlite3.Error as exc:
-        raise StorageError(f"database {storage.path} refused {what}: {exc}", retry=False) from exc
-
-
-def _read(storage: Storage, what: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-    try:
-        return storage.db.execute(sql, params).fetchall()
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot read {what} from {storage.path}: {exc}") from exc
-
-
-@functools.lru_cache(maxsize=1024)
-def _expiry_text(expiry: datetime) -> str:
-    return timestamp(expiry)
-
-
-def _columns(info: IdTagInfo) -> tuple[str, str | None, str | None]:
-    return info.status, _expiry_text(info.expiry) if info.expiry is not None else None, info.parent
-
-
-def _info(status: str, expiry: str | None, parent: str | None) -> IdTagInfo:
-    return IdTagInfo(status, _parse_expiry(expiry) if expiry is not None else None, parent)
-
-
-def save_local_list(
-    storage: Storage, update_type: str, version: int, entries: Sequence[tuple[str, IdTagInfo | None]]
-) -> None:
-    """Write a SendLocalList update and the new version in one transaction.
-
-    The update must be one ``LocalList.check`` accepts; StorageError if it cannot be written.
-    """
-    if update_type not in (FULL, DIFFERENTIAL):
-        raise ValueError(f"unknown update type {update_type!r}")
-    rows = [(normalize_id(id_tag), *_columns(info)) for id_tag, info in entries if info is not None]
-    deleted = [(normalize_id(id_tag),) for id_tag, info in entries if info is None]
-    if update_type == FULL and deleted:
-        raise ValueError("a Full update needs idTagInfo for every entry")
-    with _writing(storage, "the local authorization list") as db:
-        if update_type == FULL:
-            db.execute("DELETE FROM local_list")
-            db.executemany(
-                "INSERT INTO local_list (id_tag, status, expiry, parent) VALUES (?, ?, ?, ?)", rows
-            )
-        else:
-            db.executemany("DELETE FROM local_list WHERE id_tag = ?", deleted)
-            db.executemany(
-                "INSERT INTO local_list (id_tag, status, expiry, parent) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (id_tag) DO UPDATE SET status = excluded.status, "
-                "expiry = excluded.expiry, parent = excluded.parent",
-                rows,
-            )
-        db.execute(
-            "INSERT INTO settings (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (LOCAL_LIST_VERSION_KEY, str(version)),
-        )
-
-
-def load_local_list(storage: Storage) -> LocalList:
-    """The stored Local Authorization List (version 0 and empty if none was ever saved)."""
-    what = "the local authorization list"
-    rows = _read(storage, what, "SELECT id_tag, status, expiry, parent FROM local_list")
-    versions = _read(storage, what, "SELECT value FROM settings WHERE key = ?", (LOCAL_LIST_VERSION_KEY,))
-    try:
-        share = sharing()
-        entries = {normalize_id(row[0]): share(_info(*row[1:])) for row in rows}
-        version = int(versions[0][0]) if versions and entries else 0
-    except ValueError as exc:
-        # Refuse rather than skip: a dropped Blocked entry would turn into an unknown id.
-        raise StorageError(f"{what} in {storage.path} is corrupt: {exc}", retry=False) from exc
-    return LocalList(version=version, entries=entries)
-
-
-def save_cache_entry(
-    storage: Storage, id_tag: str, info: IdTagInfo, used_at: datetime, capacity: int | None = None
-) -> None:
-    """Store the CSMS's answer for ``id_tag``, last used at ``used_at``.
-
-    With ``capacity``, the table is trimmed to that many rows by the rule ``AuthCache``
-    evicts by, so it cannot grow without bound.
-    """
-    with _writing(storage, "an authorization cache entry") as db:
-        key = normalize_id(id_tag)
-        now = timestamp(used_at)
-        db.execute(
-            "INSERT INTO auth_cache (id_tag, status, expiry, parent, used_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (id_tag) DO UPDATE SET status = excluded.status, expiry = excluded.expiry, "
-            "parent = excluded.parent, used_at = excluded.used_at",
-            (key, *_columns(info), now),
-        )
-        if capacity is None:
-            return
-        excess = db.execute("SELECT count(*) FROM auth_cache").fetchone()[0] - capacity
-        if excess > 0:
-            # Expiry strings all come from ``timestamp``, so they compare as text.
-            db.execute(
-                "DELETE FROM auth_cache WHERE id_tag IN (SELECT id_tag FROM auth_cache WHERE id_tag != ? "
-                "ORDER BY (status = ? AND (expiry IS NULL OR expiry > ?)), used_at, rowid LIMIT ?)",
-                (key, ACCEPTED, now, excess),
-            )
-
-
-def touch_cache_entry(storage: Storage, id_tag: str, used_at: datetime) -> None:
-    """Record that the cache entry of ``id_tag`` decided at ``used_at`` (AuthCacheCtrlr.LifeTime
-    counts from the last use, restarts included)."""
-    with _writing(storage, "an authorization cache entry's use") as db:
-        db.execute(
-            "UPDATE auth_cache SET used_at = ? WHERE id_tag = ? AND used_at < ?",
-            (timestamp(used_at), normalize_id(id_tag), timestamp(used_at)),
-        )
-
-
-def clear_cache(storage: Storage) -> None:
-    """Delete every stored cache entry (ClearCache)."""
-    with _writing(storage, "the cleared authorization cache") as db:
-        db.execute("DELETE FROM auth_cache")
-
-
-def load_cache(storage: Storage, capacity: int = DEFAULT_CACHE_CAPACITY) -> AuthCache:
-    """The stored Authorization Cache, in order of use; unreadable rows are skipped."""
-    cache = AuthCache(capacity)
-    rows = _read(
-        storage,
-        "the authorization cache",
-        "SELECT id_tag, status, expiry, parent, used_at FROM auth_cache ORDER BY used_at, rowid",
-    )
-    for id_tag, status, expiry, parent, used_at in rows:
-        try:
-            cache.update(id_tag, _info(status, expiry, parent), parse_timestamp(used_at))
-        except (ValueError, TypeError) as exc:
-            # The cache only saves a round trip to the CSMS; a bad row is not worth failing for.
-            log.warning(
-                "skipping unreadable authorization cache entry %r in %s: %s", id_tag, storage.path, exc
-            )
-    return cache

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from controller.io.storage import parse_timestamp, timestamp
+from controller.core.timestamps import parse_timestamp, timestamp
 
 ACCEPTED = "Accepted"
 REJECTED = "Rejected"

@@ -5,29 +5,42 @@ many have run. Every write commits before it returns, in WAL mode with
 ``synchronous=FULL``, so a record reported as written survives a ``kill -9`` and a power
 cut alike.
 
-``Storage`` is synchronous and owned by one thread. ``Database`` runs it on a dedicated
-thread for the event loop, and ``WriteQueue`` orders writes and retries the head of the
-queue when the disk is full or read-only, so a failing disk delays records but never
-loses or reorders them.
+``Storage`` is synchronous and owned by one thread (``controller.io.database`` runs it
+for the event loop). Every SQL statement of the station is in this module: the functions
+at the end keep the local authorization list and cache of ``controller.core.authorization``.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from controller.core.authorization import (
+    ACCEPTED,
+    DEFAULT_CACHE_CAPACITY,
+    DIFFERENTIAL,
+    FULL,
+    LOCAL_LIST_VERSION_KEY,
+    AuthCache,
+    IdTagInfo,
+    LocalList,
+    normalize_id,
+    parse_expiry,
+    sharing,
+)
+from controller.core.timestamps import parse_timestamp as parse_timestamp
+from controller.core.timestamps import timestamp as timestamp
 from drivers.base import MeterReading
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -120,16 +133,6 @@ class StorageError(Exception):
     def __init__(self, message: str, retry: bool = True) -> None:
         super().__init__(message)
         self.retry = retry
-
-
-def timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds, as OCPP wants it."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_timestamp(text: str) -> datetime:
-    """An ISO 8601 / RFC 3339 date-time; RFC 3339 allows a lowercase "z", Python 3.11 does not."""
-    return datetime.fromisoformat(text.replace("z", "Z"))
 
 
 @dataclass(frozen=True)
@@ -443,6 +446,54 @@ class Storage:
             (key, value),
         )
 
+    def settings(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM settings").fetchall())
+
+    # -- OCPP state: charging profiles, reservations, the CSMS's transaction ids ---------
+
+    def charging_profiles(self) -> list[tuple[int, dict[str, Any]]]:
+        """(EVSE id, the profile as 1.6 JSON) of every installed profile."""
+        rows = self.db.execute("SELECT evse_id, body FROM charging_profiles").fetchall()
+        return [(evse_id, json.loads(body)) for evse_id, body in rows]
+
+    def replace_charging_profiles(self, profiles: list[tuple[int, int, dict[str, Any]]]) -> None:
+        """Store exactly ``profiles``: (profile id, EVSE id, the profile as 1.6 JSON)."""
+        rows = [(pid, evse_id, json.dumps(body)) for pid, evse_id, body in profiles]
+
+        def write() -> None:
+            self.db.execute("DELETE FROM charging_profiles")
+            self.db.executemany("INSERT INTO charging_profiles (id, evse_id, body) VALUES (?, ?, ?)", rows)
+
+        self._atomic(write)
+
+    def reservations(self) -> list[tuple[int, int, str, str | None, datetime]]:
+        """(id, EVSE id, id tag, parent id tag, expiry) of every stored reservation."""
+        rows = self.db.execute("SELECT id, evse_id, id_tag, parent, expiry FROM reservations").fetchall()
+        return [(r[0], r[1], r[2], r[3], parse_timestamp(r[4])) for r in rows]
+
+    def save_reservation(
+        self, reservation_id: int, evse_id: int, id_tag: str, parent: str | None, expiry: datetime
+    ) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO reservations (id, evse_id, id_tag, parent, expiry) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (reservation_id, evse_id, id_tag, parent, timestamp(expiry)),
+        )
+
+    def delete_reservation(self, reservation_id: int) -> None:
+        self._write("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+
+    def open_csms_ids(self) -> dict[str, str]:
+        """Open transactions the CSMS has named: local id -> the CSMS's."""
+        rows = self.db.execute(
+            "SELECT id, csms_id FROM transactions WHERE csms_id IS NOT NULL AND stopped_at IS NULL"
+        ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def interrupt(self) -> None:
+        """Make a call waiting on a lock give up now (shutdown)."""
+        self.db.interrupt()
+
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         self._atomic(lambda: self.db.execute(sql, params))
 
@@ -477,70 +528,151 @@ class _Tx:
                 self.db.execute("ROLLBACK")
 
 
-class Database:
-    """``Storage`` on its own thread, awaited from the event loop."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-        self.storage.close()
+# -- the local authorization list and the authorization cache (controller.core.authorization) --
 
 
-class WriteQueue:
-    """Writes in order; a failing write is retried until it succeeds, never dropped."""
+@contextlib.contextmanager
+def _writing(storage: Storage, what: str) -> Iterator[sqlite3.Connection]:
+    """One transaction on ``storage``; SQLite errors become StorageError."""
+    try:
+        with storage._transaction():
+            yield storage.db
+    except sqlite3.OperationalError as exc:
+        raise StorageError(
+            f"cannot write {what} to {storage.path}: {exc}; free space or fix permissions on storage.dir"
+        ) from exc
+    except sqlite3.Error as exc:
+        raise StorageError(f"database {storage.path} refused {what}: {exc}", retry=False) from exc
 
-    def __init__(self, database: Database, retry_s: float = 1.0) -> None:
-        self.database = database
-        self.retry_s = retry_s
-        self._queue: asyncio.Queue[tuple[Callable[[Storage], None], Callable[[], None] | None]]
-        self._queue = asyncio.Queue()
-        self._in_flight = 0
-        self.failing = False
 
-    def put(self, write: Callable[[Storage], None], then: Callable[[], None] | None = None) -> None:
-        self._queue.put_nowait((write, then))
+def _read(storage: Storage, what: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    try:
+        return storage.db.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read {what} from {storage.path}: {exc}") from exc
 
-    def pending(self) -> int:
-        """Records not yet written, the one being retried included."""
-        return self._queue.qsize() + self._in_flight
 
-    async def run(self) -> None:
-        while True:
-            write, then = await self._queue.get()
-            self._in_flight = 1
-            try:
-                if await self._apply(write) and then is not None:
-                    then()
-            except Exception:
-                log.exception("storage write follow-up failed")
-            finally:
-                self._in_flight = 0
-                self._queue.task_done()
+@functools.lru_cache(maxsize=1024)
+def _expiry_text(expiry: datetime) -> str:
+    return timestamp(expiry)
 
-    async def _apply(self, write: Callable[[Storage], None]) -> bool:
-        """Write, retrying while the condition may pass; False if the record was refused."""
-        while True:
-            try:
-                await self.database.run(write, self.database.storage)
-            except StorageError as exc:
-                if not exc.retry:
-                    log.error("%s; record skipped: %r", exc, write)
-                    return False
-                if not self.failing:
-                    log.error("%s", exc)
-                self.failing = True
-                await asyncio.sleep(self.retry_s)
-                continue
-            if self.failing:
-                log.warning("database writable again; queued records written")
-            self.failing = False
-            return True
 
-    async def flush(self) -> None:
-        await self._queue.join()
+def _columns(info: IdTagInfo) -> tuple[str, str | None, str | None]:
+    return info.status, _expiry_text(info.expiry) if info.expiry is not None else None, info.parent
+
+
+def _info(status: str, expiry: str | None, parent: str | None) -> IdTagInfo:
+    return IdTagInfo(status, parse_expiry(expiry) if expiry is not None else None, parent)
+
+
+def save_local_list(
+    storage: Storage, update_type: str, version: int, entries: Sequence[tuple[str, IdTagInfo | None]]
+) -> None:
+    """Write a SendLocalList update and the new version in one transaction.
+
+    The update must be one ``LocalList.check`` accepts; StorageError if it cannot be written.
+    """
+    if update_type not in (FULL, DIFFERENTIAL):
+        raise ValueError(f"unknown update type {update_type!r}")
+    rows = [(normalize_id(id_tag), *_columns(info)) for id_tag, info in entries if info is not None]
+    deleted = [(normalize_id(id_tag),) for id_tag, info in entries if info is None]
+    if update_type == FULL and deleted:
+        raise ValueError("a Full update needs idTagInfo for every entry")
+    with _writing(storage, "the local authorization list") as db:
+        if update_type == FULL:
+            db.execute("DELETE FROM local_list")
+            db.executemany(
+                "INSERT INTO local_list (id_tag, status, expiry, parent) VALUES (?, ?, ?, ?)", rows
+            )
+        else:
+            db.executemany("DELETE FROM local_list WHERE id_tag = ?", deleted)
+            db.executemany(
+                "INSERT INTO local_list (id_tag, status, expiry, parent) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id_tag) DO UPDATE SET status = excluded.status, "
+                "expiry = excluded.expiry, parent = excluded.parent",
+                rows,
+            )
+        db.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (LOCAL_LIST_VERSION_KEY, str(version)),
+        )
+
+
+def load_local_list(storage: Storage) -> LocalList:
+    """The stored Local Authorization List (version 0 and empty if none was ever saved)."""
+    what = "the local authorization list"
+    rows = _read(storage, what, "SELECT id_tag, status, expiry, parent FROM local_list")
+    versions = _read(storage, what, "SELECT value FROM settings WHERE key = ?", (LOCAL_LIST_VERSION_KEY,))
+    try:
+        share = sharing()
+        entries = {normalize_id(row[0]): share(_info(*row[1:])) for row in rows}
+        version = int(versions[0][0]) if versions and entries else 0
+    except ValueError as exc:
+        # Refuse rather than skip: a dropped Blocked entry would turn into an unknown id.
+        raise StorageError(f"{what} in {storage.path} is corrupt: {exc}", retry=False) from exc
+    return LocalList(version=version, entries=entries)
+
+
+def save_cache_entry(
+    storage: Storage, id_tag: str, info: IdTagInfo, used_at: datetime, capacity: int | None = None
+) -> None:
+    """Store the CSMS's answer for ``id_tag``, last used at ``used_at``.
+
+    With ``capacity``, the table is trimmed to that many rows by the rule ``AuthCache``
+    evicts by, so it cannot grow without bound.
+    """
+    with _writing(storage, "an authorization cache entry") as db:
+        key = normalize_id(id_tag)
+        now = timestamp(used_at)
+        db.execute(
+            "INSERT INTO auth_cache (id_tag, status, expiry, parent, used_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id_tag) DO UPDATE SET status = excluded.status, expiry = excluded.expiry, "
+            "parent = excluded.parent, used_at = excluded.used_at",
+            (key, *_columns(info), now),
+        )
+        if capacity is None:
+            return
+        excess = db.execute("SELECT count(*) FROM auth_cache").fetchone()[0] - capacity
+        if excess > 0:
+            # Expiry strings all come from ``timestamp``, so they compare as text.
+            db.execute(
+                "DELETE FROM auth_cache WHERE id_tag IN (SELECT id_tag FROM auth_cache WHERE id_tag != ? "
+                "ORDER BY (status = ? AND (expiry IS NULL OR expiry > ?)), used_at, rowid LIMIT ?)",
+                (key, ACCEPTED, now, excess),
+            )
+
+
+def touch_cache_entry(storage: Storage, id_tag: str, used_at: datetime) -> None:
+    """Record that the cache entry of ``id_tag`` decided at ``used_at`` (AuthCacheCtrlr.LifeTime
+    counts from the last use, restarts included)."""
+    with _writing(storage, "an authorization cache entry's use") as db:
+        db.execute(
+            "UPDATE auth_cache SET used_at = ? WHERE id_tag = ? AND used_at < ?",
+            (timestamp(used_at), normalize_id(id_tag), timestamp(used_at)),
+        )
+
+
+def clear_cache(storage: Storage) -> None:
+    """Delete every stored cache entry (ClearCache)."""
+    with _writing(storage, "the cleared authorization cache") as db:
+        db.execute("DELETE FROM auth_cache")
+
+
+def load_cache(storage: Storage, capacity: int = DEFAULT_CACHE_CAPACITY) -> AuthCache:
+    """The stored Authorization Cache, in order of use; unreadable rows are skipped."""
+    cache = AuthCache(capacity)
+    rows = _read(
+        storage,
+        "the authorization cache",
+        "SELECT id_tag, status, expiry, parent, used_at FROM auth_cache ORDER BY used_at, rowid",
+    )
+    for id_tag, status, expiry, parent, used_at in rows:
+        try:
+            cache.update(id_tag, _info(status, expiry, parent), parse_timestamp(used_at))
+        except (ValueError, TypeError) as exc:
+            # The cache only saves a round trip to the CSMS; a bad row is not worth failing for.
+            log.warning(
+                "skipping unreadable authorization cache entry %r in %s: %s", id_tag, storage.path, exc
+            )
+    return cache

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,14 +18,15 @@ from controller.core import authorization as auth
 from controller.core import schedule
 from controller.io.link import CallFailed, Link, NotConnected, Reply
 from controller.io.link import backoff as link_backoff
-from controller.io.storage import OutboxEntry, Storage, StorageError, parse_timestamp
+from controller.io.storage import OutboxEntry, StorageError, parse_timestamp
 from controller.ocpp.fields import optional_times
 from controller.ocpp.ocppj import Call, RpcError
+from controller.runtime.firmware import FirmwareRequest
 from controller.security import events as security
-from controller.services import FirmwareRequest
 
 if TYPE_CHECKING:
-    from controller.daemon import Daemon
+    from controller.core.station import Action
+    from controller.ocpp.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Adapter:
     _handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]
     _status_sent: dict[int, Any]  # per connector or EVSE: the status the CSMS last got
 
-    def __init__(self, host: Daemon, link: Link) -> None:
+    def __init__(self, host: Host, link: Link) -> None:
         self.host = host
         self.link = link
         self.accepted = False  # registered on this connection (booted, or reconnected after a boot)
@@ -203,6 +204,26 @@ class Adapter:
     def _session_started(self) -> None:
         """What a version does besides the shared session tasks once registered."""
 
+    # -- what the client calls (controller.ocpp.host.VersionAdapter) ---------------------
+
+    async def opened(self, version: str) -> None:
+        await self._opened(version)
+
+    def closed(self) -> None:
+        self._closed()
+
+    async def handle(self, call: Call) -> Reply:
+        return await self._handle(call)
+
+    async def recover(self) -> None:
+        """After the meters were read at start: end what a power cut left open (2.0.1)."""
+
+    def tick(self) -> None:
+        """Once a second, for periodic work of the version."""
+
+    def station_changed(self, actions: list[Action]) -> None:
+        """After each batch of station actions (2.0.1 derives its transaction events here)."""
+
     def _closed(self) -> None:
         self.accepted = False
         for task in self._session:
@@ -270,7 +291,6 @@ class Adapter:
         raise NotImplementedError
 
     async def _deliver_security(self, entry: OutboxEntry) -> bool:
-        database = self.host.database
         payload = security.notification(self.VERSION, entry.body)
         reply = await self._call_entry(
             entry, "SecurityEventNotification", payload, lambda: Retries(SECURITY_ATTEMPTS, 5.0)
@@ -279,7 +299,7 @@ class Adapter:
             return False
         if not isinstance(reply, dict):
             log.error("SecurityEventNotification %s dropped: %s", payload["type"], reply)
-        await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
+        await self.host.records.outbox_delivered(entry.id, entry.transaction_id)
         return True
 
     async def _call_entry(
@@ -288,7 +308,6 @@ class Adapter:
         """Send an outbox entry's message until the CSMS answers: its answer; the last error
         once the attempts ran out (the caller drops the entry); None when the connection
         closed first (the entry stays for the next session)."""
-        database = self.host.database
         attempts = entry.attempts
         while True:
             try:
@@ -297,7 +316,7 @@ class Adapter:
                 return None
             except (CallFailed, TimeoutError) as exc:
                 attempts += 1
-                await database.run(database.storage.outbox_attempted, entry.id)
+                await self.host.records.outbox_attempted(entry.id)
                 limit = retries()  # read again: the CSMS may change it meanwhile
                 if attempts >= limit.attempts:
                     return exc
@@ -310,25 +329,21 @@ class Adapter:
         if last:
             # The shortest window between the CSMS's answer and the commit: a crash in it
             # sends the message again after the restart.
-            database = self.host.database
-            await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
+            await self.host.records.outbox_delivered(entry.id, entry.transaction_id)
             return
         # The next message need not wait for this commit (the database has its own thread);
         # until it lands, the entry is skipped when the outbox is read again.
         self._delivered.add(entry.id)
-        self.host.writes.put(
-            functools.partial(
-                Storage.outbox_delivered, entry_id=entry.id, tx_id=entry.transaction_id, csms_id=csms_id
-            ),
-            then=functools.partial(self._committed, entry.id),
+        self.host.records.outbox_delivered_later(
+            entry.id, entry.transaction_id, csms_id, functools.partial(self._committed, entry.id)
         )
 
     async def _deliver_outbox(self) -> None:
         """Send the outbox in order while connected; the session's end cancels this."""
-        database = self.host.database
+        records = self.host.records
         while True:
             try:
-                entries = await database.run(database.storage.outbox, 50, self.OUTBOX_KINDS)
+                entries = await records.outbox(50, self.OUTBOX_KINDS)
                 entries = [e for e in entries if e.id not in self._delivered]
                 if not entries:
                     self._outbox_wake.clear()
@@ -347,10 +362,10 @@ class Adapter:
         """Give queued transaction messages up to ``timeout`` s to reach the CSMS (shutdown)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        database = self.host.database
+        records = self.host.records
         while self.online and loop.time() < deadline:
             try:
-                if not await database.run(database.storage.outbox_size) and not self._delivered:
+                if not await records.outbox_size() and not self._delivered:
                     return
             except StorageError:
                 return
@@ -389,12 +404,12 @@ class Adapter:
         p: dict[str, Any],
         notify: Callable[[str], Awaitable[None]],
         security_log: bool = False,
-    ) -> Callable[[], Awaitable[None]]:
+    ) -> Callable[[], Coroutine[object, object, None]]:
         """The upload of the diagnostics (or the security log) between ``times`` that ``p``
         asks for, reporting its progress to ``notify``."""
         retries, interval = p.get("retries", 0), p.get("retryInterval", 30)
 
-        def upload() -> Awaitable[None]:
+        def upload() -> Coroutine[object, object, None]:
             return self.host.upload_diagnostics(
                 location, name, times[0], times[1], retries, interval, notify, security_log
             )
@@ -466,7 +481,7 @@ class Adapter:
         if not ok:
             return Reply({"status": "Rejected"})
         self._signed_event.set()
-        target = getattr(self.host.ocpp, "target", None)
+        target = self.host.ocpp.target
         if target is not None and target.profile == 3:
             return Reply({"status": "Accepted"}, self.link.reconnect)  # with the new certificate
         return Reply({"status": "Accepted"})

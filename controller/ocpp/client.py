@@ -22,11 +22,15 @@ from controller.io.link import Endpoint, Link, SetupError
 from controller.io.storage import StorageError
 from controller.ocpp import connection
 from controller.ocpp.connection import Chooser, Target
+from controller.ocpp.host import Host, VersionAdapter
 from controller.ocpp.ocppj import Call
 from controller.security import tls
 
 if TYPE_CHECKING:
-    from controller.daemon import Daemon
+    from controller.core import authorization as auth
+    from controller.core.station import Action
+    from controller.io.link import Reply
+    from controller.ocpp.v201.adapter import Ocpp201
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +41,10 @@ TRIAL_ATTEMPTS_16 = 3  # failed connections with a raised 1.6 profile before fal
 INVALID_MESSAGES_EVERY_S = 60.0  # at most one InvalidMessages security event per minute
 
 
-def endpoint(daemon: Daemon, versions: tuple[str, ...], ping_interval_s: float | None) -> Endpoint:
-    ocpp = daemon.config.ocpp
+def endpoint(host: Host, versions: tuple[str, ...], ping_interval_s: float | None) -> Endpoint:
+    ocpp = host.config.ocpp
     assert ocpp is not None
-    station_id = daemon.config.station["id"]
+    station_id = host.config.station["id"]
     password = ocpp.get("password") or "" if ocpp.get("security_profile", 0) in (1, 2) else ""
     return Endpoint(
         url=f"{ocpp['url'].rstrip('/')}/{station_id}",
@@ -52,9 +56,12 @@ def endpoint(daemon: Daemon, versions: tuple[str, ...], ping_interval_s: float |
 
 
 class OcppClient:
-    """The daemon's view of OCPP: the link and the adapter of the version spoken."""
+    """The station's view of OCPP: the link and the adapter of the version spoken.
 
-    def __init__(self, host: Daemon, endpoint: Endpoint, settings: dict[str, str]) -> None:
+    Implements ``controller.ocpp.host.OcppSide`` for the station and ``Connection`` for
+    the adapters."""
+
+    def __init__(self, host: Host, endpoint: Endpoint, settings: dict[str, str]) -> None:
         self.host = host
         self.settings = {
             k: v
@@ -69,7 +76,8 @@ class OcppClient:
         self._failure_event: str | None = None
         self._invalid_at = float("-inf")
         self.target: Target | None = None
-        self.adapters: dict[str, Any] = {}
+        self.adapters: dict[str, VersionAdapter] = {}
+        self.v201: Ocpp201 | None = None  # its device model steers the network slots
         for version in endpoint.versions:
             if version == "1.6":
                 from controller.ocpp.v16.adapter import Ocpp16
@@ -79,7 +87,7 @@ class OcppClient:
             else:
                 from controller.ocpp.v201.adapter import Ocpp201
 
-                self.adapters[version] = Ocpp201(host, self.link, settings)
+                self.adapters[version] = self.v201 = Ocpp201(host, self.link, settings)
         spoken = self.spoken = settings.get(SPOKEN_SETTING)
         self.version = spoken if spoken in self.adapters else endpoint.versions[0]
         # "auto" before the first connection: no version spoken yet, both are queued.
@@ -93,7 +101,7 @@ class OcppClient:
             return
         foreign = tuple(k for v, kinds in OUTBOX_KINDS.items() if v != self.version for k in kinds)
         try:
-            dropped = host.database.storage.drop_outbox(foreign)
+            dropped = host.records.drop_outbox_at_start(foreign)
         except StorageError as exc:
             log.error("cannot check the outbox for messages of another OCPP version: %s", exc)
             dropped = 0
@@ -105,12 +113,20 @@ class OcppClient:
             )
 
     @property
-    def current(self) -> Any:
+    def current(self) -> VersionAdapter:
         return self.adapters[self.version]
 
     @property
     def online(self) -> bool:
-        return bool(self.current.online)
+        return self.current.online
+
+    @property
+    def connected_version(self) -> str | None:
+        return self.link.version if self.link.connected else None
+
+    def apply_keys(self) -> None:
+        """The adapter's keys steer the station again (after a reload changed the config)."""
+        self.current.apply_keys()
 
     @property
     def queues_records(self) -> bool:
@@ -121,11 +137,11 @@ class OcppClient:
         await self.link.run()
 
     async def close(self) -> None:
-        self.current._closed()
+        self.current.closed()
         await self.link.close()
 
-    async def _handle(self, call: Call) -> Any:
-        return await self.current._handle(call)
+    async def _handle(self, call: Call) -> Reply:
+        return await self.current.handle(call)
 
     async def _opened(self, version: str) -> None:
         self._connected()
@@ -136,19 +152,18 @@ class OcppClient:
         if self.spoken != version:
             self.spoken = version
             self.host.save_setting(SPOKEN_SETTING, version)
-        await self.current._opened(version)
+        await self.current.opened(version)
 
     def _closed(self) -> None:
-        self.current._closed()
+        self.current.closed()
 
     async def _first(self, version: str) -> None:
         """The first connection ever: keep the version picked; what was queued for the other goes."""
         old, self.version, self.undecided = self.version, version, False
         log.info("first connection: the CSMS speaks OCPP %s", version)
         other = tuple(k for v, kinds in OUTBOX_KINDS.items() if v != version for k in kinds)
-        database = self.host.database
         try:
-            await database.run(database.storage.drop_outbox, other)
+            await self.host.records.drop_outbox(other)
         except StorageError as exc:
             log.error("queued messages of the other OCPP version not dropped now: %s", exc)
         if version != old:
@@ -158,9 +173,8 @@ class OcppClient:
         old, self.version = self.version, version
         log.warning("the CSMS speaks OCPP %s (last time %s)", version, old)
         self.current.booted_at = None  # a new version is a new registration: boot again
-        database = self.host.database
         try:
-            dropped = await database.run(database.storage.drop_outbox, OUTBOX_KINDS[old])
+            dropped = await self.host.records.drop_outbox(OUTBOX_KINDS[old])
         except StorageError as exc:
             log.error("queued OCPP %s messages not dropped now: %s", old, exc)
             dropped = 0
@@ -213,10 +227,11 @@ class OcppClient:
                         slots[int(key[len(NETWORK_PREFIX) :])] = json.loads(value)
                     except ValueError:
                         log.error("network profile %s unreadable; ignored", key)
-            adapter = self.current
-            priority = adapter._items("OCPPCommCtrlr", "NetworkConfigurationPriority")
+            assert self.v201 is not None
+            model = self.v201.model
+            priority = model.items("OCPPCommCtrlr", "NetworkConfigurationPriority")
             targets = connection.targets_201(url, self.config_profile, floor, slots, priority)
-            attempts = adapter._number("OCPPCommCtrlr", "NetworkProfileConnectionAttempts")
+            attempts = int(model.number("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"))
         self.chooser = Chooser(targets, attempts)
 
     def _choose(self) -> Endpoint:
@@ -330,10 +345,10 @@ class OcppClient:
     def outbox_changed(self) -> None:
         self.current.outbox_changed()
 
-    def auth_settings(self) -> Any:
+    def auth_settings(self) -> auth.AuthSettings:
         return self.current.auth_settings()
 
-    async def authorize(self, token: str) -> Any:
+    async def authorize(self, token: str) -> auth.IdTagInfo | None:
         return await self.current.authorize(token)
 
     async def meter_values_now(self, evse_id: int, context: str) -> None:
@@ -342,14 +357,12 @@ class OcppClient:
     async def firmware_status_notification(self, status: str) -> None:
         await self.current.firmware_status_notification(status)
 
-    def station_changed(self, actions: list[Any]) -> None:
+    def station_changed(self, actions: list[Action]) -> None:
         """After each batch of station actions (2.0.1 derives its transaction events here)."""
-        observe = getattr(self.current, "station_changed", None)
-        if observe is not None:
-            try:
-                observe(actions)
-            except Exception:  # a bug here must not take the control of the station with it
-                log.exception("OCPP %s could not follow the station's actions", self.version)
+        try:
+            self.current.station_changed(actions)
+        except Exception:  # a bug here must not take the control of the station with it
+            log.exception("OCPP %s could not follow the station's actions", self.version)
 
     async def recover(self) -> None:
         """After the meters were read at start: end the interrupted 2.0.1 transactions."""
@@ -357,23 +370,21 @@ class OcppClient:
             await self.current.recover()
 
     def tick(self) -> None:
-        tick = getattr(self.current, "tick", None)
-        if tick is not None:
-            try:
-                tick()
-            except Exception:
-                log.exception("OCPP %s periodic work failed", self.version)
+        try:
+            self.current.tick()
+        except Exception:
+            log.exception("OCPP %s periodic work failed", self.version)
 
     async def drain(self, timeout: float) -> None:
         await self.current.drain(timeout)
 
     def reported_status(self, status: str) -> str:
         """A 1.6 connector status in the words of the version spoken."""
-        return str(self.current.reported_status(status))
+        return self.current.reported_status(status)
 
 
-def make_client(daemon: Daemon, settings: dict[str, str]) -> OcppClient:
-    ocpp = daemon.config.ocpp
+def make_client(host: Host, settings: dict[str, str]) -> OcppClient:
+    ocpp = host.config.ocpp
     assert ocpp is not None
     versions = {"1.6": ("1.6",), "2.0.1": ("2.0.1",), "auto": ("2.0.1", "1.6")}[ocpp["version"]]
     from controller.ocpp.v201.device_model import storage_key
@@ -384,4 +395,4 @@ def make_client(daemon: Daemon, settings: dict[str, str]) -> OcppClient:
         ping = float(stored)
     except ValueError:
         ping = 30.0
-    return OcppClient(daemon, endpoint(daemon, versions, ping), settings)
+    return OcppClient(host, endpoint(host, versions, ping), settings)

@@ -14,7 +14,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from controller.io.storage import timestamp
+from controller.core.timestamps import timestamp
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from controller.ocpp.v16.smart_charging import SmartCharging
 from controller.ocpp.v16.tx_messages import TransactionMessages
 
 if TYPE_CHECKING:
-    from controller.daemon import Daemon
+    from controller.ocpp.host import Host
 
 
 class Ocpp16(
@@ -40,7 +40,7 @@ class Ocpp16(
     """The 1.6 feature profiles (Core, Firmware Management, Local Auth List Management,
     Reservation, Smart Charging, Remote Trigger) and the security extension in one adapter."""
 
-    def __init__(self, host: Daemon, link: Link, stored_keys: dict[str, str]) -> None:
+    def __init__(self, host: Host, link: Link, stored_keys: dict[str, str]) -> None:
         super().__init__(host, link)
         ocpp = host.config.ocpp or {}
         overrides = {

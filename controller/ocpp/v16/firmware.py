@@ -8,7 +8,7 @@ from controller.io.link import Reply
 from controller.ocpp.fields import optional_times, required_time
 from controller.ocpp.ocppj import RpcError
 from controller.ocpp.v16.base import Base16
-from controller.services import FirmwareRequest
+from controller.runtime.firmware import FirmwareRequest
 
 # Signed-update statuses in the words of the 1.6 core FirmwareStatusNotification.
 PLAIN_FIRMWARE_STATUS = {

@@ -31,9 +31,7 @@ class TransactionMessages(Base16):
         if entry.kind == "start":
             self._abandoned.add(entry.transaction_id)
             self._status_wake.set()
-        await self.host.database.run(
-            self.host.database.storage.outbox_delivered, entry.id, entry.transaction_id
-        )
+        await self.host.records.outbox_delivered(entry.id, entry.transaction_id)
 
     def _retries(self) -> Retries:
         keys = self.keys
@@ -46,7 +44,6 @@ class TransactionMessages(Base16):
 
         False when the connection closed first (the entry stays for the next session).
         """
-        database = self.host.database
         csms_id = None
         if entry.kind != "start":
             csms_id = entry.csms_id or self.host.csms_ids.get(entry.transaction_id)
@@ -56,7 +53,7 @@ class TransactionMessages(Base16):
         if entry.kind == "stop" and (
             self.keys.items("StopTxnSampledData") or self.keys.items("StopTxnAlignedData")
         ):
-            samples = await database.run(database.storage.meter_samples, entry.transaction_id)
+            samples = await self.host.records.meter_samples(entry.transaction_id)
             entry = dataclasses.replace(entry, body={**entry.body, "samples": samples})
         action, payload = self._message(entry, csms_id)
         reply = await self._call_entry(entry, action, payload, self._retries)

@@ -30,7 +30,7 @@ from controller.ocpp.v201.tx_messages import TransactionMessages
 from controller.ocpp.v201.variable_monitoring import VariableMonitoring
 
 if TYPE_CHECKING:
-    from controller.daemon import Daemon
+    from controller.ocpp.host import Host
 
 __all__ = ["CHARGING_STATES", "STATUS_WORDS", "Ocpp201"]
 
@@ -51,7 +51,7 @@ class Ocpp201(
 ):
     """The 2.0.1 functional blocks this station implements, in one adapter."""
 
-    def __init__(self, host: Daemon, link: Link, settings: dict[str, str]) -> None:
+    def __init__(self, host: Host, link: Link, settings: dict[str, str]) -> None:
         super().__init__(host, link)
         config = host.config
         station = config.station

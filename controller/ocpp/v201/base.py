@@ -14,7 +14,7 @@ from typing import Any
 
 from controller.core import authorization as auth
 from controller.io.link import CallFailed, NotConnected, Reply
-from controller.io.storage import Storage, StorageError, timestamp
+from controller.io.storage import StorageError, timestamp
 from controller.ocpp.adapter import Adapter, retry_backoff
 from controller.ocpp.v201 import device_model as dm
 from controller.ocpp.v201 import transactions as tx201
@@ -198,7 +198,7 @@ class Base201(Adapter):
                 )
 
     def _active_slot(self) -> str:
-        target = getattr(self.host.ocpp, "target", None)
+        target = self.host.ocpp.target
         return str(target.slot or 0) if target is not None else "0"
 
     def _station_state(self) -> str:
@@ -260,16 +260,13 @@ class Base201(Adapter):
             event.payload["triggerReason"],
             extra={"evse_id": event.evse_id, "transaction_id": event.tx_id},
         )
-        self.host.writes.put(
-            functools.partial(
-                Storage.add_tx_event,
-                tx_id=event.tx_id,
-                evse_id=event.evse_id,
-                seq_no=event.seq_no,
-                ended=event.ended,
-                energy_wh=event.energy_wh,
-                body=event.payload,
-            ),
+        self.host.records.add_tx_event(
+            event.tx_id,
+            event.evse_id,
+            event.seq_no,
+            event.ended,
+            event.energy_wh,
+            event.payload,
             then=self.outbox_changed,
         )
 
@@ -332,12 +329,12 @@ class Base201(Adapter):
     async def _event_ids_reserved(self, data: list[dict[str, Any]]) -> bool:
         """Whether the eventIds of ``data`` lie below a reservation the database has committed
         (a repeat after a power cut would be refused), storing the next one when due."""
-        database = self.host.database
+        records = self.host.records
         async with self._event_ids_lock:  # one write at a time; the others wait for it
             upto = self.monitors.reservation()
             if upto is not None:
                 try:
-                    await database.run(database.storage.set_setting, EVENT_ID_SETTING, str(upto))
+                    await records.set_setting(EVENT_ID_SETTING, str(upto))
                 except StorageError as exc:
                     self.monitors.reservation_failed()
                     log.error("NotifyEvent eventIds not reserved: %s", exc)

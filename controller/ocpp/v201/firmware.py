@@ -30,9 +30,7 @@ class Firmware(Base201):
             return Reply({"status": "Rejected", "statusInfo": {"reasonCode": "MissingSignature"}})
         reply = self._update_signed_firmware(p, times, signature, cert)
         self.firmware_request = p["requestId"]
-        await self.host.database.run(
-            self.host.database.storage.set_setting, PREFIX + "firmware_request", str(p["requestId"])
-        )
+        await self.host.records.set_setting(PREFIX + "firmware_request", str(p["requestId"]))
         return reply
 
     async def firmware_status_notification(self, status: str) -> None:
@@ -40,9 +38,7 @@ class Firmware(Base201):
         # failure, the failure (L01.FR.26).
         self.firmware_status = "Idle" if status == "Installed" else status
         if self.firmware_request is None:
-            stored = await self.host.database.run(
-                self.host.database.storage.get_setting, PREFIX + "firmware_request"
-            )
+            stored = await self.host.records.get_setting(PREFIX + "firmware_request")
             self.firmware_request = int(stored) if stored else None
         payload: dict[str, Any] = {"status": status}
         if self.firmware_request is not None and status != "Idle":

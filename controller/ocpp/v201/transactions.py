@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.measurands import measured
-from controller.io.storage import timestamp
+from controller.core.timestamps import timestamp
 
 POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
 MAX_ENDED_VALUES = 500  # per transaction; a long session at a short interval keeps its first ones

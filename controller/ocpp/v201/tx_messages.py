@@ -19,11 +19,11 @@ from controller.core.station import (
 from controller.io.link import Reply
 from controller.io.storage import OutboxEntry
 from controller.ocpp.adapter import Retries
+from controller.ocpp.bodies import sample_body
 from controller.ocpp.fields import tx_profile
 from controller.ocpp.v201 import transactions as tx201
 from controller.ocpp.v201.base import CHARGING_STATES, Base201
 from controller.safety.pilot import CpState
-from controller.services import sample_body
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,11 @@ class TransactionMessages(Base201):
         reached the database (a crash right after the contactor closed) is reported too,
         Started and Ended at once.
         """
-        database = self.host.database
+        records = self.host.records
         now = self.host.now()
         self.tx = tx201.Transactions(settings=self.tx.settings)  # nothing is open any more
-        unreported = await database.run(database.storage.transactions, False, 1000, True)
-        interrupted = await database.run(database.storage.open_tx_events)
+        unreported = await records.transactions(False, 1000, True)
+        interrupted = await records.open_tx_events()
         for record in unreported:
             started = tx201.unreported_start(
                 record.started_at,
@@ -122,14 +122,13 @@ class TransactionMessages(Base201):
         )
 
     async def _deliver(self, entry: OutboxEntry) -> bool:
-        database = self.host.database
         payload = entry.body
         reply = await self._call_entry(entry, "TransactionEvent", payload, self._retries)
         if reply is None:
             return False
         if not isinstance(reply, dict):
             log.error("TransactionEvent for %s dropped after its attempts: %s", entry.transaction_id, reply)
-            await database.run(database.storage.outbox_delivered, entry.id, entry.transaction_id)
+            await self.host.records.outbox_delivered(entry.id, entry.transaction_id)
             return True
         await self._entry_delivered(entry, payload["eventType"] == "Ended")
         if "idTokenInfo" in reply and "idToken" in payload:
@@ -155,8 +154,7 @@ class TransactionMessages(Base201):
         await super().meter_values_now(evse_id, context)
 
     async def _get_transaction_status(self, p: dict[str, Any]) -> Reply:
-        database = self.host.database
-        entries = await database.run(database.storage.outbox, 1000)
+        entries = await self.host.records.outbox(1000)
         tx_id = p.get("transactionId")
         queued = [e for e in entries if e.kind == "event" and tx_id in (None, e.transaction_id)]
         payload: dict[str, Any] = {"messagesInQueue": bool(queued)}
@@ -207,7 +205,7 @@ class TransactionMessages(Base201):
         state = station.evses[current.evse_id]
         if state.tx is not None:
             station.stop_transaction(now, state.tx.id, "Remote")
-            self.host._apply(station.drain())
+            self.host.apply(station.drain())
         else:
             # No energy allowed yet (TxStartPoint EVConnected): nothing to stop but the transaction.
             station.withdraw_token(current.evse_id)

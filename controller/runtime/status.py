@@ -1,0 +1,93 @@
+"""The station's live state as the rig, `evse status` and systemd's status line show it."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from controller.core.station import Station
+from controller.io.records import Records
+from controller.io.storage import StorageError
+from controller.runtime.ocpp_ref import OcppRef
+from controller.safety.control import EvseChannel
+from controller.safety.pilot import PilotMode
+from drivers.base import MeterReading
+
+
+class StatusReport:
+    def __init__(
+        self,
+        station: Station,
+        channels: dict[int, EvseChannel],
+        ocpp: OcppRef,
+        csms_ids: dict[str, str],
+        records: Records,
+    ) -> None:
+        self.station = station
+        self.channels = channels
+        self.ocpp = ocpp
+        self.csms_ids = csms_ids
+        self.records = records
+        self.outbox_count = 0  # transaction messages the CSMS has not answered
+
+    async def count_outbox(self) -> None:
+        with contextlib.suppress(StorageError):
+            self.outbox_count = await self.records.outbox_size()
+
+    def status(self, evse_id: int | None) -> dict[str, Any]:
+        if evse_id is None:
+            client = self.ocpp.client
+            return {
+                "evses": [self._evse_status(i) for i in self.channels],
+                "ocpp": {
+                    "connected": self.ocpp.online,
+                    "version": client.connected_version if client else None,
+                    "queued": self.outbox_count,
+                },
+            }
+        return self._evse_status(evse_id)
+
+    def _reported_status(self, status: str) -> str:
+        client = self.ocpp.client
+        return client.reported_status(status) if client is not None else status
+
+    def _evse_status(self, evse_id: int) -> dict[str, Any]:
+        view = self.channels[evse_id].view
+        state = self.station.evses[evse_id]
+        reading: MeterReading | None = state.reading
+        tx = state.tx
+        return {
+            "evse": evse_id,
+            "cp_state": view.cp.value if view else "A",
+            "pwm": bool(view and view.pilot is PilotMode.PWM),
+            "duty_percent": view.duty_percent if view else 100.0,
+            "offered_a": round(view.offered_a, 1) if view else 0.0,
+            "contactor_closed": bool(view and view.contactor_closed),
+            "power_w": round(reading.power_w, 1) if reading else 0.0,
+            "energy_wh": round(reading.energy_wh, 3) if reading else 0.0,
+            "connector_status": self._reported_status(state.status[0] or "Available"),
+            "error_code": state.status[1] or "NoError",
+            "faults": sorted(f.value for f in view.faults) if view else [],
+            "ocpp_connected": self.ocpp.online,
+            "transaction_id": (self.csms_ids.get(tx.id, tx.id)) if tx and tx.persisted else None,
+        }
+
+    def line(self) -> str:
+        """One line for systemd's STATUS=."""
+        parts = []
+        for evse_id, state in self.station.evses.items():
+            status, code = state.status[0] or "Available", state.status[1]
+            text = f"EVSE {evse_id} {status}"
+            if status == "Charging" and state.reading is not None:
+                text += f" {state.reading.power_w / 1000:.1f} kW"
+            if code not in ("", "NoError"):
+                text += f" ({code})"
+            parts.append(text)
+        client = self.ocpp.client
+        if not self.ocpp.configured:
+            link = "standalone"
+        elif client is not None and client.online:
+            link = f"OCPP {client.connected_version} connected"
+        else:
+            link = "OCPP not connected"
+        return f"{link}; " + ", ".join(parts)
