@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-
 from controller.aio import wait_event
 from controller.core import authorization as auth
 from controller.core import schedule
@@ -25,6 +23,8 @@ from controller.runtime.firmware import FirmwareRequest
 from controller.security import events as security
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from controller.core.station import Action
     from controller.ocpp.host import Host
 
