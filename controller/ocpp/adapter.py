@@ -19,6 +19,7 @@ from controller.io.link import backoff as link_backoff
 from controller.io.storage import OutboxEntry, StorageError, parse_timestamp
 from controller.ocpp.fields import optional_times
 from controller.ocpp.ocppj import Call, RpcError
+from controller.runtime.diagnostics import UploadRequest
 from controller.runtime.firmware import FirmwareRequest
 from controller.security import events as security
 
@@ -409,10 +410,10 @@ class Adapter:
         asks for, reporting its progress to ``notify``."""
         retries, interval = p.get("retries", 0), p.get("retryInterval", 30)
 
+        request = UploadRequest(location, name, times[0], times[1], retries, interval, security_log)
+
         def upload() -> Coroutine[object, object, None]:
-            return self.host.upload_diagnostics(
-                location, name, times[0], times[1], retries, interval, notify, security_log
-            )
+            return self.host.upload_diagnostics(request, notify)
 
         return upload
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from controller.io.storage import OutboxEntry, TransactionRecord
     from controller.ocpp.connection import Target
     from controller.ocpp.ocppj import Call
+    from controller.runtime.diagnostics import UploadRequest
     from controller.runtime.firmware import FirmwareRequest
     from controller.security.certstore import CertStore
     from controller.security.credentials import Credentials
@@ -180,17 +181,7 @@ class Host(Protocol):
     def check_signing_certificate(self, pem: str) -> x509.Certificate | None: ...
     def update_firmware(self, request: FirmwareRequest, notify: Notify) -> bool: ...
     def diagnostics_name(self) -> str: ...
-    async def upload_diagnostics(
-        self,
-        location: str,
-        name: str,
-        start: datetime | None,
-        stop: datetime | None,
-        retries: int,
-        interval: int,
-        notify: Notify,
-        security_log: bool = False,
-    ) -> None: ...
+    async def upload_diagnostics(self, request: UploadRequest, notify: Notify) -> None: ...
 
 
 class VersionAdapter(Protocol):

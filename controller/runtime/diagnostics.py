@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -30,6 +31,19 @@ log = logging.getLogger(__name__)
 DIAGNOSTICS_DIR = "diagnostics"
 
 
+@dataclasses.dataclass(frozen=True)
+class UploadRequest:
+    """GetDiagnostics (1.6) or GetLog (2.0.1): what to upload, where, and how to retry."""
+
+    location: str
+    name: str
+    start: datetime | None = None
+    stop: datetime | None = None
+    retries: int = 0
+    interval: int = 30
+    security_log: bool = False  # 2.0.1 GetLog SecurityLog: the security log, not diagnostics
+
+
 class Diagnostics:
     def __init__(
         self,
@@ -50,17 +64,9 @@ class Diagnostics:
     def name(self) -> str:
         return f"{self.station_id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.tar.gz"
 
-    async def upload(
-        self,
-        location: str,
-        name: str,
-        start: datetime | None,
-        stop: datetime | None,
-        retries: int,
-        interval: int,
-        notify: Notify,
-        security_log: bool = False,
-    ) -> None:
+    async def upload(self, request: UploadRequest, notify: Notify) -> None:
+        location, name, start, stop = request.location, request.name, request.start, request.stop
+        retries, interval, security_log = request.retries, request.interval, request.security_log
         self.folder.mkdir(exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.folder))  # each request its own: names can repeat
         path = work / name

@@ -24,7 +24,7 @@ from controller.ocpp.bodies import sample_body
 from controller.ocpp.client import OcppClient, make_client
 from controller.ocpp.host import Body, Connection, Notify
 from controller.runtime.certificates import Certificates
-from controller.runtime.diagnostics import Diagnostics
+from controller.runtime.diagnostics import Diagnostics, UploadRequest
 from controller.runtime.firmware import Firmware, FirmwareRequest
 from controller.runtime.services import StationServices
 from controller.runtime.startup import OcppFiles
@@ -251,15 +251,5 @@ class OcppHost:
     def diagnostics_name(self) -> str:
         return self.diagnostics.name()
 
-    async def upload_diagnostics(
-        self,
-        location: str,
-        name: str,
-        start: datetime | None,
-        stop: datetime | None,
-        retries: int,
-        interval: int,
-        notify: Notify,
-        security_log: bool = False,
-    ) -> None:
-        await self.diagnostics.upload(location, name, start, stop, retries, interval, notify, security_log)
+    async def upload_diagnostics(self, request: UploadRequest, notify: Notify) -> None:
+        await self.diagnostics.upload(request, notify)
