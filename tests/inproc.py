@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
+import inspect
 import signal
 import sqlite3
 import time
@@ -168,6 +170,11 @@ class VirtualCsms(DevCsms):
     def now(self) -> str:
         at = self.epoch + timedelta(seconds=asyncio.get_running_loop().time() + self.clock_offset_s)
         return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def _record(self, *args: Any, **kwargs: Any) -> int:
+        index: int = super()._record(*args, **kwargs)
+        self.timeline[index] = dataclasses.replace(self.timeline[index], t=asyncio.get_running_loop().time())
+        return index
 
 
 class Network:
@@ -351,6 +358,14 @@ class Hands:
 
     def swipe(self, token: str) -> None:
         _parts(self.bench.daemon).bench.swipes.put_nowait(token)
+
+    def timing(self, evse: int = 1) -> dict[str, Any]:
+        sim = self._sim(evse)
+        with sim.lock:
+            return {
+                "cp_state": sim.cp_state().value,
+                "lock_engaged": sim.lock_engaged if sim.lock_fitted else None,
+            }
 
     def status(self, evse: int = 1) -> dict[str, Any]:
         status: dict[str, Any] = _parts(self.bench.daemon).status(evse)
@@ -633,21 +648,27 @@ def run_bench(
 
 def station(
     csms: dict[str, Any] | None = None, start: bool = True, **config: Any
-) -> Callable[[Scenario], Callable[[Path], None]]:
-    """Make ``async def test_x(b: Bench)`` a pytest test on its own station and CSMS.
+) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., None]]:
+    """Make ``async def test_x(b: Bench, ...)`` a pytest test on its own station and CSMS.
 
-    ``csms``: ``DevCsms`` settings (``versions``, ``heartbeat_interval``, ``auth`` ...);
-    ``config``: ``hil.station.config_text`` arguments (``version``, ``evses``, ``auth_mode``,
-    ``lock``, ``extra``); ``start=False`` leaves starting to the test.
+    ``csms``: ``DevCsms`` settings (``versions``, ``heartbeat_interval``, ``boot_status``,
+    ``auth`` ...); ``config``: ``hil.station.config_text`` arguments (``version``, ``evses``,
+    ``auth_mode``, ``lock``, ``extra``); ``start=False`` leaves starting to the test. Parameters
+    after the bench are pytest's (``parametrize``).
     """
 
-    def wrap(scenario: Scenario) -> Callable[[Path], None]:
-        def test(tmp_path: Path) -> None:
-            run_bench(tmp_path, scenario, csms, start, **config)
+    def wrap(scenario: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+        params = list(inspect.signature(scenario).parameters.values())[1:]
+
+        def test(tmp_path: Path, **kwargs: Any) -> None:
+            run_bench(tmp_path, lambda bench: scenario(bench, **kwargs), csms, start, **config)
 
         test.__name__ = test.__qualname__ = scenario.__name__
         test.__doc__ = scenario.__doc__
         test.__module__ = scenario.__module__
+        tmp = inspect.Parameter("tmp_path", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Path)
+        test.__signature__ = inspect.Signature([tmp, *params])  # type: ignore[attr-defined]
+        test.pytestmark = getattr(scenario, "pytestmark", [])  # type: ignore[attr-defined]
         return test
 
     return wrap
