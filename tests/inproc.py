@@ -618,7 +618,10 @@ def run_bench(
         return await networks[-1].connect(uri, **options)
 
     async def main() -> None:
-        server = VirtualCsms(quiet=True, **(csms or {}))
+        settings = dict(csms or {})
+        if config.get("version") == "2.0.1":
+            settings.setdefault("versions", ("2.0.1",))  # as the e2e tests' csms201
+        server = VirtualCsms(quiet=True, **settings)
         bench = Bench(tmp_path, server, Network(server))
         networks.append(bench.net)
         bench.write_config(**config)
