@@ -66,7 +66,7 @@ SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 ACTIVE_PERIOD_S = 0.02  # control ticks while a view is changing (the real loop's 50 Hz)
 STEADY_PERIOD_S = 0.5  # while every view has stayed the same for STEADY_AFTER_S
 STEADY_AFTER_S = 1.0
-REST_PERIOD_S = 5.0  # every EVSE at rest: the bench wakes the loop when it moves an EV
+REST_PERIOD_S = 1.0  # every EVSE at rest (the bench wakes the loop when it moves an EV)
 
 
 # -- the websocket ------------------------------------------------------------------------
@@ -170,6 +170,28 @@ class VirtualCsms(DevCsms):
     def now(self) -> str:
         at = self.epoch + timedelta(seconds=asyncio.get_running_loop().time() + self.clock_offset_s)
         return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    # The blocking helpers of ``CsmsThread``, for tests moved from the subprocess bench.
+    def set_reply(self, action: str, reply: Any) -> None:
+        if reply is None:
+            self.replies.pop(action, None)
+        else:
+            self.replies[action] = reply
+
+    def set_error(self, action: str, error: tuple[str, str] | None) -> None:
+        if error is None:
+            self.errors.pop(action, None)
+        else:
+            self.errors[action] = error
+
+    def set_boot_status(self, status: str) -> None:
+        self.boot_status = status
+
+    def set_passwords(self, passwords: dict[str, str] | None) -> None:
+        self.passwords = None if passwords is None else dict(passwords)
+
+    def connected(self) -> list[str]:
+        return list(self.stations)
 
     def _record(self, *args: Any, **kwargs: Any) -> int:
         index: int = super()._record(*args, **kwargs)
@@ -675,3 +697,15 @@ def station(
         return test
 
     return wrap
+
+
+async def set_variables(b: Bench, *items: tuple[str, str, str] | tuple[str, str, str, str]) -> None:
+    """SetVariables (component, variable, value[, variable instance]), each Accepted."""
+    data = []
+    for item in items:
+        variable: dict[str, str] = {"name": item[1]}
+        if len(item) == 4:
+            variable["instance"] = item[3]
+        data.append({"component": {"name": item[0]}, "variable": variable, "attributeValue": item[2]})
+    reply = await b.call("SetVariables", {"setVariableData": data})
+    assert [r["attributeStatus"] for r in reply["setVariableResult"]] == ["Accepted"] * len(items), reply
