@@ -199,6 +199,11 @@ class VirtualCsms(DevCsms):
         return index
 
 
+def virtual_now() -> datetime:
+    """The station's (and the CSMS's) time: the bench's epoch plus the virtual clock."""
+    return VirtualCsms.epoch + timedelta(seconds=asyncio.get_running_loop().time())
+
+
 class Network:
     """Stands in for ``websockets.connect``: joins the station to the CSMS while it is up."""
 
@@ -609,10 +614,13 @@ class Bench:
     async def eventually(
         self, check: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
     ) -> Any:
+        """Poll ``check`` (a plain or an async function) until it returns something true."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             result = check()
+            if inspect.isawaitable(result):
+                result = await result
             if result:
                 return result
             assert loop.time() < deadline, f"timed out waiting for {what}"
