@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import gc
 import inspect
+import logging
 import signal
 import sqlite3
 import time
@@ -412,6 +413,21 @@ class Hands:
             await asyncio.sleep(0.02)
 
 
+class Journal(logging.Handler):
+    """The station's log lines (INFO and up), as ``daemon.log`` holds them end to end."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def read_text(self) -> str:
+        return "\n".join(self.lines)
+
+
 @dataclass
 class Bench:
     dir: Path
@@ -425,6 +441,7 @@ class Bench:
 
     def __post_init__(self) -> None:
         self.sim = Hands(self)
+        self.log = Journal()
 
     @property
     def config(self) -> Path:
@@ -654,6 +671,10 @@ def run_bench(
         server = VirtualCsms(quiet=True, **settings)
         bench = Bench(tmp_path, server, Network(server))
         networks.append(bench.net)
+        root = logging.getLogger()
+        level = root.level
+        root.addHandler(bench.log)
+        root.setLevel(min(level, logging.INFO))
         bench.write_config(**config)
         try:
             if start:
@@ -666,6 +687,8 @@ def run_bench(
             if bench.running is not None and not bench.running.done():
                 with contextlib.suppress(Exception):
                     await bench.stop()
+            root.removeHandler(bench.log)
+            root.setLevel(level)
 
     VirtualControl.made.clear()
     with pytest.MonkeyPatch.context() as patch:

@@ -3,7 +3,8 @@
 Interop finding (shared reference, 2026-12): CSMSs built on Python send date-times without
 a UTC offset (``datetime.now().isoformat()``), BootNotification ``currentTime`` among them;
 a station that refuses them never registers. The station reads them as UTC, warns once,
-and still sends only strictly valid frames.
+and still sends only strictly valid frames. A naive CALL from the development CSMS and a
+refused NotifyEvent run in-process in test_inproc_interop_wire.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,21 +116,6 @@ def test_what_the_station_sends_stays_strict() -> None:
         Codec("1.6").call(
             "StartTransaction", {"connectorId": 1, "idTag": "X", "meterStart": 0, "timestamp": NAIVE}
         )
-
-
-# -- end to end: CALLs from the development CSMS ------------------------------------------
-
-
-def test_reserve_now_with_a_naive_expiry_date_is_accepted(bench: Bench) -> None:
-    """1.6 ReserveNow (TC_046-style reservation) from a CSMS that sends local naive times."""
-    expiry = (datetime.now(UTC) + timedelta(hours=1)).replace(tzinfo=None).isoformat()  # UTC, no offset
-    reply = bench.call(
-        "ReserveNow", {"connectorId": 1, "expiryDate": expiry, "idTag": "A", "reservationId": 7}
-    )
-    assert reply == {"status": "Accepted"}
-    bench.status(1, "Reserved")
-    text = bench.log.read_text()
-    assert "ReserveNow from the CSMS: expiryDate" in text and "taken as UTC" in text
 
 
 # -- end to end: a CSMS whose answers carry naive times and extra members ----------------
@@ -238,32 +224,3 @@ def test_n07_event_ids_never_repeat_across_restarts(bench201: Bench) -> None:
     ids = event_ids(bench201)
     assert len(ids) == len(set(ids)) >= 3, ids
     assert ids[: len(first)] == first and min(ids[len(first) :]) > max(first)
-
-
-def test_n07_refused_notify_event_is_retried_then_dropped(bench201: Bench) -> None:
-    """A NotifyEvent the CSMS answers with a CALLERROR is sent 3 times in all, then dropped
-    with an error in the journal: not re-sent after the next reconnect."""
-    bench201.csms.set_error("NotifyEvent", ("InternalError", "eventId already stored"))
-    mark = len(bench201.calls("NotifyEvent"))
-    bench201.sim().fault("rcd")
-    eventually(lambda: len(event_ids(bench201, mark)) >= 3, timeout=20, what="three attempts")
-    ids = event_ids(bench201, mark)
-    assert len(set(ids)) == 1, ids
-    eventually(
-        lambda: "dropped after 3 attempts" in bench201.log.read_text(), timeout=5, what="journal entry"
-    )
-    bench201.csms.set_error("NotifyEvent", None)
-    reconnect = bench201.mark()
-    bench201.csms.disconnect("CP001")
-    eventually(
-        lambda: any(e.kind == "connect" for e in bench201.csms.timeline[reconnect:]),
-        timeout=30,
-        what="reconnect",
-    )
-    trigger = bench201.mark()
-    eventually(
-        lambda: bench201.call("TriggerMessage", {"requestedMessage": "Heartbeat"}), timeout=20, what="online"
-    )
-    bench201.wait("Heartbeat", after=trigger)
-    time.sleep(1.0)
-    assert event_ids(bench201, mark) == ids  # nothing re-sent
