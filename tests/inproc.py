@@ -12,20 +12,24 @@ and each EVSE's real ``EvseChannel`` and supervisor. What is replaced sits at th
   bench moves the EV);
 - time: ``tests.virtual_clock`` (sleeps jump; SQLite's thread work stays real), and the
   station's and the CSMS's wall clocks follow it;
-- signals: the loop records the handlers instead of installing them.
+- signals: the loop records the handlers instead of installing them (``send_signal``);
+- the journal: the station's log lines (INFO and up) are kept in ``Bench.log``.
+
+What it cannot show stays end to end (``tests.ocpp_harness``): TLS, a killed process (power
+loss), the re-execution after a reset or a firmware install, real sockets to other servers
+(HTTP transfers, a second CSMS) and the rig socket.
 
 A test is an ``async def`` taking the ``Bench``, decorated with ``@station(...)``:
 
-    @station(heartbeat_interval=2)
-    async def test_boot(b: Bench) -> None:
-        await b.wait("BootNotification")
+    @station(csms={"heartbeat_interval": 2}, version="2.0.1")
+    async def test_heartbeat(b: Bench) -> None:
+        await b.wait("Heartbeat")
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import inspect
 import logging
@@ -34,16 +38,12 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake, InvalidStatus
-from websockets.headers import parse_authorization_basic
-from websockets.http11 import Response
 
 import controller.daemon as daemon_module
 import controller.io.link as link_module
@@ -52,8 +52,10 @@ from controller.config import load
 from controller.core.station import EvseView
 from controller.safety.control import RECHECK_S, EvseChannel
 from controller.safety.pilot import CpState
-from hil.csms import DevCsms, describe
+from hil.csms import describe
 from hil.station import config_text
+from tests.inproc_net import Network, StationEnd, VirtualCsms
+from tests.inproc_net import virtual_now as virtual_now  # for the tests: the station's time
 from tests.virtual_clock import VirtualClockLoop
 
 TOKEN = "04A1B2C3"
@@ -63,195 +65,10 @@ TOKEN = "04A1B2C3"
 REAL_GRACE_S = 0.0
 STATION_ID = "CP001"
 URL = "ws://csms.test/ocpp"
-SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 ACTIVE_PERIOD_S = 0.02  # control ticks while a view is changing (the real loop's 50 Hz)
 STEADY_PERIOD_S = 0.5  # while every view has stayed the same for STEADY_AFTER_S
 STEADY_AFTER_S = 1.0
 REST_PERIOD_S = 1.0  # every EVSE at rest (the bench wakes the loop when it moves an EV)
-
-
-# -- the websocket ------------------------------------------------------------------------
-
-
-class _Wire:
-    """Both directions of one connection, and how it closed."""
-
-    def __init__(self) -> None:
-        self.to_station: asyncio.Queue[str | None] = asyncio.Queue()
-        self.to_csms: asyncio.Queue[str | None] = asyncio.Queue()
-        self.closed = False
-        self.close_code: int | None = None
-        self.close_reason = ""
-
-    def close(self, code: int, reason: str) -> None:
-        if not self.closed:
-            self.closed, self.close_code, self.close_reason = True, code, reason
-            self.to_station.put_nowait(None)
-            self.to_csms.put_nowait(None)
-
-    def _gone(self) -> Exception:
-        return (
-            ConnectionClosedOK(None, None)
-            if self.close_code in (1000, 1001)
-            else ConnectionClosedError(None, None)
-        )
-
-
-class StationEnd:
-    """What the station's ``Link`` holds instead of a websockets ``ClientConnection``."""
-
-    def __init__(self, wire: _Wire, subprotocol: str) -> None:
-        self.wire, self.subprotocol = wire, subprotocol
-
-    @property
-    def close_code(self) -> int | None:
-        return self.wire.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self.wire.close_reason
-
-    async def send(self, text: str) -> None:
-        if self.wire.closed:
-            raise self.wire._gone()
-        self.wire.to_csms.put_nowait(text)
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.wire.close(code, reason)
-
-    def __aiter__(self) -> StationEnd:
-        return self
-
-    async def __anext__(self) -> str:
-        frame = await self.wire.to_station.get()
-        if frame is None:
-            if self.wire.close_code in (1000, 1001):
-                raise StopAsyncIteration
-            raise ConnectionClosedError(None, None)
-        return frame
-
-
-class CsmsEnd:
-    """What ``DevCsms._serve`` gets instead of a websockets ``ServerConnection``."""
-
-    remote_address = ("127.0.0.1", 0)
-
-    def __init__(self, wire: _Wire, path: str, headers: Headers, subprotocol: str) -> None:
-        self.wire, self.subprotocol = wire, subprotocol
-        self.request = SimpleNamespace(path=path, headers=headers)
-
-    @property
-    def close_code(self) -> int | None:
-        return self.wire.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self.wire.close_reason
-
-    async def recv(self) -> str:
-        frame = await self.wire.to_csms.get()
-        if frame is None:
-            raise self.wire._gone()
-        return frame
-
-    async def send(self, text: str) -> None:
-        if self.wire.closed:
-            raise self.wire._gone()
-        self.wire.to_station.put_nowait(text)
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.wire.close(code, reason)
-
-
-class VirtualCsms(DevCsms):
-    """The development CSMS telling the time of the virtual clock."""
-
-    epoch: datetime = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def now(self) -> str:
-        at = self.epoch + timedelta(seconds=asyncio.get_running_loop().time() + self.clock_offset_s)
-        return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-    # The blocking helpers of ``CsmsThread``, for tests moved from the subprocess bench.
-    def set_reply(self, action: str, reply: Any) -> None:
-        if reply is None:
-            self.replies.pop(action, None)
-        else:
-            self.replies[action] = reply
-
-    def set_error(self, action: str, error: tuple[str, str] | None) -> None:
-        if error is None:
-            self.errors.pop(action, None)
-        else:
-            self.errors[action] = error
-
-    def set_boot_status(self, status: str) -> None:
-        self.boot_status = status
-
-    def set_passwords(self, passwords: dict[str, str] | None) -> None:
-        self.passwords = None if passwords is None else dict(passwords)
-
-    def connected(self) -> list[str]:
-        return list(self.stations)
-
-    def _record(self, *args: Any, **kwargs: Any) -> int:
-        index: int = super()._record(*args, **kwargs)
-        self.timeline[index] = dataclasses.replace(self.timeline[index], t=asyncio.get_running_loop().time())
-        return index
-
-
-def virtual_now() -> datetime:
-    """The station's (and the CSMS's) time: the bench's epoch plus the virtual clock."""
-    return VirtualCsms.epoch + timedelta(seconds=asyncio.get_running_loop().time())
-
-
-class Network:
-    """Stands in for ``websockets.connect``: joins the station to the CSMS while it is up."""
-
-    def __init__(self, csms: DevCsms) -> None:
-        self.csms = csms
-        self.up = True
-        self.wires: list[_Wire] = []
-        self._serving: set[asyncio.Task[None]] = set()
-
-    async def connect(self, uri: str, **options: Any) -> StationEnd:
-        if not self.up:
-            raise ConnectionRefusedError(111, "Connection refused")
-        if options.get("ssl") is not None:
-            raise OSError("TLS is not simulated in-process; test it end to end")
-        path = "/" + uri.split("://", 1)[1].split("/", 1)[1]
-        station_id = path.rstrip("/").rsplit("/", 1)[-1]
-        headers = Headers(options.get("additional_headers") or {})
-        csms = self.csms
-        if csms.passwords is not None:
-            try:
-                user, password = parse_authorization_basic(headers["Authorization"])
-            except Exception:
-                user, password = "", ""
-            if user != station_id or csms.passwords.get(station_id) != password:
-                csms._record(
-                    station_id, "in", "refused", "", {"status": 401, "reason": "wrong Basic credentials"}
-                )
-                raise InvalidStatus(Response(401, "Unauthorized", Headers(), b""))
-        offered = list(options.get("subprotocols") or [])
-        chosen = next((SUBPROTOCOLS[v] for v in csms.versions if SUBPROTOCOLS[v] in offered), None)
-        if chosen is None:
-            csms._record(
-                station_id, "in", "refused", "", {"status": 400, "reason": f"no subprotocol in {offered}"}
-            )
-            raise InvalidHandshake(f"the CSMS accepts none of {offered}")
-        wire = _Wire()
-        self.wires.append(wire)
-        task = asyncio.ensure_future(csms._serve(CsmsEnd(wire, path, headers, chosen)))  # type: ignore[arg-type]
-        self._serving.add(task)
-        task.add_done_callback(self._serving.discard)
-        await asyncio.sleep(0)  # the CSMS records the connection first, as on a real socket
-        return StationEnd(wire, chosen)
-
-    def drop(self) -> None:
-        """The network fails: every open connection breaks without a close handshake."""
-        for wire in self.wires:
-            wire.close(1006, "")
 
 
 # -- the control loop on virtual time -------------------------------------------------------
@@ -338,9 +155,10 @@ class BenchLoop(VirtualClockLoop):
 
 
 def _parts(daemon: Any) -> SimpleNamespace:
-    """The pieces of a running daemon the bench drives (sim bench, status, station model)."""
-    services = getattr(daemon, "services", daemon)
-    hardware = getattr(services, "hardware", services)
+    """The pieces of a running daemon the bench drives (sim bench, status, station model);
+    AttributeError until the daemon has opened them."""
+    services = daemon.services
+    hardware = services.hardware
     return SimpleNamespace(bench=hardware.bench, status=services.status, station=hardware.station)
 
 

@@ -13,15 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.inproc import TOKEN, Bench, VirtualCsms, station
+from tests.inproc import TOKEN, Bench, station, virtual_now
 
 DUTY_CHANGE_WAIT_S = 7.5
 OTHER_TOKEN = "0A0B0C0D"
-
-
-def virtual_now() -> datetime:
-    """The station's time: the bench's epoch plus the virtual clock."""
-    return VirtualCsms.epoch + timedelta(seconds=asyncio.get_running_loop().time())
 
 
 def iso(at: datetime) -> str:
