@@ -31,9 +31,6 @@ csms201 = ocpp_harness.csms201
 timeline201 = ocpp_harness.timeline201  # prints the timeline and daemon log of a failed test
 set_variables = ocpp_harness.set_variables
 
-STATION = "CP001"
-RECONNECT_TIMEOUT_S = 25.0  # the station's back-off after refused attempts
-
 _FORMATS = FormatChecker(formats=())
 _FORMATS.checks("date-time")(is_datetime)
 _SCHEMA = json.loads(
@@ -131,28 +128,6 @@ def plug_and_swipe(bench: Bench, token: str = TOKEN, charge: bool = True) -> Non
     rig.swipe(token)
     if charge:
         rig.charge(1, max_current_a=16)
-
-
-# go_offline and go_online serve test_writable_keys too.
-def go_offline(bench: Bench) -> None:
-    """Take the CSMS away: refuse every connection attempt, close the open one."""
-    bench.csms.csms.passwords = {}  # no station has credentials: every attempt gets HTTP 401
-    bench.csms.disconnect(STATION)
-    bench.sim().wait_until(lambda s: not s["ocpp_connected"], timeout=15)
-
-
-def go_online(bench: Bench) -> int:
-    """Let the station back in; returns the timeline mark taken before it reconnected."""
-    mark = bench.mark()
-    bench.csms.csms.passwords = None
-    # A reconnection is not a boot (no BootNotification): wait for the connection itself.
-    eventually(
-        lambda: any(e.kind == "connect" for e in bench.csms.timeline[mark:]),
-        RECONNECT_TIMEOUT_S,
-        "the station to reconnect",
-    )
-    bench.sim().wait_until(lambda s: s["ocpp_connected"], timeout=RECONNECT_TIMEOUT_S)
-    return mark
 
 
 def outbox_empty(bench: Bench) -> bool:

@@ -2,7 +2,9 @@
 write has a consumer, a function that reads it (``CONSUMERS`` beside each key table).
 
 A key added as writable without an entry, or with an entry naming a function that does
-not read it, fails here: make it work, or make it read-only.
+not read it, fails here: make it work, or make it read-only. The variables whose effect
+shows in the station's dealings with a CSMS are tested in-process in
+test_inproc_writable_keys.py.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from controller.ocpp.v16.keys import KEYS
 from controller.ocpp.v201 import device_model as dm
 from hil.csms import CsmsThread
 from hil.station import config_text
-from tests.ocpp_harness import ROOT, Bench, eventually, make_bench, set_variables
+from tests.ocpp_harness import ROOT, eventually, make_bench
 
 INFO = dm.StationInfo("Vendor", "Model", "SN", "1.0", 0)
 DEFS = dm.definitions({1: dm.EvseInfo(32, 3, True), 2: dm.EvseInfo(16, 1, False)}, INFO)
@@ -232,63 +234,6 @@ def test_retry_back_off_doubles_and_is_capped() -> None:
     assert retry_backoff(3, 1000, 20, 0, 0.0) == 3600
 
 
-def test_c_auth_ctrlr_disabled_every_ev_charges(bench201: Bench) -> None:
-    """AuthCtrlr.Enabled false: no authorization; an EV charges without a card, as in
-    auth mode "free". Back to true, a card is needed again."""
-    set_variables(bench201, ("AuthCtrlr", "Enabled", "false"))
-    mark = bench201.mark()
-    bench201.sim().plug(1)
-    bench201.sim().charge(1, max_current_a=16)
-    bench201.event("Started", after=mark)
-    bench201.sim().wait_until(lambda s: s["contactor_closed"], timeout=10)
-    assert [c for c in bench201.calls("Authorize")] == []
-    bench201.sim().unplug(1)
-    bench201.event("Ended", after=mark)
-    set_variables(bench201, ("AuthCtrlr", "Enabled", "true"))
-    mark = bench201.mark()
-    bench201.sim().plug(1)
-    bench201.sim().charge(1, max_current_a=16)
-    time.sleep(2.0)
-    assert not bench201.sim().status(1)["contactor_closed"]
-
-
-def test_h_reservation_and_k_smart_charging_disabled_are_rejected(bench201: Bench) -> None:
-    """ReservationCtrlr.Enabled / SmartChargingCtrlr.Enabled false: ReserveNow and
-    SetChargingProfile are Rejected; true again, they are accepted."""
-    reserve = {
-        "id": 3,
-        "expiryDateTime": "2099-01-01T00:00:00Z",
-        "idToken": {"idToken": "A", "type": "ISO14443"},
-    }
-    profile = {
-        "evseId": 0,
-        "chargingProfile": {
-            "id": 9,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "ChargingStationMaxProfile",
-            "chargingProfileKind": "Absolute",
-            "chargingSchedule": [
-                {
-                    "id": 1,
-                    "startSchedule": "2026-01-01T00:00:00Z",
-                    "chargingRateUnit": "A",
-                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}],
-                }
-            ],
-        },
-    }
-    set_variables(
-        bench201, ("ReservationCtrlr", "Enabled", "false"), ("SmartChargingCtrlr", "Enabled", "false")
-    )
-    assert bench201.call("ReserveNow", reserve)["status"] == "Rejected"
-    assert bench201.call("SetChargingProfile", profile)["status"] == "Rejected"
-    set_variables(
-        bench201, ("ReservationCtrlr", "Enabled", "true"), ("SmartChargingCtrlr", "Enabled", "true")
-    )
-    assert bench201.call("ReserveNow", reserve)["status"] == "Accepted"
-    assert bench201.call("SetChargingProfile", profile)["status"] == "Accepted"
-
-
 def test_auth_cache_life_time_forgets_entries_not_used_for_that_long() -> None:
     """AuthCacheCtrlr.LifeTime: "how long it takes until a token expires in the
     authorization cache since it is last used"; offline, an expired entry is unknown."""
@@ -370,45 +315,3 @@ def test_reset_retries_apply_to_a_csms_reset_only(tmp_path: Path) -> None:
     assert daemon.restart_retries == 3
     daemon.lifecycle.shutdown_reason = "Reboot"  # a firmware install restarts the station afterwards
     assert daemon.restart_retries == 0
-
-
-def test_n_offline_queuing_severity_keeps_only_severe_events_offline(bench201: Bench) -> None:
-    """MonitoringCtrlr.OfflineQueuingSeverity: offline, only events of that severity or a
-    more severe one (a lower number) are kept for the CSMS. RCD.Tripped is severity 0; a
-    custom Delta monitor of severity 5 watches the EVSE's AvailabilityState."""
-    from tests.test_ocpp201_tx import go_offline, go_online
-
-    monitor = {
-        "value": 0,
-        "type": "Delta",
-        "severity": 5,
-        "component": {"name": "EVSE", "evse": {"id": 1}},
-        "variable": {"name": "AvailabilityState"},
-    }
-    reply = bench201.call("SetVariableMonitoring", {"setMonitoringData": [monitor]})
-    assert reply["setMonitoringResult"][0]["status"] == "Accepted", reply
-    set_variables(bench201, ("MonitoringCtrlr", "OfflineQueuingSeverity", "4"))
-    go_offline(bench201)
-    bench201.sim().plug(1)  # Available -> Occupied: severity 5, not kept
-    time.sleep(1.5)
-    bench201.sim().fault("rcd")  # severity 0: kept
-    time.sleep(1.0)
-    mark = go_online(bench201)
-    bench201.wait("NotifyEvent", after=mark, timeout=15)
-    time.sleep(1.0)
-    names = [
-        item["variable"]["name"] for entry in bench201.calls("NotifyEvent") for item in entry["eventData"]
-    ]
-    assert "Tripped" in names and "AvailabilityState" not in names, names
-
-
-def test_b04_offline_longer_than_offline_threshold_sends_every_status(bench201: Bench) -> None:
-    """OCPPCommCtrlr.OfflineThreshold: after an outage longer than it, the station sends a
-    StatusNotification for every connector again, changed or not."""
-    from tests.test_ocpp201_tx import go_offline, go_online
-
-    set_variables(bench201, ("OCPPCommCtrlr", "OfflineThreshold", "1"))
-    go_offline(bench201)
-    time.sleep(1.5)
-    mark = go_online(bench201)
-    bench201.status201(1, "Available", after=mark, timeout=15)
