@@ -7,7 +7,8 @@ ws:// except where the test needs TLS (the switch-over to a certificate the CSMS
 Every certificate is made at test time (tests/pki.py). Most tests run once per OCPP version.
 A test is named after the OCTT test case it follows where the id is known (``tc_<2.0.1 id>``
 with the 1.6 case in its docstring, ``tc_0xx`` for a 1.6-only case), else after the use case
-(A02 certificate update, A04 security events, M04 delete, M05 install).
+(A02 certificate update, A04 security events, M04 delete, M05 install). The repeats of the
+2.0.1 CSR (A02.FR.17-18, TC_A_15_CS) run in-process in test_inproc_security_certs.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import datetime as dt
 import email.policy
 import hashlib
 import http.server
-import itertools
 import json
 import ssl
 import stat
@@ -491,43 +491,6 @@ def test_tc_a_14_certificate_signed_invalid_rejected(lab: Lab, words: Words, pki
         event = security_event(bench, words, "InvalidChargingStationCertificate", mark)
         assert event["techInfo"]
     assert not (bench.dir / "var" / "certs" / "station").exists()
-
-
-def test_a02_sign_certificate_repeated_without_certificate_signed(lab: Lab) -> None:
-    """2.0.1 A02.FR.17-18: without CertificateSigned the station asks again after
-    CertSigningWaitMinimum, doubling the wait, CertSigningRepeatTimes times, then stops."""
-    words = Words("2.0.1")
-    bench = lab.station(lab.csms("2.0.1"), "2.0.1")
-    set_variables(
-        bench,
-        ("SecurityCtrlr", "CertSigningWaitMinimum", "1"),
-        ("SecurityCtrlr", "CertSigningRepeatTimes", "2"),
-    )
-    mark = bench.mark()
-    assert words.request_csr(bench) == "Accepted"
-    eventually(lambda: len(calls_since(bench, "SignCertificate", mark)) >= 3, timeout=6, what="3 CSRs")
-    third = len(bench.csms.timeline)
-    quiet(bench, "SignCertificate", third, 4.6)
-    sent = calls_since(bench, "SignCertificate", mark)
-    assert len(sent) == 3
-    gaps = [round(b.t - a.t, 1) for a, b in itertools.pairwise(sent)]
-    assert 0.9 <= gaps[0] <= 1.6 and 1.9 <= gaps[1] <= 2.6, gaps
-    for entry in sent:
-        check_csr(entry.payload["csr"], "Generic")  # type: ignore[index]
-
-
-def test_tc_a_15_sign_certificate_rejected_not_repeated(lab: Lab) -> None:
-    """2.0.1 TC_A_15_CS: the CSMS rejects the CSR -> the station does not ask again."""
-    words = Words("2.0.1")
-    csms = lab.csms("2.0.1")
-    bench = lab.station(csms, "2.0.1")
-    set_variables(bench, ("SecurityCtrlr", "CertSigningWaitMinimum", "1"))
-    csms.set_reply("SignCertificate", {"status": "Rejected"})
-    mark = bench.mark()
-    assert words.request_csr(bench) == "Accepted"
-    bench.wait("SignCertificate", after=mark)
-    quiet(bench, "SignCertificate", bench.mark(), 1.8)  # a repeat would come after 1 s
-    assert len(calls_since(bench, "SignCertificate", mark)) == 1
 
 
 # == 3. AdditionalRootCertificateCheck ============================================================
