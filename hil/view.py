@@ -9,10 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.ocpp.v201.adapter import CHARGING_STATES, STATUS_WORDS  # the station's own 1.6 -> 2.0.1 words
+from controller.ocpp.v16 import words as words16
+from controller.ocpp.v201 import words as words201
 from hil.csms import CsmsThread
 
 ENERGY = "Energy.Active.Import.Register"
+STATUSES_16 = {word: status for status, word in words16.STATUSES.items()}  # 1.6 word -> the station's
 
 
 @dataclass
@@ -89,8 +91,9 @@ class CsmsView:
                 timeout,
                 after,
             )
-        if status in CHARGING_STATES:
-            wanted_state = CHARGING_STATES[status]
+        core = STATUSES_16[status]
+        if core in words201.CHARGING_STATES:
+            wanted_state = words201.CHARGING_STATES[core]
             return self.wait(
                 "TransactionEvent",
                 lambda p: (
@@ -100,7 +103,7 @@ class CsmsView:
                 timeout,
                 after,
             )
-        wanted = STATUS_WORDS[status]
+        wanted = words201.CONNECTOR_STATUSES[core]
         return self.wait(
             "StatusNotification",
             lambda p: p["evseId"] == evse and p["connectorStatus"] == wanted,

@@ -18,16 +18,19 @@ from controller.core.station import (
     SAMPLE_INTERVAL,
     TOKEN_WAIT,
     Action,
+    ConnectorStatus,
     EvseView,
     MeterReadWanted,
     MeterSampled,
     Permit,
     Station,
     StatusChanged,
+    StopReason,
     TokenRejected,
     TransactionStarted,
     TransactionStopped,
 )
+from controller.ocpp.v16 import words as words16
 from controller.safety.pilot import CpState, PilotMode
 from controller.safety.supervisor import Fault
 from drivers.base import MeterReading
@@ -77,8 +80,8 @@ def one(actions: list[Action], kind: type[A]) -> A:
     return found[0]
 
 
-def statuses(actions: list[Action]) -> list[tuple[str, str]]:
-    return [(a.status, a.error_code) for a in of(actions, StatusChanged)]
+def statuses(actions: list[Action]) -> list[tuple[ConnectorStatus, Fault | None]]:
+    return [(a.status, a.fault) for a in of(actions, StatusChanged)]
 
 
 def free_station(evses: int = 1, free_id: str = "FREE") -> Station:
@@ -100,7 +103,7 @@ def charging(station: Station, evse_id: int = 1, energy_wh: float = 1000.0, t: f
     station.transaction_persisted(at(t), tx_id)
     station.evse_seen(at(t), evse_id, PLUGGED_PWM)
     station.evse_seen(at(t), evse_id, CHARGING)
-    assert station.evses[evse_id].status == ("Charging", "NoError")
+    assert station.evses[evse_id].status == (ConnectorStatus.CHARGING, None)
     return tx_id
 
 
@@ -172,7 +175,7 @@ def test_no_transaction_starts_before_the_first_meter_reading() -> None:
     actions += station.tick(at(2))
     actions += station.evse_seen(at(3), 1, view(CpState.C))
     assert of(actions, TransactionStarted) == []
-    assert station.evses[1].status == ("Preparing", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.PREPARING, None)
 
     started = one(station.meter_read(at(4), 1, reading(777.0)), TransactionStarted)
     assert started.tx.meter_start_wh == 777.0
@@ -187,7 +190,7 @@ def test_list_mode_allowed_token_while_plugged_authorizes_and_starts() -> None:
     station.meter_read(at(0), 1, reading(500.0))
     plug = station.evse_seen(at(0), 1, PLUGGED)
     assert of(plug, TransactionStarted) == []
-    assert station.evses[1].status == ("Preparing", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.PREPARING, None)
 
     actions = station.token_presented(at(5), TOKEN)
     tx = one(actions, TransactionStarted).tx
@@ -246,7 +249,7 @@ def test_list_mode_token_before_plug_in_is_dropped_after_60_s() -> None:
 
     actions = station.evse_seen(at(61), 1, PLUGGED) + station.tick(at(62))
     assert of(actions, TransactionStarted) == []
-    assert station.evses[1].status == ("Preparing", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.PREPARING, None)
 
 
 def test_list_mode_token_older_than_60_s_is_not_used_even_without_a_tick() -> None:
@@ -269,7 +272,7 @@ def test_list_mode_same_token_again_stops_locally_and_finishes_until_unplug() ->
     assert of(actions, Permit) == [Permit(1, False, 0.0)]  # energy withdrawn at once
     assert of(actions, TokenRejected) == []
     stopped = complete_stop(station, actions, at(20.5), final_wh=352.0)
-    assert stopped == TransactionStopped(tx_id, 1, at(20), 352.0, "Local", TOKEN)
+    assert stopped == TransactionStopped(tx_id, 1, at(20), 352.0, StopReason.LOCAL, TOKEN)
 
     # The control loop drops the PWM; the EV stays plugged: Finishing, no new session.
     later = station.evse_seen(at(21), 1, view(CpState.C))
@@ -278,17 +281,17 @@ def test_list_mode_same_token_again_stops_locally_and_finishes_until_unplug() ->
     later += station.tick(at(200))
     assert of(later, TransactionStarted) == []
     assert of(later, TransactionStopped) == []  # stopped exactly once
-    assert station.evses[1].status == ("Finishing", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.FINISHING, None)
 
     unplug = station.evse_seen(at(300), 1, UNPLUGGED)
-    assert statuses(unplug) == [("Available", "NoError")]
+    assert statuses(unplug) == [(ConnectorStatus.AVAILABLE, None)]
     assert of(unplug, TransactionStopped) == []
     assert of(unplug + station.tick(at(310)), TransactionStopped) == []
 
     # Plugging in again needs a new identification in list mode.
     replug = station.evse_seen(at(320), 1, PLUGGED)
     assert of(replug, TransactionStarted) == []
-    assert statuses(replug) == [("Preparing", "NoError")]
+    assert statuses(replug) == [(ConnectorStatus.PREPARING, None)]
 
 
 # -- stopping ----------------------------------------------------------------------------
@@ -306,13 +309,13 @@ def test_unplug_stops_with_ev_disconnected_at_the_last_good_reading() -> None:
     actions = station.evse_seen(at(40), 1, UNPLUGGED)
 
     assert of(actions, Permit) == [Permit(1, False, 0.0)]
-    assert statuses(actions) == [("Available", "NoError")]
+    assert statuses(actions) == [(ConnectorStatus.AVAILABLE, None)]
     assert station.evses[1].tx is None
     # no fresh reading comes: the last good one, once the wait is over
     before_deadline = station.tick(at(40) + FINAL_READING_WAIT / 2)
     assert of(before_deadline, TransactionStopped) == []
     stopped = complete_stop(station, actions + before_deadline, at(40) + FINAL_READING_WAIT)
-    assert stopped == TransactionStopped(tx_id, 1, at(40), 1500.0, "EVDisconnected")
+    assert stopped == TransactionStopped(tx_id, 1, at(40), 1500.0, StopReason.EV_DISCONNECTED)
 
 
 def test_unplug_stop_takes_the_fresh_reading_asked_for() -> None:
@@ -323,7 +326,7 @@ def test_unplug_stop_takes_the_fresh_reading_asked_for() -> None:
     actions = station.evse_seen(at(40), 1, UNPLUGGED)
     stopped = complete_stop(station, actions, at(40.3), final_wh=1503.0)
 
-    assert stopped == TransactionStopped(tx_id, 1, at(40), 1503.0, "EVDisconnected")
+    assert stopped == TransactionStopped(tx_id, 1, at(40), 1503.0, StopReason.EV_DISCONNECTED)
 
 
 def test_free_mode_replug_after_unplug_starts_a_new_transaction_once_the_old_one_ended() -> None:
@@ -348,13 +351,13 @@ def test_shutdown_stops_every_running_transaction_with_the_given_reason() -> Non
     station.evse_seen(at(0), 3, UNPLUGGED)  # EVSE 3: no EV, no transaction
     station.meter_read(at(10), 2, reading(250.0))
 
-    actions = station.shutdown(at(60), "Reboot")
+    actions = station.shutdown(at(60), StopReason.REBOOT)
 
     # no waiting for a final reading: the daemon is going away
     stops = sorted(of(actions, TransactionStopped), key=lambda s: s.evse_id)
     assert stops == [
-        TransactionStopped(tx1, 1, at(60), 100.0, "Reboot"),
-        TransactionStopped(tx2, 2, at(60), 250.0, "Reboot"),
+        TransactionStopped(tx1, 1, at(60), 100.0, StopReason.REBOOT),
+        TransactionStopped(tx2, 2, at(60), 250.0, StopReason.REBOOT),
     ]
     assert all(e.tx is None and e.stopping is None for e in station.evses.values())
 
@@ -364,10 +367,10 @@ def test_shutdown_ends_a_stop_still_waiting_for_its_final_reading_once() -> None
     tx_id = charging(station, energy_wh=100.0)
     unplug = station.evse_seen(at(10), 1, UNPLUGGED)
 
-    actions = station.shutdown(at(11), "Reboot")
+    actions = station.shutdown(at(11), StopReason.REBOOT)
 
     assert of(unplug + actions, TransactionStopped) == [
-        TransactionStopped(tx_id, 1, at(10), 100.0, "EVDisconnected")
+        TransactionStopped(tx_id, 1, at(10), 100.0, StopReason.EV_DISCONNECTED)
     ]
 
 
@@ -406,9 +409,9 @@ def test_rcd_trip_stops_with_emergency_stop_and_reports_ground_failure() -> None
 
     assert of(actions, Permit) == [Permit(1, False, 0.0)]
     change = one(actions, StatusChanged)
-    assert (change.status, change.error_code) == ("Faulted", "GroundFailure")
+    assert (change.status, change.fault) == (ConnectorStatus.FAULTED, Fault.RCD)
     stopped = complete_stop(station, actions, at(10.2), final_wh=181.0)
-    assert stopped == TransactionStopped(tx_id, 1, at(10), 181.0, "EmergencyStop")
+    assert stopped == TransactionStopped(tx_id, 1, at(10), 181.0, StopReason.EMERGENCY_STOP)
 
     # Latched: nothing starts while the supervisor keeps reporting it.
     held = station.evse_seen(at(11), 1, faulted(Fault.RCD, cp=CpState.F))
@@ -416,21 +419,21 @@ def test_rcd_trip_stops_with_emergency_stop_and_reports_ground_failure() -> None
     held += station.tick(at(100))
     assert of(held, TransactionStarted) == []
     assert of(held, StatusChanged) == []
-    assert station.evses[1].status == ("Faulted", "GroundFailure")
+    assert station.evses[1].status == (ConnectorStatus.FAULTED, Fault.RCD)
 
 
 @pytest.mark.parametrize(
     ("fault", "error_code", "reason"),
     [
-        (Fault.RCD, "GroundFailure", "EmergencyStop"),
-        (Fault.CONTACTOR_WELD, "PowerSwitchFailure", "Other"),
-        (Fault.CONTACTOR_STUCK, "PowerSwitchFailure", "Other"),
-        (Fault.OVERCURRENT, "OverCurrentFailure", "Other"),
-        (Fault.HARDWARE, "OtherError", "Other"),
+        (Fault.RCD, "GroundFailure", StopReason.EMERGENCY_STOP),
+        (Fault.CONTACTOR_WELD, "PowerSwitchFailure", StopReason.OTHER),
+        (Fault.CONTACTOR_STUCK, "PowerSwitchFailure", StopReason.OTHER),
+        (Fault.OVERCURRENT, "OverCurrentFailure", StopReason.OTHER),
+        (Fault.HARDWARE, "OtherError", StopReason.OTHER),
     ],
 )
 def test_fault_during_transaction_stops_it_and_reports_faulted(
-    fault: Fault, error_code: str, reason: str
+    fault: Fault, error_code: str, reason: StopReason
 ) -> None:
     station = free_station()
     tx_id = charging(station, energy_wh=2000.0)
@@ -438,7 +441,8 @@ def test_fault_during_transaction_stops_it_and_reports_faulted(
 
     actions = station.evse_seen(at(10), 1, faulted(fault))
 
-    assert statuses(actions) == [("Faulted", error_code)]
+    assert statuses(actions) == [(ConnectorStatus.FAULTED, fault)]
+    assert words16.status_words((ConnectorStatus.FAULTED, fault)) == ("Faulted", error_code)
     assert of(actions, Permit) == [Permit(1, False, 0.0)]
     assert of(actions, TransactionStarted) == []
     stopped = complete_stop(station, actions, at(10) + FINAL_READING_WAIT)
@@ -456,7 +460,7 @@ def test_missing_diode_reports_ev_communication_error_and_keeps_the_session() ->
     actions += station.evse_seen(at(11), 1, view(CpState.B, PilotMode.PWM, faults={Fault.DIODE}))
     actions += station.tick(at(20))
 
-    assert statuses(actions) == [("Faulted", "EVCommunicationError")]
+    assert statuses(actions) == [(ConnectorStatus.FAULTED, Fault.DIODE)]
     assert of(actions, MeterReadWanted) == []
     assert of(actions, TransactionStopped) == []
     assert of(actions, TransactionStarted) == []
@@ -465,21 +469,21 @@ def test_missing_diode_reports_ev_communication_error_and_keeps_the_session() ->
     assert tx is not None and tx.id == tx_id
 
     back = station.evse_seen(at(30), 1, CHARGING)
-    assert statuses(back) == [("Charging", "NoError")]
+    assert statuses(back) == [(ConnectorStatus.CHARGING, None)]
     assert of(back, TransactionStarted) == []
 
     # Unplugged while the diode is missing: the session ends as usual.
     gone = station.evse_seen(at(40), 1, view(CpState.C, PilotMode.PWM, faults={Fault.DIODE}))
     gone += station.evse_seen(at(41), 1, UNPLUGGED)
-    assert complete_stop(station, gone, at(41.1), final_wh=300.0).reason == "EVDisconnected"
+    assert complete_stop(station, gone, at(41.1), final_wh=300.0).reason is StopReason.EV_DISCONNECTED
 
 
 def test_missing_diode_with_another_fault_stops_the_session() -> None:
     station = free_station()
     charging(station)
     actions = station.evse_seen(at(10), 1, faulted(Fault.DIODE, Fault.CONTACTOR_WELD))
-    assert statuses(actions) == [("Faulted", "PowerSwitchFailure")]
-    assert complete_stop(station, actions, at(10.1), final_wh=1000.0).reason == "Other"
+    assert statuses(actions) == [(ConnectorStatus.FAULTED, Fault.CONTACTOR_WELD)]
+    assert complete_stop(station, actions, at(10.1), final_wh=1000.0).reason is StopReason.OTHER
 
 
 def test_fault_while_idle_reports_faulted_and_starts_nothing() -> None:
@@ -488,7 +492,7 @@ def test_fault_while_idle_reports_faulted_and_starts_nothing() -> None:
     actions = station.evse_seen(at(0), 1, view(CpState.A, faults={Fault.CONTACTOR_STUCK}))
     actions += station.evse_seen(at(1), 1, view(CpState.B, faults={Fault.CONTACTOR_STUCK}))
     actions += station.tick(at(2))
-    assert statuses(actions) == [("Faulted", "PowerSwitchFailure")]
+    assert statuses(actions) == [(ConnectorStatus.FAULTED, Fault.CONTACTOR_STUCK)]
     assert of(actions, TransactionStarted) == []
 
 
@@ -496,8 +500,8 @@ def test_most_severe_fault_decides_error_code_and_stop_reason() -> None:
     station = free_station()
     charging(station)
     actions = station.evse_seen(at(10), 1, faulted(Fault.OVERCURRENT, Fault.DIODE, Fault.RCD))
-    assert statuses(actions) == [("Faulted", "GroundFailure")]
-    assert complete_stop(station, actions, at(12)).reason == "EmergencyStop"
+    assert statuses(actions) == [(ConnectorStatus.FAULTED, Fault.RCD)]
+    assert complete_stop(station, actions, at(12)).reason is StopReason.EMERGENCY_STOP
 
 
 def test_meter_offline_stops_at_last_good_reading_and_free_mode_restarts_when_it_clears() -> None:
@@ -508,10 +512,10 @@ def test_meter_offline_stops_at_last_good_reading_and_free_mode_restarts_when_it
     # The meter stops answering; the daemon stops calling meter_read, the supervisor
     # reports the fault once the retries fail.
     actions = station.evse_seen(at(45), 1, faulted(Fault.METER))
-    assert statuses(actions) == [("Faulted", "PowerMeterFailure")]
+    assert statuses(actions) == [(ConnectorStatus.FAULTED, Fault.METER)]
     assert of(actions, Permit) == [Permit(1, False, 0.0)]
     # The stop does not wait for a reading that cannot come, nor ask for one.
-    assert of(actions, TransactionStopped) == [TransactionStopped(tx_id, 1, at(45), 5400.0, "Other")]
+    assert of(actions, TransactionStopped) == [TransactionStopped(tx_id, 1, at(45), 5400.0, StopReason.OTHER)]
     assert of(actions, MeterReadWanted) == []
 
     # While the fault lasts: no new transaction, whatever the EV does.
@@ -523,7 +527,7 @@ def test_meter_offline_stops_at_last_good_reading_and_free_mode_restarts_when_it
     assert of(during, TransactionStarted) == []
     assert of(during, MeterSampled) == []
     assert of(during, TransactionStopped) == []
-    assert station.evses[1].status == ("Faulted", "PowerMeterFailure")
+    assert station.evses[1].status == (ConnectorStatus.FAULTED, Fault.METER)
 
     # The meter answers again and the supervisor clears the fault: free mode restarts.
     after = station.meter_read(at(200), 1, reading(5400.0))
@@ -532,7 +536,7 @@ def test_meter_offline_stops_at_last_good_reading_and_free_mode_restarts_when_it
     assert new_tx.id != tx_id
     assert new_tx.meter_start_wh == 5400.0
     assert new_tx.id_tag == "FREE"
-    assert station.evses[1].status == ("Preparing", "NoError")  # start not persisted yet
+    assert station.evses[1].status == (ConnectorStatus.PREPARING, None)  # start not persisted yet
 
 
 # -- connector status --------------------------------------------------------------------
@@ -541,10 +545,10 @@ def test_meter_offline_stops_at_last_good_reading_and_free_mode_restarts_when_it
 def test_connector_status_follows_the_session_in_ocpp16_words() -> None:
     station = list_station()
     seen = station.evse_seen(at(0), 1, UNPLUGGED)
-    assert statuses(seen) == [("Available", "NoError")]
+    assert statuses(seen) == [(ConnectorStatus.AVAILABLE, None)]
 
     station.meter_read(at(1), 1, reading(0.0))
-    assert statuses(station.evse_seen(at(2), 1, PLUGGED)) == [("Preparing", "NoError")]
+    assert statuses(station.evse_seen(at(2), 1, PLUGGED)) == [(ConnectorStatus.PREPARING, None)]
 
     swipe = station.token_presented(at(3), TOKEN)
     tx_id = one(swipe, TransactionStarted).tx.id
@@ -552,21 +556,21 @@ def test_connector_status_follows_the_session_in_ocpp16_words() -> None:
     assert statuses(swipe) == []  # still Preparing: not suspended, starting
 
     station.transaction_persisted(at(4), tx_id)
-    assert statuses(station.evse_seen(at(5), 1, PLUGGED_PWM)) == [("SuspendedEV", "NoError")]
+    assert statuses(station.evse_seen(at(5), 1, PLUGGED_PWM)) == [(ConnectorStatus.SUSPENDED_EV, None)]
     assert statuses(station.evse_seen(at(6), 1, view(CpState.C, PilotMode.PWM))) == []  # closing
-    assert statuses(station.evse_seen(at(7), 1, CHARGING)) == [("Charging", "NoError")]
+    assert statuses(station.evse_seen(at(7), 1, CHARGING)) == [(ConnectorStatus.CHARGING, None)]
 
     # Limit below 6 A: the PWM stops, the contactor opens.
-    assert statuses(station.evse_seen(at(8), 1, view(CpState.C))) == [("SuspendedEVSE", "NoError")]
-    assert statuses(station.evse_seen(at(9), 1, CHARGING)) == [("Charging", "NoError")]
+    assert statuses(station.evse_seen(at(8), 1, view(CpState.C))) == [(ConnectorStatus.SUSPENDED_EVSE, None)]
+    assert statuses(station.evse_seen(at(9), 1, CHARGING)) == [(ConnectorStatus.CHARGING, None)]
 
     # The EV stops asking.
-    assert statuses(station.evse_seen(at(10), 1, PLUGGED_PWM)) == [("SuspendedEV", "NoError")]
+    assert statuses(station.evse_seen(at(10), 1, PLUGGED_PWM)) == [(ConnectorStatus.SUSPENDED_EV, None)]
 
     faults = station.evse_seen(at(11), 1, faulted(Fault.DIODE, cp=CpState.B))
-    assert statuses(faults) == [("Faulted", "EVCommunicationError")]
+    assert statuses(faults) == [(ConnectorStatus.FAULTED, Fault.DIODE)]
 
-    assert statuses(station.evse_seen(at(12), 1, UNPLUGGED)) == [("Available", "NoError")]
+    assert statuses(station.evse_seen(at(12), 1, UNPLUGGED)) == [(ConnectorStatus.AVAILABLE, None)]
 
 
 def test_status_changed_is_emitted_only_when_the_status_changes() -> None:
@@ -584,7 +588,7 @@ def test_status_changed_is_emitted_only_when_the_status_changes() -> None:
     first = station.evse_seen(at(40), 1, faulted(Fault.METER))
     again = station.evse_seen(at(41), 1, faulted(Fault.METER))
     again += station.evse_seen(at(42), 1, view(CpState.B, faults={Fault.METER}))
-    assert statuses(first) == [("Faulted", "PowerMeterFailure")]
+    assert statuses(first) == [(ConnectorStatus.FAULTED, Fault.METER)]
     assert of(again, StatusChanged) == []
     assert tx_id  # the transaction existed before the fault
 
@@ -593,7 +597,7 @@ def test_shorted_pilot_state_e_reports_faulted() -> None:
     station = list_station()
     station.evse_seen(at(0), 1, UNPLUGGED)
     change = one(station.evse_seen(at(1), 1, view(CpState.E)), StatusChanged)
-    assert (change.status, change.error_code) == ("Faulted", "OtherError")
+    assert (change.status, change.fault) == (ConnectorStatus.FAULTED, None)
 
 
 def test_free_mode_shorted_pilot_state_e_starts_no_transaction() -> None:
@@ -614,7 +618,7 @@ def test_free_mode_pilot_f_with_no_ev_starts_no_transaction() -> None:
     # the driver recovers while the pilot is still held at -12 V
     actions = station.evse_seen(at(1.1), 1, view(CpState.F, PilotMode.NEGATIVE))
     assert of(actions, TransactionStarted) == []
-    assert station.evses[1].status == ("Available", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.AVAILABLE, None)
 
 
 # -- periodic meter samples --------------------------------------------------------------
@@ -664,7 +668,7 @@ def test_no_meter_samples_outside_a_transaction() -> None:
 def test_nothing_starts_after_shutdown() -> None:
     station = free_station()
     charging(station)
-    stopped = station.shutdown(at(100), "Reboot")
-    assert one(stopped, TransactionStopped).reason == "Reboot"
+    stopped = station.shutdown(at(100), StopReason.REBOOT)
+    assert one(stopped, TransactionStopped).reason is StopReason.REBOOT
     later = station.meter_read(at(101), 1, reading(9999.0)) + station.tick(at(102))
     assert of(later, TransactionStarted) == []

@@ -19,11 +19,13 @@ from controller.core.station import (
     FIRMWARE,
     STATION,
     AuthorizeWanted,
+    ConnectorStatus,
     Permit,
     Reservation,
     ReservationEnded,
     Station,
     StatusChanged,
+    StopReason,
     TokenRejected,
     TransactionStarted,
     TransactionStopped,
@@ -86,9 +88,9 @@ def test_remote_start_waits_for_the_ev_until_the_connection_timeout() -> None:
     station = ocpp_station()
     station.connection_timeout = timedelta(seconds=10)
     assert station.remote_start(at(1), 1, TOKEN)
-    assert station.evses[1].status[0] == "Preparing"
+    assert station.evses[1].status[0] is ConnectorStatus.PREPARING
     station.tick(at(12))
-    assert station.evses[1].token is None and station.evses[1].status[0] == "Available"
+    assert station.evses[1].token is None and station.evses[1].status[0] is ConnectorStatus.AVAILABLE
     assert station.remote_start(at(13), 1, TOKEN)
     assert one(station.evse_seen(at(14), 1, PLUGGED), TransactionStarted).tx.id_tag == TOKEN
 
@@ -106,10 +108,10 @@ def test_stop_transaction_for_the_csms_uses_the_reason_given() -> None:
     station = ocpp_station()
     station.remote_start(at(1), 1, TOKEN)
     start = started(station, 2)
-    assert station.stop_transaction(at(5), start.tx.id, "Remote")
+    assert station.stop_transaction(at(5), start.tx.id, StopReason.REMOTE)
     actions = station.meter_read(at(5), 1, reading(1200.0))
-    assert one(actions, TransactionStopped).reason == "Remote"
-    assert not station.stop_transaction(at(6), "unknown", "Remote")
+    assert one(actions, TransactionStopped).reason is StopReason.REMOTE
+    assert not station.stop_transaction(at(6), "unknown", StopReason.REMOTE)
 
 
 def test_deauthorized_with_stop_on_invalid_id_stops_the_transaction() -> None:
@@ -120,7 +122,7 @@ def test_deauthorized_with_stop_on_invalid_id_stops_the_transaction() -> None:
     station.stop_on_invalid_id = True
     assert station.deauthorized(at(3), start.tx.id) == "stopped"
     actions = station.meter_read(at(3), 1, reading(1010.0))
-    assert one(actions, TransactionStopped).reason == "DeAuthorized"
+    assert one(actions, TransactionStopped).reason is StopReason.DEAUTHORIZED
     assert station.deauthorized(at(4), "unknown") == ""
 
 
@@ -138,7 +140,7 @@ def test_deauthorized_with_end_on_deauthorize_stops_whatever_stop_on_invalid_id_
     assert station.deauthorized(at(3), start.tx.id) == "stopped"
     actions = station.drain() + station.meter_read(at(3), 1, reading(1010.0))
     assert Permit(1, False, 0.0) in actions
-    assert one(actions, TransactionStopped).reason == "DeAuthorized"
+    assert one(actions, TransactionStopped).reason is StopReason.DEAUTHORIZED
     assert station.evses[1].tx is None
 
 
@@ -154,14 +156,17 @@ def test_deauthorized_without_stop_on_invalid_id_stops_energy_until_the_ev_leave
     assert station.deauthorized(at(3), start.tx.id) == "suspended"
     actions = station.drain()
     assert Permit(1, False, 0.0) in actions
-    assert station.evses[1].status == ("SuspendedEVSE", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.SUSPENDED_EVSE, None)
     assert station.evses[1].tx is not None and not of(actions, TransactionStopped)
     # The EV answers the withdrawn PWM by leaving C; the transaction still goes on.
     station.evse_seen(at(4), 1, PLUGGED)
     station.tick(at(100))
-    assert station.evses[1].tx is not None and station.evses[1].status == ("SuspendedEVSE", "NoError")
+    assert station.evses[1].tx is not None and station.evses[1].status == (
+        ConnectorStatus.SUSPENDED_EVSE,
+        None,
+    )
     actions = station.evse_seen(at(101), 1, UNPLUGGED) + station.meter_read(at(101), 1, reading(1000.0))
-    assert one(actions, TransactionStopped).reason == "EVDisconnected"
+    assert one(actions, TransactionStopped).reason is StopReason.EV_DISCONNECTED
 
 
 def test_deauthorized_allows_max_energy_on_invalid_id_then_suspends() -> None:
@@ -175,13 +180,13 @@ def test_deauthorized_allows_max_energy_on_invalid_id_then_suspends() -> None:
     station.max_energy_on_invalid_id_wh = 50.0
     assert station.deauthorized(at(3), start.tx.id) == "suspended"
     assert of(station.drain(), Permit) == []
-    assert station.evses[1].status == ("Charging", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.CHARGING, None)
     station.meter_read(at(4), 1, reading(1049.0))
     assert station.evses[1].permit == (True, MAX_A)
     actions = station.meter_read(at(5), 1, reading(1050.0))
     assert Permit(1, False, 0.0) in actions
     station.evse_seen(at(5), 1, PLUGGED)
-    assert station.evses[1].status == ("SuspendedEVSE", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.SUSPENDED_EVSE, None)
 
 
 def test_parent_id_from_the_start_answer_lets_a_card_of_the_group_stop_it() -> None:
@@ -196,7 +201,7 @@ def test_parent_id_from_the_start_answer_lets_a_card_of_the_group_stop_it() -> N
     station.token_authorized(at(5), OTHER_TOKEN, True, parent="GROUP")
     actions = station.meter_read(at(5), 1, reading(1100.0))
     stop = one(actions, TransactionStopped)
-    assert (stop.reason, stop.id_tag) == ("Local", OTHER_TOKEN)
+    assert (stop.reason, stop.id_tag) == (StopReason.LOCAL, OTHER_TOKEN)
 
 
 def test_tc_004_1_card_before_plug_goes_preparing() -> None:
@@ -205,10 +210,13 @@ def test_tc_004_1_card_before_plug_goes_preparing() -> None:
     station = ocpp_station(evses=2)
     station.token_presented(at(1), TOKEN)
     actions = station.token_authorized(at(2), TOKEN, True)
-    assert {(a.evse_id, a.status) for a in of(actions, StatusChanged)} == {(1, "Preparing"), (2, "Preparing")}
+    assert {(a.evse_id, a.status) for a in of(actions, StatusChanged)} == {
+        (1, ConnectorStatus.PREPARING),
+        (2, ConnectorStatus.PREPARING),
+    }
     actions = station.evse_seen(at(3), 2, PLUGGED)
     assert one(actions, TransactionStarted).tx.evse_id == 2
-    assert station.evses[1].status == ("Available", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.AVAILABLE, None)
 
 
 def test_tc_004_2_card_before_plug_back_to_available_after_connection_timeout() -> None:
@@ -217,10 +225,10 @@ def test_tc_004_2_card_before_plug_back_to_available_after_connection_timeout() 
     station.connection_timeout = timedelta(seconds=10)
     station.token_presented(at(1), TOKEN)
     station.token_authorized(at(1), TOKEN, True)
-    assert station.evses[1].status == ("Preparing", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.PREPARING, None)
     assert station.tick(at(10)) == []
     actions = station.tick(at(11))
-    assert [(a.evse_id, a.status) for a in of(actions, StatusChanged)] == [(1, "Available")]
+    assert [(a.evse_id, a.status) for a in of(actions, StatusChanged)] == [(1, ConnectorStatus.AVAILABLE)]
     assert not of(station.evse_seen(at(12), 1, PLUGGED), TransactionStarted)
 
 
@@ -230,14 +238,14 @@ def test_card_before_plug_leaves_the_connector_available_in_2_0_1_words() -> Non
     station.preparing_for_token = False
     station.token_presented(at(1), TOKEN)
     assert of(station.token_authorized(at(1), TOKEN, True), StatusChanged) == []
-    assert station.evses[1].status == ("Available", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.AVAILABLE, None)
 
 
 def test_a_rejected_card_before_plug_leaves_the_connector_available() -> None:
     station = ocpp_station()
     station.token_presented(at(1), TOKEN)
     actions = station.token_authorized(at(2), TOKEN, False, reason="Invalid")
-    assert of(actions, StatusChanged) == [] and station.evses[1].status == ("Available", "NoError")
+    assert of(actions, StatusChanged) == [] and station.evses[1].status == (ConnectorStatus.AVAILABLE, None)
 
 
 def test_inoperative_during_a_transaction_is_scheduled_then_unavailable() -> None:
@@ -248,10 +256,10 @@ def test_inoperative_during_a_transaction_is_scheduled_then_unavailable() -> Non
     assert station.evses[1].tx is not None  # the transaction runs on
     station.evse_seen(at(4), 1, UNPLUGGED)
     station.meter_read(at(4), 1, reading(1300.0))
-    assert station.evses[1].status[0] == "Unavailable"
+    assert station.evses[1].status[0] is ConnectorStatus.UNAVAILABLE
     assert not station.remote_start(at(5), 1, TOKEN)
     assert station.set_available(at(6), 1, True) == "Accepted"
-    assert station.evses[1].status[0] == "Available"
+    assert station.evses[1].status[0] is ConnectorStatus.AVAILABLE
     assert start.tx.id
 
 
@@ -266,9 +274,9 @@ def test_scheduled_inoperative_goes_from_charging_straight_to_unavailable() -> N
     seen = [a.status for a in station.evse_seen(at(4), 1, UNPLUGGED) if isinstance(a, StatusChanged)]
     assert station.evses[1].stopping is not None  # the final reading is still to come
     actions = station.meter_read(at(4.5), 1, reading(1300.0))
-    assert one(actions, TransactionStopped).reason == "EVDisconnected"
+    assert one(actions, TransactionStopped).reason is StopReason.EV_DISCONNECTED
     seen += [a.status for a in actions if isinstance(a, StatusChanged)]
-    assert seen == ["Unavailable"]
+    assert seen == [ConnectorStatus.UNAVAILABLE]
 
 
 def test_g03_a_connector_set_inoperative_stays_so_through_its_evse_and_the_station() -> None:
@@ -280,19 +288,25 @@ def test_g03_a_connector_set_inoperative_stays_so_through_its_evse_and_the_stati
     station.set_available(at(3), 0, False, (STATION,))
     station.set_available(at(4), 0, True, (STATION,))
     station.set_available(at(5), 1, True, (EVSE,))
-    assert station.evses[1].status[0] == "Unavailable"
+    assert station.evses[1].status[0] is ConnectorStatus.UNAVAILABLE
     assert not station.remote_start(at(6), 1, TOKEN)
     assert station.set_available(at(7), 1, True, (CONNECTOR,)) == "Accepted"
-    assert station.evses[1].status[0] == "Available"
+    assert station.evses[1].status[0] is ConnectorStatus.AVAILABLE
 
 
 def test_g04_an_evse_set_inoperative_stays_so_when_the_station_turns_operative() -> None:
     station = ocpp_station(2)
     station.set_available(at(1), 2, False, (EVSE,))
     station.set_available(at(2), 0, False, (STATION,))
-    assert [e.status[0] for e in station.evses.values()] == ["Unavailable", "Unavailable"]
+    assert [e.status[0] for e in station.evses.values()] == [
+        ConnectorStatus.UNAVAILABLE,
+        ConnectorStatus.UNAVAILABLE,
+    ]
     station.set_available(at(3), 0, True, (STATION,))
-    assert [e.status[0] for e in station.evses.values()] == ["Available", "Unavailable"]
+    assert [e.status[0] for e in station.evses.values()] == [
+        ConnectorStatus.AVAILABLE,
+        ConnectorStatus.UNAVAILABLE,
+    ]
 
 
 def test_availability_levels_persist_in_one_setting_per_evse() -> None:
@@ -308,7 +322,7 @@ def test_a_reservation_admits_only_its_holder_or_parent_and_is_used_once() -> No
     station = ocpp_station()
     reservation = Reservation(7, 1, TOKEN, at(100), parent="GROUP")
     assert station.reserve(at(1), reservation) == "Accepted"
-    assert station.evses[1].status[0] == "Reserved"
+    assert station.evses[1].status[0] is ConnectorStatus.RESERVED
     station.evse_seen(at(2), 1, PLUGGED)
     station.token_authorized(at(3), OTHER_TOKEN, True)
     assert station.evses[1].tx is None
@@ -324,7 +338,7 @@ def test_reservations_expire_and_can_be_cancelled() -> None:
     assert station.reserve(at(1), Reservation(1, 1, TOKEN, at(10))) == "Accepted"
     assert station.reserve(at(1), Reservation(2, 1, OTHER_TOKEN, at(10))) == "Occupied"
     assert one(station.tick(at(11)), ReservationEnded).reason == "Expired"
-    assert station.evses[1].status[0] == "Available"
+    assert station.evses[1].status[0] is ConnectorStatus.AVAILABLE
     assert station.reserve(at(12), Reservation(3, 2, TOKEN, at(50))) == "Accepted"
     assert station.cancel_reservation(at(13), 3)
     assert one(station.drain(), ReservationEnded).reason == "Cancelled"
@@ -397,7 +411,7 @@ def test_a_limit_under_6_amps_offers_nothing_and_is_reported_as_nothing() -> Non
     actions = station.limits_changed(at(4))
     assert one(actions, Permit) == Permit(1, True, 0.0)
     station.evse_seen(at(5), 1, view(CpState.C))  # the PWM stopped
-    assert station.evses[1].status == ("SuspendedEVSE", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.SUSPENDED_EVSE, None)
     assert station.composite(1, at(5), 60, "A") == [Period(0, 0.0)]
     assert station.composite(1, at(5), 60, "W") == [Period(0, 0.0)]
     station.profiles.install(tx_default(6.0), None)
@@ -431,10 +445,10 @@ def test_the_station_applies_no_limit_rule_of_its_own(monkeypatch: pytest.Monkey
     told.append(3.0)
     assert one(station.limits_changed(at(3)), Permit) == Permit(1, True, 3.0)
     station.evse_seen(at(4), 1, PLUGGED)
-    assert station.evses[1].status == ("Preparing", "NoError")  # no 6 A rule here: PWM on its way
+    assert station.evses[1].status == (ConnectorStatus.PREPARING, None)  # no 6 A rule here: PWM on its way
     told.append(0.0)
     station.limits_changed(at(5))
-    assert station.evses[1].status == ("SuspendedEVSE", "NoError")
+    assert station.evses[1].status == (ConnectorStatus.SUSPENDED_EVSE, None)
 
 
 def test_the_6_amp_minimum_is_the_pilot_s(monkeypatch: pytest.MonkeyPatch) -> None:

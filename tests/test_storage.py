@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.core.model import StopReason
 from controller.io.database import Database, WriteQueue
 from controller.io.storage import (
     MIGRATIONS,
@@ -130,7 +131,7 @@ def test_start_sample_stop_round_trip(storage: Storage) -> None:
     storage.start_transaction("tx-1", 1, "04A1B2C3", T0.astimezone(plus_two), 1000.0)
     storage.add_meter_sample("tx-1", at(60), "Sample.Periodic", reading(1100.0))
     storage.add_meter_sample("tx-1", at(120), "Sample.Periodic", reading(1250.5))
-    storage.stop_transaction("tx-1", at(150), 1300.0, "EVDisconnected")
+    storage.stop_transaction("tx-1", at(150), 1300.0, StopReason.EV_DISCONNECTED)
 
     (record,) = storage.transactions()
     assert record == TransactionRecord(
@@ -155,7 +156,7 @@ def test_open_only_lists_only_transactions_not_stopped(storage: Storage) -> None
     storage.start_transaction("tx-a", 1, "FREE", at(0), 0.0)
     storage.start_transaction("tx-b", 2, "FREE", at(1), 0.0)
     storage.start_transaction("tx-c", 1, "FREE", at(2), 10.0)
-    storage.stop_transaction("tx-a", at(3), 5.0, "Local")
+    storage.stop_transaction("tx-a", at(3), 5.0, StopReason.LOCAL)
 
     assert [r.id for r in storage.transactions(open_only=True)] == ["tx-b", "tx-c"]
     assert [r.id for r in storage.transactions()] == ["tx-a", "tx-b", "tx-c"]
@@ -178,9 +179,9 @@ def test_last_energy_is_the_highest_of_meter_start_and_samples(storage: Storage)
 
 def test_stopping_an_already_stopped_transaction_changes_nothing(storage: Storage) -> None:
     storage.start_transaction("tx-1", 1, "FREE", at(0), 0.0)
-    storage.stop_transaction("tx-1", at(10), 100.0, "Local")
+    storage.stop_transaction("tx-1", at(10), 100.0, StopReason.LOCAL)
 
-    storage.stop_transaction("tx-1", at(999), 0.0, "PowerLoss")
+    storage.stop_transaction("tx-1", at(999), 0.0, StopReason.POWER_LOSS)
 
     record = by_id(storage)["tx-1"]
     assert (record.stopped_at, record.meter_stop_wh, record.stop_reason) == (at(10), 100.0, "Local")
@@ -345,7 +346,7 @@ def queue_while_full(storage: Storage, done: list[str]) -> Callable[[WriteQueue]
             ("sample-2", partial(Storage.add_meter_sample, tx_id="tx-late", taken_at=at(220),
                                  context="Sample.Periodic", reading=reading(1200.0))),
             ("stop", partial(Storage.stop_transaction, tx_id="tx-late", stopped_at=at(250),
-                             meter_stop_wh=1250.0, reason="EVDisconnected")),
+                             meter_stop_wh=1250.0, reason=StopReason.EV_DISCONNECTED)),
             ("setting", partial(Storage.set_setting, key="zz-after-the-session", value="1")),
         ]  # fmt: skip
         for name, write in writes:

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator, FormatChecker
 
-from controller.core.station import Station
+from controller.core.station import Station, StopReason
 from controller.ocpp.ocppj import is_datetime
 from controller.ocpp.v201 import transactions as tx201
 from controller.ocpp.v201.transactions import Event, Facts, Settings, Transactions
@@ -92,7 +92,7 @@ class Feed:
     def see(self, f: Facts, evse: int = 1, offline: bool = False) -> list[dict[str, Any]]:
         return self._took(self.tx.observe(self.now, evse, f, offline))
 
-    def ended(self, tx_id: str, reason: str, energy: float, evse: int = 1) -> None:
+    def ended(self, tx_id: str, reason: StopReason, energy: float, evse: int = 1) -> None:
         self.tx.energy_ended(evse, tx_id, reason, energy)
 
     def sample(self, tx_id: str, energy: float, clock: bool = False, evse: int = 1) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ class Feed:
     def trigger(self, evse: int = 1) -> list[dict[str, Any]]:
         return self._took(self.tx.triggered(self.now, evse, False))
 
-    def end(self, reason: str, evse: int = 1) -> list[dict[str, Any]]:
+    def end(self, reason: StopReason, evse: int = 1) -> list[dict[str, Any]]:
         return self._took(self.tx.end(self.now, evse, reason, False))
 
 
@@ -157,7 +157,7 @@ def test_e01_e09_plug_first_default_start_point_power_path_closed() -> None:
 
     # Unplugged: the station's transaction waits for its final reading, then ends.
     assert feed.see(facts(ev=False, stopping=True, energy=1700.0)) == []
-    feed.ended("S1", "EVDisconnected", 1750.0)
+    feed.ended("S1", StopReason.EV_DISCONNECTED, 1750.0)
     ended = one(feed.see(facts(ev=False, energy=1750.0)))
     assert ended["eventType"] == "Ended"
     assert ended["triggerReason"] == "EVCommunicationLost"
@@ -182,7 +182,7 @@ def test_e07_stop_by_the_same_token_ends_local() -> None:
     feed = Feed()
     feed.see(facts(token=TOKEN, tx="S1", closed=True))
     assert feed.see(facts(token=None, tx=None, state="EVConnected", stopping=True)) == []
-    feed.ended("S1", "Local", 2000.0)
+    feed.ended("S1", StopReason.LOCAL, 2000.0)
     ended = one(feed.see(facts(state="EVConnected", energy=2000.0)))
     assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == ("StopAuthorized", "Local")
     assert ended["transactionInfo"]["chargingState"] == "EVConnected"
@@ -193,16 +193,17 @@ def test_e07_stop_by_the_same_token_ends_local() -> None:
 @pytest.mark.parametrize(
     ("reason", "trigger", "stopped"),
     [
-        ("Remote", "RemoteStop", "Remote"),
-        ("DeAuthorized", "Deauthorized", "DeAuthorized"),
-        ("EmergencyStop", "AbnormalCondition", "GroundFault"),
-        ("Other", "AbnormalCondition", "Other"),
-        ("HardReset", "ResetCommand", "ImmediateReset"),
-        ("UnlockCommand", "UnlockCommand", "Other"),
-        ("SomethingNew", "AbnormalCondition", "Other"),
+        (StopReason.REMOTE, "RemoteStop", "Remote"),
+        (StopReason.DEAUTHORIZED, "Deauthorized", "DeAuthorized"),
+        (StopReason.EMERGENCY_STOP, "AbnormalCondition", "GroundFault"),
+        (StopReason.OTHER, "AbnormalCondition", "Other"),
+        (StopReason.HARD_RESET, "ResetCommand", "ImmediateReset"),
+        (StopReason.UNLOCK_COMMAND, "UnlockCommand", "Other"),
     ],
 )
-def test_e_stop_causes_map_to_trigger_and_stopped_reason(reason: str, trigger: str, stopped: str) -> None:
+def test_e_stop_causes_map_to_trigger_and_stopped_reason(
+    reason: StopReason, trigger: str, stopped: str
+) -> None:
     feed = Feed()
     feed.see(facts(token=TOKEN, tx="S1", closed=True))
     feed.see(facts(tx=None, state="EVConnected", stopping=True))
@@ -216,7 +217,7 @@ def test_e06_stop_point_ev_connected_only_ends_at_unplug() -> None:
     feed.see(facts(token=TOKEN, tx="S1", closed=True))
     # The swipe ends the energy (and the station's transaction) but not the 2.0.1 one.
     feed.see(facts(tx=None, state="SuspendedEVSE", stopping=True))
-    feed.ended("S1", "Local", 2000.0)
+    feed.ended("S1", StopReason.LOCAL, 2000.0)
     updated = one(feed.see(facts(state="EVConnected", energy=2000.0)))
     assert updated["eventType"] == "Updated"
     assert updated["triggerReason"] == "StopAuthorized"
@@ -235,7 +236,7 @@ def test_e06_stop_point_ev_connected_only_ended_trigger_is_the_unplug() -> None:
     feed = Feed(Settings(stop_points=frozenset({"EVConnected"})))
     feed.see(facts(token=TOKEN, tx="S1", closed=True))
     feed.see(facts(tx=None, state="EVConnected", stopping=True))
-    feed.ended("S1", "Local", 2000.0)
+    feed.ended("S1", StopReason.LOCAL, 2000.0)
     feed.see(facts(state="EVConnected", energy=2000.0))
     ended = one(feed.see(facts(ev=False, energy=2000.0)))
     assert ended["triggerReason"] == "EVCommunicationLost"
@@ -257,7 +258,7 @@ def test_e06_stop_point_power_path_closed_ends_when_contactor_opens_and_next_get
     assert second != first
     # Its end comes with the station's transaction (the id matches what it covers).
     feed.see(facts(tx=None, state="EVConnected", stopping=True))
-    feed.ended("S1", "Local", 3000.0)
+    feed.ended("S1", StopReason.LOCAL, 3000.0)
     last = one(feed.see(facts(state="EVConnected", energy=3000.0)))
     assert last["transactionInfo"]["transactionId"] == second
     assert last["eventType"] == "Ended"
@@ -300,7 +301,7 @@ def test_e02_start_point_ev_connected_cable_first_then_authorized() -> None:
     )
     assert "idToken" not in charging
     feed.see(facts(ev=False, stopping=True))
-    feed.ended(tx_id, "EVDisconnected", 1500.0)
+    feed.ended(tx_id, StopReason.EV_DISCONNECTED, 1500.0)
     ended = one(feed.see(facts(ev=False, energy=1500.0)))
     assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
     assert seq_nos(feed, tx_id) == [0, 1, 2, 3]
@@ -342,7 +343,7 @@ def test_e02_start_point_ev_connected_no_new_transaction_while_the_same_ev_stays
     feed.see(facts(token=TOKEN))
     feed.see(facts(token=TOKEN, tx=tx_id, closed=True))
     feed.see(facts(tx=None, state="EVConnected", stopping=True))
-    feed.ended(tx_id, "Local", 2000.0)
+    feed.ended(tx_id, StopReason.LOCAL, 2000.0)
     ended = one(feed.see(facts(state="EVConnected", energy=2000.0)))
     assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == ("StopAuthorized", "Local")
     assert feed.see(facts(state="EVConnected", energy=2000.0)) == []
@@ -448,9 +449,9 @@ def test_f02_remote_start_on_open_transaction_reports_remote_start() -> None:
 def test_f03_remote_stop_before_authorization_ends_remote() -> None:
     feed = Feed(Settings(start_points=frozenset({"EVConnected"})))
     tx_id = one(feed.see(facts()))["transactionInfo"]["transactionId"]
-    ended = one(feed.end("Remote"))
+    ended = one(feed.end(StopReason.REMOTE))
     assert (ended["triggerReason"], ended["transactionInfo"]["stoppedReason"]) == ("RemoteStop", "Remote")
-    assert feed.end("Remote") == []
+    assert feed.end(StopReason.REMOTE) == []
     assert seq_nos(feed, tx_id) == [0, 1]
 
 
@@ -458,9 +459,9 @@ def test_end_uses_the_energy_stop_cause_when_known() -> None:
     feed = Feed(Settings(stop_points=frozenset({"EVConnected"})))
     feed.see(facts(token=TOKEN, tx="S1", closed=True))
     feed.see(facts(tx=None, state="EVConnected", stopping=True))
-    feed.ended("S1", "Remote", 2000.0)
+    feed.ended("S1", StopReason.REMOTE, 2000.0)
     feed.see(facts(state="EVConnected", energy=2000.0))
-    ended = one(feed.end("HardReset"))
+    ended = one(feed.end(StopReason.HARD_RESET))
     assert ended["transactionInfo"]["stoppedReason"] == "Remote"
 
 
@@ -468,9 +469,9 @@ def test_f03_remote_stop_after_energy_stopped_is_triggered_by_the_remote_stop() 
     feed = Feed(Settings(stop_points=frozenset({"EVConnected"})))
     feed.see(facts(token=TOKEN, tx="S1", closed=True))
     feed.see(facts(tx=None, state="EVConnected", stopping=True))
-    feed.ended("S1", "Local", 2000.0)
+    feed.ended("S1", StopReason.LOCAL, 2000.0)
     feed.see(facts(state="EVConnected", energy=2000.0))
-    ended = one(feed.end("Remote"))
+    ended = one(feed.end(StopReason.REMOTE))
     assert ended["triggerReason"] == "RemoteStop"
     assert ended["transactionInfo"]["stoppedReason"] in ("Local", "Remote")
 
@@ -519,7 +520,7 @@ def test_two_evses_are_independent() -> None:
     assert (a["evse"]["id"], b["evse"]["id"]) == (1, 2)
     assert a["seqNo"] == b["seqNo"] == 0
     feed.see(facts(ev=False, stopping=True), evse=1)
-    feed.ended("A", "EVDisconnected", 1100.0, evse=1)
+    feed.ended("A", StopReason.EV_DISCONNECTED, 1100.0, evse=1)
     ended = one(feed.see(facts(ev=False, energy=1100.0), evse=1))
     assert ended["transactionInfo"]["transactionId"] == "A"
     assert feed.tx.by_id("B") is not None
@@ -580,7 +581,7 @@ def test_all_measurands_in_a_session_validate() -> None:
     feed.sample("S1", 1100.0)
     feed.trigger()
     feed.see(facts(ev=False, stopping=True))
-    feed.ended("S1", "EVDisconnected", 1200.0)
+    feed.ended("S1", StopReason.EV_DISCONNECTED, 1200.0)
     ended = one(feed.see(facts(ev=False, energy=1200.0)))
     assert len(ended["meterValue"][0]["sampledValue"]) == 8
     assert seq_nos(feed, "S1") == [0, 1, 2, 3]
@@ -598,7 +599,7 @@ class SimEvse:
     token: str | None = None
     tx: str | None = None
     closed: bool = False
-    stopping: tuple[str, str] | None = None  # (station tx, reason) waiting for its final reading
+    stopping: tuple[str, StopReason] | None = None  # (station tx, reason) waiting for its final reading
     energy: float = 1000.0
 
     def facts(self) -> Facts:
@@ -620,7 +621,7 @@ class Session:
     counter: int = 0
     events: list[Event] = field(default_factory=list)
 
-    def _stop(self, evse: SimEvse, reason: str) -> None:
+    def _stop(self, evse: SimEvse, reason: StopReason) -> None:
         if evse.tx is not None:
             evse.stopping = (evse.tx, reason)
             evse.tx, evse.closed = None, False
@@ -634,14 +635,14 @@ class Session:
             e.ev = True
         elif action == "unplug":
             e.ev, e.requesting, e.token = False, False, None
-            self._stop(e, "EVDisconnected")
+            self._stop(e, StopReason.EV_DISCONNECTED)
         elif action == "charge":
             e.requesting = e.ev
         elif action == "suspend":
             e.requesting, e.closed = False, False
         elif action == "swipe":
             if e.tx is not None:
-                self._stop(e, "Local")
+                self._stop(e, StopReason.LOCAL)
                 e.token = None
             elif e.stopping is None:
                 e.token = f"T{self.counter}"
@@ -661,13 +662,17 @@ class Session:
                 tx.energy_ended(evse_id, e.stopping[0], e.stopping[1], e.energy)
                 e.stopping = None
         elif action in ("remote_stop", "deauthorize", "fault"):
-            reason = {"remote_stop": "Remote", "deauthorize": "DeAuthorized", "fault": "Other"}[action]
+            reason = {
+                "remote_stop": StopReason.REMOTE,
+                "deauthorize": StopReason.DEAUTHORIZED,
+                "fault": StopReason.OTHER,
+            }[action]
             if e.tx is not None:
                 self._stop(e, reason)
                 e.token = None
             elif action == "remote_stop" and evse_id in tx.open:
                 e.token = None
-                self.events += tx.end(self.now, evse_id, "Remote", offline)
+                self.events += tx.end(self.now, evse_id, StopReason.REMOTE, offline)
         elif action == "timeout":
             if e.tx is None:
                 e.token = None
@@ -770,8 +775,8 @@ def test_property_end_closes_every_open_transaction(
     for action, evse_id, offline in actions:
         session.step(action, evse_id, offline)
     for evse_id in (1, 2):
-        session.events += session.tx.end(session.now, evse_id, "HardReset", False)
-        assert session.tx.end(session.now, evse_id, "HardReset", False) == []
+        session.events += session.tx.end(session.now, evse_id, StopReason.HARD_RESET, False)
+        assert session.tx.end(session.now, evse_id, StopReason.HARD_RESET, False) == []
     assert session.tx.open == {}
     check_sequencing(session.events)
 
@@ -828,7 +833,7 @@ def test_e06_stop_point_ev_connected_a_new_authorization_resumes_the_same_transa
     feed = Feed(Settings(stop_points=frozenset({"EVConnected"})))
     tx_id = one(feed.see(facts(token=TOKEN, tx="S1", closed=True)))["transactionInfo"]["transactionId"]
     feed.see(facts(tx=None, state="EVConnected", stopping=True))
-    feed.ended("S1", "Local", 2000.0)
+    feed.ended("S1", StopReason.LOCAL, 2000.0)
     feed.see(facts(state="EVConnected", energy=2000.0))
     authorized = feed.see(facts(token="OTHER", tx="S2", energy=2000.0))[0]
     assert authorized["triggerReason"] == "Authorized"
@@ -836,7 +841,7 @@ def test_e06_stop_point_ev_connected_a_new_authorization_resumes_the_same_transa
     assert authorized["transactionInfo"]["transactionId"] == tx_id
     assert one(feed.sample("S2", 2500.0))["triggerReason"] == "MeterValuePeriodic"
     feed.see(facts(token="OTHER", tx=None, state="EVConnected", stopping=True, energy=2500.0))
-    feed.ended("S2", "Remote", 2600.0)
+    feed.ended("S2", StopReason.REMOTE, 2600.0)
     feed.see(facts(state="EVConnected", energy=2600.0))
     ended = one(feed.see(facts(ev=False, energy=2600.0)))
     assert ended["transactionInfo"]["stoppedReason"] == "Remote"

@@ -26,6 +26,7 @@ import pytest
 from websockets.sync.server import ServerConnection, serve
 
 from controller.core import authorization as auth
+from controller.core.model import StopReason
 from controller.ocpp.adapter import RETRY_BACKOFF_MAX_S, retry_backoff
 from controller.ocpp.v16.keys import CONSUMERS as CONSUMERS16
 from controller.ocpp.v16.keys import KEYS
@@ -311,7 +312,8 @@ def test_reset_retries_apply_to_a_csms_reset_only(tmp_path: Path) -> None:
     path = tmp_path / "evse.toml"
     path.write_text(config_text("ws://127.0.0.1:9/ocpp", "1.6", 1, "ocpp", "none", ""))
     daemon = Daemon(load(path))
-    daemon.lifecycle.reset_retries, daemon.lifecycle.shutdown_reason = 3, "HardReset"  # as Reset leaves them
+    daemon.lifecycle.reset_retries = 3  # as Reset leaves them
+    daemon.lifecycle.shutdown_reason = StopReason.HARD_RESET
     assert daemon.restart_retries == 3
-    daemon.lifecycle.shutdown_reason = "Reboot"  # a firmware install restarts the station afterwards
+    daemon.lifecycle.shutdown_reason = StopReason.REBOOT  # a firmware install restarts the station afterwards
     assert daemon.restart_retries == 0

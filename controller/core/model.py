@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 
 from controller.safety.pilot import CpState, PilotMode
 from controller.safety.supervisor import Fault
@@ -31,19 +32,53 @@ def parse_availability(value: str | None) -> set[str]:
     return {level for level in (value or "").split(",") if level in LEVELS}
 
 
-# OCPP 1.6 error codes for the faults, highest priority first.
-ERROR_CODES: tuple[tuple[Fault, str], ...] = (
-    (Fault.RCD, "GroundFailure"),
-    (Fault.CONTACTOR_WELD, "PowerSwitchFailure"),
-    (Fault.CONTACTOR_STUCK, "PowerSwitchFailure"),
-    (Fault.OVERCURRENT, "OverCurrentFailure"),
-    (Fault.METER, "PowerMeterFailure"),
-    (Fault.DIODE, "EVCommunicationError"),
-    (Fault.LOCK, "ConnectorLockFailure"),
-    (Fault.RCD_TEST, "OtherError"),
-    (Fault.HARDWARE, "OtherError"),
+class ConnectorStatus(Enum):
+    """What an EVSE's connector is doing, as the station tells the CSMS and the user.
+
+    The core's own words: each OCPP adapter (``controller.ocpp.v16.words``,
+    ``controller.ocpp.v201.words``) says them in its version's.
+    """
+
+    AVAILABLE = "available"  # free: no EV, no session waiting
+    PREPARING = "preparing"  # a session is on its way: an EV without its token, a token without its EV
+    CHARGING = "charging"  # energy flows
+    SUSPENDED_EV = "suspended_ev"  # energy offered, the EV takes none
+    SUSPENDED_EVSE = "suspended_evse"  # the station offers no energy (limit, refused id tag)
+    FINISHING = "finishing"  # the transaction ended, the EV is still plugged in
+    RESERVED = "reserved"
+    UNAVAILABLE = "unavailable"  # inoperative (ChangeAvailability, firmware install)
+    FAULTED = "faulted"  # a fault, or a shorted pilot: see ``EvseState.status``
+
+
+class StopReason(Enum):
+    """Why a transaction ended; each adapter names it in its version's words."""
+
+    LOCAL = "local"  # the token that started it (or its group) was presented again
+    REMOTE = "remote"  # the CSMS stopped it
+    EV_DISCONNECTED = "ev_disconnected"
+    POWER_LOSS = "power_loss"  # found open after a crash or power cut
+    DEAUTHORIZED = "deauthorized"  # the CSMS refused its id tag
+    EMERGENCY_STOP = "emergency_stop"  # a residual current trip
+    HARD_RESET = "hard_reset"
+    SOFT_RESET = "soft_reset"
+    REBOOT = "reboot"  # the station stops or restarts (shutdown, firmware install)
+    UNLOCK_COMMAND = "unlock_command"  # the CSMS unlocked the connector
+    OTHER = "other"  # any other fault
+
+
+# The faults, the one that names an EVSE's Faulted status first.
+FAULT_PRIORITY: tuple[Fault, ...] = (
+    Fault.RCD,
+    Fault.CONTACTOR_WELD,
+    Fault.CONTACTOR_STUCK,
+    Fault.OVERCURRENT,
+    Fault.METER,
+    Fault.DIODE,
+    Fault.LOCK,
+    Fault.RCD_TEST,
+    Fault.HARDWARE,
 )
-STOP_REASONS = {Fault.RCD: "EmergencyStop"}  # any other fault stops with "Other"
+FAULT_STOP_REASONS = {Fault.RCD: StopReason.EMERGENCY_STOP}  # any other fault stops with OTHER
 # A missing diode keeps the session: the supervisor needs the PWM it permits to see the
 # diode come back, and the EV may well recover. Every other fault ends the transaction.
 SESSION_KEEPING_FAULTS = frozenset({Fault.DIODE})
@@ -107,7 +142,7 @@ class TransactionStopped:
     evse_id: int
     stopped_at: datetime
     meter_stop_wh: float
-    reason: str
+    reason: StopReason
     id_tag: str | None = None  # the token that stopped it, if one did
 
 
@@ -137,8 +172,8 @@ class Permit:
 @dataclass(frozen=True, slots=True)
 class StatusChanged:
     evse_id: int
-    status: str
-    error_code: str
+    status: ConnectorStatus
+    fault: Fault | None = None  # why it is Faulted (None: no fault, or a shorted pilot)
     info: str = ""
 
 
@@ -178,7 +213,7 @@ Action = (
 @dataclass
 class Stopping:
     tx: Transaction
-    reason: str
+    reason: StopReason
     at: datetime
     deadline: datetime
     id_tag: str | None = None
@@ -198,7 +233,8 @@ class EvseState:
     tx: Transaction | None = None
     stopping: Stopping | None = None  # ended, waiting for its final meter reading
     finishing: bool = False  # stopped by the user while the EV is still plugged
-    status: tuple[str, str] = ("", "")
+    # As last evaluated (None before the first view): the status and, when Faulted, the fault why.
+    status: tuple[ConnectorStatus, Fault | None] | None = None
     permit: tuple[bool, float] = (False, 0.0)
     inoperative: set[str] = field(default_factory=set)  # the levels holding it inoperative
     reservation: Reservation | None = None

@@ -19,15 +19,16 @@ from datetime import datetime, timedelta
 from controller.core.limits import Load, composite_schedule, effective_limit, next_limit_change
 from controller.core.model import (
     CONNECTOR,
-    ERROR_CODES,
     EVSE,
+    FAULT_PRIORITY,
+    FAULT_STOP_REASONS,
     FIRMWARE,
     LEVELS,
     SESSION_KEEPING_FAULTS,
     STATION,
-    STOP_REASONS,
     Action,
     AuthorizeWanted,
+    ConnectorStatus,
     EvseState,
     EvseView,
     MeterReadWanted,
@@ -37,6 +38,7 @@ from controller.core.model import (
     ReservationEnded,
     StatusChanged,
     Stopping,
+    StopReason,
     TokenRejected,
     Transaction,
     TransactionStarted,
@@ -51,15 +53,16 @@ from drivers.base import MeterReading
 
 __all__ = [
     "CONNECTOR",
-    "ERROR_CODES",
     "EVSE",
+    "FAULT_PRIORITY",
+    "FAULT_STOP_REASONS",
     "FIRMWARE",
     "LEVELS",
     "SESSION_KEEPING_FAULTS",
     "STATION",
-    "STOP_REASONS",
     "Action",
     "AuthorizeWanted",
+    "ConnectorStatus",
     "EvseState",
     "EvseView",
     "MeterReadWanted",
@@ -69,6 +72,7 @@ __all__ = [
     "ReservationEnded",
     "Station",
     "StatusChanged",
+    "StopReason",
     "Stopping",
     "TokenRejected",
     "Transaction",
@@ -84,6 +88,8 @@ TOKEN_WAIT = timedelta(seconds=60)  # a token presented before plug-in waits thi
 # opened, so that meterStop includes the last second of energy; then it takes the last
 # good reading.
 FINAL_READING_WAIT = timedelta(seconds=2)
+# 2.0.1 H01.FR.16/17, 1.6 section 5.13 (3): these statuses end an EVSE's reservation.
+LOSES_RESERVATION = (ConnectorStatus.FAULTED, ConnectorStatus.UNAVAILABLE)
 
 
 @dataclass
@@ -203,7 +209,7 @@ class Station:
         return ""
 
     def _end_by_token(self, now: datetime, evse: EvseState, token: str) -> None:
-        self._stop(now, evse, "Local", token)
+        self._stop(now, evse, StopReason.LOCAL, token)
         evse.token, evse.token_parent, evse.finishing = None, None, True
 
     def _assign(self, now: datetime, token: str, parent: str | None) -> None:
@@ -273,8 +279,8 @@ class Station:
         view = evse.view
         return view is not None and not (view.faults - SESSION_KEEPING_FAULTS) and view.cp is not CpState.E
 
-    def stop_transaction(self, now: datetime, tx_id: str, reason: str) -> bool:
-        """End a transaction for the CSMS (Remote, UnlockCommand, DeAuthorized, resets)."""
+    def stop_transaction(self, now: datetime, tx_id: str, reason: StopReason) -> bool:
+        """End a transaction for the CSMS (remote stop, unlock, deauthorization, resets)."""
         for evse in self.evses.values():
             if evse.tx is not None and evse.tx.id == tx_id:
                 self._stop(now, evse, reason)
@@ -322,7 +328,7 @@ class Station:
         if self.unidentified(tx_id):
             return ""
         if self.stop_on_invalid_id or self.end_on_deauthorize:
-            return "stopped" if self.stop_transaction(now, tx_id, "DeAuthorized") else ""
+            return "stopped" if self.stop_transaction(now, tx_id, StopReason.DEAUTHORIZED) else ""
         for evse in self.evses.values():
             tx = evse.tx
             if tx is not None and tx.id == tx_id:
@@ -450,7 +456,7 @@ class Station:
                 self._actions.append(ReservationEnded(reservation.id, evse.id, "Expired"))
         return self._evaluate(now)
 
-    def shutdown(self, now: datetime, reason: str) -> list[Action]:
+    def shutdown(self, now: datetime, reason: StopReason) -> list[Action]:
         """End every transaction (the daemon is stopping); nothing starts after this."""
         self.closed = True
         for evse in self.evses.values():
@@ -473,13 +479,13 @@ class Station:
             if view is None:
                 continue
             if not evse.ev_present:
-                self._stop(now, evse, "EVDisconnected")
+                self._stop(now, evse, StopReason.EV_DISCONNECTED)
                 if evse.token_expires is None:
                     evse.token, evse.token_parent = None, None
                 evse.finishing = False
             elif view.faults - SESSION_KEEPING_FAULTS:
-                worst = next(f for f, _ in ERROR_CODES if f in view.faults)
-                self._stop(now, evse, STOP_REASONS.get(worst, "Other"))
+                worst = next(f for f in FAULT_PRIORITY if f in view.faults)
+                self._stop(now, evse, FAULT_STOP_REASONS.get(worst, StopReason.OTHER))
             elif not view.faults and view.cp in CONNECTED:
                 self._maybe_start(now, evse)
             if evse.stopping and (now >= evse.stopping.deadline or Fault.METER in view.faults):
@@ -488,7 +494,7 @@ class Station:
             self._update_permit(evse)
             self._update_status(now, evse)
             reservation = evse.reservation
-            if reservation is not None and evse.status[0] in ("Faulted", "Unavailable"):
+            if reservation is not None and evse.status and evse.status[0] in LOSES_RESERVATION:
                 # 2.0.1 H01.FR.16/17, 1.6 section 5.13 (3): a Faulted or Unavailable EVSE
                 # loses its reservation; it does not come back when the EVSE recovers.
                 evse.reservation = None
@@ -550,7 +556,7 @@ class Station:
     def _running(self) -> list[str | None]:
         return [evse.tx.id if evse.tx else None for evse in self.evses.values()]
 
-    def _stop(self, now: datetime, evse: EvseState, reason: str, id_tag: str | None = None) -> None:
+    def _stop(self, now: datetime, evse: EvseState, reason: StopReason, id_tag: str | None = None) -> None:
         if evse.tx is None:
             return
         evse.stopping = Stopping(evse.tx, reason, now, now + FINAL_READING_WAIT, id_tag)
@@ -606,46 +612,48 @@ class Station:
         )
 
     def _update_status(self, now: datetime, evse: EvseState) -> None:
-        status, code, info = self.connector_status(evse, self._awaits_token(now, evse))
-        if (status, code) != evse.status:
-            evse.status = (status, code)
-            self._actions.append(StatusChanged(evse.id, status, code, info))
+        status, fault, info = self.connector_status(evse, self._awaits_token(now, evse))
+        if (status, fault) != evse.status:
+            evse.status = (status, fault)
+            self._actions.append(StatusChanged(evse.id, status, fault, info))
 
     @staticmethod
-    def connector_status(evse: EvseState, awaiting_token: bool = False) -> tuple[str, str, str]:
-        """(status, errorCode, info) in OCPP 1.6 words; ``awaiting_token``: a token
+    def connector_status(
+        evse: EvseState, awaiting_token: bool = False
+    ) -> tuple[ConnectorStatus, Fault | None, str]:
+        """(status, the fault that makes it Faulted, info); ``awaiting_token``: a token
         presented with no EV waits for one (Preparing, 1.6 section 4.9)."""
         view = evse.view
         assert view is not None
-        for fault, code in ERROR_CODES:
+        for fault in FAULT_PRIORITY:
             if fault in view.faults:
-                return "Faulted", code, fault.value
+                return ConnectorStatus.FAULTED, fault, fault.value
         if view.cp is CpState.E:
-            return "Faulted", "OtherError", "pilot shorted (state E)"
+            return ConnectorStatus.FAULTED, None, "pilot shorted (state E)"
         if evse.tx is None and not evse.available:
             # A scheduled ChangeAvailability: straight from the session's status to Unavailable,
             # also while the ended transaction waits for its final reading (no Available between).
-            return "Unavailable", "NoError", ""
+            return ConnectorStatus.UNAVAILABLE, None, ""
         if evse.tx is None and evse.stopping is None:
             if evse.reservation is not None and evse.token is None:
-                return "Reserved", "NoError", ""
+                return ConnectorStatus.RESERVED, None, ""
             if (evse.token is not None or awaiting_token) and not evse.finishing:
-                return "Preparing", "NoError", ""
+                return ConnectorStatus.PREPARING, None, ""
         if not evse.ev_present:
-            return "Available", "NoError", ""
+            return ConnectorStatus.AVAILABLE, None, ""
         if evse.tx is None:
-            return ("Finishing" if evse.finishing else "Preparing"), "NoError", ""
+            return (ConnectorStatus.FINISHING if evse.finishing else ConnectorStatus.PREPARING), None, ""
         if not evse.tx.persisted:
-            return "Preparing", "NoError", ""  # not started until its record is written
+            return ConnectorStatus.PREPARING, None, ""  # not started until its record is written
         if Station._capped(evse):
-            return "SuspendedEVSE", "NoError", ""  # the CSMS refused the id tag
+            return ConnectorStatus.SUSPENDED_EVSE, None, ""  # the CSMS refused the id tag
         if view.contactor_closed and view.cp in (CpState.C, CpState.D):
-            return "Charging", "NoError", ""
+            return ConnectorStatus.CHARGING, None, ""
         if view.pilot is not PilotMode.PWM:
             if not evse.tx.offered and evse.limit_a > 0:
-                return "Preparing", "NoError", ""  # not suspended: the first PWM is on its way
-            return "SuspendedEVSE", "NoError", ""
-        return "SuspendedEV", "NoError", ""
+                return ConnectorStatus.PREPARING, None, ""  # not suspended: the first PWM is on its way
+            return ConnectorStatus.SUSPENDED_EVSE, None, ""
+        return ConnectorStatus.SUSPENDED_EV, None, ""
 
     def _drain(self) -> list[Action]:
         actions, self._actions = self._actions, []

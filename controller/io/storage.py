@@ -36,11 +36,28 @@ from controller.core.authorization import (
     parse_expiry,
     sharing,
 )
+from controller.core.model import StopReason
 from controller.core.timestamps import parse_timestamp as parse_timestamp
 from controller.core.timestamps import timestamp as timestamp
 from drivers.base import MeterReading
 
 log = logging.getLogger(__name__)
+
+# transactions.stop_reason: the words the column has always held (OCPP 1.6's, as the station
+# spoke them before it had words of its own). Fixed: old and new rows read alike.
+STORED_STOP_REASONS: dict[StopReason, str] = {
+    StopReason.LOCAL: "Local",
+    StopReason.REMOTE: "Remote",
+    StopReason.EV_DISCONNECTED: "EVDisconnected",
+    StopReason.POWER_LOSS: "PowerLoss",
+    StopReason.DEAUTHORIZED: "DeAuthorized",
+    StopReason.EMERGENCY_STOP: "EmergencyStop",
+    StopReason.HARD_RESET: "HardReset",
+    StopReason.SOFT_RESET: "SoftReset",
+    StopReason.REBOOT: "Reboot",
+    StopReason.UNLOCK_COMMAND: "UnlockCommand",
+    StopReason.OTHER: "Other",
+}
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -240,14 +257,14 @@ class Storage:
         tx_id: str,
         stopped_at: datetime,
         meter_stop_wh: float,
-        reason: str,
+        reason: StopReason,
         outbox: dict[str, Any] | None = None,
     ) -> None:
         def write() -> None:
             cursor = self.db.execute(
                 "UPDATE transactions SET stopped_at = ?, meter_stop_wh = ?, stop_reason = ? "
                 "WHERE id = ? AND stopped_at IS NULL",
-                (timestamp(stopped_at), meter_stop_wh, reason, tx_id),
+                (timestamp(stopped_at), meter_stop_wh, STORED_STOP_REASONS[reason], tx_id),
             )
             if cursor.rowcount == 1 and outbox is not None:
                 self._queue(tx_id, "stop", outbox, stopped_at)

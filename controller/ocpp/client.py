@@ -28,7 +28,7 @@ from controller.security import tls
 
 if TYPE_CHECKING:
     from controller.core import authorization as auth
-    from controller.core.station import Action
+    from controller.core.station import Action, ConnectorStatus
     from controller.io.link import Reply
     from controller.ocpp.v201.adapter import Ocpp201
 
@@ -378,8 +378,8 @@ class OcppClient:
     async def drain(self, timeout: float) -> None:
         await self.current.drain(timeout)
 
-    def reported_status(self, status: str) -> str:
-        """A 1.6 connector status in the words of the version spoken."""
+    def reported_status(self, status: ConnectorStatus) -> str:
+        """A connector status in the words of the version spoken."""
         return self.current.reported_status(status)
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from controller.config import Config, EvseConfig
     from controller.core import authorization as auth
     from controller.core import schedule
-    from controller.core.station import Action, Reservation, Station
+    from controller.core.station import Action, ConnectorStatus, Reservation, Station, StopReason
     from controller.io.link import Reply
     from controller.io.logs import FrameLog
     from controller.io.storage import OutboxEntry, TransactionRecord
@@ -117,7 +117,7 @@ class Host(Protocol):
         """The firmware update under way, if any."""
 
     @property
-    def shutdown_reason(self) -> str: ...
+    def shutdown_reason(self) -> StopReason: ...
 
     # -- clock, tasks, settings, events --------------------------------------------------
     def now(self) -> datetime: ...
@@ -201,7 +201,7 @@ class StationEvents(Protocol):
     async def meter_values_now(self, evse_id: int, context: str) -> None: ...
     async def firmware_status_notification(self, status: str) -> None: ...
     async def drain(self, timeout: float) -> None: ...
-    def reported_status(self, status: str) -> str: ...
+    def reported_status(self, status: ConnectorStatus) -> str: ...
 
 
 class VersionAdapter(StationEvents, Protocol):

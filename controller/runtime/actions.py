@@ -13,6 +13,7 @@ from typing import Protocol
 from controller.core.station import (
     Action,
     AuthorizeWanted,
+    ConnectorStatus,
     MeterReadWanted,
     MeterSampled,
     Permit,
@@ -25,7 +26,7 @@ from controller.core.station import (
 )
 from controller.io.database import WriteQueue
 from controller.io.storage import Storage
-from controller.ocpp.v16 import outbox
+from controller.ocpp.v16 import outbox, words
 from controller.runtime.ocpp_ref import OcppRef
 from controller.safety.control import EvseChannel
 
@@ -94,7 +95,7 @@ class ActionRunner:
                         "EVSE %d: transaction %s stopped (%s) at %.1f Wh",
                         evse_id,
                         tx_id,
-                        reason,
+                        words.STOP_REASONS[reason],
                         meter_stop,
                         extra={"evse_id": evse_id, "transaction_id": tx_id},
                     )
@@ -134,10 +135,12 @@ class ActionRunner:
                     self.read_now[evse_id].set()
                 case Permit(evse_id, authorized, limit_a):
                     self.channels[evse_id].permit = (authorized, limit_a)
-                case StatusChanged(evse_id, status, code, info):
-                    level = logging.WARNING if status == "Faulted" else logging.INFO
-                    detail = f" ({code}: {info})" if code != "NoError" else ""
-                    log.log(level, "EVSE %d: %s%s", evse_id, status, detail, extra={"evse_id": evse_id})
+                case StatusChanged(evse_id, status, fault, info):
+                    # The journal speaks the 1.6 words, whatever the version spoken.
+                    level = logging.WARNING if status is ConnectorStatus.FAULTED else logging.INFO
+                    word, code = words.status_words((status, fault))
+                    detail = f" ({code}: {info})" if code != words.NO_ERROR else ""
+                    log.log(level, "EVSE %d: %s%s", evse_id, word, detail, extra={"evse_id": evse_id})
                     if client is not None:
                         client.status_changed()
                 case TokenRejected(token, reason):

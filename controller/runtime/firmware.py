@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controller.core import station as station_model
+from controller.core.model import StopReason
 from controller.core.station import Action, Station
 from controller.io.records import Records
 from controller.io.transfer import TransferError, download, redact
@@ -172,7 +173,7 @@ class Firmware:
         await self.records.set_setting("firmware.from_version", self.version)
         await notify("InstallRebooting")
         self.events.event("ResetOrReboot", "restarting into the new firmware")
-        self.lifecycle.restart_after_stop("Reboot", "reboot" if self.reboot_command else "exec")
+        self.lifecycle.restart_after_stop(StopReason.REBOOT, "reboot" if self.reboot_command else "exec")
 
     async def watch(self) -> None:
         """After an install: roll back when the CSMS is not reached in time."""
@@ -185,7 +186,7 @@ class Firmware:
             await self._hook("--rollback")
             if self.reboot_command:
                 # On an A/B system the old slot is still the default: a reboot returns to it.
-                self.lifecycle.restart_after_stop("Reboot", "reboot")
+                self.lifecycle.restart_after_stop(StopReason.REBOOT, "reboot")
 
     async def _hook(self, step: str) -> bool:
         command = self.install_command

@@ -18,6 +18,7 @@ from controller.config import Config, EvseConfig
 from controller.core import authorization as auth
 from controller.core import schedule
 from controller.core import station as station_model
+from controller.core.model import StopReason
 from controller.core.station import Action, Reservation
 from controller.io.records import Records
 from controller.ocpp.bodies import sample_body
@@ -99,7 +100,7 @@ class OcppHost:
         return self.firmware.maintenance
 
     @property
-    def shutdown_reason(self) -> str:
+    def shutdown_reason(self) -> StopReason:
         return self.lifecycle.shutdown_reason
 
     @property
@@ -191,7 +192,7 @@ class OcppHost:
         self.security_event("ResetOrReboot", f"{'hard' if hard else 'soft'} reset requested by the CSMS")
         reboot = hard and self.config.system.get("reboot_command")
         self.lifecycle.restart_after_stop(
-            "HardReset" if hard else "SoftReset", "reboot" if reboot else "exec"
+            StopReason.HARD_RESET if hard else StopReason.SOFT_RESET, "reboot" if reboot else "exec"
         )
 
     async def reserve(self, reservation: Reservation) -> str:

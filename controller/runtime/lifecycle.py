@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from controller.core.model import StopReason
 from controller.io.notify import Notifier
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_REASON = "Reboot"
+SHUTDOWN_REASON = StopReason.REBOOT
 
 
 class Lifecycle:
@@ -17,7 +18,7 @@ class Lifecycle:
         self.notifier = notifier
         self.stopping = asyncio.Event()
         self.exit_code = 0
-        self.shutdown_reason = SHUTDOWN_REASON  # the stop reason of the transactions it ends
+        self.shutdown_reason: StopReason = SHUTDOWN_REASON  # the stop reason of the transactions it ends
         self._restart: str | None = None  # see the restart property
         self.reset_retries = 0  # a failing reboot command is run again this often, then "exec"
         self.terminated = False  # SIGTERM/SIGINT: no restart, whatever was planned
@@ -37,9 +38,13 @@ class Lifecycle:
     @property
     def restart_retries(self) -> int:
         """ResetRetries for the restart planned: only a CSMS Reset has them (not a firmware restart)."""
-        return self.reset_retries if self.shutdown_reason in ("HardReset", "SoftReset") else 0
+        return (
+            self.reset_retries
+            if self.shutdown_reason in (StopReason.HARD_RESET, StopReason.SOFT_RESET)
+            else 0
+        )
 
-    def restart_after_stop(self, reason: str, how: str) -> None:
+    def restart_after_stop(self, reason: StopReason, how: str) -> None:
         """Stop, ending transactions with ``reason``, then restart ("exec" or "reboot")."""
         self.shutdown_reason = reason
         self.restart = how

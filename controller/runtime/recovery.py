@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 
-from controller.core.station import Station
+from controller.core.station import Station, StopReason
 from controller.io.records import Records
 from controller.io.storage import Storage, StorageError
 from controller.ocpp.v16 import outbox
@@ -48,7 +48,9 @@ async def recover(
             energy = max(energy, state.reading.energy_wh)
         at = now()
         body = (
-            outbox.stop_body(record.evse_id, at, energy, "PowerLoss", None) if ocpp.queues_records else None
+            outbox.stop_body(record.evse_id, at, energy, StopReason.POWER_LOSS, None)
+            if ocpp.queues_records
+            else None
         )
         records.writes.put(
             partial(
@@ -56,7 +58,7 @@ async def recover(
                 tx_id=record.id,
                 stopped_at=at,
                 meter_stop_wh=energy,
-                reason="PowerLoss",
+                reason=StopReason.POWER_LOSS,
                 outbox=body,
             )
         )

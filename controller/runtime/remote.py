@@ -10,6 +10,7 @@ from datetime import datetime
 
 from controller.core import schedule
 from controller.core import station as station_model
+from controller.core.model import StopReason
 from controller.core.station import Action, Reservation, Station
 from controller.io.records import Records
 from controller.runtime.charging import SmartCharging
@@ -69,7 +70,7 @@ class RemoteControl:
         tx_id = await self.tx_ids.local(csms_id)
         if tx_id is None:
             return False
-        ok = self.station.stop_transaction(self.now(), tx_id, "Remote")
+        ok = self.station.stop_transaction(self.now(), tx_id, StopReason.REMOTE)
         self.apply(self.station.drain())
         return ok
 
@@ -82,7 +83,7 @@ class RemoteControl:
             return "NotSupported"  # a tethered cable: nothing to unlock, the session goes on
         tx = self.station.evses[evse_id].tx
         if tx is not None:
-            self.station.stop_transaction(self.now(), tx.id, "UnlockCommand")
+            self.station.stop_transaction(self.now(), tx.id, StopReason.UNLOCK_COMMAND)
             self.apply(self.station.drain())
         return "Unlocked" if await release_lock(self.channels[evse_id], evse_id) else "UnlockFailed"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from controller.core.station import Station
+from controller.core.station import ConnectorStatus, Station
 from controller.io.records import Records
 from controller.io.storage import StorageError
+from controller.ocpp.v16 import words
 from controller.runtime.ocpp_ref import OcppRef
 from controller.safety.control import EvseChannel
 from controller.safety.pilot import PilotMode
@@ -47,9 +48,10 @@ class StatusReport:
             }
         return self._evse_status(evse_id)
 
-    def _reported_status(self, status: str) -> str:
+    def _reported_status(self, status: ConnectorStatus) -> str:
+        """In the words of the version spoken; standalone, 1.6's (CONTRACTS.md section 3)."""
         client = self.ocpp.client
-        return client.reported_status(status) if client is not None else status
+        return client.reported_status(status) if client is not None else words.STATUSES[status]
 
     def _evse_status(self, evse_id: int) -> dict[str, Any]:
         view = self.channels[evse_id].view
@@ -65,8 +67,10 @@ class StatusReport:
             "contactor_closed": bool(view and view.contactor_closed),
             "power_w": round(reading.power_w, 1) if reading else 0.0,
             "energy_wh": round(reading.energy_wh, 3) if reading else 0.0,
-            "connector_status": self._reported_status(state.status[0] or "Available"),
-            "error_code": state.status[1] or "NoError",
+            "connector_status": self._reported_status(
+                state.status[0] if state.status else ConnectorStatus.AVAILABLE
+            ),
+            "error_code": words.status_words(state.status)[1],
             "faults": sorted(f.value for f in view.faults) if view else [],
             "ocpp_connected": self.ocpp.online,
             "transaction_id": (self.csms_ids.get(tx.id, tx.id)) if tx and tx.persisted else None,
@@ -76,11 +80,11 @@ class StatusReport:
         """One line for systemd's STATUS=."""
         parts = []
         for evse_id, state in self.station.evses.items():
-            status, code = state.status[0] or "Available", state.status[1]
+            status, code = words.status_words(state.status)
             text = f"EVSE {evse_id} {status}"
-            if status == "Charging" and state.reading is not None:
+            if state.status and state.status[0] is ConnectorStatus.CHARGING and state.reading is not None:
                 text += f" {state.reading.power_w / 1000:.1f} kW"
-            if code not in ("", "NoError"):
+            if code != words.NO_ERROR:
                 text += f" ({code})"
             parts.append(text)
         client = self.ocpp.client

@@ -9,6 +9,7 @@ from controller.core import station as station_model
 from controller.core.station import Reservation
 from controller.io.link import Reply
 from controller.ocpp.fields import required_time
+from controller.ocpp.v16 import words
 from controller.ocpp.v16.base import Base16
 
 
@@ -26,14 +27,16 @@ class Availability(Base16):
             if minimum:
                 await asyncio.sleep(minimum)  # report only what held for the minimum duration
             for evse_id, state in self.host.station.evses.items():
-                if not state.status[0] or self._status_sent.get(evse_id) == state.status:
+                if state.status is None:
+                    continue
+                reported = words.status_words(state.status)
+                if self._status_sent.get(evse_id) == reported:
                     continue
                 tx = state.tx
                 if tx is not None and tx.id not in self.host.csms_ids and tx.id not in self._abandoned:
                     continue  # its StartTransaction goes first; delivering it wakes us again
-                status, code, info = (*state.status, self.host.status_info(evse_id))
-                if await self._status(evse_id, status, code, info):
-                    self._status_sent[evse_id] = (status, code)
+                if await self._status(evse_id, *reported, self.host.status_info(evse_id)):
+                    self._status_sent[evse_id] = reported
 
     async def _change_availability(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]

@@ -8,9 +8,11 @@ from typing import Any
 
 from controller.core import authorization as auth
 from controller.core.measurands import measured
+from controller.core.model import ConnectorStatus
 from controller.io.storage import timestamp
 from controller.ocpp.adapter import Adapter
 from controller.ocpp.ocppj import RpcError
+from controller.ocpp.v16 import words
 from controller.ocpp.v16.keys import KeyStore
 
 
@@ -24,7 +26,7 @@ class Base16(Adapter):
     firmware_request: int | None  # a signed update's requestId
     diagnostics_status: str
     _abandoned: set[str]  # transactions whose StartTransaction was dropped
-    _status_sent: dict[int, tuple[str, str]]
+    _status_sent: dict[int, tuple[str, str]]  # connector -> (status, errorCode) the CSMS last got
 
     def _save_key(self, name: str, value: str) -> None:
         self.host.save_setting(f"ocpp16.{name}", value)
@@ -65,7 +67,9 @@ class Base16(Adapter):
     def _station_status(self) -> tuple[str, str]:
         """Connector 0: Unavailable when every EVSE is inoperative."""
         operative = any(e.available for e in self.host.station.evses.values())
-        return ("Available" if operative else "Unavailable"), "NoError"
+        return words.status_words(
+            (ConnectorStatus.AVAILABLE if operative else ConnectorStatus.UNAVAILABLE, None)
+        )
 
     async def _status(self, connector: int, status: str, code: str, info: str) -> bool:
         payload: dict[str, Any] = {
@@ -96,5 +100,5 @@ class Base16(Adapter):
         return {"timestamp": sample["timestamp"], "sampledValue": values}
 
     @staticmethod
-    def reported_status(status: str) -> str:
-        return status
+    def reported_status(status: ConnectorStatus) -> str:
+        return words.STATUSES[status]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from controller.core.station import Transaction
+from controller.core.station import StopReason, Transaction
 from controller.core.timestamps import timestamp
 from controller.ocpp.bodies import sample_body as sample_body
 from controller.ocpp.host import Body
+from controller.ocpp.v16.words import STOP_REASONS
 
 
 def start_body(tx: Transaction) -> Body:
@@ -22,11 +23,13 @@ def start_body(tx: Transaction) -> Body:
     }
 
 
-def stop_body(evse_id: int, at: datetime, meter_stop: float, reason: str, id_tag: str | None) -> Body:
+def stop_body(evse_id: int, at: datetime, meter_stop: float, reason: StopReason, id_tag: str | None) -> Body:
+    """The reason is stored in the 1.6 words it is sent in: stops queued by any version of
+    the station are delivered alike."""
     return {
         "evse_id": evse_id,
         "timestamp": timestamp(at),
         "meter_stop_wh": meter_stop,
-        "reason": reason,
+        "reason": STOP_REASONS[reason],
         "id_tag": id_tag,
     }

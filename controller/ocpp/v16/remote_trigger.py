@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controller.io.link import Reply
+from controller.ocpp.v16 import words
 from controller.ocpp.v16.firmware import Firmware
 
 
@@ -32,8 +33,9 @@ class RemoteTrigger(Firmware):
                     if evse_id == 0:
                         await self._status(0, *self._station_status(), "")
                         continue
-                    status, code = self.host.station.evses[evse_id].status
-                    await self._status(evse_id, status or "Available", code or "NoError", "")
+                    await self._status(
+                        evse_id, *words.status_words(self.host.station.evses[evse_id].status), ""
+                    )
         elif message == "MeterValues":
             follow_up = self._meter_values_trigger(evses)
         elif message == "FirmwareStatusNotification":

@@ -20,7 +20,7 @@ from controller.ocpp.v201 import device_model as dm
 from controller.ocpp.v201 import transactions as tx201
 from controller.ocpp.v201.authorization import Authorization
 from controller.ocpp.v201.availability import Availability
-from controller.ocpp.v201.base import CHARGING_STATES, EVENT_ID_SETTING, PREFIX, STATUS_WORDS
+from controller.ocpp.v201.base import EVENT_ID_SETTING, PREFIX
 from controller.ocpp.v201.certificates import Certificates
 from controller.ocpp.v201.firmware import Firmware
 from controller.ocpp.v201.monitoring import Monitors
@@ -32,7 +32,7 @@ from controller.ocpp.v201.variable_monitoring import VariableMonitoring
 if TYPE_CHECKING:
     from controller.ocpp.host import Host
 
-__all__ = ["CHARGING_STATES", "STATUS_WORDS", "Ocpp201"]
+__all__ = ["Ocpp201"]
 
 
 def _positive(text: str | None) -> int:

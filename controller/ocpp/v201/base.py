@@ -13,11 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controller.core import authorization as auth
+from controller.core.model import ConnectorStatus
 from controller.io.link import CallFailed, NotConnected, Reply
 from controller.io.storage import StorageError, timestamp
 from controller.ocpp.adapter import Adapter, retry_backoff
 from controller.ocpp.v201 import device_model as dm
 from controller.ocpp.v201 import transactions as tx201
+from controller.ocpp.v201 import words
 from controller.ocpp.v201.monitoring import Monitors
 from controller.safety.pilot import PilotMode
 
@@ -25,22 +27,6 @@ log = logging.getLogger(__name__)
 
 
 PREFIX = "ocpp201."
-STATUS_WORDS = {  # 1.6 connector status -> 2.0.1 ConnectorStatusEnumType
-    "Available": "Available",
-    "Preparing": "Occupied",
-    "Charging": "Occupied",
-    "SuspendedEV": "Occupied",
-    "SuspendedEVSE": "Occupied",
-    "Finishing": "Occupied",
-    "Reserved": "Reserved",
-    "Unavailable": "Unavailable",
-    "Faulted": "Faulted",
-}
-CHARGING_STATES = {
-    "Charging": "Charging",
-    "SuspendedEV": "SuspendedEV",
-    "SuspendedEVSE": "SuspendedEVSE",
-}
 MAX_UNSENT_EVENTS = 100
 NOTIFY_EVENT_ATTEMPTS = 3  # a NotifyEvent the CSMS refuses this often is dropped
 NOTIFY_EVENT_RETRY_S = 2.0  # times the attempt number
@@ -208,8 +194,8 @@ class Base201(Adapter):
         return "Faulted" if "Faulted" in states else "Unavailable"
 
     def _evse_state(self, evse_id: int) -> str:
-        status = self.host.station.evses[evse_id].status[0] or "Available"
-        return STATUS_WORDS.get(status, "Available")
+        status = self.host.station.evses[evse_id].status
+        return words.connector_status(status[0] if status else None)
 
     def _power(self, evse_id: int) -> str:
         reading = self.host.station.evses[evse_id].reading
@@ -232,8 +218,8 @@ class Base201(Adapter):
         return _bool(any(dm.FAULT_VARIABLES.get(f) == (component, variable) for f in faults))
 
     @staticmethod
-    def reported_status(status: str) -> str:
-        return STATUS_WORDS.get(status, status)
+    def reported_status(status: ConnectorStatus) -> str:
+        return words.CONNECTOR_STATUSES[status]
 
     def _session_started(self) -> None:
         if self._unsent_events:

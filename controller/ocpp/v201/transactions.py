@@ -20,26 +20,13 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.measurands import measured
+from controller.core.model import StopReason
 from controller.core.timestamps import timestamp
+from controller.ocpp.v201.words import EV_CONNECT_TIMEOUT, STOP_CAUSES
 
 POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
 MAX_ENDED_VALUES = 500  # per transaction; a long session at a short interval keeps its first ones
 
-# Why the station ended its transaction (1.6 words) -> (triggerReason, stoppedReason).
-STOP_CAUSES: dict[str, tuple[str, str]] = {
-    "Local": ("StopAuthorized", "Local"),
-    "Remote": ("RemoteStop", "Remote"),
-    "DeAuthorized": ("Deauthorized", "DeAuthorized"),
-    "EVDisconnected": ("EVCommunicationLost", "EVDisconnected"),
-    "EmergencyStop": ("AbnormalCondition", "GroundFault"),
-    "Other": ("AbnormalCondition", "Other"),
-    "PowerLoss": ("AbnormalCondition", "PowerLoss"),
-    "Reboot": ("ResetCommand", "Reboot"),
-    "HardReset": ("ResetCommand", "ImmediateReset"),
-    "SoftReset": ("ResetCommand", "ImmediateReset"),
-    "UnlockCommand": ("UnlockCommand", "Other"),
-    "Timeout": ("EVConnectTimeout", "Timeout"),
-}
 NO_AUTHORIZATION = {"idToken": "", "type": "NoAuthorization"}
 START_TRIGGERS = {
     "EVConnected": "CablePluggedIn",
@@ -138,12 +125,12 @@ class Transactions:
     # -- inputs ------------------------------------------------------------------------
 
     def energy_ended(
-        self, evse_id: int, tx_id: str, reason: str, energy_wh: float, token: str | None = None
+        self, evse_id: int, tx_id: str, reason: StopReason, energy_wh: float, token: str | None = None
     ) -> None:
         """The station ended its transaction ``tx_id`` (TransactionStopped; ``token`` stopped it)."""
         current = self.open.get(evse_id)
         if current is not None and current.station_tx == tx_id and current.stopped is None:
-            current.stopped = STOP_CAUSES.get(reason, ("AbnormalCondition", "Other"))
+            current.stopped = STOP_CAUSES[reason]
             current.energy_wh = energy_wh
             current.stop_token = token if current.stopped[0] == "StopAuthorized" else None
 
@@ -286,12 +273,12 @@ class Transactions:
                 meter.append(values)
         return [self._event(now, current, "Updated", "Trigger", offline, meter=meter)]
 
-    def end(self, now: datetime, evse_id: int, reason: str, offline: bool) -> list[Event]:
+    def end(self, now: datetime, evse_id: int, reason: StopReason, offline: bool) -> list[Event]:
         """End the EVSE's transaction now (remote stop before authorization, shutdown)."""
         current = self.open.get(evse_id)
         if current is None:
             return []
-        cause = STOP_CAUSES.get(reason, ("AbnormalCondition", "Other"))
+        cause = STOP_CAUSES[reason]
         if current.stopped is not None:
             cause = cause[0], current.stopped[1]  # this is the trigger; why the energy stopped stays
         facts = self._last.get(evse_id)
@@ -330,12 +317,12 @@ class Transactions:
         if not facts.ev_present and current.ev_seen:
             stopped = current.stopped
             if stopped is None:
-                return STOP_CAUSES["EVDisconnected"]
+                return STOP_CAUSES[StopReason.EV_DISCONNECTED]
             if stopped[0] in ("AbnormalCondition", "ResetCommand"):
                 return stopped
             return "EVCommunicationLost", stopped[1]  # the unplug ends it; why the energy stopped stays
         if current.station_tx is None and current.token is not None and facts.token is None:
-            return STOP_CAUSES["Timeout"]  # EVConnectionTimeOut ran out before the EV came
+            return EV_CONNECT_TIMEOUT
         if current.stopped is not None and (
             "Authorized" in stops or not facts.ev_present or "EVConnected" not in stops
         ):

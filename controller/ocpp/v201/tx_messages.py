@@ -11,9 +11,11 @@ from controller.core import authorization as auth
 from controller.core import schedule
 from controller.core.station import (
     Action,
+    ConnectorStatus,
     EvseState,
     MeterSampled,
     ReservationEnded,
+    StopReason,
     TransactionStopped,
 )
 from controller.io.link import Reply
@@ -22,7 +24,8 @@ from controller.ocpp.adapter import Retries
 from controller.ocpp.bodies import sample_body
 from controller.ocpp.fields import tx_profile
 from controller.ocpp.v201 import transactions as tx201
-from controller.ocpp.v201.base import CHARGING_STATES, Base201
+from controller.ocpp.v201.base import Base201
+from controller.ocpp.v201.words import CHARGING_STATES
 from controller.safety.pilot import CpState
 
 log = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ class TransactionMessages(Base201):
         view = state.view
         assert view is not None
         tx = state.tx
-        status = state.status[0]
+        status = state.status[0] if state.status else ConnectorStatus.AVAILABLE
         charging = CHARGING_STATES.get(status, "EVConnected" if state.ev_present else "Idle")
         if tx is None and state.ev_present:
             charging = "EVConnected"
@@ -204,11 +207,11 @@ class TransactionMessages(Base201):
         station, now = self.host.station, self.host.now()
         state = station.evses[current.evse_id]
         if state.tx is not None:
-            station.stop_transaction(now, state.tx.id, "Remote")
+            station.stop_transaction(now, state.tx.id, StopReason.REMOTE)
             self.host.apply(station.drain())
         else:
             # No energy allowed yet (TxStartPoint EVConnected): nothing to stop but the transaction.
             station.withdraw_token(current.evse_id)
-            for event in self.tx.end(now, current.evse_id, "Remote", not self.online):
+            for event in self.tx.end(now, current.evse_id, StopReason.REMOTE, not self.online):
                 self._queue(event)
         return Reply({"status": "Accepted"})
