@@ -19,10 +19,13 @@ from controller.core.station import (
     FIRMWARE,
     STATION,
     AuthorizeWanted,
+    AvailabilityChange,
     ConnectorStatus,
     Permit,
     Reservation,
+    ReservationEnd,
     ReservationEnded,
+    ReservationResult,
     Station,
     StatusChanged,
     StopReason,
@@ -252,13 +255,13 @@ def test_inoperative_during_a_transaction_is_scheduled_then_unavailable() -> Non
     station = ocpp_station()
     station.remote_start(at(1), 1, TOKEN)
     start = started(station, 2)
-    assert station.set_available(at(3), 1, False) == "Scheduled"
+    assert station.set_available(at(3), 1, False) is AvailabilityChange.SCHEDULED
     assert station.evses[1].tx is not None  # the transaction runs on
     station.evse_seen(at(4), 1, UNPLUGGED)
     station.meter_read(at(4), 1, reading(1300.0))
     assert station.evses[1].status[0] is ConnectorStatus.UNAVAILABLE
     assert not station.remote_start(at(5), 1, TOKEN)
-    assert station.set_available(at(6), 1, True) == "Accepted"
+    assert station.set_available(at(6), 1, True) is AvailabilityChange.ACCEPTED
     assert station.evses[1].status[0] is ConnectorStatus.AVAILABLE
     assert start.tx.id
 
@@ -270,7 +273,7 @@ def test_scheduled_inoperative_goes_from_charging_straight_to_unavailable() -> N
     station.remote_start(at(1), 1, TOKEN)
     started(station, 2)
     station.evse_seen(at(2), 1, CHARGING)
-    assert station.set_available(at(3), 1, False) == "Scheduled"
+    assert station.set_available(at(3), 1, False) is AvailabilityChange.SCHEDULED
     seen = [a.status for a in station.evse_seen(at(4), 1, UNPLUGGED) if isinstance(a, StatusChanged)]
     assert station.evses[1].stopping is not None  # the final reading is still to come
     actions = station.meter_read(at(4.5), 1, reading(1300.0))
@@ -283,14 +286,14 @@ def test_g03_a_connector_set_inoperative_stays_so_through_its_evse_and_the_stati
     """G03/G04: the station, the EVSE and the connector keep their own ChangeAvailability;
     lifting one level leaves the others (a connector set Inoperative stays Unavailable)."""
     station = ocpp_station()
-    assert station.set_available(at(1), 1, False, (CONNECTOR,)) == "Accepted"
+    assert station.set_available(at(1), 1, False, (CONNECTOR,)) is AvailabilityChange.ACCEPTED
     station.set_available(at(2), 1, False, (EVSE,))
     station.set_available(at(3), 0, False, (STATION,))
     station.set_available(at(4), 0, True, (STATION,))
     station.set_available(at(5), 1, True, (EVSE,))
     assert station.evses[1].status[0] is ConnectorStatus.UNAVAILABLE
     assert not station.remote_start(at(6), 1, TOKEN)
-    assert station.set_available(at(7), 1, True, (CONNECTOR,)) == "Accepted"
+    assert station.set_available(at(7), 1, True, (CONNECTOR,)) is AvailabilityChange.ACCEPTED
     assert station.evses[1].status[0] is ConnectorStatus.AVAILABLE
 
 
@@ -321,7 +324,7 @@ def test_availability_levels_persist_in_one_setting_per_evse() -> None:
 def test_a_reservation_admits_only_its_holder_or_parent_and_is_used_once() -> None:
     station = ocpp_station()
     reservation = Reservation(7, 1, TOKEN, at(100), parent="GROUP")
-    assert station.reserve(at(1), reservation) == "Accepted"
+    assert station.reserve(at(1), reservation) is ReservationResult.ACCEPTED
     assert station.evses[1].status[0] is ConnectorStatus.RESERVED
     station.evse_seen(at(2), 1, PLUGGED)
     station.token_authorized(at(3), OTHER_TOKEN, True)
@@ -329,30 +332,30 @@ def test_a_reservation_admits_only_its_holder_or_parent_and_is_used_once() -> No
     actions = station.token_authorized(at(4), "MEMBER", True, parent="GROUP")
     start = one(actions, TransactionStarted)
     assert start.tx.reservation_id == 7
-    assert one(actions, ReservationEnded).reason == "Used"
+    assert one(actions, ReservationEnded).reason is ReservationEnd.USED
     assert station.evses[1].reservation is None
 
 
 def test_reservations_expire_and_can_be_cancelled() -> None:
     station = ocpp_station(2)
-    assert station.reserve(at(1), Reservation(1, 1, TOKEN, at(10))) == "Accepted"
-    assert station.reserve(at(1), Reservation(2, 1, OTHER_TOKEN, at(10))) == "Occupied"
-    assert one(station.tick(at(11)), ReservationEnded).reason == "Expired"
+    assert station.reserve(at(1), Reservation(1, 1, TOKEN, at(10))) is ReservationResult.ACCEPTED
+    assert station.reserve(at(1), Reservation(2, 1, OTHER_TOKEN, at(10))) is ReservationResult.OCCUPIED
+    assert one(station.tick(at(11)), ReservationEnded).reason is ReservationEnd.EXPIRED
     assert station.evses[1].status[0] is ConnectorStatus.AVAILABLE
-    assert station.reserve(at(12), Reservation(3, 2, TOKEN, at(50))) == "Accepted"
+    assert station.reserve(at(12), Reservation(3, 2, TOKEN, at(50))) is ReservationResult.ACCEPTED
     assert station.cancel_reservation(at(13), 3)
-    assert one(station.drain(), ReservationEnded).reason == "Cancelled"
+    assert one(station.drain(), ReservationEnded).reason is ReservationEnd.CANCELLED
     assert not station.cancel_reservation(at(14), 3)
 
 
 def test_reserve_reports_unavailable_and_occupied() -> None:
     station = ocpp_station()
     station.set_available(at(1), 1, False)
-    assert station.reserve(at(2), Reservation(1, 1, TOKEN, at(60))) == "Unavailable"
+    assert station.reserve(at(2), Reservation(1, 1, TOKEN, at(60))) is ReservationResult.UNAVAILABLE
     station.set_available(at(3), 1, True)
     station.evse_seen(at(4), 1, PLUGGED)
-    assert station.reserve(at(5), Reservation(1, 1, TOKEN, at(60))) == "Occupied"
-    assert station.reserve(at(5), Reservation(1, 9, TOKEN, at(60))) == "Rejected"
+    assert station.reserve(at(5), Reservation(1, 1, TOKEN, at(60))) is ReservationResult.OCCUPIED
+    assert station.reserve(at(5), Reservation(1, 9, TOKEN, at(60))) is ReservationResult.REJECTED
 
 
 def tx_default(limit_a: float, start: datetime | None = None, evse_id: int = 1, id: int = 1) -> Profile:

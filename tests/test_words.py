@@ -10,8 +10,15 @@ from typing import Any
 
 import pytest
 
-from controller.core.model import FAULT_PRIORITY, ConnectorStatus, StopReason
+from controller.core.model import (
+    FAULT_PRIORITY,
+    AvailabilityChange,
+    ConnectorStatus,
+    ReservationResult,
+    StopReason,
+)
 from controller.io.storage import STORED_STOP_REASONS
+from controller.ocpp import words as shared_words
 from controller.ocpp.v16 import outbox
 from controller.ocpp.v16 import words as words16
 from controller.ocpp.v201 import words as words201
@@ -109,6 +116,24 @@ def test_201_every_stop_reason_maps_to_a_trigger_and_a_stopped_reason() -> None:
     for trigger, stopped in [*words201.STOP_CAUSES.values(), words201.EV_CONNECT_TIMEOUT]:
         assert trigger in triggers
         assert stopped in reasons
+
+
+# -- what both versions say alike -------------------------------------------------------
+
+
+def test_every_availability_change_and_reservation_result_has_a_word_in_both_versions() -> None:
+    assert set(shared_words.AVAILABILITY_STATUSES) == set(AvailabilityChange)
+    assert set(shared_words.RESERVATION_STATUSES) == set(ReservationResult)
+    availability = set(shared_words.AVAILABILITY_STATUSES.values())
+    reservation = set(shared_words.RESERVATION_STATUSES.values())
+    assert availability <= enum16("ChangeAvailabilityResponse", "status")
+    assert reservation <= enum16("ReserveNowResponse", "status")
+    answers201 = {
+        "ChangeAvailabilityResponse.json": ("ChangeAvailabilityStatusEnumType", availability),
+        "ReserveNowResponse.json": ("ReserveNowStatusEnumType", reservation),
+    }
+    for name, (definition, words) in answers201.items():
+        assert words <= set(schema("v201", name)["definitions"][definition]["enum"])
 
 
 # -- what is stored ----------------------------------------------------------------------

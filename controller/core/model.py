@@ -66,6 +66,32 @@ class StopReason(Enum):
     OTHER = "other"  # any other fault
 
 
+class AvailabilityChange(Enum):
+    """What a ChangeAvailability did."""
+
+    ACCEPTED = "accepted"  # in force now
+    SCHEDULED = "scheduled"  # once the transactions running end
+
+
+class ReservationResult(Enum):
+    """The answer to a reservation."""
+
+    ACCEPTED = "accepted"
+    FAULTED = "faulted"
+    OCCUPIED = "occupied"  # a session, an EV or another reservation holds the EVSE
+    UNAVAILABLE = "unavailable"
+    REJECTED = "rejected"  # no such EVSE, or the station does not reserve
+
+
+class ReservationEnd(Enum):
+    """Why a reservation ended."""
+
+    USED = "used"  # its holder started a transaction
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    REMOVED = "removed"  # the EVSE became Faulted or Unavailable
+
+
 # The faults, the one that names an EVSE's Faulted status first.
 FAULT_PRIORITY: tuple[Fault, ...] = (
     Fault.RCD,
@@ -194,7 +220,7 @@ class AuthorizeWanted:
 class ReservationEnded:
     reservation_id: int
     evse_id: int
-    reason: str  # "Used", "Expired", "Cancelled", "Removed" (the EVSE became Faulted/Unavailable)
+    reason: ReservationEnd
 
 
 Action = (

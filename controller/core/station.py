@@ -28,6 +28,7 @@ from controller.core.model import (
     STATION,
     Action,
     AuthorizeWanted,
+    AvailabilityChange,
     ConnectorStatus,
     EvseState,
     EvseView,
@@ -35,7 +36,9 @@ from controller.core.model import (
     MeterSampled,
     Permit,
     Reservation,
+    ReservationEnd,
     ReservationEnded,
+    ReservationResult,
     StatusChanged,
     Stopping,
     StopReason,
@@ -62,6 +65,7 @@ __all__ = [
     "STATION",
     "Action",
     "AuthorizeWanted",
+    "AvailabilityChange",
     "ConnectorStatus",
     "EvseState",
     "EvseView",
@@ -69,7 +73,9 @@ __all__ = [
     "MeterSampled",
     "Permit",
     "Reservation",
+    "ReservationEnd",
     "ReservationEnded",
+    "ReservationResult",
     "Station",
     "StatusChanged",
     "StopReason",
@@ -344,7 +350,7 @@ class Station:
 
     def set_available(
         self, now: datetime, evse_id: int, available: bool, levels: tuple[str, ...] = (EVSE,)
-    ) -> str:
+    ) -> AvailabilityChange:
         """ChangeAvailability for one EVSE or, with 0, every EVSE: set ``levels`` (Inoperative
         adds them, Operative lifts them); the other levels stay as they are."""
         targets = list(self.evses.values()) if evse_id == 0 else [self.evses[evse_id]]
@@ -358,34 +364,34 @@ class Station:
             if not available and evse.tx is None:
                 evse.token, evse.token_parent, evse.token_expires = None, None, None
         self._rules(now)
-        return "Scheduled" if busy else "Accepted"
+        return AvailabilityChange.SCHEDULED if busy else AvailabilityChange.ACCEPTED
 
-    def reserve(self, now: datetime, reservation: Reservation) -> str:
-        """ReserveNow: Accepted, Faulted, Occupied, Unavailable or Rejected."""
+    def reserve(self, now: datetime, reservation: Reservation) -> ReservationResult:
+        """ReserveNow: keep the EVSE for the reservation's holder, if it can be."""
         evse = self.evses.get(reservation.evse_id)
         if evse is None:
-            return "Rejected"
+            return ReservationResult.REJECTED
         current = evse.reservation
         if current is not None and current.id != reservation.id:
-            return "Occupied"
+            return ReservationResult.OCCUPIED
         for other in self.evses.values():
             if other is not evse and other.reservation and other.reservation.id == reservation.id:
                 other.reservation = None  # a reservation id moves to the new EVSE
         if not self._usable(evse):
-            return "Faulted"
+            return ReservationResult.FAULTED
         if not evse.available:
-            return "Unavailable"
+            return ReservationResult.UNAVAILABLE
         if not evse.idle() or (evse.ev_present and current is None):
-            return "Occupied"
+            return ReservationResult.OCCUPIED
         evse.reservation = reservation
         self._rules(now)
-        return "Accepted"
+        return ReservationResult.ACCEPTED
 
     def cancel_reservation(self, now: datetime, reservation_id: int) -> bool:
         for evse in self.evses.values():
             if evse.reservation and evse.reservation.id == reservation_id:
                 evse.reservation = None
-                self._actions.append(ReservationEnded(reservation_id, evse.id, "Cancelled"))
+                self._actions.append(ReservationEnded(reservation_id, evse.id, ReservationEnd.CANCELLED))
                 self._rules(now)
                 return True
         return False
@@ -453,7 +459,7 @@ class Station:
             reservation = evse.reservation
             if reservation is not None and now >= reservation.expiry:
                 evse.reservation = None
-                self._actions.append(ReservationEnded(reservation.id, evse.id, "Expired"))
+                self._actions.append(ReservationEnded(reservation.id, evse.id, ReservationEnd.EXPIRED))
         return self._evaluate(now)
 
     def shutdown(self, now: datetime, reason: StopReason) -> list[Action]:
@@ -498,7 +504,7 @@ class Station:
                 # 2.0.1 H01.FR.16/17, 1.6 section 5.13 (3): a Faulted or Unavailable EVSE
                 # loses its reservation; it does not come back when the EVSE recovers.
                 evse.reservation = None
-                self._actions.append(ReservationEnded(reservation.id, evse.id, "Removed"))
+                self._actions.append(ReservationEnded(reservation.id, evse.id, ReservationEnd.REMOVED))
         if self._running() != running:
             # A transaction started or ended: the station maximum is shared anew.
             self._update_limits(now)
@@ -543,7 +549,7 @@ class Station:
         evse.next_tx_id = None
         if reservation is not None:
             evse.reservation = None
-            self._actions.append(ReservationEnded(reservation.id, evse.id, "Used"))
+            self._actions.append(ReservationEnded(reservation.id, evse.id, ReservationEnd.USED))
         self._actions.append(TransactionStarted(evse.tx))
 
     def _update_limits(self, now: datetime) -> list[str | None]:

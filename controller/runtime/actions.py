@@ -148,7 +148,7 @@ class ActionRunner:
                 case AuthorizeWanted(token):
                     self.hooks.spawn(self.hooks.authorize_presented(token))
                 case ReservationEnded(reservation_id, evse_id, reason):
-                    log.info("EVSE %d: reservation %d ended (%s)", evse_id, reservation_id, reason)
+                    log.info("EVSE %d: reservation %d ended (%s)", evse_id, reservation_id, reason.value)
                     self.hooks.forget_reservation(reservation_id)
         if actions and client is not None:
             client.station_changed(actions)

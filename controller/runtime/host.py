@@ -18,7 +18,7 @@ from controller.config import Config, EvseConfig
 from controller.core import authorization as auth
 from controller.core import schedule
 from controller.core import station as station_model
-from controller.core.model import StopReason
+from controller.core.model import AvailabilityChange, ReservationResult, StopReason
 from controller.core.station import Action, Reservation
 from controller.io.records import Records
 from controller.ocpp.bodies import sample_body
@@ -182,7 +182,7 @@ class OcppHost:
 
     def set_availability(
         self, evse_id: int, operative: bool, levels: tuple[str, ...] = (station_model.EVSE,)
-    ) -> str:
+    ) -> AvailabilityChange:
         return self.services.remote.set_availability(evse_id, operative, levels)
 
     def reset(self, hard: bool, retries: int = 0) -> None:
@@ -195,7 +195,7 @@ class OcppHost:
             StopReason.HARD_RESET if hard else StopReason.SOFT_RESET, "reboot" if reboot else "exec"
         )
 
-    async def reserve(self, reservation: Reservation) -> str:
+    async def reserve(self, reservation: Reservation) -> ReservationResult:
         return await self.services.remote.reserve(reservation)
 
     async def cancel_reservation(self, reservation_id: int) -> bool:

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from controller.core import schedule
 from controller.core import station as station_model
-from controller.core.model import StopReason
+from controller.core.model import AvailabilityChange, ReservationResult, StopReason
 from controller.core.station import Action, Reservation, Station
 from controller.io.records import Records
 from controller.runtime.charging import SmartCharging
@@ -94,7 +94,7 @@ class RemoteControl:
         evse_id: int,
         operative: bool,
         levels: tuple[str, ...] = (station_model.EVSE,),
-    ) -> str:
+    ) -> AvailabilityChange:
         """ChangeAvailability of ``levels`` on one EVSE or, with 0, every EVSE; persisted (G03.FR.08)."""
         status = self.station.set_available(self.now(), evse_id, operative, levels)
         targets = list(self.station.evses) if evse_id == 0 else [evse_id]
@@ -106,20 +106,20 @@ class RemoteControl:
 
     # -- reservations ------------------------------------------------------------------------
 
-    async def reserve(self, reservation: Reservation) -> str:
+    async def reserve(self, reservation: Reservation) -> ReservationResult:
         if reservation.evse_id == 0:
             # Connector 0: the station keeps one EVSE for the holder; it picks the first free one.
             free = [
                 e.id for e in self.station.evses.values() if e.idle() and e.available and not e.reservation
             ]
             if not free:
-                return "Occupied"
+                return ReservationResult.OCCUPIED
             reservation = Reservation(
                 reservation.id, free[0], reservation.id_tag, reservation.expiry, reservation.parent
             )
         status = self.station.reserve(self.now(), reservation)
         self.apply(self.station.drain())
-        if status == "Accepted":
+        if status is ReservationResult.ACCEPTED:
             self.records.save_reservation(reservation)
         return status
 

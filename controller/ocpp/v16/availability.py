@@ -11,6 +11,7 @@ from controller.io.link import Reply
 from controller.ocpp.fields import required_time
 from controller.ocpp.v16 import words
 from controller.ocpp.v16.base import Base16
+from controller.ocpp.words import AVAILABILITY_STATUSES, RESERVATION_STATUSES
 
 
 class Availability(Base16):
@@ -46,7 +47,7 @@ class Availability(Base16):
         # every level a 2.0.1 CSMS may have set before a version change.
         levels = station_model.LEVELS if operative else (station_model.EVSE,)
         status = self.host.set_availability(connector, operative, levels)
-        return Reply({"status": status})
+        return Reply({"status": AVAILABILITY_STATUSES[status]})
 
     async def _reserve_now(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]
@@ -54,7 +55,7 @@ class Availability(Base16):
             return Reply({"status": "Rejected"})
         expiry = required_time(p, "expiryDate")
         reservation = Reservation(p["reservationId"], connector, p["idTag"], expiry, p.get("parentIdTag"))
-        return Reply({"status": await self.host.reserve(reservation)})
+        return Reply({"status": RESERVATION_STATUSES[await self.host.reserve(reservation)]})
 
     async def _unlock_connector(self, p: dict[str, Any]) -> Reply:
         connector = p["connectorId"]

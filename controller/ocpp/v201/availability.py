@@ -11,6 +11,7 @@ from controller.core.station import (
 from controller.io.link import Reply
 from controller.ocpp.fields import required_time
 from controller.ocpp.v201.base import Base201
+from controller.ocpp.words import AVAILABILITY_STATUSES, RESERVATION_STATUSES
 
 
 class Availability(Base201):
@@ -53,7 +54,7 @@ class Availability(Base201):
         else:
             level = station_model.CONNECTOR if "connectorId" in evse else station_model.EVSE
         status = self.host.set_availability(evse_id, p["operationalStatus"] == "Operative", (level,))
-        return Reply({"status": status})
+        return Reply({"status": AVAILABILITY_STATUSES[status]})
 
     async def _reserve_now(self, p: dict[str, Any]) -> Reply:
         if not self._flag("ReservationCtrlr", "Enabled"):
@@ -67,7 +68,7 @@ class Availability(Base201):
         group = p.get("groupIdToken", {}).get("idToken")
         self._remember_type(p["idToken"])
         reservation = Reservation(p["id"], evse_id, p["idToken"]["idToken"], expiry, group)
-        return Reply({"status": await self.host.reserve(reservation)})
+        return Reply({"status": RESERVATION_STATUSES[await self.host.reserve(reservation)]})
 
     async def _unlock_connector(self, p: dict[str, Any]) -> Reply:
         evse_id = p["evseId"]

@@ -14,6 +14,7 @@ from controller.core.station import (
     ConnectorStatus,
     EvseState,
     MeterSampled,
+    ReservationEnd,
     ReservationEnded,
     StopReason,
     TransactionStopped,
@@ -46,9 +47,9 @@ class TransactionMessages(Base201):
                 case MeterSampled(tx_id, taken_at, reading, evse_id, context):
                     sample = sample_body(evse_id, taken_at, context, reading)
                     events += self.tx.sampled(now, evse_id, tx_id, sample, offline)
-                case ReservationEnded(reservation_id, _, reason) if reason == "Expired":
+                case ReservationEnded(reservation_id, _, ReservationEnd.EXPIRED):
                     host.spawn(self._reservation_update(reservation_id, "Expired"))
-                case ReservationEnded(reservation_id, evse_id, reason) if reason == "Removed":
+                case ReservationEnded(reservation_id, evse_id, ReservationEnd.REMOVED):
                     # H01.FR.16/17: the reserved EVSE became Faulted or Unavailable.
                     self._removed.setdefault(evse_id, []).append(reservation_id)
                     self._status_wake.set()
