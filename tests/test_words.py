@@ -16,6 +16,7 @@ from controller.core.model import (
     ConnectorStatus,
     ReservationResult,
     StopReason,
+    UnlockResult,
 )
 from controller.io.storage import STORED_STOP_REASONS
 from controller.ocpp import words as shared_words
@@ -63,6 +64,11 @@ def test_16_every_stop_reason_maps_to_a_stop_transaction_reason() -> None:
     assert set(words16.STOP_REASONS) == set(StopReason)
     assert set(words16.STOP_REASONS.values()) <= enum16("StopTransaction", "reason")
     assert len(set(words16.STOP_REASONS.values())) == len(StopReason)
+
+
+def test_16_every_unlock_result_maps_to_an_unlock_status() -> None:
+    assert set(words16.UNLOCK_STATUSES) == set(UnlockResult)
+    assert set(words16.UNLOCK_STATUSES.values()) <= enum16("UnlockConnectorResponse", "status")
 
 
 @pytest.mark.parametrize(
@@ -116,6 +122,12 @@ def test_201_every_stop_reason_maps_to_a_trigger_and_a_stopped_reason() -> None:
     for trigger, stopped in [*words201.STOP_CAUSES.values(), words201.EV_CONNECT_TIMEOUT]:
         assert trigger in triggers
         assert stopped in reasons
+
+
+def test_201_every_unlock_result_maps_to_an_unlock_status() -> None:
+    assert set(words201.UNLOCK_STATUSES) == set(UnlockResult)
+    definitions = schema("v201", "UnlockConnectorResponse.json")["definitions"]
+    assert set(words201.UNLOCK_STATUSES.values()) <= set(definitions["UnlockStatusEnumType"]["enum"])
 
 
 # -- what both versions say alike -------------------------------------------------------

@@ -92,6 +92,14 @@ class ReservationEnd(Enum):
     REMOVED = "removed"  # the EVSE became Faulted or Unavailable
 
 
+class UnlockResult(Enum):
+    """What unlocking a connector did."""
+
+    UNLOCKED = "unlocked"
+    FAILED = "failed"  # welded contacts, or a jammed lock
+    NO_LOCK = "no_lock"  # a tethered cable: nothing to unlock, the session goes on
+
+
 # The faults, the one that names an EVSE's Faulted status first.
 FAULT_PRIORITY: tuple[Fault, ...] = (
     Fault.RCD,

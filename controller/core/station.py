@@ -46,6 +46,7 @@ from controller.core.model import (
     Transaction,
     TransactionStarted,
     TransactionStopped,
+    UnlockResult,
     availability_setting,
     parse_availability,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "Transaction",
     "TransactionStarted",
     "TransactionStopped",
+    "UnlockResult",
     "availability_setting",
     "parse_availability",
 ]

@@ -18,7 +18,7 @@ from controller.config import Config, EvseConfig
 from controller.core import authorization as auth
 from controller.core import schedule
 from controller.core import station as station_model
-from controller.core.model import AvailabilityChange, ReservationResult, StopReason
+from controller.core.model import AvailabilityChange, ReservationResult, StopReason, UnlockResult
 from controller.core.station import Action, Reservation
 from controller.io.records import Records
 from controller.ocpp.bodies import sample_body
@@ -177,7 +177,7 @@ class OcppHost:
     def csms_transaction_id(self, evse_id: int) -> str | None:
         return self.services.tx_ids.csms(evse_id)
 
-    async def unlock(self, evse_id: int) -> str:
+    async def unlock(self, evse_id: int) -> UnlockResult:
         return await self.services.remote.unlock(evse_id)
 
     def set_availability(

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from controller.core import schedule
 from controller.core import station as station_model
-from controller.core.model import AvailabilityChange, ReservationResult, StopReason
+from controller.core.model import AvailabilityChange, ReservationResult, StopReason, UnlockResult
 from controller.core.station import Action, Reservation, Station
 from controller.io.records import Records
 from controller.runtime.charging import SmartCharging
@@ -76,16 +76,17 @@ class RemoteControl:
 
     # -- the connector lock --------------------------------------------------------------
 
-    async def unlock(self, evse_id: int) -> str:
-        """UnlockConnector in the 1.6 words: a transaction on the EVSE ends first, and the
-        answer is the lock's own feedback."""
+    async def unlock(self, evse_id: int) -> UnlockResult:
+        """UnlockConnector: a transaction on the EVSE ends first, and the answer is the
+        lock's own feedback."""
         if not self.lock_fitted[evse_id]:
-            return "NotSupported"  # a tethered cable: nothing to unlock, the session goes on
+            return UnlockResult.NO_LOCK
         tx = self.station.evses[evse_id].tx
         if tx is not None:
             self.station.stop_transaction(self.now(), tx.id, StopReason.UNLOCK_COMMAND)
             self.apply(self.station.drain())
-        return "Unlocked" if await release_lock(self.channels[evse_id], evse_id) else "UnlockFailed"
+        released = await release_lock(self.channels[evse_id], evse_id)
+        return UnlockResult.UNLOCKED if released else UnlockResult.FAILED
 
     # -- availability ----------------------------------------------------------------------
 

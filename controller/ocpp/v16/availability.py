@@ -61,4 +61,4 @@ class Availability(Base16):
         connector = p["connectorId"]
         if not self._known(connector, station=False):
             return Reply({"status": "NotSupported"})
-        return Reply({"status": await self.host.unlock(connector)})
+        return Reply({"status": words.UNLOCK_STATUSES[await self.host.unlock(connector)]})

@@ -1,4 +1,5 @@
-"""The station core's words in OCPP 1.6: connector statuses, error codes and stop reasons.
+"""The station core's words in OCPP 1.6: connector statuses, error codes, stop reasons and
+the answer to UnlockConnector.
 
 Standalone, the rig, `evse status` and the journal use these words too (CONTRACTS.md
 section 3), so they are the station's words wherever no 2.0.1 CSMS listens.
@@ -6,7 +7,7 @@ section 3), so they are the station's words wherever no 2.0.1 CSMS listens.
 
 from __future__ import annotations
 
-from controller.core.model import ConnectorStatus, StopReason
+from controller.core.model import ConnectorStatus, StopReason, UnlockResult
 from controller.safety.supervisor import Fault
 
 STATUSES: dict[ConnectorStatus, str] = {  # ChargePointStatus
@@ -45,6 +46,11 @@ STOP_REASONS: dict[StopReason, str] = {  # StopTransaction.req reason
     StopReason.REBOOT: "Reboot",
     StopReason.UNLOCK_COMMAND: "UnlockCommand",
     StopReason.OTHER: "Other",
+}
+UNLOCK_STATUSES: dict[UnlockResult, str] = {  # UnlockStatus
+    UnlockResult.UNLOCKED: "Unlocked",
+    UnlockResult.FAILED: "UnlockFailed",
+    UnlockResult.NO_LOCK: "NotSupported",
 }
 
 

@@ -10,6 +10,7 @@ from controller.core.station import (
 )
 from controller.io.link import Reply
 from controller.ocpp.fields import required_time
+from controller.ocpp.v201 import words
 from controller.ocpp.v201.base import Base201
 from controller.ocpp.words import AVAILABILITY_STATUSES, RESERVATION_STATUSES
 
@@ -76,5 +77,4 @@ class Availability(Base201):
             return Reply({"status": "UnknownConnector"})
         if self.host.station.evses[evse_id].tx is not None:
             return Reply({"status": "OngoingAuthorizedTransaction"})
-        status = await self.host.unlock(evse_id)
-        return Reply({"status": "Unlocked" if status == "Unlocked" else "UnlockFailed"})
+        return Reply({"status": words.UNLOCK_STATUSES[await self.host.unlock(evse_id)]})

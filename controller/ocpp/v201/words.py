@@ -1,9 +1,9 @@
-"""The station core's words in OCPP 2.0.1: connector statuses, charging states and why a
-transaction ended."""
+"""The station core's words in OCPP 2.0.1: connector statuses, charging states, why a
+transaction ended and the answer to UnlockConnector."""
 
 from __future__ import annotations
 
-from controller.core.model import ConnectorStatus, StopReason
+from controller.core.model import ConnectorStatus, StopReason, UnlockResult
 
 CONNECTOR_STATUSES: dict[ConnectorStatus, str] = {  # ConnectorStatusEnumType
     ConnectorStatus.AVAILABLE: "Available",
@@ -37,6 +37,11 @@ STOP_CAUSES: dict[StopReason, tuple[str, str]] = {
     StopReason.UNLOCK_COMMAND: ("UnlockCommand", "Other"),
 }
 EV_CONNECT_TIMEOUT = ("EVConnectTimeout", "Timeout")  # EVConnectionTimeOut ran out before the EV came
+UNLOCK_STATUSES: dict[UnlockResult, str] = {  # UnlockStatusEnumType: it has no "no lock"
+    UnlockResult.UNLOCKED: "Unlocked",
+    UnlockResult.FAILED: "UnlockFailed",
+    UnlockResult.NO_LOCK: "UnlockFailed",
+}
 
 
 def connector_status(status: ConnectorStatus | None) -> str:
