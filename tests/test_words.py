@@ -153,19 +153,20 @@ def test_every_availability_change_and_reservation_result_has_a_word_in_both_ver
 
 def test_stored_stop_reasons_keep_the_words_the_database_has_always_held() -> None:
     # Rows written before the core had words of its own hold these: they must not change.
-    assert STORED_STOP_REASONS == {
-        StopReason.LOCAL: "Local",
-        StopReason.REMOTE: "Remote",
-        StopReason.EV_DISCONNECTED: "EVDisconnected",
-        StopReason.POWER_LOSS: "PowerLoss",
-        StopReason.DEAUTHORIZED: "DeAuthorized",
-        StopReason.EMERGENCY_STOP: "EmergencyStop",
-        StopReason.HARD_RESET: "HardReset",
-        StopReason.SOFT_RESET: "SoftReset",
-        StopReason.REBOOT: "Reboot",
-        StopReason.UNLOCK_COMMAND: "UnlockCommand",
-        StopReason.OTHER: "Other",
-    }
+    stored = {reason.name: word for reason, word in STORED_STOP_REASONS.items()}
+    assert stored == dict(
+        LOCAL="Local",
+        REMOTE="Remote",
+        EV_DISCONNECTED="EVDisconnected",
+        POWER_LOSS="PowerLoss",
+        DEAUTHORIZED="DeAuthorized",
+        EMERGENCY_STOP="EmergencyStop",
+        HARD_RESET="HardReset",
+        SOFT_RESET="SoftReset",
+        REBOOT="Reboot",
+        UNLOCK_COMMAND="UnlockCommand",
+        OTHER="Other",
+    )
 
 
 @pytest.mark.parametrize("reason", list(StopReason))
