@@ -7,6 +7,7 @@ fake record store, with ``asyncio.sleep`` made instant.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -123,3 +124,70 @@ def test_the_outbox_keeps_the_entry_when_the_connection_closes(monkeypatch: pyte
     reply, _ = _call(adapter, Retries(attempts=3, interval_s=1), monkeypatch)
     assert reply is None
     assert written == []
+
+
+@pytest.mark.parametrize("answer_first", [True, False])
+def test_an_answer_arriving_as_the_connection_closes_is_not_lost(answer_first: bool) -> None:
+    """The CSMS's answer and the close arrive together: the session's end cancels the outbox
+    task before it reads the answer. The next session takes that answer instead of sending
+    the message again (a 1.6 StopTransaction was once sent twice this way)."""
+
+    async def main() -> tuple[list[str], Any]:
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        class Pending(FakeLink):
+            async def call(
+                self, action: str, payload: dict[str, Any], timeout: float = 30.0
+            ) -> dict[str, Any]:
+                self.calls.append(action)
+                return await answer
+
+        link = Pending([])
+        adapter, _ = _adapter(link)
+        entry = OutboxEntry(7, "T1", "stop", {}, 0, "5")
+        task = asyncio.ensure_future(adapter._call_entry(entry, "StopTransaction", {}, lambda: Retries(3, 1)))
+        while not link.calls:
+            await asyncio.sleep(0)
+        # In the same instant: the answer arrives and the close cancels the outbox task.
+        if answer_first:
+            answer.set_result({"idTagInfo": {"status": "Accepted"}})
+            task.cancel()
+        else:
+            task.cancel()
+            answer.set_result({"idTagInfo": {"status": "Accepted"}})
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for _ in range(5):
+            await asyncio.sleep(0)  # the call finishes on its own
+        reply = await adapter._call_entry(entry, "StopTransaction", {}, lambda: Retries(3, 1))
+        return link.calls, reply
+
+    calls, reply = asyncio.run(main())
+    assert calls == ["StopTransaction"]  # sent once, not again
+    assert reply == {"idTagInfo": {"status": "Accepted"}}
+
+
+def test_a_call_cut_by_the_close_without_an_answer_is_sent_again() -> None:
+    async def main() -> list[str]:
+        class Pending(FakeLink):
+            async def call(
+                self, action: str, payload: dict[str, Any], timeout: float = 30.0
+            ) -> dict[str, Any]:
+                self.calls.append(action)
+                if len(self.calls) == 1:
+                    await asyncio.sleep(3600)
+                return {}
+
+        link = Pending([])
+        adapter, _ = _adapter(link)
+        entry = OutboxEntry(7, "T1", "stop", {}, 0, "5")
+        task = asyncio.ensure_future(adapter._call_entry(entry, "StopTransaction", {}, lambda: Retries(3, 1)))
+        while not link.calls:
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await adapter._call_entry(entry, "StopTransaction", {}, lambda: Retries(3, 1))
+        return link.calls
+
+    assert asyncio.run(main()) == ["StopTransaction", "StopTransaction"]

@@ -86,6 +86,7 @@ class Adapter:
         self._session: list[asyncio.Task[Any]] = []
         self._outbox_wake = asyncio.Event()
         self._delivered: set[int] = set()  # answered, removal from the outbox not yet committed
+        self._answered: dict[int, dict[str, Any]] = {}  # outbox id -> answer the closing session lost
         self._heartbeat_changed = asyncio.Event()
         self.log_status = "Idle"
         self.log_request: int | None = None
@@ -309,10 +310,13 @@ class Adapter:
         """Send an outbox entry's message until the CSMS answers: its answer; the last error
         once the attempts ran out (the caller drops the entry); None when the connection
         closed first (the entry stays for the next session)."""
+        carried = self._answered.pop(entry.id, None)
+        if carried is not None:
+            return carried  # answered as the last connection closed: not sent again
         attempts = entry.attempts
         while True:
             try:
-                return await self.link.call(action, payload, self.call_timeout())
+                return await self._answer_of(entry, action, payload)
             except NotConnected:
                 return None
             except (CallFailed, TimeoutError) as exc:
@@ -324,6 +328,22 @@ class Adapter:
                 wait = limit.interval_s * attempts
                 log.warning("%s not accepted (%s); attempt %d in %g s", action, exc, attempts + 1, wait)
                 await asyncio.sleep(wait)
+
+    async def _answer_of(self, entry: OutboxEntry, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The CSMS's answer to one sending of an outbox entry. An answer that arrives in the
+        same instant as the connection closes (which cancels the outbox task before it reads
+        the answer) is kept for the next session, so the entry is not sent twice."""
+        call = asyncio.ensure_future(self.link.call(action, payload, self.call_timeout()))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The call goes on: it ends with the answer already received, or NotConnected.
+            call.add_done_callback(functools.partial(self._keep_answer, entry.id))
+            raise
+
+    def _keep_answer(self, entry_id: int, call: asyncio.Future[dict[str, Any]]) -> None:
+        if not call.cancelled() and call.exception() is None:
+            self._answered[entry_id] = call.result()
 
     async def _entry_delivered(self, entry: OutboxEntry, last: bool, csms_id: str | None = None) -> None:
         """Remove an answered entry from the outbox (``csms_id``: the CSMS's transaction id)."""
