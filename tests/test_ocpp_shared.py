@@ -140,7 +140,7 @@ def test_an_answer_arriving_as_the_connection_closes_is_not_lost(answer_first: b
                 self, action: str, payload: dict[str, Any], timeout: float = 30.0
             ) -> dict[str, Any]:
                 self.calls.append(action)
-                return await answer
+                return await asyncio.wait_for(answer, timeout)  # as the link waits
 
         link = Pending([])
         adapter, _ = _adapter(link)

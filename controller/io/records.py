@@ -3,6 +3,7 @@ writes queued in order (``WriteQueue``). Implements ``controller.ocpp.host.Recor
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,9 @@ class Records:
         await self.database.run(self._storage.outbox_attempted, entry_id)
 
     async def outbox_delivered(self, entry_id: int, tx_id: str) -> None:
-        await self.database.run(self._storage.outbox_delivered, entry_id, tx_id)
+        # Once the CSMS has answered, the removal is done even if the session ends meanwhile
+        # (its task cancelled): a removal cancelled while queued sends the message again.
+        await asyncio.shield(self.database.run(self._storage.outbox_delivered, entry_id, tx_id))
 
     def outbox_delivered_later(
         self, entry_id: int, tx_id: str, csms_id: str | None, then: Callable[[], None]

@@ -337,8 +337,11 @@ class Adapter:
         try:
             return await asyncio.shield(call)
         except asyncio.CancelledError:
-            # The call goes on: it ends with the answer already received, or NotConnected.
+            # The session ended. Cancelling the call stops a message not yet sent; one whose
+            # answer the link already holds still returns it (asyncio.wait_for in the link
+            # gives a finished answer rather than the cancellation on Python 3.11).
             call.add_done_callback(functools.partial(self._keep_answer, entry.id))
+            call.cancel()
             raise
 
     def _keep_answer(self, entry_id: int, call: asyncio.Future[dict[str, Any]]) -> None:
