@@ -109,6 +109,8 @@ async def test_set_charging_profile_tx_default_absolute_limits_offered_current(b
     assert status["contactor_closed"]
     # The EV draws no more than offered: 10 A on 3 phases at 230 V.
     await b.sim.wait_until(lambda s: 0 < s["power_w"] <= 6900 * 1.02, timeout=15)
+    # The technician reads the limit in the journal, whichever evaluation applied it.
+    assert "EVSE 1: charging limit 10.0 A" in b.log.read_text()
 
 
 @station()

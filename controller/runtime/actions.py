@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from functools import partial
@@ -61,6 +62,7 @@ class ActionRunner:
         self.read_now = read_now
         self.ocpp = ocpp
         self.hooks = hooks
+        self._limits: dict[int, float] = {}  # the charging limit last logged per EVSE
 
     def apply(self, actions: list[Action]) -> None:
         queues = self.ocpp.queues_records
@@ -148,10 +150,24 @@ class ActionRunner:
                 case AuthorizeWanted(token):
                     self.hooks.spawn(self.hooks.authorize_presented(token))
                 case ReservationEnded(reservation_id, evse_id, reason):
-                    log.info("EVSE %d: reservation %d ended (%s)", evse_id, reservation_id, reason.value)
+                    log.info(
+                        "EVSE %d: reservation %d ended (%s)",
+                        evse_id,
+                        reservation_id,
+                        reason.value.capitalize(),
+                    )
                     self.hooks.forget_reservation(reservation_id)
         if actions and client is not None:
             client.station_changed(actions)
+        self._log_limits()
+
+    def _log_limits(self) -> None:
+        # The core recomputes limits at every evaluation (a tick, a pilot change, a profile
+        # edge): say each change once, whichever call made it.
+        for evse_id, state in self.station.evses.items():
+            if self._limits.get(evse_id, math.inf) != state.limit_a:
+                log.info("EVSE %d: charging limit %.1f A", evse_id, state.limit_a, extra={"evse_id": evse_id})
+            self._limits[evse_id] = state.limit_a
 
     def _persisted(self, tx_id: str) -> None:
         self.apply(self.station.transaction_persisted(self.now(), tx_id))

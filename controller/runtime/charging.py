@@ -79,11 +79,7 @@ class SmartCharging:
     def update_limits(self) -> None:
         """Apply the limits in force now; profiles, transactions or the clock changed, so the
         limit timer (``follow_limits``) learns the next change anew."""
-        before = {evse_id: state.limit_a for evse_id, state in self.station.evses.items()}
-        self.apply(self.station.limits_changed(self.now()))
-        for evse_id, state in self.station.evses.items():
-            if state.limit_a != before[evse_id]:
-                log.info("EVSE %d: charging limit %.1f A", evse_id, state.limit_a)
+        self.apply(self.station.limits_changed(self.now()))  # the actions log changed limits
         self.limits_wake.set()
 
     async def follow_limits(self) -> None:
