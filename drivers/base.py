@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from controller.safety.pilot import PilotMode, PilotSample
 
@@ -47,6 +47,11 @@ class SelfTestingResidualCurrent(ResidualCurrentDriver, Protocol):
 
     def test_on(self) -> None: ...
     def test_off(self) -> None: ...
+
+
+def self_testing(rcd: ResidualCurrentDriver | None) -> TypeGuard[SelfTestingResidualCurrent]:
+    """Whether a residual-current driver has a test input (drivers say so by ``has_self_test``)."""
+    return rcd is not None and bool(getattr(rcd, "has_self_test", False))
 
 
 class LockDriver(Protocol):

@@ -45,6 +45,7 @@ from drivers.base import (
     PilotDriver,
     ResidualCurrentDriver,
     WatchdogDriver,
+    self_testing,
 )
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,8 @@ class EvseChannel:
         self.pilot, self.contactor, self.rcd, self.watchdog = pilot, contactor, rcd, watchdog
         self.lock = lock
         self._applied_lock: bool | None = None
-        testable = rcd is not None and getattr(rcd, "has_self_test", False)
-        self.rcd_test = RcdTest.PENDING if testable else RcdTest.NONE
+        self.rcd_tester = rcd if self_testing(rcd) else None  # the same sensor, with a test input
+        self.rcd_test = RcdTest.PENDING if self.rcd_tester is not None else RcdTest.NONE
         self._self_test = RcdSelfTest()
         self._feedback = False
         # written by the event loop, read here: whole-object assignments are atomic
@@ -219,25 +220,25 @@ class EvseChannel:
         sequence and its timing: ``controller.safety.rcd``). The contactor is open
         meanwhile (no closing before PASSED), and the trip the test causes is masked.
         Returns whether a test is running."""
-        rcd, test = self.rcd, self._self_test
+        rcd, test = self.rcd_tester, self._self_test
         if self.rcd_test is RcdTest.NONE or rcd is None:
             return False
         if self.supervisor.cp is CpState.A:
             if test.running:
-                rcd.test_off()  # type: ignore[attr-defined]
+                rcd.test_off()
             test.abort()
             self.rcd_test = RcdTest.PENDING
             return False
         if not test.running:
             if self.rcd_test is RcdTest.PENDING and self.supervisor.cp in CONNECTED:
-                rcd.test_on()  # type: ignore[attr-defined]
+                rcd.test_on()
                 test.start(now)
                 return True
             return False
         was_on = test.test_input
         passed = test.step(now, tripped)
         if was_on and not test.test_input:
-            rcd.test_off()  # type: ignore[attr-defined]
+            rcd.test_off()
         if passed is None:
             return True
         self.rcd_test = RcdTest.PASSED if passed else RcdTest.FAILED
@@ -274,8 +275,8 @@ class EvseChannel:
             if self._applied_lock is not False:  # engaged or unknown: wait for the arc to be out
                 time.sleep(max(0.0, commanded_open + CONTACTOR_BREAK_S - time.monotonic()))
             self._try(self.lock.close)
-        if self.rcd is not None and self._self_test.running:
-            self._try(self.rcd.test_off)  # type: ignore[attr-defined]
+        if self.rcd_tester is not None and self._self_test.running:
+            self._try(self.rcd_tester.test_off)
         for step in (self.contactor.close, self.pilot.close):
             self._try(step)
         if self.watchdog is not None:
