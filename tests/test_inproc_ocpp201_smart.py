@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tests.inproc import TOKEN, Bench, set_variables, station, virtual_now
+from tests.ocpp201_helpers import id_token, iso, since, tx_of
 
 OTHER_TOKEN = "0A0B0C0D"
 # The supervisor changes the offered current at most once per 5 s (IEC 61851-1 A.2.3).
@@ -37,31 +38,8 @@ async def single_phase(b: Bench) -> None:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def now_iso(offset_s: float = 0.0) -> str:
     return iso(virtual_now() + timedelta(seconds=offset_s))
-
-
-def id_token(token: str = TOKEN) -> dict[str, str]:
-    return {"idToken": token, "type": "ISO14443"}
-
-
-def since(
-    b: Bench, action: str, after: int = 0, where: Callable[[dict[str, Any]], bool] | None = None
-) -> list[dict[str, Any]]:
-    """Payloads of the station's CALLs of ``action`` at timeline index ``after`` or later."""
-    return [
-        e.payload
-        for e in b.csms.timeline[after:]
-        if e.kind == "call"
-        and e.direction == "in"
-        and e.action == action
-        and isinstance(e.payload, dict)
-        and (where is None or where(e.payload))
-    ]
 
 
 async def no_call(
@@ -707,11 +685,6 @@ async def offered(b: Bench, amps: float, timeout: float = DUTY_CHANGE_WAIT_S) ->
     return await b.sim.wait_until(
         lambda s: s["pwm"] and s["offered_a"] == pytest.approx(amps, abs=0.1), timeout=timeout
     )
-
-
-def tx_of(event: dict[str, Any]) -> str:
-    tx_id: str = event["transactionInfo"]["transactionId"]
-    return tx_id
 
 
 @station(version="2.0.1")

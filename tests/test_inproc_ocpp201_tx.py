@@ -16,62 +16,22 @@ stay in test_ocpp201_tx.py.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any
 
 import pytest
-from jsonschema import Draft4Validator, FormatChecker
 
-from controller.io.storage import parse_timestamp
-from controller.ocpp.ocppj import is_datetime
 from tests.inproc import TOKEN, Bench, set_variables, station
+from tests.ocpp201_helpers import check_events, energy, events, id_token, reasons, since
 
 STATION = "CP001"
 OTHER = "0A0B0C0D"  # a second card
 UNKNOWN = "0BADCAFE"  # a card nobody knows
 RECONNECT_TIMEOUT_S = 25.0  # the station's back-off after refused attempts
 
-_FORMATS = FormatChecker(formats=())
-_FORMATS.checks("date-time")(is_datetime)
-_SCHEMA = json.loads(
-    resources.files("ocpp").joinpath("v201", "schemas", "TransactionEventRequest.json").read_text("utf-8")
-)
-EVENT_SCHEMA = Draft4Validator(_SCHEMA, format_checker=_FORMATS)
-
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def id_token(token: str = TOKEN) -> dict[str, str]:
-    return {"idToken": token, "type": "ISO14443"}
-
-
-def since(
-    b: Bench, action: str, after: int = 0, where: Callable[[dict[str, Any]], bool] | None = None
-) -> list[dict[str, Any]]:
-    """Payloads of the station's CALLs of ``action`` at timeline index ``after`` or later, in order."""
-    return [
-        e.payload
-        for e in b.csms.timeline[after:]
-        if e.kind == "call"
-        and e.direction == "in"
-        and e.action == action
-        and isinstance(e.payload, dict)
-        and (where is None or where(e.payload))
-    ]
-
-
-def events(b: Bench, tx_id: str | None = None, after: int = 0) -> list[dict[str, Any]]:
-    """The TransactionEvents received (of one transaction), in arrival order."""
-    return since(
-        b,
-        "TransactionEvent",
-        after,
-        lambda p: tx_id is None or p["transactionInfo"]["transactionId"] == tx_id,
-    )
 
 
 async def no_call(
@@ -86,54 +46,11 @@ async def no_call(
         await b.wait(action, where, timeout=seconds, after=after)
 
 
-def check_events(b: Bench, retries: bool = False) -> dict[str, list[dict[str, Any]]]:
-    """Every TransactionEvent so far: schema-valid, and per transaction seqNo 0, 1, 2, ...
-    without a gap, one Started first, at most one Ended and nothing after it.
-
-    ``retries``: the same event may arrive again right after itself (a retried delivery).
-    Returns the events by transactionId, retries collapsed.
-    """
-    by_tx: dict[str, list[dict[str, Any]]] = {}
-    for payload in events(b):
-        errors = [f"{list(e.absolute_path)}: {e.message}" for e in EVENT_SCHEMA.iter_errors(payload)]
-        assert not errors, f"invalid TransactionEvent {payload}: {errors}"
-        tx_id = payload["transactionInfo"]["transactionId"]
-        history = by_tx.setdefault(tx_id, [])
-        if retries and history and history[-1] == payload:
-            continue
-        assert payload["seqNo"] == len(history), f"{tx_id}: seqNo {payload['seqNo']} after {len(history)}"
-        if history:
-            assert payload["eventType"] != "Started", f"{tx_id}: a second Started {payload}"
-            assert history[-1]["eventType"] != "Ended", f"{tx_id}: {payload} after its Ended"
-        else:
-            assert payload["eventType"] == "Started", f"{tx_id} begins with {payload}"
-        assert ("stoppedReason" in payload["transactionInfo"]) == (payload["eventType"] == "Ended"), payload
-        if history:
-            assert parse_timestamp(payload["timestamp"]) >= parse_timestamp(history[-1]["timestamp"]), payload
-        history.append(payload)
-    return by_tx
-
-
 def only_transaction(b: Bench) -> tuple[str, list[dict[str, Any]]]:
     by_tx = check_events(b)
     assert len(by_tx) == 1, f"transactions: {list(by_tx)}"
     ((tx_id, history),) = by_tx.items()
     return tx_id, history
-
-
-def energy(payload: dict[str, Any], context: str | None = None) -> float:
-    """The Energy.Active.Import.Register of the event's last meterValue (in Wh)."""
-    for sample in payload["meterValue"][-1]["sampledValue"]:
-        if sample.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register":
-            if context is not None:
-                assert sample.get("context") == context, payload
-            assert sample.get("unitOfMeasure", {}).get("unit", "Wh") == "Wh"
-            return float(sample["value"])
-    raise AssertionError(f"no energy register in {payload}")
-
-
-def reasons(payload: dict[str, Any]) -> tuple[str, str | None]:
-    return payload["triggerReason"], payload["transactionInfo"].get("stoppedReason")
 
 
 async def plug_and_swipe(b: Bench, token: str = TOKEN, charge: bool = True) -> None:

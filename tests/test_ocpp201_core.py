@@ -12,89 +12,30 @@ test_inproc_ocpp201_core.py.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
-from hil.csms import CsmsThread, Entry, describe
+from hil.csms import CsmsThread, describe
 from hil.simrig import SimRig
+from tests.ocpp201_helpers import (
+    PASSWORD,
+    Z_TIME,
+    assert_station_frames_valid,
+    get_item,
+    index_of,
+    since,
+)
 
 # The fixtures `bench201` and `csms201` come from tests/conftest.py (tests.ocpp_harness).
 from tests.ocpp_harness import ROOT, TOKEN, Bench, make_bench, write_config
 
-PASSWORD = "S3cret-Basic-Auth-Pw42"  # 16..40 characters: a valid BasicAuthPassword
-Z_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-
 # -- helpers -----------------------------------------------------------------------------
-
-
-def since(
-    bench: Bench, action: str, after: int = 0, where: Callable[[dict[str, Any]], bool] | None = None
-) -> list[dict[str, Any]]:
-    """Payloads of the station's CALLs of ``action`` at timeline index ``after`` or later."""
-    return [
-        e.payload
-        for e in bench.csms.timeline[after:]
-        if e.kind == "call"
-        and e.direction == "in"
-        and e.action == action
-        and isinstance(e.payload, dict)
-        and (where is None or where(e.payload))
-    ]
-
-
-def index_of(
-    bench: Bench, action: str, after: int = 0, where: Callable[[dict[str, Any]], bool] | None = None
-) -> int:
-    """Timeline index of the first matching CALL from the station at ``after`` or later (-1: none)."""
-    for i, e in enumerate(bench.csms.timeline[after:], start=after):
-        if (
-            e.kind == "call"
-            and e.direction == "in"
-            and e.action == action
-            and isinstance(e.payload, dict)
-            and (where is None or where(e.payload))
-        ):
-            return i
-    return -1
-
-
-def component(name: str, evse: int | None = None, connector: int | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name}
-    if evse is not None:
-        out["evse"] = {"id": evse} if connector is None else {"id": evse, "connectorId": connector}
-    return out
-
-
-def variable(name: str, instance: str | None = None) -> dict[str, Any]:
-    return {"name": name} if instance is None else {"name": name, "instance": instance}
-
-
-def get_item(
-    comp: str,
-    var: str,
-    attribute: str | None = None,
-    evse: int | None = None,
-    connector: int | None = None,
-    instance: str | None = None,
-) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "component": component(comp, evse, connector),
-        "variable": variable(var, instance),
-    }
-    if attribute is not None:
-        item["attributeType"] = attribute
-    return item
 
 
 def get_vars(bench: Bench, *items: dict[str, Any]) -> list[dict[str, Any]]:
@@ -127,57 +68,6 @@ def charge201(bench: Bench, evse: int = 1) -> dict[str, Any]:
     bench.sim().charge(evse, max_current_a=16)
     bench.sim().wait_until(lambda s: s["contactor_closed"], evse=evse, timeout=10)
     return bench.event("Started", lambda p: p["evse"]["id"] == evse, after=mark)
-
-
-def csms_errors(bench: Bench) -> list[Entry]:
-    """CALLERRORs the CSMS sent: its ``ocpp`` library answers a station CALL that breaks the schema so."""
-    return [e for e in bench.csms.timeline if e.direction == "out" and e.kind == "error"]
-
-
-def padded(payload: dict[str, Any], size: int) -> dict[str, Any]:
-    """``payload`` with a customData member that makes its compact JSON exactly ``size`` bytes."""
-    padded = {**payload, "customData": {"vendorId": "org.example.pad", "pad": ""}}
-    short = size - len(json.dumps(padded, separators=(",", ":")))
-    assert short >= 0
-    padded["customData"]["pad"] = "x" * short
-    return padded
-
-
-@cache
-def _schema_validator(action: str, response: bool) -> jsonschema.Draft4Validator:
-    name = f"{action}{'Response' if response else 'Request'}.json"
-    text = resources.files("ocpp").joinpath("v201", "schemas", name).read_text(encoding="utf-8")
-    checker = jsonschema.FormatChecker(formats=())
-
-    @checker.checks("date-time")
-    def _rfc3339(value: object) -> bool:
-        if not isinstance(value, str):
-            return True
-        if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", value):
-            return False
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return False
-        return True
-
-    return jsonschema.Draft4Validator(json.loads(text), format_checker=checker)
-
-
-def assert_station_frames_valid(bench: Bench) -> None:
-    """Every CALL and CALLRESULT the station sent validates against the OCA 2.0.1 schema,
-    date-times included; and the CSMS's library refused none of the station's CALLs."""
-    checked = 0
-    for e in bench.csms.timeline:
-        if e.direction != "in" or e.kind not in ("call", "result") or not isinstance(e.payload, dict):
-            continue
-        if not e.action:
-            continue
-        errors = list(_schema_validator(e.action, e.kind == "result").iter_errors(e.payload))
-        assert errors == [], f"{e.action} ({e.kind}) breaks the schema: {errors[0].message}: {e.payload}"
-        checked += 1
-    assert checked > 0
-    assert csms_errors(bench) == []
 
 
 # -- fixtures ----------------------------------------------------------------------------

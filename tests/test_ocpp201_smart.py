@@ -20,6 +20,7 @@ import pytest
 from hil.csms import CsmsThread
 from hil.simrig import SimRig
 from tests import ocpp_harness
+from tests.ocpp201_helpers import iso, since, tx_of
 from tests.ocpp_harness import TOKEN, Bench, make_bench
 from tests.test_ocpp16_smart import FileServer
 
@@ -37,27 +38,8 @@ DUTY_CHANGE_WAIT_S = 7.5
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def now_iso(offset_s: float = 0.0) -> str:
     return iso(datetime.now(UTC) + timedelta(seconds=offset_s))
-
-
-def since(
-    bench: Bench, action: str, after: int = 0, where: Callable[[dict[str, Any]], bool] | None = None
-) -> list[dict[str, Any]]:
-    """Payloads of the station's CALLs of ``action`` at timeline index ``after`` or later."""
-    return [
-        e.payload
-        for e in bench.csms.timeline[after:]
-        if e.kind == "call"
-        and e.direction == "in"
-        and e.action == action
-        and isinstance(e.payload, dict)
-        and (where is None or where(e.payload))
-    ]
 
 
 def no_call(
@@ -98,11 +80,6 @@ def offered(bench: Bench, amps: float, timeout: float = DUTY_CHANGE_WAIT_S) -> d
     return bench.sim().wait_until(
         lambda s: s["pwm"] and s["offered_a"] == pytest.approx(amps, abs=0.1), timeout=timeout
     )
-
-
-def tx_of(event: dict[str, Any]) -> str:
-    tx_id: str = event["transactionInfo"]["transactionId"]
-    return tx_id
 
 
 # -- L: firmware management --------------------------------------------------------------------
