@@ -56,6 +56,7 @@ from hil.csms import describe
 from hil.station import config_text
 from tests.inproc_net import Network, StationEnd, VirtualCsms
 from tests.inproc_net import virtual_now as virtual_now  # for the tests: the station's time
+from tests.ocpp_helpers import calls_in
 from tests.virtual_clock import VirtualClockLoop
 
 TOKEN = "04A1B2C3"
@@ -381,15 +382,7 @@ class Bench:
         self, action: str, after: int, where: Callable[[dict[str, Any]], bool] | None = None
     ) -> list[dict[str, Any]]:
         """Payloads of the station's CALLs of ``action`` at timeline index ``after`` or later."""
-        return [
-            e.payload
-            for e in self.csms.timeline[after:]
-            if e.kind == "call"
-            and e.direction == "in"
-            and e.action == action
-            and isinstance(e.payload, dict)
-            and (where is None or where(e.payload))
-        ]
+        return calls_in(self.csms.timeline, action, after, where)
 
     async def status(
         self, connector: int, status: str, after: int = 0, timeout: float = 10
@@ -558,3 +551,25 @@ async def set_variables(b: Bench, *items: tuple[str, str, str] | tuple[str, str,
         data.append({"component": {"name": item[0]}, "variable": variable, "attributeValue": item[2]})
     reply = await b.call("SetVariables", {"setVariableData": data})
     assert [r["attributeStatus"] for r in reply["setVariableResult"]] == ["Accepted"] * len(items), reply
+
+
+async def go_offline(b: Bench) -> None:
+    """Take the CSMS away: refuse every connection attempt, close the open one."""
+    b.csms.passwords = {}  # no station has credentials: every attempt gets HTTP 401
+    await b.csms.disconnect(STATION_ID)
+    await b.sim.wait_until(lambda s: not s["ocpp_connected"], timeout=15)
+
+
+async def go_online(b: Bench, timeout: float = 25.0) -> int:
+    """Let the station back in, waiting up to ``timeout`` (its back-off after refused attempts)
+    for it to reconnect; returns the timeline mark taken before it reconnected."""
+    mark = b.mark()
+    b.csms.passwords = None
+    # A reconnection is not a boot (no BootNotification): wait for the connection itself.
+    await b.eventually(
+        lambda: any(e.kind == "connect" for e in b.csms.timeline[mark:]),
+        timeout,
+        "the station to reconnect",
+    )
+    await b.sim.wait_until(lambda s: s["ocpp_connected"], timeout=timeout)
+    return mark

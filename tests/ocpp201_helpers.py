@@ -8,80 +8,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 import jsonschema
 
 from controller.io.storage import parse_timestamp
 from controller.ocpp.ocppj import is_datetime
-from hil.csms import Entry
 from tests.ocpp_harness import TOKEN
+from tests.ocpp_helpers import Recorded, csms_errors, since
 
 PASSWORD = "S3cret-Basic-Auth-Pw42"  # 16..40 characters: a valid BasicAuthPassword
 Z_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
-Where = Callable[[dict[str, Any]], bool]
-
-
-class _Recorder(Protocol):
-    @property
-    def timeline(self) -> list[Entry]: ...
-
-
-class Recorded(Protocol):
-    """A bench whose CSMS records a timeline: ``tests.inproc.Bench`` or ``tests.ocpp_harness.Bench``."""
-
-    @property
-    def csms(self) -> _Recorder: ...
-
-
-def station_call(e: Entry, action: str, where: Where | None) -> bool:
-    """``e`` is a CALL of ``action`` from the station (matching ``where``)."""
-    return (
-        e.kind == "call"
-        and e.direction == "in"
-        and e.action == action
-        and isinstance(e.payload, dict)
-        and (where is None or where(e.payload))
-    )
-
-
-def calls_in(
-    timeline: list[Entry], action: str, after: int = 0, where: Where | None = None
-) -> list[dict[str, Any]]:
-    """Payloads of the station's CALLs of ``action`` at timeline index ``after`` or later, in order."""
-    return [
-        e.payload for e in timeline[after:] if station_call(e, action, where) and isinstance(e.payload, dict)
-    ]
-
-
-def since(b: Recorded, action: str, after: int = 0, where: Where | None = None) -> list[dict[str, Any]]:
-    """Payloads of the station's CALLs of ``action`` at timeline index ``after`` or later, in order."""
-    return calls_in(b.csms.timeline, action, after, where)
-
-
-def index_of(b: Recorded, action: str, after: int = 0, where: Where | None = None) -> int:
-    """Timeline index of the first matching CALL from the station at ``after`` or later (-1: none)."""
-    for i, e in enumerate(b.csms.timeline[after:], start=after):
-        if station_call(e, action, where):
-            return i
-    return -1
-
-
-def csms_errors(b: Recorded) -> list[Entry]:
-    """CALLERRORs the CSMS sent: its ``ocpp`` library answers a station CALL that breaks the schema so."""
-    return [e for e in b.csms.timeline if e.direction == "out" and e.kind == "error"]
-
-
 # -- payloads --------------------------------------------------------------------------------
-
-
-def iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def id_token(token: str = TOKEN) -> dict[str, str]:

@@ -16,13 +16,20 @@ from typing import Any
 
 import pytest
 
-from tests.inproc import TOKEN, Bench, station
+from tests.inproc import TOKEN, Bench, go_offline, go_online, station
+from tests.ocpp16_helpers import (
+    OTHER,
+    STATION,
+    authorization,
+    energy,
+    stopped,
+    stored_list,
+    tx_messages,
+)
+from tests.ocpp_helpers import outbox_empty
 
-STATION = "CP001"
-OTHER = "0A0B0C0D"  # a second card, uppercase hex as the reader reports it
 UNKNOWN = "0BADCAFE"  # a card neither the local list nor the cache knows
 BLOCKED = "0DEADBEE"
-TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
 RECONNECT_TIMEOUT_S = 20.0  # the station's back-off after a few refused attempts is 4-8 s
 
 
@@ -33,11 +40,6 @@ async def configure(b: Bench, **keys: str) -> None:
     for key, value in keys.items():
         reply = await b.call("ChangeConfiguration", {"key": key, "value": value})
         assert reply["status"] == "Accepted", f"ChangeConfiguration {key}={value}: {reply}"
-
-
-def authorization(id_tag: str, status: str | None = "Accepted") -> dict[str, Any]:
-    """One localAuthorizationList entry; status None deletes the id (Differential)."""
-    return {"idTag": id_tag} if status is None else {"idTag": id_tag, "idTagInfo": {"status": status}}
 
 
 async def send_local_list(
@@ -53,55 +55,8 @@ async def list_version(b: Bench) -> int:
     return version
 
 
-def stored_list(b: Bench) -> dict[str, str]:
-    return dict(b.db("SELECT id_tag, status FROM local_list"))
-
-
-async def go_offline(b: Bench) -> None:
-    """Take the CSMS away: refuse every connection attempt, close the open one."""
-    b.csms.passwords = {}  # no station has credentials: every attempt gets HTTP 401
-    await b.csms.disconnect(STATION)
-    await b.sim.wait_until(lambda s: not s["ocpp_connected"], timeout=15)
-
-
-async def go_online(b: Bench) -> int:
-    """Let the station back in; returns the timeline mark taken before it reconnected."""
-    mark = b.mark()
-    b.csms.passwords = None
-    # A reconnection is not a boot (no BootNotification): wait for the connection itself.
-    await b.eventually(
-        lambda: any(e.kind == "connect" for e in b.csms.timeline[mark:]),
-        RECONNECT_TIMEOUT_S,
-        "the station to reconnect",
-    )
-    await b.sim.wait_until(lambda s: s["ocpp_connected"], timeout=RECONNECT_TIMEOUT_S)
-    return mark
-
-
 def refused_attempts(b: Bench, after: int) -> int:
     return sum(1 for e in b.csms.timeline[after:] if e.kind == "refused" and e.station == STATION)
-
-
-def tx_messages(b: Bench, after: int = 0) -> list[tuple[str, dict[str, Any]]]:
-    """The transaction messages the CSMS received (action, payload), in arrival order."""
-    return [
-        (e.action, e.payload)  # type: ignore[misc]
-        for e in b.csms.timeline[after:]
-        if e.kind == "call" and e.direction == "in" and e.station == STATION and e.action in TX_ACTIONS
-    ]
-
-
-def energy(meter_values: dict[str, Any]) -> float:
-    """The Energy.Active.Import.Register of the last meterValue, in Wh."""
-    for sample in meter_values["meterValue"][-1]["sampledValue"]:
-        if sample.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register":
-            assert sample.get("unit", "Wh") == "Wh"
-            return float(sample["value"])
-    raise AssertionError(f"no energy register in {meter_values}")
-
-
-def outbox_empty(b: Bench) -> bool:
-    return b.db("SELECT count(*) FROM outbox")[0][0] == 0
 
 
 def local_tx(b: Bench) -> str:
@@ -118,10 +73,6 @@ def samples(b: Bench, tx_id: str) -> int:
             tx_id,
         )[0][0]
     )
-
-
-def stopped(b: Bench, tx_id: str) -> bool:
-    return bool(b.db("SELECT stopped_at IS NOT NULL FROM transactions WHERE id = ?", tx_id)[0][0])
 
 
 async def present(b: Bench, token: str) -> None:
@@ -267,7 +218,7 @@ async def test_start_charging_session_authorization_cache_offline(b: Bench) -> N
     offline_tx = local_tx(b)
     b.sim.unplug(1)
     await b.eventually(lambda: stopped(b, offline_tx), what="the offline transaction to stop")
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     stop = await b.wait("StopTransaction", after=mark, timeout=10)
     starts = [p for a, p in tx_messages(b, mark) if a == "StartTransaction"]
     # One swipe, one transaction (a CI run once saw two starts here: show all if again).
@@ -297,7 +248,7 @@ async def test_clear_authorization_data_in_authorization_cache(b: Bench) -> None
     await go_offline(b)  # AllowOfflineTxForUnknownId is false by default
     await present(b, TOKEN)
     await assert_no_start(b, TOKEN, earlier=1)
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     await b.status(1, "Preparing", after=mark)
     await asyncio.sleep(1.0)
     assert not [a for a, _ in tx_messages(b, mark)]
@@ -323,7 +274,7 @@ async def test_offline_start_transaction_local_list_delivered_in_order(b: Bench)
     assert not tx_messages(b, offline_at), "transaction messages reached the CSMS while offline"
     assert refused_attempts(b, offline_at) >= 1, "the station did not try to reconnect"
 
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     await b.wait("StopTransaction", after=mark, timeout=10)
     await b.eventually(lambda: outbox_empty(b), what="the outbox to drain")
     messages = tx_messages(b, mark)
@@ -357,7 +308,7 @@ async def test_offline_start_transaction_unknown_id(b: Bench, allowed: bool) -> 
         tx_id = local_tx(b)
         b.sim.unplug(1)
         await b.eventually(lambda: stopped(b, tx_id), what="the transaction to stop")
-        mark = await go_online(b)
+        mark = await go_online(b, RECONNECT_TIMEOUT_S)
         stop = await b.wait("StopTransaction", after=mark, timeout=10)
         assert [a for a, _ in tx_messages(b, mark)] == ["StartTransaction", "StopTransaction"]
         start = tx_messages(b, mark)[0][1]
@@ -366,7 +317,7 @@ async def test_offline_start_transaction_unknown_id(b: Bench, allowed: bool) -> 
     else:
         await present(b, UNKNOWN)
         await assert_no_start(b, UNKNOWN)
-        mark = await go_online(b)
+        mark = await go_online(b, RECONNECT_TIMEOUT_S)
         await b.status(1, "Preparing", after=mark)
         await asyncio.sleep(1.0)
         assert not tx_messages(b, mark)
@@ -380,7 +331,7 @@ async def test_offline_start_transaction_blocked_in_local_list_refused(b: Bench)
     await go_offline(b)
     await present(b, BLOCKED)
     await assert_no_start(b, BLOCKED)
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     await b.status(1, "Preparing", after=mark)
     await asyncio.sleep(1.0)
     assert not tx_messages(b, mark)
@@ -404,7 +355,7 @@ async def test_offline_transaction_connection_loss_during_charging(b: Bench) -> 
     await b.eventually(lambda: stopped(b, tx_id), what="the transaction to stop")
     assert refused_attempts(b, offline_at) >= 1, "the station did not try to reconnect"
 
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     stop = await b.wait("StopTransaction", after=mark, timeout=10)
     await b.eventually(lambda: outbox_empty(b), what="the outbox to drain")
     after = [a for a, _ in tx_messages(b, mark)]
@@ -432,7 +383,7 @@ async def test_start_transaction_invalid_id_stop_transaction_on_invalid_id(b: Be
     await go_offline(b)
     await start_offline(b, UNKNOWN)
 
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     start = await b.wait("StartTransaction", after=mark, timeout=10)
     assert start["idTag"] == UNKNOWN
     stop = await b.wait("StopTransaction", after=mark, timeout=10)
@@ -452,7 +403,7 @@ async def test_offline_start_transaction_csms_id_adopted_after_reconnect(b: Benc
     await go_offline(b)
     local = (await start_offline(b, TOKEN))["transaction_id"]
     assert local == local_tx(b)
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     start = await b.wait("StartTransaction", after=mark, timeout=10)
     await b.eventually(lambda: outbox_empty(b), what="the StartTransaction to be acknowledged")
     (csms_id,) = b.csms.transactions

@@ -19,14 +19,8 @@ import pytest
 
 from hil.csms import CallErrorReply, Entry
 from tests.inproc import TOKEN, Bench, station
-from tests.ocpp201_helpers import (
-    PASSWORD,
-    Z_TIME,
-    assert_station_frames_valid,
-    get_item,
-    padded,
-    since,
-)
+from tests.ocpp201_helpers import PASSWORD, Z_TIME, assert_station_frames_valid, get_item, padded
+from tests.ocpp_helpers import since
 
 # -- helpers -----------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from tests.inproc import TOKEN, Bench, set_variables, station, virtual_now
-from tests.ocpp201_helpers import id_token, iso, since, tx_of
+from tests.ocpp201_helpers import id_token, tx_of
+from tests.ocpp_helpers import iso, since
 
 OTHER_TOKEN = "0A0B0C0D"
 # The supervisor changes the offered current at most once per 5 s (IEC 61851-1 A.2.3).

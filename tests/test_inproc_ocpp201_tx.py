@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests.inproc import TOKEN, Bench, set_variables, station
-from tests.ocpp201_helpers import check_events, energy, events, id_token, reasons, since
+from tests.inproc import TOKEN, Bench, go_offline, go_online, set_variables, station
+from tests.ocpp201_helpers import check_events, energy, events, id_token, reasons
+from tests.ocpp_helpers import outbox_empty, since
 
 STATION = "CP001"
 OTHER = "0A0B0C0D"  # a second card
@@ -59,31 +60,6 @@ async def plug_and_swipe(b: Bench, token: str = TOKEN, charge: bool = True) -> N
     rig.swipe(token)
     if charge:
         rig.charge(1, max_current_a=16)
-
-
-async def go_offline(b: Bench) -> None:
-    """Take the CSMS away: refuse every connection attempt, close the open one."""
-    b.csms.passwords = {}  # no station has credentials: every attempt gets HTTP 401
-    await b.csms.disconnect(STATION)
-    await b.sim.wait_until(lambda s: not s["ocpp_connected"], timeout=15)
-
-
-async def go_online(b: Bench) -> int:
-    """Let the station back in; returns the timeline mark taken before it reconnected."""
-    mark = b.mark()
-    b.csms.passwords = None
-    # A reconnection is not a boot (no BootNotification): wait for the connection itself.
-    await b.eventually(
-        lambda: any(e.kind == "connect" for e in b.csms.timeline[mark:]),
-        RECONNECT_TIMEOUT_S,
-        "the station to reconnect",
-    )
-    await b.sim.wait_until(lambda s: s["ocpp_connected"], timeout=RECONNECT_TIMEOUT_S)
-    return mark
-
-
-def outbox_empty(b: Bench) -> bool:
-    return b.db("SELECT count(*) FROM outbox")[0][0] == 0
 
 
 # -- E01-E03, E09: a regular session ------------------------------------------------------------
@@ -1153,7 +1129,7 @@ async def test_c12_authorization_cache_used_offline(b: Bench) -> None:
     assert offline_tx and offline_tx != tx_id
     b.sim.unplug(1)
     await b.sim.wait_until(lambda s: s["transaction_id"] is None and not s["contactor_closed"], timeout=10)
-    await go_online(b)
+    await go_online(b, RECONNECT_TIMEOUT_S)
     ended = await b.event("Ended", lambda p: p["transactionInfo"]["transactionId"] == offline_tx, timeout=15)
     assert reasons(ended) == ("EVCommunicationLost", "EVDisconnected")
     history = check_events(b)[offline_tx]
@@ -1175,7 +1151,7 @@ async def test_c12_cleared_cache_unknown_offline_refused(b: Bench) -> None:
     await asyncio.sleep(2.0)
     status = b.sim.status(1)
     assert not status["contactor_closed"] and status["transaction_id"] is None
-    await go_online(b)
+    await go_online(b, RECONNECT_TIMEOUT_S)
     await asyncio.sleep(1.0)
     assert len(check_events(b)) == 1  # only the online session
 
@@ -1256,7 +1232,7 @@ async def test_e04_offline_start_from_local_list_events_delivered_after_reconnec
     await asyncio.sleep(3.5)  # periodic meter values, queued
     b.sim.unplug(1)
     await b.sim.wait_until(lambda s: s["transaction_id"] is None, timeout=10)
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     ended = await b.event("Ended", after=mark, timeout=15)
     assert reasons(ended) == ("EVCommunicationLost", "EVDisconnected")
     history = check_events(b)[tx_id]  # in order, seqNo 0.. without a gap
@@ -1280,7 +1256,7 @@ async def test_d_offline_local_list_blocked_token_refused(b: Bench) -> None:
     status = b.sim.status(1)
     assert not status["contactor_closed"] and status["transaction_id"] is None
     b.sim.unplug(1)
-    await go_online(b)
+    await go_online(b, RECONNECT_TIMEOUT_S)
     await asyncio.sleep(1.0)
     assert check_events(b) == {}
 
@@ -1293,7 +1269,7 @@ async def test_c15_offline_unknown_token_refused(b: Bench) -> None:
     status = b.sim.status(1)
     assert not status["contactor_closed"] and status["transaction_id"] is None
     b.sim.unplug(1)
-    await go_online(b)
+    await go_online(b, RECONNECT_TIMEOUT_S)
     await asyncio.sleep(1.0)
     assert check_events(b) == {}
 
@@ -1307,7 +1283,7 @@ async def test_c15_offline_tx_for_unknown_id_enabled(b: Bench) -> None:
     tx_id = status["transaction_id"]
     b.sim.unplug(1)
     await b.sim.wait_until(lambda s: s["transaction_id"] is None, timeout=10)
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     ended = await b.event("Ended", after=mark, timeout=15)
     assert ended["transactionInfo"]["transactionId"] == tx_id
     assert reasons(ended) == ("EVCommunicationLost", "EVDisconnected")
@@ -1332,7 +1308,7 @@ async def test_e05_connection_loss_during_transaction_events_queued_and_delivere
     b.sim.unplug(1)
     await b.sim.wait_until(lambda s: s["transaction_id"] is None, timeout=10)
     assert len(events(b, tx_id)) == received  # nothing got through
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     ended = await b.event("Ended", after=mark, timeout=15)
     assert reasons(ended) == ("EVCommunicationLost", "EVDisconnected")
     assert ended["offline"] is True
@@ -1410,7 +1386,7 @@ async def test_e05_offline_started_transaction_invalid_after_reconnect_deauthori
     await plug_and_swipe(b, OTHER)
     status = await b.sim.wait_until(lambda s: s["contactor_closed"], timeout=10)
     tx_id = status["transaction_id"]
-    mark = await go_online(b)
+    mark = await go_online(b, RECONNECT_TIMEOUT_S)
     ended = await b.event("Ended", after=mark, timeout=15)
     assert ended["transactionInfo"]["transactionId"] == tx_id
     assert reasons(ended) == ("Deauthorized", "DeAuthorized")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.inproc import Bench, set_variables, station
-from tests.test_inproc_ocpp201_tx import go_offline, go_online
+from tests.inproc import Bench, go_offline, go_online, set_variables, station
 
 
 @station(version="2.0.1")

@@ -13,13 +13,17 @@ import time
 from collections import Counter
 from typing import Any
 
+from tests.ocpp16_helpers import (
+    OTHER,
+    authorization,
+    energy,
+    stored_list,
+    tx_messages,
+)
+
 # The fixtures `bench` and `csms` come from tests/conftest.py (tests.ocpp_harness).
 from tests.ocpp_harness import TOKEN, Bench, eventually
-
-STATION = "CP001"
-OTHER = "0A0B0C0D"  # a second card, uppercase hex as the reader reports it
-TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
-
+from tests.ocpp_helpers import outbox_empty
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -28,11 +32,6 @@ def configure(bench: Bench, **keys: str) -> None:
     for key, value in keys.items():
         reply = bench.call("ChangeConfiguration", {"key": key, "value": value})
         assert reply["status"] == "Accepted", f"ChangeConfiguration {key}={value}: {reply}"
-
-
-def authorization(id_tag: str, status: str | None = "Accepted") -> dict[str, Any]:
-    """One localAuthorizationList entry; status None deletes the id (Differential)."""
-    return {"idTag": id_tag} if status is None else {"idTag": id_tag, "idTagInfo": {"status": status}}
 
 
 def send_local_list(
@@ -46,36 +45,6 @@ def send_local_list(
 def list_version(bench: Bench) -> int:
     version: int = bench.call("GetLocalListVersion", {})["listVersion"]
     return version
-
-
-def stored_list(bench: Bench) -> dict[str, str]:
-    return dict(bench.db("SELECT id_tag, status FROM local_list"))
-
-
-def tx_messages(bench: Bench, after: int = 0) -> list[tuple[str, dict[str, Any]]]:
-    """The transaction messages the CSMS received (action, payload), in arrival order."""
-    return [
-        (e.action, e.payload)  # type: ignore[misc]
-        for e in bench.csms.timeline[after:]
-        if e.kind == "call" and e.direction == "in" and e.station == STATION and e.action in TX_ACTIONS
-    ]
-
-
-def energy(meter_values: dict[str, Any]) -> float:
-    """The Energy.Active.Import.Register of the last meterValue, in Wh."""
-    for sample in meter_values["meterValue"][-1]["sampledValue"]:
-        if sample.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register":
-            assert sample.get("unit", "Wh") == "Wh"
-            return float(sample["value"])
-    raise AssertionError(f"no energy register in {meter_values}")
-
-
-def outbox_empty(bench: Bench) -> bool:
-    return bench.db("SELECT count(*) FROM outbox")[0][0] == 0
-
-
-def stopped(bench: Bench, tx_id: str) -> bool:
-    return bool(bench.db("SELECT stopped_at IS NOT NULL FROM transactions WHERE id = ?", tx_id)[0][0])
 
 
 # -- Local Authorization List Management ----------------------------------------------------

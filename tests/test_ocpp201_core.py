@@ -23,17 +23,11 @@ import pytest
 
 from hil.csms import CsmsThread, describe
 from hil.simrig import SimRig
-from tests.ocpp201_helpers import (
-    PASSWORD,
-    Z_TIME,
-    assert_station_frames_valid,
-    get_item,
-    index_of,
-    since,
-)
+from tests.ocpp201_helpers import PASSWORD, Z_TIME, assert_station_frames_valid, get_item
 
 # The fixtures `bench201` and `csms201` come from tests/conftest.py (tests.ocpp_harness).
 from tests.ocpp_harness import ROOT, TOKEN, Bench, make_bench, write_config
+from tests.ocpp_helpers import index_of, since
 
 # -- helpers -----------------------------------------------------------------------------
 

@@ -20,8 +20,9 @@ import pytest
 from hil.csms import CsmsThread
 from hil.simrig import SimRig
 from tests import ocpp_harness
-from tests.ocpp201_helpers import iso, since, tx_of
+from tests.ocpp201_helpers import tx_of
 from tests.ocpp_harness import TOKEN, Bench, make_bench
+from tests.ocpp_helpers import iso, since
 from tests.test_ocpp16_smart import FileServer
 
 # The bench's fixtures, under their own names (imported names shadowed by parameters upset ruff).

@@ -20,6 +20,7 @@ import pytest
 from tests import ocpp_harness
 from tests.ocpp201_helpers import check_events, energy, reasons
 from tests.ocpp_harness import TOKEN, Bench, eventually
+from tests.ocpp_helpers import outbox_empty
 
 # The bench's fixtures, under their own names (imported names shadowed by parameters upset ruff).
 bench201 = ocpp_harness.bench201
@@ -49,10 +50,6 @@ def plug_and_swipe(bench: Bench, token: str = TOKEN, charge: bool = True) -> Non
     rig.swipe(token)
     if charge:
         rig.charge(1, max_current_a=16)
-
-
-def outbox_empty(bench: Bench) -> bool:
-    return bench.db("SELECT count(*) FROM outbox")[0][0] == 0
 
 
 # -- F01/F02: RequestStartTransaction ------------------------------------------------------------
