@@ -573,3 +573,26 @@ async def go_online(b: Bench, timeout: float = 25.0) -> int:
     )
     await b.sim.wait_until(lambda s: s["ocpp_connected"], timeout=timeout)
     return mark
+
+
+async def no_call(
+    b: Bench,
+    action: str,
+    after: int,
+    seconds: float,
+    where: Callable[[dict[str, Any]], bool] | None = None,
+) -> None:
+    """Assert that the station sends no (matching) ``action`` for ``seconds``."""
+    with pytest.raises(TimeoutError):
+        await b.wait(action, where, timeout=seconds, after=after)
+
+
+async def assert_link_intact(b: Bench, heartbeat_timeout: float = 10) -> None:
+    """The connection survived: a triggered Heartbeat works and no reconnect happened."""
+    mark = b.mark()
+    assert await b.call("TriggerMessage", {"requestedMessage": "Heartbeat"}) == {"status": "Accepted"}
+    await b.wait("Heartbeat", after=mark, timeout=heartbeat_timeout)
+    assert len(b.calls("BootNotification")) == 1
+    kinds = [e.kind for e in b.csms.timeline]
+    assert kinds.count("connect") == 1 and "disconnect" not in kinds
+    assert b.running is not None and not b.running.done()

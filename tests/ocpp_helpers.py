@@ -64,6 +64,14 @@ def csms_errors(b: Recorded) -> list[Entry]:
     return [e for e in b.csms.timeline if e.direction == "out" and e.kind == "error"]
 
 
+def error_reply(b: Recorded, unique_id: str) -> Entry | None:
+    """The station's CALLERROR to the CSMS's message ``unique_id``, if it sent one."""
+    for entry in b.csms.timeline:
+        if entry.direction == "in" and entry.kind == "error" and entry.unique_id == unique_id:
+            return entry
+    return None
+
+
 class Stored(Protocol):
     """A bench that reads the station's database: ``tests.inproc.Bench`` or ``tests.ocpp_harness.Bench``."""
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from hil.csms import CallErrorReply, Entry
-from tests.inproc import TOKEN, Bench, station
+from hil.csms import CallErrorReply
+from tests.inproc import TOKEN, Bench, assert_link_intact, station
+from tests.ocpp_helpers import error_reply
 
 # -- helpers -----------------------------------------------------------------------------
 
@@ -651,24 +652,6 @@ BAD_FRAMES = [
 ]
 
 
-def error_reply(b: Bench, unique_id: str) -> Entry | None:
-    for entry in b.csms.timeline:
-        if entry.direction == "in" and entry.kind == "error" and entry.unique_id == unique_id:
-            return entry
-    return None
-
-
-async def assert_link_intact(b: Bench) -> None:
-    """The connection survived: a triggered Heartbeat works and no reconnect happened."""
-    mark = b.mark()
-    assert await b.call("TriggerMessage", {"requestedMessage": "Heartbeat"}) == {"status": "Accepted"}
-    await b.wait("Heartbeat", after=mark, timeout=15)
-    assert len(b.calls("BootNotification")) == 1
-    kinds = [e.kind for e in b.csms.timeline]
-    assert kinds.count("connect") == 1 and "disconnect" not in kinds
-    assert b.running is not None and not b.running.done()
-
-
 @pytest.mark.parametrize(("frame", "code"), BAD_FRAMES, ids=[c for _, c in BAD_FRAMES])
 @station()
 async def test_strict_wire_call_error(b: Bench, frame: list[Any], code: str) -> None:
@@ -681,7 +664,7 @@ async def test_strict_wire_call_error(b: Bench, frame: list[Any], code: str) -> 
     assert entry.payload["code"] == code, entry.payload
     assert isinstance(entry.payload["description"], str)
     assert isinstance(entry.payload["details"], dict)
-    await assert_link_intact(b)
+    await assert_link_intact(b, 15)
 
 
 @station()
@@ -694,4 +677,4 @@ async def test_strict_wire_not_json(b: Bench) -> None:
     # comes back it must be a well-formed CALLERROR.
     for entry in replies:
         assert entry.kind == "error", entry
-    await assert_link_intact(b)
+    await assert_link_intact(b, 15)

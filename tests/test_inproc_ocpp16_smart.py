@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.inproc import TOKEN, Bench, station, virtual_now
+from tests.inproc import TOKEN, Bench, no_call, station, virtual_now
 
 DUTY_CHANGE_WAIT_S = 7.5
 OTHER_TOKEN = "0A0B0C0D"
@@ -414,12 +414,6 @@ async def reserve(b: Bench, reservation_id: int, id_tag: str, connector: int = 1
     }
     status: str = (await b.call("ReserveNow", payload))["status"]
     return status
-
-
-async def no_call(b: Bench, action: str, after: int, seconds: float) -> None:
-    """Assert that the station sends no ``action`` for ``seconds``."""
-    with pytest.raises(TimeoutError):
-        await b.wait(action, timeout=seconds, after=after)
 
 
 # -- Reservation -------------------------------------------------------------------------------

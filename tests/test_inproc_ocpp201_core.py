@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from hil.csms import CallErrorReply, Entry
-from tests.inproc import TOKEN, Bench, station
+from hil.csms import CallErrorReply
+from tests.inproc import TOKEN, Bench, assert_link_intact, station
 from tests.ocpp201_helpers import PASSWORD, Z_TIME, assert_station_frames_valid, get_item, padded
-from tests.ocpp_helpers import since
+from tests.ocpp_helpers import error_reply, since
 
 # -- helpers -----------------------------------------------------------------------------
 
@@ -91,24 +91,6 @@ async def charge201(b: Bench, evse: int = 1) -> dict[str, Any]:
     b.sim.charge(evse, max_current_a=16)
     await b.sim.wait_until(lambda s: s["contactor_closed"], evse=evse, timeout=10)
     return await b.event("Started", lambda p: p["evse"]["id"] == evse, after=mark)
-
-
-def error_reply(b: Bench, unique_id: str) -> Entry | None:
-    for entry in b.csms.timeline:
-        if entry.direction == "in" and entry.kind == "error" and entry.unique_id == unique_id:
-            return entry
-    return None
-
-
-async def assert_link_intact(b: Bench) -> None:
-    """The connection survived: a triggered Heartbeat works and no reconnect happened."""
-    mark = b.mark()
-    assert await b.call("TriggerMessage", {"requestedMessage": "Heartbeat"}) == {"status": "Accepted"}
-    await b.wait("Heartbeat", after=mark, timeout=10)
-    assert len(b.calls("BootNotification")) == 1
-    kinds = [e.kind for e in b.csms.timeline]
-    assert kinds.count("connect") == 1 and "disconnect" not in kinds
-    assert b.running is not None and not b.running.done()
 
 
 @station(start=False, version="2.0.1")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.inproc import TOKEN, Bench, set_variables, station, virtual_now
+from tests.inproc import TOKEN, Bench, no_call, set_variables, station, virtual_now
 from tests.ocpp201_helpers import id_token, tx_of
 from tests.ocpp_helpers import iso, since
 
@@ -41,18 +41,6 @@ async def single_phase(b: Bench) -> None:
 
 def now_iso(offset_s: float = 0.0) -> str:
     return iso(virtual_now() + timedelta(seconds=offset_s))
-
-
-async def no_call(
-    b: Bench,
-    action: str,
-    after: int,
-    seconds: float,
-    where: Callable[[dict[str, Any]], bool] | None = None,
-) -> None:
-    """Assert that the station sends no (matching) ``action`` for ``seconds``."""
-    with pytest.raises(TimeoutError):
-        await b.wait(action, where, timeout=seconds, after=after)
 
 
 async def change_availability(b: Bench, status: str, evse: int | None = None) -> str:

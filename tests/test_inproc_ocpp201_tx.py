@@ -16,13 +16,10 @@ stay in test_ocpp201_tx.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
-from tests.inproc import TOKEN, Bench, go_offline, go_online, set_variables, station
+from tests.inproc import TOKEN, Bench, go_offline, go_online, no_call, set_variables, station
 from tests.ocpp201_helpers import check_events, energy, events, id_token, reasons
 from tests.ocpp_helpers import outbox_empty, since
 
@@ -33,18 +30,6 @@ RECONNECT_TIMEOUT_S = 25.0  # the station's back-off after refused attempts
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-async def no_call(
-    b: Bench,
-    action: str,
-    after: int,
-    seconds: float,
-    where: Callable[[dict[str, Any]], bool] | None = None,
-) -> None:
-    """Assert that the station sends no (matching) ``action`` for ``seconds``."""
-    with pytest.raises(TimeoutError):
-        await b.wait(action, where, timeout=seconds, after=after)
 
 
 def only_transaction(b: Bench) -> tuple[str, list[dict[str, Any]]]:
