@@ -56,7 +56,7 @@ from hil.csms import describe
 from hil.station import config_text
 from tests.inproc_net import Network, StationEnd, VirtualCsms
 from tests.inproc_net import virtual_now as virtual_now  # for the tests: the station's time
-from tests.ocpp_helpers import calls_in
+from tests.ocpp_helpers import calls_in, iso
 from tests.virtual_clock import VirtualClockLoop
 
 TOKEN = "04A1B2C3"
@@ -596,3 +596,8 @@ async def assert_link_intact(b: Bench, heartbeat_timeout: float = 10) -> None:
     kinds = [e.kind for e in b.csms.timeline]
     assert kinds.count("connect") == 1 and "disconnect" not in kinds
     assert b.running is not None and not b.running.done()
+
+
+def now_iso(offset_s: float = 0.0) -> str:
+    """The virtual clock ``offset_s`` from now (the in-process station's time), as a timestamp."""
+    return iso(virtual_now() + timedelta(seconds=offset_s))

@@ -6,7 +6,7 @@ and timestamps. Sync or async wrappers that talk to a bench stay with their test
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from hil.csms import Entry
@@ -84,3 +84,8 @@ def outbox_empty(b: Stored) -> bool:
 
 def iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_iso(offset_s: float = 0.0) -> str:
+    """The wall clock ``offset_s`` from now (an end-to-end station's time), as a 2.0.1/1.6 timestamp."""
+    return iso(datetime.now(UTC) + timedelta(seconds=offset_s))

@@ -8,23 +8,16 @@ reservation expiries are taken from it (``virtual_now``).
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.inproc import TOKEN, Bench, no_call, station, virtual_now
+from tests.inproc import TOKEN, Bench, no_call, now_iso, station, virtual_now
+from tests.ocpp_helpers import iso
 
 DUTY_CHANGE_WAIT_S = 7.5
 OTHER_TOKEN = "0A0B0C0D"
-
-
-def iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def now_iso(offset_s: float = 0.0) -> str:
-    return iso(virtual_now() + timedelta(seconds=offset_s))
 
 
 def profile(

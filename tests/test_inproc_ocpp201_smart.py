@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.inproc import TOKEN, Bench, no_call, set_variables, station, virtual_now
+from tests.inproc import TOKEN, Bench, no_call, now_iso, set_variables, station, virtual_now
 from tests.ocpp201_helpers import id_token, tx_of
 from tests.ocpp_helpers import iso, since
 
@@ -37,10 +37,6 @@ async def single_phase(b: Bench) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def now_iso(offset_s: float = 0.0) -> str:
-    return iso(virtual_now() + timedelta(seconds=offset_s))
 
 
 async def change_availability(b: Bench, status: str, evse: int | None = None) -> str:

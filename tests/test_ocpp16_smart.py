@@ -18,7 +18,6 @@ import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from hil.csms import CsmsThread, describe
 from hil.simrig import SimRig
 from tests import ocpp_harness
 from tests.ocpp_harness import Bench, make_bench
+from tests.ocpp_helpers import now_iso
 
 # The bench's fixtures, under their own names (imported names shadowed by parameters upset ruff).
 bench = ocpp_harness.bench
@@ -35,14 +35,6 @@ csms = ocpp_harness.csms
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def now_iso(offset_s: float = 0.0) -> str:
-    return iso(datetime.now(UTC) + timedelta(seconds=offset_s))
 
 
 def no_call(bench: Bench, action: str, after: int, seconds: float) -> None:

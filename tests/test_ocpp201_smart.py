@@ -22,7 +22,7 @@ from hil.simrig import SimRig
 from tests import ocpp_harness
 from tests.ocpp201_helpers import tx_of
 from tests.ocpp_harness import TOKEN, Bench, make_bench
-from tests.ocpp_helpers import iso, since
+from tests.ocpp_helpers import iso, now_iso, since
 from tests.test_ocpp16_smart import FileServer
 
 # The bench's fixtures, under their own names (imported names shadowed by parameters upset ruff).
@@ -37,10 +37,6 @@ DUTY_CHANGE_WAIT_S = 7.5
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def now_iso(offset_s: float = 0.0) -> str:
-    return iso(datetime.now(UTC) + timedelta(seconds=offset_s))
 
 
 def no_call(
