@@ -47,6 +47,25 @@ async def plug_and_swipe(b: Bench, token: str = TOKEN, charge: bool = True) -> N
         rig.charge(1, max_current_a=16)
 
 
+async def event_attempts(b: Bench, attempts: int, interval_s: int) -> None:
+    """Send a TransactionEvent the CSMS refuses ``attempts`` times in all, ``interval_s`` apart."""
+    await set_variables(
+        b,
+        ("OCPPCommCtrlr", "MessageAttempts", str(attempts), "TransactionEvent"),
+        ("OCPPCommCtrlr", "MessageAttemptInterval", str(interval_s), "TransactionEvent"),
+    )
+
+
+async def started_refused(b: Bench, error: tuple[str, str]) -> tuple[int, dict[str, Any], str]:
+    """The CSMS answers every TransactionEvent with the CALLERROR ``error``; plug in and swipe.
+    Returns the mark taken before, the (first) Started and its transaction id."""
+    b.csms.set_error("TransactionEvent", error)
+    mark = b.mark()
+    await plug_and_swipe(b)
+    started = await b.event("Started", after=mark)
+    return mark, started, started["transactionInfo"]["transactionId"]
+
+
 # -- E01-E03, E09: a regular session ------------------------------------------------------------
 
 
@@ -565,16 +584,9 @@ async def test_e14_get_transaction_status(b: Bench) -> None:
 
 @station(version="2.0.1")
 async def test_e14_get_transaction_status_with_messages_in_queue(b: Bench) -> None:
-    await set_variables(
-        b,
-        ("OCPPCommCtrlr", "MessageAttempts", "5", "TransactionEvent"),
-        ("OCPPCommCtrlr", "MessageAttemptInterval", "2", "TransactionEvent"),
-    )
-    b.csms.set_error("TransactionEvent", ("InternalError", "the CSMS cannot store it now"))
-    mark = b.mark()
-    await plug_and_swipe(b)
-    started = await b.event("Started", after=mark)  # answered with a CALLERROR: stays queued
-    tx_id = started["transactionInfo"]["transactionId"]
+    await event_attempts(b, 5, interval_s=2)
+    # The Started is answered with a CALLERROR: it stays queued.
+    _, started, tx_id = await started_refused(b, ("InternalError", "the CSMS cannot store it now"))
     assert await b.call("GetTransactionStatus", {"transactionId": tx_id}) == {
         "messagesInQueue": True,
         "ongoingIndicator": True,
@@ -593,11 +605,7 @@ async def test_e14_get_transaction_status_with_messages_in_queue(b: Bench) -> No
 
 @station(version="2.0.1")
 async def test_e14_get_transaction_status_ended_with_messages_in_queue(b: Bench) -> None:
-    await set_variables(
-        b,
-        ("OCPPCommCtrlr", "MessageAttempts", "5", "TransactionEvent"),
-        ("OCPPCommCtrlr", "MessageAttemptInterval", "2", "TransactionEvent"),
-    )
+    await event_attempts(b, 5, interval_s=2)
     tx_id = (await start_session(b))["transactionInfo"]["transactionId"]
     b.csms.set_error("TransactionEvent", ("InternalError", "the CSMS cannot store it now"))
     mark = b.mark()
@@ -1313,16 +1321,8 @@ async def test_e05_connection_loss_during_transaction_events_queued_and_delivere
 
 @station(version="2.0.1")
 async def test_e05_message_attempts_callerror_retried_then_dropped(b: Bench) -> None:
-    await set_variables(
-        b,
-        ("OCPPCommCtrlr", "MessageAttempts", "2", "TransactionEvent"),
-        ("OCPPCommCtrlr", "MessageAttemptInterval", "1", "TransactionEvent"),
-    )
-    b.csms.set_error("TransactionEvent", ("InternalError", "the CSMS cannot store it now"))
-    mark = b.mark()
-    await plug_and_swipe(b)
-    first = await b.event("Started", after=mark)
-    tx_id = first["transactionInfo"]["transactionId"]
+    await event_attempts(b, 2, interval_s=1)
+    mark, first, tx_id = await started_refused(b, ("InternalError", "the CSMS cannot store it now"))
     await asyncio.sleep(3.0)  # one retry after 1 s, then no more
     attempts = events(b, tx_id)
     assert attempts == [first, first], attempts
@@ -1343,16 +1343,8 @@ async def test_e05_message_attempts_callerror_retried_then_dropped(b: Bench) -> 
 
 @station(version="2.0.1")
 async def test_e05_message_attempts_retry_succeeds(b: Bench) -> None:
-    await set_variables(
-        b,
-        ("OCPPCommCtrlr", "MessageAttempts", "3", "TransactionEvent"),
-        ("OCPPCommCtrlr", "MessageAttemptInterval", "1", "TransactionEvent"),
-    )
-    b.csms.set_error("TransactionEvent", ("InternalError", "busy"))
-    mark = b.mark()
-    await plug_and_swipe(b)
-    started = await b.event("Started", after=mark)
-    tx_id = started["transactionInfo"]["transactionId"]
+    await event_attempts(b, 3, interval_s=1)
+    _, started, tx_id = await started_refused(b, ("InternalError", "busy"))
     b.csms.set_error("TransactionEvent", None)
     await b.eventually(lambda: b.csms.transactions201.get(tx_id), 5, "the retried Started")
     assert events(b, tx_id) == [started, started]
