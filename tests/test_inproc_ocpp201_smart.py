@@ -1179,12 +1179,17 @@ async def test_k01_set_charging_profile_persists_across_restart(b: Bench) -> Non
     await offered(b, 10)
 
 
+async def triggered(b: Bench, message: str) -> dict[str, Any]:
+    """TriggerMessage ``message``, Accepted; returns the message the station then sends."""
+    mark = b.mark()
+    reply = await b.call("TriggerMessage", {"requestedMessage": message})
+    assert reply["status"] == "Accepted"
+    return await b.wait(message, after=mark)
+
+
 @station(version="2.0.1")
 async def test_f06_trigger_message_firmware_status_idle(b: Bench) -> None:
-    mark = b.mark()
-    reply = await b.call("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
-    assert reply["status"] == "Accepted"
-    assert await b.wait("FirmwareStatusNotification", after=mark) == {"status": "Idle"}
+    assert await triggered(b, "FirmwareStatusNotification") == {"status": "Idle"}
 
 
 # -- N: logs -----------------------------------------------------------------------------------
@@ -1221,10 +1226,7 @@ async def test_n01_get_log_upload_failure(b: Bench) -> None:
 
 @station(version="2.0.1")
 async def test_f06_trigger_message_log_status_idle(b: Bench) -> None:
-    mark = b.mark()
-    reply = await b.call("TriggerMessage", {"requestedMessage": "LogStatusNotification"})
-    assert reply["status"] == "Accepted"
-    assert await b.wait("LogStatusNotification", after=mark) == {"status": "Idle"}
+    assert await triggered(b, "LogStatusNotification") == {"status": "Idle"}
 
 
 # -- N: monitoring -----------------------------------------------------------------------------

@@ -1240,11 +1240,10 @@ async def test_e04_offline_start_from_local_list_events_delivered_after_reconnec
     assert b.csms.transactions201[tx_id]["ended_count"] == 1
 
 
-@station(version="2.0.1")
-async def test_d_offline_local_list_blocked_token_refused(b: Bench) -> None:
-    assert await send_local_list(b, 1, "Full", [local_entry(OTHER, "Blocked")]) == "Accepted"
+async def refused_offline(b: Bench, token: str) -> None:
+    """Offline, ``token`` starts no transaction; back online, no TransactionEvent follows."""
     await go_offline(b)
-    await plug_and_swipe(b, OTHER)
+    await plug_and_swipe(b, token)
     await asyncio.sleep(2.0)
     status = b.sim.status(1)
     assert not status["contactor_closed"] and status["transaction_id"] is None
@@ -1252,19 +1251,17 @@ async def test_d_offline_local_list_blocked_token_refused(b: Bench) -> None:
     await go_online(b, RECONNECT_TIMEOUT_S)
     await asyncio.sleep(1.0)
     assert check_events(b) == {}
+
+
+@station(version="2.0.1")
+async def test_d_offline_local_list_blocked_token_refused(b: Bench) -> None:
+    assert await send_local_list(b, 1, "Full", [local_entry(OTHER, "Blocked")]) == "Accepted"
+    await refused_offline(b, OTHER)
 
 
 @station(version="2.0.1")
 async def test_c15_offline_unknown_token_refused(b: Bench) -> None:
-    await go_offline(b)
-    await plug_and_swipe(b, UNKNOWN)
-    await asyncio.sleep(2.0)
-    status = b.sim.status(1)
-    assert not status["contactor_closed"] and status["transaction_id"] is None
-    b.sim.unplug(1)
-    await go_online(b, RECONNECT_TIMEOUT_S)
-    await asyncio.sleep(1.0)
-    assert check_events(b) == {}
+    await refused_offline(b, UNKNOWN)
 
 
 @station(version="2.0.1")
