@@ -328,6 +328,11 @@ async def test_tc_018_2_unlock_connector_no_lock_fitted_with_charging_session(b:
     assert b.sim.status(1)["contactor_closed"]
 
 
+async def change_availability(b: Bench, connector: int, kind: str) -> dict[str, Any]:
+    """ChangeAvailability of ``connector`` (0: the station) to ``kind``; returns the reply."""
+    return await b.call("ChangeAvailability", {"connectorId": connector, "type": kind})
+
+
 def lock_engaged(b: Bench) -> bool:
     """Where the simulated connector lock physically is."""
     engaged = b.sim.timing(1)["lock_engaged"]
@@ -400,11 +405,11 @@ async def test_unlock_connector_jammed_lock_fails(b: Bench) -> None:
 @station()
 async def test_change_availability_idle_inoperative_then_operative(b: Bench) -> None:
     mark = b.mark()
-    reply = await b.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+    reply = await change_availability(b, 1, "Inoperative")
     assert reply == {"status": "Accepted"}
     await b.status(1, "Unavailable", after=mark)
     with pytest.raises(CallErrorReply) as error:
-        await b.call("ChangeAvailability", {"connectorId": 2, "type": "Inoperative"})
+        await change_availability(b, 2, "Inoperative")
     assert error.value.code == "PropertyConstraintViolation"  # no connector 2
     # Unavailable: no session starts.
     assert (await b.call("RemoteStartTransaction", {"connectorId": 1, "idTag": TOKEN}))[
@@ -414,9 +419,7 @@ async def test_change_availability_idle_inoperative_then_operative(b: Bench) -> 
     await b.quiet_for("StartTransaction", mark, 1.0)
     assert b.sim.status(1)["connector_status"] == "Unavailable"
     back = b.mark()
-    assert await b.call("ChangeAvailability", {"connectorId": 1, "type": "Operative"}) == {
-        "status": "Accepted"
-    }
+    assert await change_availability(b, 1, "Operative") == {"status": "Accepted"}
     await b.status(1, "Preparing", after=back)
     unplug = b.mark()
     b.sim.unplug(1)
@@ -427,7 +430,7 @@ async def test_change_availability_idle_inoperative_then_operative(b: Bench) -> 
 async def test_change_availability_during_transaction_scheduled(b: Bench) -> None:
     await b.charge()
     mark = b.mark()
-    reply = await b.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+    reply = await change_availability(b, 1, "Inoperative")
     assert reply == {"status": "Scheduled"}
     await asyncio.sleep(1.0)
     assert b.since("StopTransaction", mark) == []
@@ -442,30 +445,24 @@ async def test_change_availability_during_transaction_scheduled(b: Bench) -> Non
     # §5.2: the change happens once the transaction has finished, with no Available between.
     assert statuses(b, 1, unplug) == ["Unavailable"]
     back = b.mark()
-    assert await b.call("ChangeAvailability", {"connectorId": 1, "type": "Operative"}) == {
-        "status": "Accepted"
-    }
+    assert await change_availability(b, 1, "Operative") == {"status": "Accepted"}
     await b.status(1, "Available", after=back)
 
 
 @station()
 async def test_change_availability_connector_0(b: Bench) -> None:
     mark = b.mark()
-    assert await b.call("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"}) == {
-        "status": "Accepted"
-    }
+    assert await change_availability(b, 0, "Inoperative") == {"status": "Accepted"}
     await b.status(1, "Unavailable", after=mark)
     back = b.mark()
-    assert await b.call("ChangeAvailability", {"connectorId": 0, "type": "Operative"}) == {
-        "status": "Accepted"
-    }
+    assert await change_availability(b, 0, "Operative") == {"status": "Accepted"}
     await b.status(1, "Available", after=back)
 
 
 @station()
 async def test_change_availability_connector_0_reports_station_unavailable(b: Bench) -> None:
     mark = b.mark()
-    reply = await b.call("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"})
+    reply = await change_availability(b, 0, "Inoperative")
     assert reply == {"status": "Accepted"}
     await b.status(1, "Unavailable", after=mark)
     await b.status(0, "Unavailable", after=mark, timeout=15)
@@ -474,9 +471,7 @@ async def test_change_availability_connector_0_reports_station_unavailable(b: Be
 @station()
 async def test_change_availability_persists_across_restart(b: Bench) -> None:
     mark = b.mark()
-    assert await b.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"}) == {
-        "status": "Accepted"
-    }
+    assert await change_availability(b, 1, "Inoperative") == {"status": "Accepted"}
     await b.status(1, "Unavailable", after=mark)
     assert await b.stop() == 0
     restart = b.mark()
