@@ -67,6 +67,21 @@ def padded(payload: dict[str, Any], size: int) -> dict[str, Any]:
     return padded
 
 
+def network_profile(slot: int, security_profile: int, url: str = "ws://127.0.0.1:9/ocpp") -> dict[str, Any]:
+    """A SetNetworkProfile request for ``slot``."""
+    return {
+        "configurationSlot": slot,
+        "connectionData": {
+            "ocppVersion": "OCPP20",
+            "ocppTransport": "JSON",
+            "ocppCsmsUrl": url,
+            "messageTimeout": 30,
+            "securityProfile": security_profile,
+            "ocppInterface": "Wired0",
+        },
+    }
+
+
 # -- the station's frames against the schemas ---------------------------------------------------
 
 

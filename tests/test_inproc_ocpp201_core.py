@@ -19,7 +19,14 @@ import pytest
 
 from hil.csms import CallErrorReply
 from tests.inproc import TOKEN, Bench, assert_link_intact, station
-from tests.ocpp201_helpers import PASSWORD, Z_TIME, assert_station_frames_valid, get_item, padded
+from tests.ocpp201_helpers import (
+    PASSWORD,
+    Z_TIME,
+    assert_station_frames_valid,
+    get_item,
+    network_profile,
+    padded,
+)
 from tests.ocpp_helpers import error_reply, since
 
 # -- helpers -----------------------------------------------------------------------------
@@ -694,20 +701,6 @@ async def test_b11_reset_with_evse_id_rejected(b: Bench) -> None:
 
 
 # -- B09 SetNetworkProfile -----------------------------------------------------------------
-
-
-def network_profile(slot: int, security_profile: int, url: str = "ws://127.0.0.1:9/ocpp") -> dict[str, Any]:
-    return {
-        "configurationSlot": slot,
-        "connectionData": {
-            "ocppVersion": "OCPP20",
-            "ocppTransport": "JSON",
-            "ocppCsmsUrl": url,
-            "messageTimeout": 30,
-            "securityProfile": security_profile,
-            "ocppInterface": "Wired0",
-        },
-    }
 
 
 @station(version="2.0.1")

@@ -23,7 +23,7 @@ import pytest
 
 from hil.csms import CsmsThread, describe
 from hil.simrig import SimRig
-from tests.ocpp201_helpers import PASSWORD, Z_TIME, assert_station_frames_valid, get_item
+from tests.ocpp201_helpers import PASSWORD, Z_TIME, assert_station_frames_valid, get_item, network_profile
 
 # The fixtures `bench201` and `csms201` come from tests/conftest.py (tests.ocpp_harness).
 from tests.ocpp_harness import ROOT, TOKEN, Bench, make_bench, write_config
@@ -262,20 +262,6 @@ def test_b12_reset_immediate_with_transaction_ended_once_before_reboot(bench201:
 
 
 # -- B09 SetNetworkProfile -----------------------------------------------------------------
-
-
-def network_profile(slot: int, security_profile: int, url: str = "ws://127.0.0.1:9/ocpp") -> dict[str, Any]:
-    return {
-        "configurationSlot": slot,
-        "connectionData": {
-            "ocppVersion": "OCPP20",
-            "ocppTransport": "JSON",
-            "ocppCsmsUrl": url,
-            "messageTimeout": 30,
-            "securityProfile": security_profile,
-            "ocppInterface": "Wired0",
-        },
-    }
 
 
 def test_b09_set_network_profile_lower_security_profile_rejected(
