@@ -281,5 +281,10 @@ class EvseState:
         """Operative at every level; an inoperative EVSE finishes its transaction first."""
         return not self.inoperative
 
+    @property
+    def transacting(self) -> bool:
+        """A transaction runs, or waits for its final meter reading."""
+        return self.tx is not None or self.stopping is not None
+
     def idle(self) -> bool:
-        return self.tx is None and self.stopping is None and self.token is None
+        return not self.transacting and self.token is None

@@ -362,7 +362,7 @@ class Station:
                 evse.inoperative.difference_update(levels)
             else:
                 evse.inoperative.update(levels)
-            busy = busy or (not available and (evse.tx is not None or evse.stopping is not None))
+            busy = busy or (not available and evse.transacting)
             if not available and evse.tx is None:
                 evse.token, evse.token_parent, evse.token_expires = None, None, None
         self._rules(now)
@@ -441,6 +441,10 @@ class Station:
     def next_limit_change(self, now: datetime) -> datetime | None:
         """When ``limits_changed`` is next due (profiles, transactions and the clock as they are)."""
         return next_limit_change(self.profiles, now, self.loads())
+
+    def transacting(self) -> bool:
+        """Whether a transaction runs, or waits for its final reading, on some EVSE."""
+        return any(evse.transacting for evse in self.evses.values())
 
     def drain(self) -> list[Action]:
         """Actions raised by the remote-control calls above."""
@@ -642,7 +646,7 @@ class Station:
             # A scheduled ChangeAvailability: straight from the session's status to Unavailable,
             # also while the ended transaction waits for its final reading (no Available between).
             return ConnectorStatus.UNAVAILABLE, None, ""
-        if evse.tx is None and evse.stopping is None:
+        if not evse.transacting:
             if evse.reservation is not None and evse.token is None:
                 return ConnectorStatus.RESERVED, None, ""
             if (evse.token is not None or awaiting_token) and not evse.finishing:

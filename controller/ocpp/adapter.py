@@ -195,10 +195,6 @@ class Adapter:
         with contextlib.suppress(NotConnected, CallFailed, TimeoutError):
             await self.link.call(action, payload, self.call_timeout())
 
-    def _transacting(self) -> bool:
-        """Whether a transaction runs, or waits for its final reading, on some EVSE."""
-        return any(e.tx is not None or e.stopping is not None for e in self.host.station.evses.values())
-
     def _evse(self, evse_id: int | None) -> bool:
         """An EVSE (1.6: a connector) of this station."""
         return evse_id in self.host.station.evses

@@ -86,9 +86,6 @@ class Firmware:
         self.maintenance = self.spawn(self._update(request, notify))
         return running
 
-    def _busy(self) -> bool:
-        return any(e.tx is not None or e.stopping is not None for e in self.station.evses.values())
-
     async def _update(self, request: FirmwareRequest, notify: Notify) -> None:
         wait = (request.retrieve - self.now()).total_seconds()
         if wait > 0:
@@ -128,7 +125,7 @@ class Firmware:
             await asyncio.sleep(wait)
         blocked: list[int] = []
         try:
-            while self._busy():  # install only once no transaction runs; no new one starts
+            while self.station.transacting():  # install only once no transaction runs; no new one starts
                 if not scheduled:
                     await notify("InstallScheduled")
                     scheduled = True
@@ -148,7 +145,7 @@ class Firmware:
         now, blocked = self.now(), []
         for evse_id, state in self.station.evses.items():
             held = station_model.FIRMWARE in state.inoperative
-            if not held and state.tx is None and state.stopping is None:
+            if not held and not state.transacting:
                 self.station.set_available(now, evse_id, False, (station_model.FIRMWARE,))
                 blocked.append(evse_id)
         if blocked:

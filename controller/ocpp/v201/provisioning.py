@@ -96,10 +96,10 @@ class Provisioning(Base201):
             # One EVSE cannot restart on its own: the whole station is one process.
             return Reply({"status": "Rejected"})
         on_idle = p["type"] == "OnIdle"
-        scheduled = on_idle and self._transacting()
+        scheduled = on_idle and self.host.station.transacting()
 
         async def reset() -> None:
-            while on_idle and self._transacting():
+            while on_idle and self.host.station.transacting():
                 await asyncio.sleep(1.0)
             if self.host.stopping.is_set():
                 return  # SIGTERM came first: no restart
