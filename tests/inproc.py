@@ -106,9 +106,12 @@ class VirtualControl:
     def is_alive(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def stop(self, timeout: float = 0.5) -> None:
+    def halt(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+    def stop(self, timeout: float = 0.5) -> None:
+        self.halt()
         for channel in self.channels:
             channel.make_safe()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_FLUSH_S = 0.8
 DRIVER_CLOSE_S = 0.3
 TASK_CANCEL_S = 0.5
+CONTROL_STOP_S = 0.5  # every control thread together
 OUTBOX_DRAIN_S = 0.5  # with the flush and the link close, SIGTERM still exits within 2 s
 
 
@@ -35,9 +37,14 @@ async def shut_down(
     sim_socket: Path | None,
 ) -> None:
     hardware, lifecycle = services.hardware, services.lifecycle
-    # Safety first: the control thread opens every contactor and stops the PWM.
+    # Safety first: each control thread opens its contactors and stops the PWM. All are
+    # asked at once and waited for against one deadline, so several EVSEs (or one hung
+    # driver) cost the stop budget once, not once per EVSE.
     for control in loops:
-        control.stop()
+        control.halt()
+    deadline = time.monotonic() + CONTROL_STOP_S
+    for control in loops:
+        control.stop(max(0.0, deadline - time.monotonic()))
     await services.meters.read_at_stop()
     services.apply(services.station.shutdown(services.clock.now(), lifecycle.shutdown_reason))
     if server is not None:
@@ -69,12 +76,11 @@ async def shut_down(
         frames.close()
     # A driver that hangs while closing (a serial port, a meter's socket) must not
     # keep the service from exiting: the contactors are already open.
-    for drivers in hardware.drivers.values():
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(drivers.meter.close(), DRIVER_CLOSE_S)
+    closes = [drivers.meter.close() for drivers in hardware.drivers.values()]
     if hardware.rfid is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(hardware.rfid.close(), DRIVER_CLOSE_S)
+        closes.append(hardware.rfid.close())
+    with contextlib.suppress(Exception):  # all at once: hung drivers cost DRIVER_CLOSE_S once
+        await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True), DRIVER_CLOSE_S)
     if hardware.bench is not None:
         with contextlib.suppress(OSError):
             hardware.bench.save()

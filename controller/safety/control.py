@@ -359,8 +359,12 @@ class ControlLoop(threading.Thread):
             for channel in self.channels:
                 channel.make_safe()
 
-    def stop(self, timeout: float = 0.5) -> None:
+    def halt(self) -> None:
+        """Ask the thread to end: its ``finally`` opens the contactor and stops the PWM."""
         self._halt.set()
+
+    def stop(self, timeout: float = 0.5) -> None:
+        self.halt()
         if self.is_alive():
             self.join(timeout)
         if self.is_alive():  # stuck in a driver call: its finally will not run in time
