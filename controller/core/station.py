@@ -132,13 +132,10 @@ class Station:
         allow: list[str],
         free_id: str,
         phases: Mapping[int, int] | None = None,
-        profiles: Profiles | None = None,
     ) -> Station:
         """``limits``: the hardware limit of each EVSE in A; ``phases``: those it is wired for (3)."""
         evses = {i: EvseState(i, limit, (phases or {}).get(i, 3)) for i, limit in limits.items()}
-        return cls(
-            evses, auth_mode, frozenset(allow), free_id, profiles=Profiles() if profiles is None else profiles
-        )
+        return cls(evses, auth_mode, frozenset(allow), free_id)
 
     # -- events ------------------------------------------------------------------------
 
@@ -485,7 +482,8 @@ class Station:
     def _rules(self, now: datetime) -> None:
         """Apply every rule; the actions wait in ``_actions`` for the next drain."""
         pending = self.pending_token
-        running = self._update_limits(now)
+        running = self._running()
+        self._update_limits(now)
         for evse in self.evses.values():
             view = evse.view
             if view is None:
@@ -558,12 +556,11 @@ class Station:
             self._actions.append(ReservationEnded(reservation.id, evse.id, ReservationEnd.USED))
         self._actions.append(TransactionStarted(evse.tx))
 
-    def _update_limits(self, now: datetime) -> list[str | None]:
-        """Every EVSE's effective limit at ``now``; returns the transactions it was computed for."""
+    def _update_limits(self, now: datetime) -> None:
+        """Every EVSE's effective limit at ``now``."""
         loads = self.loads()
         for evse in self.evses.values():
             evse.limit_a = effective_limit(self.profiles, evse.id, now, "A", loads).value
-        return [load.tx_id for load in loads.values()]
 
     def _running(self) -> list[str | None]:
         return [evse.tx.id if evse.tx else None for evse in self.evses.values()]

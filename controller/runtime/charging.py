@@ -101,7 +101,8 @@ class SmartCharging:
             profile = pending[1]
             status = self.profiles.install(dataclasses.replace(profile, evse_id=evse_id, tx_id=tx_id), tx_id)
             log.info("remote start charging profile %d: %s", profile.id, status)
-            self._save_profiles()
+            if status == "Accepted":
+                self._save_profiles()
         self.update_limits()
 
     def transaction_ended(self, tx_id: str) -> None:

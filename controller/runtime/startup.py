@@ -102,7 +102,6 @@ def open_hardware(config: Config) -> Hardware:
         config.auth["allow"],
         config.auth["free_id"],
         {e.id: e.phases for e in config.evses},
-        schedule.Profiles(),
     )
     channels = {
         e.id: EvseChannel(
