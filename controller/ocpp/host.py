@@ -156,7 +156,12 @@ class Host(Protocol):
     def remote_start(
         self, connector: int | None, token: str, parent: str | None, profile: schedule.Profile | None
     ) -> bool: ...
-    async def remote_stop(self, csms_id: str) -> bool: ...
+    async def remote_stop(self, csms_id: str) -> bool:
+        """1.6 RemoteStopTransaction, by the CSMS's transaction id."""
+
+    def stop_transaction(self, tx_id: str, reason: StopReason) -> bool:
+        """End the station's transaction ``tx_id`` by command."""
+
     def csms_transaction_id(self, evse_id: int) -> str | None: ...
     async def unlock(self, evse_id: int) -> UnlockResult: ...
     def set_availability(

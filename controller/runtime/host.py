@@ -174,6 +174,9 @@ class OcppHost:
     async def remote_stop(self, csms_id: str) -> bool:
         return await self.services.remote.remote_stop(csms_id)
 
+    def stop_transaction(self, tx_id: str, reason: StopReason) -> bool:
+        return self.services.remote.stop_transaction(tx_id, reason)
+
     def csms_transaction_id(self, evse_id: int) -> str | None:
         return self.services.tx_ids.csms(evse_id)
 

@@ -33,7 +33,6 @@ class RemoteControl:
         tx_ids: TransactionIds,
         charging: SmartCharging,
         channels: dict[int, EvseChannel],
-        lock_fitted: dict[int, bool],
     ) -> None:
         self.station = station
         self.now = now
@@ -42,7 +41,6 @@ class RemoteControl:
         self.tx_ids = tx_ids
         self.charging = charging
         self.channels = channels
-        self.lock_fitted = lock_fitted
 
     # -- remote start and stop ---------------------------------------------------------
 
@@ -70,7 +68,11 @@ class RemoteControl:
         tx_id = await self.tx_ids.local(csms_id)
         if tx_id is None:
             return False
-        ok = self.station.stop_transaction(self.now(), tx_id, StopReason.REMOTE)
+        return self.stop_transaction(tx_id, StopReason.REMOTE)
+
+    def stop_transaction(self, tx_id: str, reason: StopReason) -> bool:
+        """End a transaction by command (remote stop, unlock) and carry out what follows."""
+        ok = self.station.stop_transaction(self.now(), tx_id, reason)
         self.apply(self.station.drain())
         return ok
 
@@ -79,12 +81,11 @@ class RemoteControl:
     async def unlock(self, evse_id: int) -> UnlockResult:
         """UnlockConnector: a transaction on the EVSE ends first, and the answer is the
         lock's own feedback."""
-        if not self.lock_fitted[evse_id]:
+        if self.channels[evse_id].lock is None:
             return UnlockResult.NO_LOCK
         tx = self.station.evses[evse_id].tx
         if tx is not None:
-            self.station.stop_transaction(self.now(), tx.id, StopReason.UNLOCK_COMMAND)
-            self.apply(self.station.drain())
+            self.stop_transaction(tx.id, StopReason.UNLOCK_COMMAND)
         released = await release_lock(self.channels[evse_id], evse_id)
         return UnlockResult.UNLOCKED if released else UnlockResult.FAILED
 

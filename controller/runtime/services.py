@@ -66,10 +66,7 @@ class StationServices:
         self.events = SecurityEvents(hardware.security_log, now, hardware.writes, self.ocpp)
         self.tx_ids = TransactionIds(station, stored.csms_ids, records)
         self.charging = SmartCharging(station, now, self.apply, records, self.tx_ids)
-        lock_fitted = {e.id: e.lock.driver != "none" for e in config.evses}
-        self.remote = RemoteControl(
-            station, now, self.apply, records, self.tx_ids, self.charging, channels, lock_fitted
-        )
+        self.remote = RemoteControl(station, now, self.apply, records, self.tx_ids, self.charging, channels)
         self.authorizer = Authorizer(
             station,
             stored.local_list,

@@ -208,8 +208,7 @@ class TransactionMessages(Base201):
         station, now = self.host.station, self.host.now()
         state = station.evses[current.evse_id]
         if state.tx is not None:
-            station.stop_transaction(now, state.tx.id, StopReason.REMOTE)
-            self.host.apply(station.drain())
+            self.host.stop_transaction(state.tx.id, StopReason.REMOTE)
         else:
             # No energy allowed yet (TxStartPoint EVConnected): nothing to stop but the transaction.
             station.withdraw_token(current.evse_id)
