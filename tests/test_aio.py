@@ -53,7 +53,7 @@ def test_the_outbox_task_ends_with_its_session_when_woken_as_it_closes(tmp_path:
         for _ in range(50):  # until it waits for a wake-up (the outbox is empty)
             await asyncio.sleep(0.002)
         adapter.outbox_changed()
-        adapter._closed()
+        adapter.closed()
         await asyncio.sleep(0.05)
         done = task.done()
         task.cancel()

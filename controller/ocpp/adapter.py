@@ -107,7 +107,7 @@ class Adapter:
     def boot_done(self) -> None:
         self.booted_at = csms_of(self.link.endpoint.url)
 
-    async def _opened(self, version: str) -> None:
+    async def opened(self, version: str) -> None:
         self.accepted = False
         if self.must_boot():
             await self._boot()
@@ -204,15 +204,6 @@ class Adapter:
 
     # -- what the client calls (controller.ocpp.host.VersionAdapter) ---------------------
 
-    async def opened(self, version: str) -> None:
-        await self._opened(version)
-
-    def closed(self) -> None:
-        self._closed()
-
-    async def handle(self, call: Call) -> Reply:
-        return await self._handle(call)
-
     async def recover(self) -> None:
         """After the meters were read at start: end what a power cut left open (2.0.1)."""
 
@@ -222,13 +213,13 @@ class Adapter:
     def station_changed(self, actions: list[Action]) -> None:
         """After each batch of station actions (2.0.1 derives its transaction events here)."""
 
-    def _closed(self) -> None:
+    def closed(self) -> None:
         self.accepted = False
         for task in self._session:
             task.cancel()
         self._session = []
 
-    async def _handle(self, call: Call) -> Reply:
+    async def handle(self, call: Call) -> Reply:
         if not self.accepted and self.registration == "Rejected":
             raise RpcError("security", "the CSMS rejected our BootNotification")
         handler = self._handlers.get(call.action)

@@ -18,9 +18,9 @@ from controller.ocpp.words import AVAILABILITY_STATUSES, RESERVATION_STATUSES
 class Availability(Base201):
     """StatusNotification, ChangeAvailability, ReserveNow, UnlockConnector."""
 
-    def _closed(self) -> None:
+    def closed(self) -> None:
         self._offline_since = self.host.now()
-        super()._closed()
+        super().closed()
 
     def _statuses_after_reconnect(self) -> None:
         """OfflineThreshold: offline longer than this, every connector's status is sent again."""
