@@ -516,16 +516,8 @@ class Storage:
 
     def _atomic(self, write: Callable[[], Any]) -> None:
         """Run ``write`` in one SQLite transaction, with errors that say what to do."""
-        try:
-            with self._transaction():
-                write()
-        except sqlite3.OperationalError as exc:
-            raise StorageError(
-                f"cannot write to {self.path}: {exc}; free space or fix "
-                "permissions on storage.dir, the record is kept and retried"
-            ) from exc
-        except sqlite3.Error as exc:
-            raise StorageError(f"database {self.path} refused a record: {exc}", retry=False) from exc
+        with _writing(self, "a record (it is kept and retried)"):
+            write()
 
 
 class _Tx:
