@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import faulthandler
 import json
@@ -49,14 +48,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EX_CONFIG
+    # First, while this process is one thread with nothing heavy imported: the safety
+    # process owns the pilots and contactors from here on (controller.safety.spawn).
+    from controller.safety.spawn import spawn
+
+    safety = spawn(config)
+    # From here the rig answers (the safety process serves it): a SIGTERM or SIGINT that
+    # comes before the event loop takes them over must still stop the daemon cleanly.
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: early.append(signum))
     logs.setup(config.logging.get("level", "info"), config.logging.get("modules"))
     # A watchdog kill (SIGABRT) then shows every thread's stack in the journal.
     faulthandler.enable()
+    import asyncio
+
     from controller.daemon import Daemon, StartupError
 
     try:
-        daemon = Daemon(config, version=_version())
+        daemon = Daemon(config, version=_version(), safety=safety, stop_requested=lambda: bool(early))
         code = asyncio.run(daemon.run())
+        safety.end()  # before a re-execution: the next start forks its own
         if daemon.restart is not None:
             _restart(daemon.restart, config, daemon.restart_retries)
         return code
@@ -64,6 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Missing hardware or storage, not a bad file: exit 1 so systemd retries.
         log.error("cannot start: %s", exc)
         return 1
+    finally:
+        safety.end()
 
 
 def _restart(how: str, config: Config, retries: int = 0) -> None:

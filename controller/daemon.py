@@ -1,9 +1,11 @@
 """The daemon: a thin asyncio shell that wires the station together and runs its tasks.
 
-Threads: the control loop (``controller.safety.control``) owns pilots and contactors; SQLite
-runs on its own thread; everything else (rig socket, meters, RFID, the station model)
-runs on the asyncio event loop. What runs there lives in ``controller.runtime``: this
-module opens it (``startup``), starts the tasks, reloads the config on SIGHUP and stops.
+This is the OCPP process. Pilots, contactors, locks and the simulated world with its rig
+socket live in the safety process (``controller.safety.process``), which ``evse run``
+forks first and this process reaches through ``SafetyLink``. Here SQLite runs on its own
+thread and everything else (meters, RFID, the station model, OCPP) on the asyncio event
+loop. What runs there lives in ``controller.runtime``: this module opens it
+(``startup``), starts the tasks, reloads the config on SIGHUP and stops.
 """
 
 from __future__ import annotations
@@ -19,27 +21,26 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from controller.config import Config, ConfigError, load
-from controller.core.station import EvseView
 from controller.io import logs
 from controller.io.notify import Notifier
-from controller.io.rig import Rig, RigError, serve
 from controller.reload import plan as reload_plan
 from controller.runtime.lifecycle import Lifecycle
 from controller.runtime.recovery import recover
+from controller.runtime.safety_side import SafetySide
 from controller.runtime.services import Clock, StationServices
 from controller.runtime.shutdown import shut_down
 from controller.runtime.startup import StartupError as StartupError
 from controller.runtime.startup import Stored, load_stored, open_hardware, open_ocpp_files
 from controller.runtime.supervision import Supervision
 from controller.runtime.tasks import Background
-from controller.safety.control import ControlLoop
 
 if TYPE_CHECKING:
     from controller.runtime.host import OcppHost
+    from controller.safety.spawn import SafetyChild
 
 log = logging.getLogger(__name__)
 
-GIL_SWITCH_INTERVAL_S = 0.001  # default 5 ms; the control thread must get the GIL quickly
+GIL_SWITCH_INTERVAL_S = 0.001  # default 5 ms; the safety heartbeat thread must get the GIL quickly
 
 
 def utcnow() -> datetime:
@@ -48,16 +49,25 @@ def utcnow() -> datetime:
 
 class Daemon:
     def __init__(
-        self, config: Config, now: Callable[[], datetime] = utcnow, version: str = "unknown"
+        self,
+        config: Config,
+        now: Callable[[], datetime] = utcnow,
+        version: str = "unknown",
+        safety: SafetyChild | None = None,
+        stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``safety``: the safety process ``evse run`` forked; without it (the in-process
+        test bench) the control loops run in this process."""
         self.config = config
+        self.child = safety
+        self.stop_requested = stop_requested  # a SIGTERM or SIGINT before run() took them over
         self.version = version
         self.notifier = Notifier()
         self.lifecycle = Lifecycle(self.notifier)
         self.clock = Clock(now)
         self.background = Background()
         self.tasks: list[asyncio.Task[Any]] = []  # set once every task runs; none may end
-        self.loops: list[ControlLoop] = []
+        self.safety: SafetySide | None = None
         self.host: OcppHost | None = None  # what the OCPP adapters see, when [ocpp] is set
 
     @property
@@ -72,7 +82,15 @@ class Daemon:
     def open(self) -> StationServices:
         """Storage, drivers, the station model and its services; the OCPP client if configured."""
         config = self.config
-        hardware = open_hardware(config)
+        if self.child is not None:
+            from controller.runtime.safety_link import SafetyLink
+
+            self.safety = SafetyLink(self.child, config)
+        else:
+            from controller.runtime.local_safety import LocalSafety
+
+            self.safety = LocalSafety(config)
+        hardware = open_hardware(config, self.safety)
         stored = load_stored(hardware, self.clock.now) if config.ocpp is not None else Stored()
         self.services = StationServices(config, hardware, stored, self.clock, self.lifecycle, self.background)
         if config.ocpp is not None:
@@ -83,35 +101,34 @@ class Daemon:
 
     async def run(self) -> int:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        services = self.open()
-        hardware, config = services.hardware, self.config
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.lifecycle.terminate)
-
-        def publish(evse_id: int, view: EvseView) -> None:  # called on the control thread
-            loop.call_soon_threadsafe(services.evse_seen, evse_id, view)
-
-        self.loops = [ControlLoop([c], config.sample_hz, publish) for c in hardware.channels.values()]
+        if self.stop_requested():
+            self.lifecycle.terminate()
         tasks: list[asyncio.Task[Any]] = []
-        server: asyncio.AbstractServer | None = None
+        services: StationServices | None = None
 
         def start(work: Coroutine[object, object, None], name: str) -> None:
             tasks.append(asyncio.create_task(work, name=name))
 
         try:
+            services = self.open()
+            hardware, config, safety = services.hardware, self.config, self.safety
+            assert safety is not None
+            await safety.open()
             await recover(services.station, services.meters, hardware.records, services.ocpp, self.clock.now)
             services.events.event("StartupOfTheDevice", f"evse {self.version} started")
             # What start-up built lives as long as the daemon: out of the collector's way. A
-            # full collection holds the GIL, and walking the modules alone took 20 ms of the
-            # control thread's budget while the CSMS flooded the station. (Done before the
-            # control threads start, so this one collection delays none of them.)
+            # full collection holds the GIL, and walking the modules alone took 20 ms while
+            # the CSMS flooded the station.
             gc.collect()
             gc.freeze()
-            for control in self.loops:
-                control.start()
+            await safety.start(services.evse_seen, services.status)
+            if self.host is not None:
+                self.host.client.link.before_send = safety.push_status
             start(hardware.writes.run(), "writes")
-            for evse_id in hardware.drivers:
+            for evse_id in hardware.meters:
                 start(services.meters.poll(evse_id), f"meter {evse_id}")
             if hardware.rfid is not None:
                 start(services.read_tokens(), "rfid")
@@ -121,31 +138,28 @@ class Daemon:
                 start(services.charging.follow_limits(), "limits")
                 services.spawn(self.host.firmware.watch())
                 start(services.aligned.run(), "aligned meter values")
-            supervision = Supervision(self.loops, tasks, self.lifecycle, self.notifier, services.report.line)
+            supervision = Supervision(safety, tasks, self.lifecycle, self.notifier, services.report.line)
             start(supervision.run(), "supervise")
-            if config.sim_socket is not None:
-                rig = Rig(
-                    hardware.bench, services.status, list(hardware.channels), reader=hardware.rfid is not None
-                )
-                try:
-                    server = await serve(rig, config.sim_socket)
-                except (RigError, OSError) as exc:
-                    raise StartupError(f"sim.socket: cannot listen on {config.sim_socket}: {exc}") from exc
             log.info(
                 "station %s running: %d EVSE(s), auth mode %s, %s",
                 config.station["id"],
                 len(hardware.channels),
                 config.auth["mode"],
-                f"rig socket {config.sim_socket}" if server else "no rig socket",
+                f"rig socket {config.sim_socket}" if config.sim_socket else "no rig socket",
             )
             self.tasks = tasks
             loop.add_signal_handler(signal.SIGHUP, self.reload)  # a reload before this would say READY
             self.notifier.send(READY="1", STATUS=services.report.line())
             await self.lifecycle.stopping.wait()
         finally:
-            client = self.host.client if self.host is not None else None
-            frames = self.host.frames if self.host is not None else None
-            await shut_down(self.loops, services, client, frames, tasks, server, config.sim_socket)
+            if services is not None:
+                client = self.host.client if self.host is not None else None
+                frames = self.host.frames if self.host is not None else None
+                assert self.safety is not None
+                await shut_down(self.safety, services, client, frames, tasks)
+            elif self.safety is not None:
+                await self.safety.make_safe()
+                await self.safety.close()
         return self.lifecycle.exit_code
 
     def reload(self) -> None:

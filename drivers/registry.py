@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,6 @@ from drivers.sim import (
     SimMeter,
     SimPilot,
     SimResidualCurrent,
-    SimRfid,
 )
 
 SIM_STATE_FILE = "sim-hardware.json"
@@ -93,7 +92,9 @@ def release(driver: Any) -> None:
     """Close a driver, sync or async, ignoring errors: used when giving hardware back."""
     with contextlib.suppress(Exception):
         result = driver.close()
-        if asyncio.iscoroutine(result):  # an async close(): run it unless a loop is running
+        if isinstance(result, types.CoroutineType):  # run it unless a loop is running
+            import asyncio  # only async drivers need it: the safety process has none
+
             try:
                 asyncio.get_running_loop()
             except RuntimeError:
@@ -102,17 +103,20 @@ def release(driver: Any) -> None:
                 result.close()
 
 
-def build_evse(evse: EvseConfig, bench: SimBench | None) -> EvseDrivers:
-    """The EVSE's drivers; if one cannot be built, those already built are released."""
+SAFETY_DEVICES = ("pilot", "contactor", "rcd", "watchdog", "lock")  # the safety process's
+DEVICES = (*SAFETY_DEVICES, "meter")
+
+
+def _build(evse: EvseConfig, kinds: tuple[str, ...], sim: Callable[[str], Any]) -> dict[str, Any]:
+    """The EVSE's drivers of ``kinds``; if one cannot be built, those already built are released."""
     built: dict[str, Any] = {}
     try:
-        for kind in ("pilot", "contactor", "rcd", "meter", "watchdog", "lock"):
+        for kind in kinds:
             device: Device = getattr(evse, kind)
             if device.driver == "none":
                 built[kind] = None
             elif device.driver == "sim":
-                assert bench is not None
-                built[kind] = SIMULATED[kind](bench.evses[evse.id], bench)
+                built[kind] = sim(kind)
             else:
                 try:
                     built[kind] = HARDWARE[(kind, device.driver)](device.options)
@@ -123,15 +127,48 @@ def build_evse(evse: EvseConfig, bench: SimBench | None) -> EvseDrivers:
             if driver is not None:
                 release(driver)
         raise
-    return EvseDrivers(**built)
+    return built
 
 
-def build_rfid(config: Config, bench: SimBench | None) -> RfidDriver | None:
+def _twin(evse: EvseConfig, bench: SimBench | None) -> Callable[[str], Any]:
+    def build(kind: str) -> Any:
+        assert bench is not None
+        return SIMULATED[kind](bench.evses[evse.id], bench)
+
+    return build
+
+
+def build_evse(evse: EvseConfig, bench: SimBench | None) -> EvseDrivers:
+    """Every driver of the EVSE, for a station whose safety runs in this process."""
+    return EvseDrivers(**_build(evse, DEVICES, _twin(evse, bench)))
+
+
+@dataclass
+class SafetyDrivers:
+    pilot: PilotDriver
+    contactor: ContactorDriver
+    rcd: ResidualCurrentDriver | None
+    watchdog: WatchdogDriver | None
+    lock: LockDriver | None
+
+
+def build_safety(evse: EvseConfig, bench: SimBench | None) -> SafetyDrivers:
+    """The drivers the safety process owns."""
+    return SafetyDrivers(**_build(evse, SAFETY_DEVICES, _twin(evse, bench)))
+
+
+def build_meter(evse: EvseConfig, simulated: Callable[[], MeterDriver]) -> MeterDriver:
+    """The meter, in the OCPP process; ``simulated`` makes the twin for driver "sim"."""
+    meter: MeterDriver = _build(evse, ("meter",), lambda _kind: simulated())["meter"]
+    return meter
+
+
+def build_rfid(config: Config, simulated: Callable[[], RfidDriver]) -> RfidDriver | None:
+    """The station's reader, in the OCPP process; ``simulated`` makes the twin for "sim"."""
     if config.rfid is None:
         return None
     if config.rfid.driver == "sim":
-        assert bench is not None
-        return SimRfid(bench)
+        return simulated()
     try:
         build_serial = _import("drivers.rfid_serial").build_rfid
         return build_serial(config.rfid.driver, config.rfid.options)  # type: ignore[no-any-return]

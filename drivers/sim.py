@@ -13,7 +13,6 @@ the rig changes the EV, so every bench guards its state with a lock.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -209,7 +208,8 @@ class SimBench:
     def __init__(self, phases: dict[int, int], state_file: Path) -> None:
         self.state_file = state_file
         self.evses = {i: SimEvse(i, p) for i, p in phases.items()}
-        self.swipes: asyncio.Queue[str] = asyncio.Queue()
+        # Where a token presented at the reader goes: the RFID driver sets it.
+        self.on_swipe: Callable[[str], None] = lambda token: None
         self._lock = threading.Lock()
         self._save_failed = False
         self._load()
@@ -337,11 +337,15 @@ class SimMeter:
 
 class SimRfid:
     def __init__(self, bench: SimBench) -> None:
+        import asyncio  # only where the reader runs on an event loop, never in the safety process
+
         self.bench = bench
+        self.swipes: asyncio.Queue[str] = asyncio.Queue()
+        bench.on_swipe = self.swipes.put_nowait
 
     async def tokens(self) -> AsyncIterator[str]:
         while True:
-            yield await self.bench.swipes.get()
+            yield await self.swipes.get()
 
     async def close(self) -> None:
         pass

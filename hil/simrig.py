@@ -51,6 +51,25 @@ class SimRig(Rig):
                     raise
                 time.sleep(0.05)
 
+    @staticmethod
+    def wait_released(path: Path | str, timeout: float = 3.0) -> bool:
+        """After the daemon was killed: wait until nothing listens on ``path`` any more.
+
+        The safety process outlives a killed daemon by a moment (it opens the contactors,
+        then gives the rig socket up); a rig that connected in that moment would talk to
+        the world that is going away. True once released."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(path))
+            except OSError:
+                return True
+            finally:
+                probe.close()
+            time.sleep(0.01)
+        return False
+
     def reconnect(self, timeout: float) -> None:
         self.sock.close()
         self._buffer = b""

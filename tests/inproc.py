@@ -47,6 +47,7 @@ import pytest
 
 import controller.daemon as daemon_module
 import controller.io.link as link_module
+import controller.runtime.local_safety as local_safety_module
 import tests.virtual_clock as virtual_clock
 from controller.config import load
 from controller.core.station import EvseView
@@ -162,8 +163,7 @@ def _parts(daemon: Any) -> SimpleNamespace:
     """The pieces of a running daemon the bench drives (sim bench, status, station model);
     AttributeError until the daemon has opened them."""
     services = daemon.services
-    hardware = services.hardware
-    return SimpleNamespace(bench=hardware.bench, status=services.status, station=hardware.station)
+    return SimpleNamespace(bench=daemon.safety.bench, status=services.status, station=services.hardware.station)
 
 
 class Hands:
@@ -207,7 +207,7 @@ class Hands:
         self.bench.wake()
 
     def swipe(self, token: str) -> None:
-        _parts(self.bench.daemon).bench.swipes.put_nowait(token)
+        _parts(self.bench.daemon).bench.on_swipe(token)
 
     def timing(self, evse: int = 1) -> dict[str, Any]:
         sim = self._sim(evse)
@@ -506,7 +506,7 @@ def run_bench(
 
     VirtualControl.made.clear()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(daemon_module, "ControlLoop", VirtualControl)
+        patch.setattr(local_safety_module, "ControlLoop", VirtualControl)
         patch.setattr(daemon_module, "gc", SimpleNamespace(collect=gc.collect, freeze=lambda: None))
         patch.setattr(daemon_module.sys, "setswitchinterval", lambda _: None)
         patch.setattr(link_module, "connect", connect)

@@ -71,7 +71,9 @@ class Bench:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=10)
+        code = self.proc.wait(timeout=10)
+        SimRig.wait_released(self.dir / "var" / "sim.sock")
+        return code
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

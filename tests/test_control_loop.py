@@ -12,6 +12,7 @@ import pytest
 from controller.config import load
 from controller.core.station import EvseView
 from controller.daemon import Daemon
+from controller.runtime.local_safety import LocalSafety
 from controller.runtime.remote import release_lock
 from controller.safety.control import RECHECK_S, REST_HZ, ControlLoop, EvseChannel
 from controller.safety.pilot import CpState, PilotMode
@@ -461,9 +462,10 @@ def test_overlapping_unlock_requests_keep_the_request_raised_until_the_last_answ
     path.write_text(
         text.replace('meter = { driver = "sim" }', 'meter = { driver = "sim" }\nlock = { driver = "sim" }')
     )
-    hardware = Daemon(load(path)).open().hardware
-    assert hardware.bench is not None
-    sim, channel = hardware.bench.evses[1], hardware.channels[1]
+    daemon = Daemon(load(path))  # without a safety process: the loops run here
+    hardware = daemon.open().hardware
+    assert isinstance(daemon.safety, LocalSafety) and daemon.safety.bench is not None
+    sim, channel = daemon.safety.bench.evses[1], daemon.safety.local_channels[1]
     channel.permit = (True, 32.0)  # energy authorized: the supervisor holds the lock
     loop = ControlLoop([channel], 100, lambda _id, _view: None)
     loop.start()

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from controller.safety.pilot import CpState, PilotMode
 from controller.safety.supervisor import Fault
+from controller.safety.view import EvseView as EvseView
 from drivers.base import MeterReading
 
 # What may hold an EVSE inoperative. 2.0.1 keeps the station's, the EVSE's and the connector's
@@ -116,18 +116,6 @@ FAULT_STOP_REASONS = {Fault.RCD: StopReason.EMERGENCY_STOP}  # any other fault s
 # A missing diode keeps the session: the supervisor needs the PWM it permits to see the
 # diode come back, and the EV may well recover. Every other fault ends the transaction.
 SESSION_KEEPING_FAULTS = frozenset({Fault.DIODE})
-
-
-@dataclass(frozen=True, slots=True)
-class EvseView:
-    """One EVSE as the control loop last saw it."""
-
-    cp: CpState
-    pilot: PilotMode
-    duty_percent: float
-    offered_a: float
-    contactor_closed: bool
-    faults: frozenset[Fault]
 
 
 @dataclass

@@ -90,6 +90,9 @@ class Link:
         self.on_open = on_open
         self.on_close = on_close
         self.frames = frames
+        # Called before every frame goes out: the rig's view of the station is sent to the
+        # safety process first, so a rig that sees a message at the CSMS sees its cause too.
+        self.before_send: Callable[[], None] = lambda: None
         self.version: str | None = None
         self.codec: Codec | None = None
         self._ws: ClientConnection | None = None
@@ -291,6 +294,7 @@ class Link:
             return
         if self.frames:
             self.frames.record("out", text)
+        self.before_send()
         with contextlib.suppress(ConnectionClosed):
             await ws.send(text)
 
@@ -310,6 +314,7 @@ class Link:
             try:
                 if self.frames:
                     self.frames.record("out", text)
+                self.before_send()
                 try:
                     await ws.send(text)
                 except ConnectionClosed as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Protocol
@@ -29,7 +29,7 @@ from controller.io.database import WriteQueue
 from controller.io.storage import Storage
 from controller.ocpp.v16 import outbox, words
 from controller.runtime.ocpp_ref import OcppRef
-from controller.safety.control import EvseChannel
+from controller.runtime.safety_side import ChannelPort
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ActionRunner:
         station: Station,
         now: Callable[[], datetime],
         writes: WriteQueue,
-        channels: dict[int, EvseChannel],
+        channels: Mapping[int, ChannelPort],
         read_now: dict[int, asyncio.Event],
         ocpp: OcppRef,
         hooks: ActionHooks,

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from functools import partial
 
@@ -18,7 +18,7 @@ from controller.io.database import WriteQueue
 from controller.io.storage import Storage
 from controller.ocpp.v16 import outbox
 from controller.runtime.ocpp_ref import OcppRef
-from controller.safety.control import EvseChannel
+from controller.runtime.safety_side import ChannelPort
 from drivers.base import DriverError, MeterDriver, MeterReading
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Meters:
         self,
         meters: dict[int, MeterDriver],
         station: Station,
-        channels: dict[int, EvseChannel],
+        channels: Mapping[int, ChannelPort],
         read_now: dict[int, asyncio.Event],
         now: Callable[[], datetime],
         apply: Callable[[list[Action]], None],

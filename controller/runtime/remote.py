@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from controller.core import schedule
@@ -14,8 +14,8 @@ from controller.core.model import AvailabilityChange, ReservationResult, StopRea
 from controller.core.station import Action, Reservation, Station
 from controller.io.records import Records
 from controller.runtime.charging import SmartCharging
+from controller.runtime.safety_side import ChannelPort
 from controller.runtime.transaction_ids import TransactionIds
-from controller.safety.control import EvseChannel
 from controller.safety.supervisor import LOCK_TIMEOUT_S, PWM_OFF_OPEN_S, Fault
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class RemoteControl:
         records: Records,
         tx_ids: TransactionIds,
         charging: SmartCharging,
-        channels: dict[int, EvseChannel],
+        channels: Mapping[int, ChannelPort],
     ) -> None:
         self.station = station
         self.now = now
@@ -81,7 +81,7 @@ class RemoteControl:
     async def unlock(self, evse_id: int) -> UnlockResult:
         """UnlockConnector: a transaction on the EVSE ends first, and the answer is the
         lock's own feedback."""
-        if self.channels[evse_id].lock is None:
+        if not self.channels[evse_id].lock_fitted:
             return UnlockResult.NO_LOCK
         tx = self.station.evses[evse_id].tx
         if tx is not None:
@@ -134,7 +134,7 @@ class RemoteControl:
         self.records.delete_reservation(reservation_id)
 
 
-async def release_lock(channel: EvseChannel, evse_id: int) -> bool:
+async def release_lock(channel: ChannelPort, evse_id: int) -> bool:
     """Ask the supervisor to release the connector lock; true once the lock reports it.
 
     Only the control loop commands the lock: the request goes to its channel, and the

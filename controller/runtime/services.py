@@ -77,7 +77,7 @@ class StationServices:
             hardware.writes,
             self.ocpp,
         )
-        meters = {evse_id: drivers.meter for evse_id, drivers in hardware.drivers.items()}
+        meters = hardware.meters
         self.meters = Meters(meters, station, channels, hardware.read_now, now, self.apply)
         self.aligned = AlignedValues(station, now, hardware.writes, self.ocpp, background.spawn)
         self.report = StatusReport(station, channels, self.ocpp, stored.csms_ids, records)

@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from pathlib import Path
 from typing import Any
 
 from controller.io.logs import FrameLog
 from controller.io.storage import StorageError
 from controller.ocpp.host import OcppSide
+from controller.runtime.safety_side import SafetySide
 from controller.runtime.services import StationServices
-from controller.safety.control import ControlLoop
 
 log = logging.getLogger(__name__)
 
@@ -23,32 +21,22 @@ log = logging.getLogger(__name__)
 SHUTDOWN_FLUSH_S = 0.8
 DRIVER_CLOSE_S = 0.3
 TASK_CANCEL_S = 0.5
-CONTROL_STOP_S = 0.5  # every control thread together
 OUTBOX_DRAIN_S = 0.5  # with the flush and the link close, SIGTERM still exits within 2 s
 
 
 async def shut_down(
-    loops: list[ControlLoop],
+    safety: SafetySide,
     services: StationServices,
     client: OcppSide | None,
     frames: FrameLog | None,
     tasks: list[asyncio.Task[Any]],
-    server: asyncio.AbstractServer | None,
-    sim_socket: Path | None,
 ) -> None:
     hardware, lifecycle = services.hardware, services.lifecycle
-    # Safety first: each control thread opens its contactors and stops the PWM. All are
-    # asked at once and waited for against one deadline, so several EVSEs (or one hung
-    # driver) cost the stop budget once, not once per EVSE.
-    for control in loops:
-        control.halt()
-    deadline = time.monotonic() + CONTROL_STOP_S
-    for control in loops:
-        control.stop(max(0.0, deadline - time.monotonic()))
+    # Safety first: every control loop opens its contactors and stops the PWM (all at
+    # once, against one deadline); the meters still answer for the final reading.
+    await safety.make_safe()
     await services.meters.read_at_stop()
     services.apply(services.station.shutdown(services.clock.now(), lifecycle.shutdown_reason))
-    if server is not None:
-        server.close()
     if any(t.get_name() == "writes" for t in tasks):
         try:
             await asyncio.wait_for(hardware.writes.flush(), SHUTDOWN_FLUSH_S)
@@ -76,17 +64,12 @@ async def shut_down(
         frames.close()
     # A driver that hangs while closing (a serial port, a meter's socket) must not
     # keep the service from exiting: the contactors are already open.
-    closes = [drivers.meter.close() for drivers in hardware.drivers.values()]
+    closes = [meter.close() for meter in hardware.meters.values()]
     if hardware.rfid is not None:
         closes.append(hardware.rfid.close())
     with contextlib.suppress(Exception):  # all at once: hung drivers cost DRIVER_CLOSE_S once
         await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True), DRIVER_CLOSE_S)
-    if hardware.bench is not None:
-        with contextlib.suppress(OSError):
-            hardware.bench.save()
-    if sim_socket is not None and server is not None:
-        with contextlib.suppress(OSError):
-            sim_socket.unlink()
+    await safety.close()
     if lifecycle.restart is not None:
         for key, value in lifecycle.restart_settings.items():
             try:

@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.config import Config
 from controller.core import authorization as auth
@@ -21,15 +23,15 @@ from controller.io import logs
 from controller.io.database import Database, WriteQueue
 from controller.io.records import Records
 from controller.io.storage import Storage, StorageError, load_cache, load_local_list
-from controller.safety.control import EvseChannel
-from controller.safety.supervisor import Supervisor
 from controller.security.certerrors import CertError
 from controller.security.certstore import CertStore
 from controller.security.credentials import Credentials
 from controller.security.events import SECURITY_LOG, SecurityLog
-from drivers.base import DriverError, RfidDriver
-from drivers.registry import EvseDrivers, build_evse, build_rfid, make_bench
-from drivers.sim import SimBench
+from drivers.base import DriverError, MeterDriver, RfidDriver
+from drivers.registry import build_meter, build_rfid
+
+if TYPE_CHECKING:
+    from controller.runtime.safety_side import ChannelPort, SafetySide
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +45,17 @@ class StartupError(Exception):
 
 @dataclass
 class Hardware:
-    """Storage, drivers, the station model and the control channels."""
+    """Storage, the meters and reader, the station model and the control channels."""
 
     database: Database
     writes: WriteQueue
     records: Records
     security_log: SecurityLog
-    bench: SimBench | None
-    drivers: dict[int, EvseDrivers]
+    meters: dict[int, MeterDriver]
     rfid: RfidDriver | None
     station: Station
     read_now: dict[int, asyncio.Event]  # set: read that EVSE's meter now
-    channels: dict[int, EvseChannel]
+    channels: Mapping[int, ChannelPort]
 
 
 @dataclass
@@ -78,7 +79,8 @@ class OcppFiles:
     credentials: Credentials
 
 
-def open_hardware(config: Config) -> Hardware:
+def open_hardware(config: Config, safety: SafetySide) -> Hardware:
+    """Storage, the meters and the reader (the control loops' drivers are ``safety``'s)."""
     try:
         config.storage_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -91,9 +93,8 @@ def open_hardware(config: Config) -> Hardware:
         (config.storage_dir / DB_FILE).chmod(0o600)  # it holds tokens and transactions
     writes = WriteQueue(database)
     try:
-        bench = make_bench(config)
-        drivers = {e.id: build_evse(e, bench) for e in config.evses}
-        rfid = build_rfid(config, bench)
+        meters = {e.id: build_meter(e, partial(safety.sim_meter, e.id)) for e in config.evses}
+        rfid = build_rfid(config, safety.sim_rfid)
     except DriverError as exc:
         raise StartupError(str(exc)) from exc
     station = Station.create(
@@ -103,35 +104,16 @@ def open_hardware(config: Config) -> Hardware:
         config.auth["free_id"],
         {e.id: e.phases for e in config.evses},
     )
-    channels = {
-        e.id: EvseChannel(
-            e.id,
-            Supervisor(
-                max_current_a=e.max_current_a,
-                ventilation=e.ventilation,
-                feedback_timeout_s=e.contactor.options.get("feedback_timeout_s", 0.5),
-                min_close_interval_s=e.contactor.options.get("min_close_interval_s", 0.0),
-                lock_fitted=e.lock.driver != "none",
-            ),
-            drivers[e.id].pilot,
-            drivers[e.id].contactor,
-            drivers[e.id].rcd,
-            drivers[e.id].watchdog,
-            drivers[e.id].lock,
-        )
-        for e in config.evses
-    }
     return Hardware(
         database,
         writes,
         Records(database, writes),
         SecurityLog(config.storage_dir / SECURITY_LOG),
-        bench,
-        drivers,
+        meters,
         rfid,
         station,
         {e.id: asyncio.Event() for e in config.evses},
-        channels,
+        safety.channels,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from controller.core.station import ConnectorStatus, Station
@@ -10,7 +11,7 @@ from controller.io.records import Records
 from controller.io.storage import StorageError
 from controller.ocpp.v16 import words
 from controller.runtime.ocpp_ref import OcppRef
-from controller.safety.control import EvseChannel
+from controller.runtime.safety_side import ChannelPort
 from controller.safety.pilot import PilotMode
 from drivers.base import MeterReading
 
@@ -19,7 +20,7 @@ class StatusReport:
     def __init__(
         self,
         station: Station,
-        channels: dict[int, EvseChannel],
+        channels: Mapping[int, ChannelPort],
         ocpp: OcppRef,
         csms_ids: dict[str, str],
         records: Records,

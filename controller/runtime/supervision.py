@@ -1,6 +1,7 @@
-"""Supervision under systemd: the watchdog is pinged only while every control loop ticks
-and every task runs; a stalled loop or a dead task gets the station made safe and the
-service restarted."""
+"""Supervision under systemd: the watchdog is pinged only while the safety side keeps the
+station safe (its control loops tick) and every task runs. A failed safety side (a
+stalled loop, the safety process gone) or a dead task gets every EVSE reported Faulted
+and the service restarted."""
 
 from __future__ import annotations
 
@@ -12,24 +13,24 @@ from typing import Any
 
 from controller.io.notify import Notifier
 from controller.runtime.lifecycle import Lifecycle
-from controller.safety.control import ControlLoop
+from controller.runtime.safety_side import SafetySide
 
 log = logging.getLogger(__name__)
 
-STALL_S = 1.0  # a control loop silent this long is stalled: make safe, exit, restart
 SUPERVISE_INTERVAL_S = 0.25
+REPORT_FAULT_S = 1.0  # after the safety side failed: time for the Faulted status to reach the CSMS
 
 
 class Supervision:
     def __init__(
         self,
-        loops: list[ControlLoop],
+        safety: SafetySide,
         tasks: list[asyncio.Task[Any]],
         lifecycle: Lifecycle,
         notifier: Notifier,
         status_line: Callable[[], str],
     ) -> None:
-        self.loops = loops
+        self.safety = safety
         self.tasks = tasks  # the daemon's long-running tasks: none may end
         self.lifecycle = lifecycle
         self.notifier = notifier
@@ -43,9 +44,9 @@ class Supervision:
             if self.lifecycle.stopping.is_set():
                 return  # shutdown stops the loops itself
             now = time.monotonic()
-            stalled = [c for c in self.loops if not c.is_alive() or now - c.stats.last_tick > STALL_S]
-            if stalled:
-                self._stalled(stalled)
+            failure = self.safety.failure()
+            if failure is not None:
+                await self._safety_failed(failure)
                 return
             dead = [t for t in self.tasks if t.done()]
             if dead:
@@ -59,20 +60,11 @@ class Supervision:
                 self.notifier.send(STATUS=line)
                 last_status = line
 
-    def _stalled(self, loops: list[ControlLoop]) -> None:
-        # The stalled thread cannot open its contactor: do it from here, then exit so
-        # systemd restarts the service (Restart=on-failure); the watchdog pings stop.
-        for control in loops:
-            for channel in control.channels:
-                channel.make_safe()
-        names = ", ".join(c.name for c in loops)
-        log.critical(
-            "control loop %s stalled for over %.1f s; contactor opened from the event loop; "
-            "exiting for a restart",
-            names,
-            STALL_S,
-        )
-        self.lifecycle.fail(f"FAULT: control loop {names} stalled; restarting")
+    async def _safety_failed(self, failure: str) -> None:
+        # Every EVSE is Faulted by now (the safety side said so); the watchdog pings stop.
+        log.critical("%s; exiting for a restart", failure)
+        await asyncio.sleep(REPORT_FAULT_S)
+        self.lifecycle.fail(f"FAULT: {failure}; restarting")
 
     def _task_died(self, dead: list[asyncio.Task[Any]]) -> None:
         for task in dead:

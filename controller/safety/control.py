@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from controller.core.station import EvseView
 from controller.safety.pilot import CONNECTED, CpState, PilotMode, PilotSample
 from controller.safety.rcd import RcdSelfTest
 from controller.safety.supervisor import (
@@ -39,6 +38,7 @@ from controller.safety.supervisor import (
     RcdTest,
     Supervisor,
 )
+from controller.safety.view import EvseView
 from drivers.base import (
     ContactorDriver,
     LockDriver,
@@ -95,6 +95,7 @@ class EvseChannel:
         self.meter: tuple[bool, float | None] = (True, None)
         self.max_current_a = supervisor.max_current_a  # the hardware cap; a reload changes it
         self.test_contactor = False  # maintenance only (evse doctor --actuate), never the daemon
+        self.controller_lost = False  # the OCPP process died or went silent (the safety process)
         self.unlock_waiters = 0  # UnlockConnector requests waiting for the lock (see unlock_request)
         # written here, read by the event loop: the lock as commanded and as its switch reports
         # it in the last tick, and how many ticks have run (an answer must come from a later one)
@@ -109,6 +110,10 @@ class EvseChannel:
         # After each tick: whether the loop may slow down, and whether it must sample again at once.
         self.at_rest = False
         self.recheck = False
+
+    @property
+    def lock_fitted(self) -> bool:
+        return self.lock is not None
 
     @property
     def unlock_request(self) -> bool:
@@ -151,6 +156,7 @@ class EvseChannel:
                 unlock_requested=self.unlock_request,
                 rcd_test=self.rcd_test,
                 test_contactor=self.test_contactor,
+                controller_lost=self.controller_lost,
             ),
         )
         self._hardware_ok = self._apply(out)
@@ -319,6 +325,7 @@ class ControlLoop(threading.Thread):
         self.clock = clock
         self.stats = LoopStats()
         self._halt = threading.Event()
+        self._wake = threading.Event()
 
     def run(self) -> None:
         """Tick every ``period``; every ``rest_period`` while all EVSEs are at rest; and
@@ -351,7 +358,8 @@ class ControlLoop(threading.Thread):
                 if delay < -period:  # far behind (a stall): do not try to catch up
                     due = self.clock()
                 elif delay > 0:
-                    self._halt.wait(delay)
+                    self._wake.wait(delay)
+                    self._wake.clear()
         except BaseException:
             log.critical("control loop crashed; opening every contactor", exc_info=True)
             raise
@@ -359,9 +367,14 @@ class ControlLoop(threading.Thread):
             for channel in self.channels:
                 channel.make_safe()
 
+    def wake(self) -> None:
+        """Tick now rather than at the next period (a permit was withdrawn)."""
+        self._wake.set()
+
     def halt(self) -> None:
         """Ask the thread to end: its ``finally`` opens the contactor and stops the PWM."""
         self._halt.set()
+        self._wake.set()
 
     def stop(self, timeout: float = 0.5) -> None:
         self.halt()

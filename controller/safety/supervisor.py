@@ -37,6 +37,7 @@ Time budgets (the property tests check every one):
 - C with everything allowed: close in the step after PWM is seen with the diode,
   well inside ``CLOSE_BUDGET_S``.
 - PWM removed while the EV stays in C: open after ``PWM_OFF_OPEN_S`` under load.
+- The OCPP process lost (``Inputs.controller_lost``): PWM off and open in the same step.
 - Connector lock: released no sooner than ``CONTACTOR_BREAK_S`` after the open command.
 """
 
@@ -135,6 +136,9 @@ class Inputs:
     unlock_requested: bool = False  # the station asks to release the lock (UnlockConnector)
     rcd_test: RcdTest = RcdTest.NONE
     test_contactor: bool = False  # maintenance asks for one contactor test (see ContactorTest)
+    # The OCPP process died or went silent: every permit is withdrawn at once, without the
+    # PWM_OFF_OPEN_S grace a withdrawn authorization gets (the safety process sets it).
+    controller_lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +306,7 @@ class Supervisor:
         elif (
             target is not None
             and inputs.authorized
+            and not inputs.controller_lost
             and self.cp in CONNECTED
             and (self.cp is not CpState.D or self.ventilation)
             and not self.faults - {Fault.DIODE}
@@ -330,7 +335,7 @@ class Supervisor:
     #   that sample, no fault, session authorized, min_close_interval_s since it opened,
     #   the connector lock engaged (if fitted), the residual-current self-test passed (if fitted).
     # OPEN_WHEN: any fault; pilot at -12 V; pilot confirmed outside C (D without
-    #   ventilation counts as outside); no two consecutive raw samples in the band for
+    #   ventilation counts as outside); the OCPP process lost; no two consecutive raw samples in the band for
     #   OPEN_BUDGET_S / 2; PWM removed for PWM_OFF_OPEN_S; a fitted lock reported open
     #   for LOCK_LOST_SAMPLES samples.
 
@@ -345,6 +350,7 @@ class Supervisor:
                 or self.pilot is PilotMode.NEGATIVE
                 or not self.energy_allowed_state()
                 or pwm_grace_over
+                or inputs.controller_lost
                 or self._unlocked_samples >= LOCK_LOST_SAMPLES
                 or now - self._energy_confirmed_at > OPEN_BUDGET_S / 2
             ):
@@ -360,6 +366,7 @@ class Supervisor:
             and inputs.rcd_test in (RcdTest.NONE, RcdTest.PASSED)
             and not self.faults
             and inputs.authorized
+            and not inputs.controller_lost
         ):
             self._command_contactor(True, now)
         self._update_test(now, inputs)
