@@ -72,6 +72,7 @@ from hil.outside import (
     quarter_core,
     spread,
     tree_pss_mb,
+    wait_gone,
 )
 from hil.pki import Pki, server_context
 from hil.rig import RigError
@@ -297,10 +298,10 @@ class Inside:
             return
         try:
             timing = rig.timing()
-        except RigReplyError as exc:
-            self.unavailable = f"the rig has no timing command: {exc}"
+            commanded = (timing["contactor_commanded_at"] - timing["cp_changed_at"]) * 1000
+        except (RigReplyError, KeyError, TypeError) as exc:
+            self.unavailable = f"the rig has no timing command: {exc!r}"
             return
-        commanded = (timing["contactor_commanded_at"] - timing["cp_changed_at"]) * 1000
         (self.opened if to_open else self.closed).append(commanded)
         self.injected.append((timing["cp_changed_at"] - sent) * 1000)
 
@@ -408,8 +409,12 @@ def kill_once(station: LocalStation, view: CsmsView) -> tuple[KillOutcome, str]:
         time.sleep(random.uniform(0.1, 0.3))  # charging a moment; any phase against the loop
         if station.pid is None:
             raise StationError("the daemon exited while charging")
+        children = descendants(station.pid)
         outcome = kill_to_open(poller, station.pid)
     station.stop()  # reaps it
+    # The new daemon starts once the old one's children are gone: one world on the rig socket.
+    if lingering := wait_gone(children, timeout=10.0):
+        raise StationError(f"the killed daemon's children {lingering} still run 10 s later")
     restarted = view.mark()
     station.start().close()
     view.booted(after=restarted, timeout=30)

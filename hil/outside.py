@@ -207,6 +207,23 @@ def descendants(pid: int, proc: Path = Path("/proc")) -> list[int]:
     return found
 
 
+def running(pid: int, proc: Path = Path("/proc")) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        state = (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until none of ``pids`` runs any more; those still running after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while (left := [pid for pid in pids if running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left
+
+
 def pss_kb(pid: int, proc: Path = Path("/proc")) -> int | None:
     """The proportional set size of a process, from its smaps_rollup; None if unreadable."""
     try:

@@ -26,8 +26,10 @@ from hil.outside import (
     percentile,
     pss_kb,
     quarter_core,
+    running,
     spread,
     tree_pss_mb,
+    wait_gone,
 )
 from hil.simrig import SimRig
 
@@ -69,6 +71,15 @@ def test_descendants_of_this_process_include_children_and_grandchildren() -> Non
             os.kill(pid, 9)
         child.kill()
         child.wait()
+
+
+def test_a_zombie_is_not_running_and_is_waited_for() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    assert running(child.pid) and wait_gone([child.pid], timeout=0.05) == [child.pid]
+    os.kill(child.pid, 9)
+    assert wait_gone([child.pid], timeout=5) == []  # gone, though not reaped yet
+    child.wait()
+    assert not running(child.pid)
 
 
 def test_pss_of_this_process_and_of_none() -> None:
