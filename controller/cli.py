@@ -50,9 +50,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EX_CONFIG
     # First, while this process is one thread with nothing heavy imported: the safety
     # process owns the pilots and contactors from here on (controller.safety.spawn).
+    from controller.safety import realtime
     from controller.safety.spawn import spawn
 
     safety = spawn(config)
+    realtime.renounce_realtime()  # the unit's LimitRTPRIO= is for the safety process alone
     # From here the rig answers (the safety process serves it): a SIGTERM or SIGINT that
     # comes before the event loop takes them over must still stop the daemon cleanly.
     early: list[int] = []

@@ -163,7 +163,9 @@ def _parts(daemon: Any) -> SimpleNamespace:
     """The pieces of a running daemon the bench drives (sim bench, status, station model);
     AttributeError until the daemon has opened them."""
     services = daemon.services
-    return SimpleNamespace(bench=daemon.safety.bench, status=services.status, station=services.hardware.station)
+    return SimpleNamespace(
+        bench=daemon.safety.bench, status=services.status, station=services.hardware.station
+    )
 
 
 class Hands:

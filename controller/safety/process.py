@@ -111,7 +111,8 @@ class SafetyProcess:
     # -- running ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        # SIGABRT too: systemd's watchdog sends it (WatchdogSignal=) to the whole service.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGABRT):
             signal.signal(sig, self._terminated)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the OCPP process's
         for control in self.loops:
