@@ -125,6 +125,7 @@ class Daemon:
             gc.collect()
             gc.freeze()
             await safety.start(services.evse_seen, services.status)
+            services.changed = safety.push_status
             if self.host is not None:
                 self.host.client.link.before_send = safety.push_status
             start(hardware.writes.run(), "writes")

@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 READY_S = 5.0  # the safety process answers this soon after start (it is forked first)
 SILENT_S = 1.0  # the safety process reports every 0.25 s: silent this long, it is hung
 SAFE_S = 0.7  # an orderly stop: its control loops stop within 0.5 s
-STATUS_S = 0.05  # how often the rig's OCPP fields are sent, when they changed
+# The rig's OCPP fields go when the station changes and before each frame to the CSMS;
+# this often besides, for what changes otherwise (the link going down, the queue).
+STATUS_S = 0.25
 HEARTBEAT = wire.encode("hb")
 
 

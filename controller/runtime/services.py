@@ -58,6 +58,8 @@ class StationServices:
         self.clock = clock
         self.lifecycle = lifecycle
         self.background = background
+        # The station state moved: the daemon points this at the rig's status in the safety process.
+        self.changed: Callable[[], None] = lambda: None
         now, records, channels = clock.now, hardware.records, hardware.channels
         self.ocpp = OcppRef(config.ocpp is not None)
         self.actions = ActionRunner(
@@ -85,6 +87,8 @@ class StationServices:
 
     def apply(self, actions: list[Action]) -> None:
         self.actions.apply(actions)
+        if actions:
+            self.changed()
 
     def set_clock(self, delta: timedelta) -> None:
         """Move our notion of now by ``delta`` (the CSMS's time), timers included."""

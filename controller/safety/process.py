@@ -121,7 +121,7 @@ class SafetyProcess:
         log.info("safety process %d running %d control loop(s)", os.getpid(), len(self.loops))
         try:
             while self.exit_code is None:
-                for key, events in self.selector.select(wire.HEARTBEAT_S):
+                for key, events in self.selector.select(self._timeout()):
                     key.data(events)
                 self._housekeeping(time.monotonic())
         finally:
@@ -130,6 +130,12 @@ class SafetyProcess:
             if self.rig is not None:
                 self.rig.close()
         return self.exit_code
+
+    def _timeout(self) -> float:
+        """Until the next thing to do: at the latest when the silence rule would trip."""
+        if not self.heard or self.silent or self.orphaned_at is not None:
+            return REPORT_S / 2
+        return min(REPORT_S / 2, max(0.0, self.heard_at + wire.SILENCE_S - time.monotonic()) + 0.001)
 
     def _terminated(self, signum: int, _frame: object) -> None:
         # Contactors open now. A signal to the whole group (Ctrl-C, a service stop without

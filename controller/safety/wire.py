@@ -18,8 +18,11 @@ import json
 import socket
 from typing import Any
 
-HEARTBEAT_S = 0.01
-SILENCE_S = 0.05  # + one heartbeat + one tick: well within the 100 ms opening budget
+HEARTBEAT_S = 0.02
+# Silence is timed from the last message, which came at most HEARTBEAT_S before the
+# OCPP process stopped: the contactor opens within SILENCE_S of the stop, plus one tick's
+# work (the loop is woken, not left to its period), inside the 100 ms budget.
+SILENCE_S = 0.06
 MAX_DATAGRAM = 64 * 1024
 
 Message = dict[str, Any]
