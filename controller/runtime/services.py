@@ -87,8 +87,7 @@ class StationServices:
 
     def apply(self, actions: list[Action]) -> None:
         self.actions.apply(actions)
-        if actions:
-            self.changed()
+        self.changed()  # even with no actions: a meter reading moved the energy
 
     def set_clock(self, delta: timedelta) -> None:
         """Move our notion of now by ``delta`` (the CSMS's time), timers included."""
