@@ -60,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     early: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: early.append(signum))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the config is being read: nothing to reload yet
     logs.setup(config.logging.get("level", "info"), config.logging.get("modules"))
     # A watchdog kill (SIGABRT) then shows every thread's stack in the journal.
     faulthandler.enable()

@@ -191,6 +191,8 @@ class Daemon:
     def _apply_config(self) -> None:
         config = self.config
         logs.setup(config.logging.get("level", "info"), config.logging.get("modules"))
+        if self.safety is not None:
+            self.safety.set_logging(config.logging.get("level", "info"), config.logging.get("modules") or {})
         station = self.services.station
         station.auth_mode = config.auth["mode"]
         station.allow = frozenset(config.auth["allow"])

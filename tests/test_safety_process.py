@@ -125,3 +125,23 @@ def test_a_dead_safety_process_is_a_fault_and_the_daemon_exits_for_a_restart(sta
     assert code != 0  # systemd's Restart=on-failure starts it again
     log = station.log.read_text()
     assert "the safety process" in log and "Faulted" in log
+
+
+def test_a_reload_sets_the_safety_process_log_levels_too(station: Station) -> None:
+    charging(station)  # the OCPP process is up (the rig answers before it is)
+    text = station.config.read_text()
+    station.config.write_text(text + '\n[logging]\nmodules = { "controller.safety.process" = "debug" }\n')
+    station.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "log levels of the reload applied" not in station.log.read_text():
+        assert time.monotonic() < deadline, "the safety process did not take the reload's levels"
+        time.sleep(0.05)
+
+
+def test_signals_during_start_up_neither_kill_nor_hang_the_daemon(config: Path) -> None:
+    """The rig answers before the OCPP process is up: a reload then is ignored, a SIGTERM
+    then still stops the daemon cleanly (exit 0, CONTRACTS section 1)."""
+    early = start(config)
+    early.proc.send_signal(signal.SIGHUP)
+    early.proc.send_signal(signal.SIGTERM)
+    assert stop(early) == 0

@@ -73,6 +73,9 @@ class LocalSafety:
             except (RigError, OSError) as exc:
                 raise StartupError(f"sim.socket: cannot listen on {path}: {exc}") from exc
 
+    def set_logging(self, level: str, modules: Mapping[str, str]) -> None:
+        pass  # this process's logging is the safety side's
+
     def push_status(self) -> None:
         pass  # the rig asks this process
 

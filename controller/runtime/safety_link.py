@@ -261,6 +261,9 @@ class SafetyLink:
             except OSError:
                 return
 
+    def set_logging(self, level: str, modules: Mapping[str, str]) -> None:
+        self._send(wire.encode("logging", level=level, modules=dict(modules)))
+
     def push_status(self) -> None:
         """Send the rig's OCPP fields (connector status, transaction, link) if they changed."""
         if self._status is None or self.reason is not None:

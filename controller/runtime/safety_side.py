@@ -46,6 +46,9 @@ class SafetySide(Protocol):
     async def start(self, publish: Publish, status: StatusFn) -> None:
         """Views go to ``publish`` from now on; the rig answers ``status``."""
 
+    def set_logging(self, level: str, modules: Mapping[str, str]) -> None:
+        """A reload's log levels, for the safety side too."""
+
     def push_status(self) -> None:
         """Where the rig is in another process: send it the station's status now."""
 

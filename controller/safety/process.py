@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from controller.config import Config, EvseConfig
+from controller.io import logs
 from controller.safety import realtime, wire
 from controller.safety.control import ControlLoop, EvseChannel
 from controller.safety.pilot import PilotMode, current_for_duty
@@ -223,7 +224,10 @@ class SafetyProcess:
             if message is None:
                 log.error("safety channel: unreadable message %r", datagram[:100])
                 continue
-            self._handle(message)
+            try:
+                self._handle(message)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("safety channel: bad %s message: %r", message.get("t"), exc)
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["t"]
@@ -240,6 +244,9 @@ class SafetyProcess:
             self._read_meter(message)
         elif kind == "status":
             self.ocpp_status = message
+        elif kind == "logging":  # a reload
+            logs.setup(str(message["level"]), dict(message["modules"]))
+            log.debug("safety process: log levels of the reload applied")
         elif kind == "safe":
             self._lose_controller()
             self._stop_loops()
