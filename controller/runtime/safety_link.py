@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -39,7 +40,6 @@ SAFE_S = 0.7  # an orderly stop: its control loops stop within 0.5 s
 # The rig's OCPP fields go when the station changes and before each frame to the CSMS;
 # this often besides, for what changes otherwise (the link going down, the queue).
 STATUS_S = 0.25
-HEARTBEAT = wire.encode("hb")
 
 
 class RemoteChannel:
@@ -255,9 +255,13 @@ class SafetyLink:
 
     def _heartbeat(self) -> None:
         """On a thread of its own: the safety process hears from a busy event loop too."""
-        while not self._stop_beat.wait(wire.HEARTBEAT_S):
+        send, beat, flags = self.sock.send, wire.HEARTBEAT, socket.MSG_DONTWAIT
+        while not self._stop_beat.is_set():
+            time.sleep(wire.HEARTBEAT_S)
             try:
-                wire.send(self.sock, HEARTBEAT)
+                send(beat, flags)
+            except BlockingIOError:
+                pass  # the safety process is behind: the next beat will do
             except OSError:
                 return
 

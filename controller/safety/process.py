@@ -94,7 +94,8 @@ class SafetyProcess:
         self.stopped = False
         self.exit_code: int | None = None
         self.reported: dict[int, tuple[Any, ...]] = {}
-        self.reported_at = 0.0
+        self.reported_at = self.checked_at = 0.0
+        self.dirty = True  # a loop published a view since the last report
         self.ocpp_status: dict[str, Any] = {}
         self.rig: RigServer | None = None
         if config.sim_socket is not None:
@@ -178,8 +179,9 @@ class SafetyProcess:
             control.wake()
 
     def _check_loops(self, now: float) -> None:
-        if self.stopped:
+        if self.stopped or now - self.checked_at < REPORT_S / 2:
             return
+        self.checked_at = now
         stalled = [c for c in self.loops if not c.is_alive() or now - c.stats.last_tick > STALL_S]
         if not stalled:
             return
@@ -220,6 +222,8 @@ class SafetyProcess:
                 self._orphaned()
                 return
             self.heard_at, self.heard = time.monotonic(), True
+            if datagram == wire.HEARTBEAT:
+                continue
             message = wire.decode(datagram)
             if message is None:
                 log.error("safety channel: unreadable message %r", datagram[:100])
@@ -284,8 +288,16 @@ class SafetyProcess:
     def _drain_wake(self, _events: int) -> None:
         with contextlib.suppress(BlockingIOError):
             os.read(self._wake_r, 4096)
+        self.dirty = True
 
     def _report(self, now: float) -> None:
+        """Send what changed: at once after a loop published a view; at least every
+        REPORT_S for what changes without one (the lock, a contactor test); every wake
+        while an unlock request waits for its ticks."""
+        due = now - self.reported_at >= REPORT_S
+        if not (self.dirty or due or any(c.unlock_waiters for c in self.channels.values())):
+            return
+        self.dirty = False
         for evse_id, channel in self.channels.items():
             view = channel.view
             state = (
@@ -305,7 +317,7 @@ class SafetyProcess:
                 ticks=channel.ticks,
             ):
                 self.reported[evse_id] = state
-        if now - self.reported_at >= REPORT_S:
+        if due:
             self.reported_at = now
             self._send(
                 "hb",
