@@ -14,6 +14,7 @@ within one malloc arena (see there).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -93,6 +94,10 @@ def realtime_thread(priority: int = SAFETY_PRIORITY) -> bool:
     if not os.sched_get_priority_min(os.SCHED_FIFO) <= priority <= os.sched_get_priority_max(os.SCHED_FIFO):
         log.warning("safety loop not real-time: priority %d is outside SCHED_FIFO's range", priority)
         return False
+    with contextlib.suppress(OSError, ValueError):  # after renounce_realtime() in a parent
+        soft, hard = resource.getrlimit(resource.RLIMIT_RTPRIO)
+        if soft != resource.RLIM_INFINITY and soft < priority:
+            resource.setrlimit(resource.RLIMIT_RTPRIO, (hard, hard))
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except OSError as exc:
@@ -103,18 +108,20 @@ def realtime_thread(priority: int = SAFETY_PRIORITY) -> bool:
 
 
 def renounce_realtime() -> bool:
-    """Make the calling process unable to ever turn real-time (RLIMIT_RTPRIO 0, hard too).
+    """Leave the calling process without real-time scheduling rights (RLIMIT_RTPRIO soft 0).
 
-    For the OCPP process once it has forked the safety process (which keeps the limit it
-    was forked with): the unit's LimitRTPRIO= is meant for the safety loop alone, and no
-    unprivileged process can raise a hard limit again.
+    For the OCPP process once it has forked the safety process: the unit's LimitRTPRIO= is
+    meant for the safety loop alone. Only the soft limit drops: a reset re-executes the
+    daemon in place, and the safety process it forks then takes the right back
+    (``realtime_thread`` raises its soft limit to the hard one).
     """
     try:
-        resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
+        _soft, hard = resource.getrlimit(resource.RLIMIT_RTPRIO)
+        resource.setrlimit(resource.RLIMIT_RTPRIO, (0, hard))
     except (OSError, ValueError) as exc:
         log.warning("could not give up real-time scheduling: %s", exc)
         return False
-    log.debug("real-time scheduling given up (RLIMIT_RTPRIO 0)")
+    log.debug("real-time scheduling given up (RLIMIT_RTPRIO soft 0)")
     return True
 
 
