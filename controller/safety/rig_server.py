@@ -20,6 +20,7 @@ import os
 import selectors
 import socket
 import stat
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,20 +40,73 @@ class _Client:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.inbox = b""
-        self.outbox = b""
+        self.outbox = bytearray()
         self.discarding = False  # inside a line longer than MAX_LINE
+        self.dropped = False
 
 
-class RigServer:
-    def __init__(self, path: Path, selector: selectors.BaseSelector, reply: Reply) -> None:
+class RigServer(threading.Thread):
+    """The rig socket on a thread of its own: a burst of rig requests costs the safety
+    process's main thread (the channel and its deadlines) at most a GIL switch."""
+
+    def __init__(self, path: Path, reply: Reply) -> None:
+        super().__init__(name="rig", daemon=True)
         self.path = path
-        self.selector = selector
         self.reply = reply
+        self.selector = selectors.DefaultSelector()
         self.clients: dict[int, _Client] = {}
         self.listener = _listen(path)
         self.listener.setblocking(False)
         self.listening = True
-        selector.register(self.listener, selectors.EVENT_READ, self._accept)
+        self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._woken)
+        self._requests: set[str] = set()  # "stop listening", "close": from other threads
+
+    def run(self) -> None:
+        try:
+            while "close" not in self._requests:
+                for key, events in self.selector.select(0.5):
+                    key.data(events)
+                if "stop listening" in self._requests:
+                    self._stop_listening()
+        except Exception:
+            log.exception("rig socket failed; it answers no more")
+        finally:
+            self._stop_listening()
+            for client in list(self.clients.values()):
+                self._drop(client, flush=True)
+
+    def stop_listening(self) -> None:
+        """No new clients; the path is free for the next daemon. Clients stay served."""
+        self._request("stop listening")
+
+    def close(self, timeout: float = 0.5) -> None:
+        self._request("close")
+        if self.is_alive():
+            self.join(timeout)
+        elif self.listening:  # never started
+            self._stop_listening()
+
+    def _request(self, what: str) -> None:
+        self._requests.add(what)
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"w")
+
+    def _woken(self, _events: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._wake_r, 4096)
+
+    def _stop_listening(self) -> None:
+        if self.listening:
+            self.listening = False
+            with contextlib.suppress(OSError):  # first: a successor finds no path, not a dead one
+                self.path.unlink()
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(self.listener)
+            self.listener.close()
 
     def _accept(self, _events: int) -> None:
         with contextlib.suppress(BlockingIOError, InterruptedError):
@@ -76,22 +130,24 @@ class RigServer:
                 return
             if data:
                 self._received(client, data)
-        if events & selectors.EVENT_WRITE or client.outbox:
+        if not client.dropped and (events & selectors.EVENT_WRITE or client.outbox):
             self._flush(client)
 
     def _received(self, client: _Client, data: bytes) -> None:
+        if client.discarding:  # the rest of an over-long line: dropped up to its end
+            _, newline, data = data.partition(b"\n")
+            if not newline:
+                return
+            client.discarding = False
         client.inbox += data
-        while True:
+        while not client.dropped:
             line, newline, rest = client.inbox.partition(b"\n")
             if not newline:
                 if len(client.inbox) > MAX_LINE:
                     client.inbox, client.discarding = b"", True
                     self._queue(client, {"ok": False, "error": f"line longer than {MAX_LINE} bytes"})
-                break
+                return
             client.inbox = rest
-            if client.discarding:  # the end of an over-long line
-                client.discarding = False
-                continue
             if line.strip():
                 self._queue(client, self.reply(line))
 
@@ -102,8 +158,6 @@ class RigServer:
             self._drop(client)
 
     def _flush(self, client: _Client) -> None:
-        if client.sock.fileno() < 0:
-            return
         try:
             sent = client.sock.send(client.outbox)
         except (BlockingIOError, InterruptedError):
@@ -111,12 +165,15 @@ class RigServer:
         except OSError:
             self._drop(client)
             return
-        client.outbox = client.outbox[sent:]
+        del client.outbox[:sent]
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.outbox else 0)
         with contextlib.suppress(KeyError, ValueError):
             self.selector.modify(client.sock, events, lambda ev, c=client: self._ready(c, ev))
 
     def _drop(self, client: _Client, flush: bool = False) -> None:
+        if client.dropped:
+            return
+        client.dropped = True
         if flush and client.outbox:
             with contextlib.suppress(OSError):
                 client.sock.send(client.outbox)
@@ -124,21 +181,6 @@ class RigServer:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(client.sock)
         client.sock.close()
-
-    def stop_listening(self) -> None:
-        """No new clients; the path is free for the next daemon. Clients stay served."""
-        if self.listening:
-            self.listening = False
-            with contextlib.suppress(OSError):  # first: a successor finds no path, not a dead one
-                self.path.unlink()
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(self.listener)
-            self.listener.close()
-
-    def close(self) -> None:
-        self.stop_listening()
-        for client in list(self.clients.values()):
-            self._drop(client, flush=True)
 
 
 def _listen(path: Path) -> socket.socket:
@@ -170,10 +212,14 @@ def _alive(path: Path) -> bool:
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(str(path))
-    except OSError:
+    except ConnectionRefusedError:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # nobody listens: left by a killed daemon
         return False
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # a full backlog, no permission: someone may listen; never remove it
     finally:
         probe.close()
     return True
