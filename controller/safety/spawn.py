@@ -58,6 +58,26 @@ class SafetyChild:
         return -signal.SIGKILL if status is None else status
 
 
+class _Held(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _record_signals() -> list[int]:
+    """From the first instant of the safety process: a stop signal (SIGABRT too: systemd's
+    watchdog sends it to the whole service) is recorded, never fatal; the main loop acts on
+    it (``SafetyProcess``). A reload is the OCPP process's business."""
+    caught: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGABRT):
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return caught
+
+
 def spawn(config: Config) -> SafetyChild:
     """Fork the safety process. Call before starting any thread."""
     assert threading.active_count() == 1, "fork the safety process before any thread starts"
@@ -68,11 +88,22 @@ def spawn(config: Config) -> SafetyChild:
         code = 1
         try:
             ocpp_end.close()
+            signals = _record_signals()
+            early = _Held()  # what is logged before the journal is set up
+            logging.getLogger().addHandler(early)
+            logging.getLogger().setLevel(logging.DEBUG)
+            from controller.safety import realtime
+
+            realtime.lock_memory()  # first: before the log thread maps its stack
             from controller.io import logs
             from controller.safety import process
 
+            logging.getLogger().removeHandler(early)
             logs.setup(config.logging.get("level", "info"), config.logging.get("modules"))
-            code = process.main(config, safety_end)
+            for record in early.records:
+                if logging.getLogger(record.name).isEnabledFor(record.levelno):
+                    logging.getLogger(record.name).handle(record)
+            code = process.main(config, safety_end, signals)
         except BaseException:
             logging.getLogger(__name__).critical("safety process crashed", exc_info=True)
         finally:
