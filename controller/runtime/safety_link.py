@@ -207,6 +207,7 @@ class SafetyLink:
         self._status_task = asyncio.create_task(self._send_status(), name="rig status")
 
     def failure(self) -> str | None:
+        self._readable()  # what waits on the socket counts: the event loop may have been busy
         if self.reason is None and time.monotonic() - self.heard_at > SILENT_S:
             self._failed(f"the safety process {self.child.pid} has been silent for over {SILENT_S:.0f} s")
         if self.reason is None and self._status_task is not None and self._status_task.done():
@@ -348,6 +349,10 @@ class SafetyLink:
             self.swipes.put_nowait(str(message["id"]))
         elif kind == "hb":
             self.figures = message
+        elif kind == "resync":  # after a silence: every EVSE's current inputs, then "synced"
+            for channel in self._channels.values():
+                self.sync(channel)
+            self._send(wire.encode("synced"))
         elif kind == "ready":
             self.ready.set()
         elif kind == "safe":
@@ -359,7 +364,7 @@ class SafetyLink:
         with contextlib.suppress(ValueError, OSError):
             asyncio.get_running_loop().remove_reader(self.sock)
         self.ended.set()
-        status = self.child.exit_status(0.2)
+        status = self.child.exit_status(0.0)  # never waited for on the event loop
         self._failed(f"the safety process {self.child.pid} has ended (exit status {status})")
 
     def _failed(self, reason: str) -> None:

@@ -367,6 +367,10 @@ class ControlLoop(threading.Thread):
             for channel in self.channels:
                 channel.make_safe()
 
+    def start(self) -> None:
+        self.stats.last_tick = self.clock()  # not a stall while the new thread waits its turn
+        super().start()
+
     def wake(self) -> None:
         """Tick now rather than at the next period (a permit was withdrawn)."""
         self._wake.set()

@@ -3,13 +3,15 @@ lines, and the simulated world with its rig socket, away from the OCPP stack.
 
 ``evse run`` forks it before it imports asyncio, websockets or cryptography
 (``controller.safety.spawn``). Each EVSE's control loop is a thread of its own
-(``controller.safety.control``); this module's main thread is a ``selectors`` loop over
-the channel to the OCPP process (``controller.safety.wire``) and the rig socket. It
-never waits on the OCPP process:
+(``controller.safety.control``), and so is the rig socket (``rig_server``); this
+module's main thread is a ``selectors`` loop over the channel to the OCPP process
+(``controller.safety.wire``). It never waits on the OCPP process:
 
-- silent for ``wire.SILENCE_S`` (stopped, hung, starved): every EVSE's controller is
-  lost (``Inputs.controller_lost``): PWM off and the contactor open at the next tick;
-  charging resumes by the usual rules once it is heard again;
+- stopped (SIGSTOP, a debugger: its kernel state, looked at every ``STATE_CHECK_S``) or
+  silent for ``wire.SILENCE_S`` (hung, starved): every permit is withdrawn and every
+  EVSE's controller lost (``Inputs.controller_lost``): PWM off and the contactor open at
+  once; once it runs and answers again, its current permits are asked for and charging
+  resumes by the usual rules;
 - its end closed (it died): the same, then every loop is stopped (the hardware left
   safe) and the rig socket is given up for the next daemon; the clients already
   connected (a bench polling) are answered for ``ORPHAN_LINGER_S`` more;
@@ -26,6 +28,7 @@ import os
 import selectors
 import signal
 import socket
+import sys
 import time
 from typing import Any
 
@@ -48,6 +51,8 @@ STALL_S = 1.0  # a control loop silent this long is stalled
 ORPHAN_LINGER_S = 2.0  # connected rig clients are answered this long after the OCPP process died
 STOP_S = 0.5  # every control loop together, at an orderly stop
 SIGNAL_EXIT_S = 3.0  # after SIGTERM or SIGINT, unless the OCPP process says "exit" sooner
+STATE_CHECK_S = 0.02  # how often the OCPP process's state and silence are looked at
+SWITCH_INTERVAL_S = 0.001  # a busy rig thread hands the GIL on within a millisecond
 REPORT_S = 0.25  # a heartbeat to the OCPP process, with the loops' figures
 EX_SOFTWARE = 70
 
@@ -71,9 +76,11 @@ def sim_reader(config: Config) -> bool:
 
 
 class SafetyProcess:
-    def __init__(self, config: Config, link: socket.socket) -> None:
+    def __init__(self, config: Config, link: socket.socket, signals: list[int] | None = None) -> None:
         self.config = config
         self.link = link
+        self.signals = signals if signals is not None else []  # received, not yet acted on
+        self.ocpp_state = _ProcessState(os.getppid())
         link.setblocking(False)
         self.bench: SimBench | None = make_bench(config)
         drivers = {e.id: build_safety(e, self.bench) for e in config.evses}
@@ -87,14 +94,15 @@ class SafetyProcess:
         os.set_blocking(self._wake_w, False)
         self.loops = [ControlLoop([c], config.sample_hz, self._published) for c in self.channels.values()]
         self.heard_at = time.monotonic()
-        self.silent = False
+        self.silent = False  # the OCPP process stopped or went silent: every controller lost
+        self.resync_asked = False  # heard again: its current permits are asked for
         self.orphaned_at: float | None = None
         self.signalled_at: float | None = None
         self.heard = False  # the silence rule applies once the OCPP process has spoken
         self.stopped = False
         self.exit_code: int | None = None
         self.reported: dict[int, tuple[Any, ...]] = {}
-        self.reported_at = self.checked_at = 0.0
+        self.reported_at = self.checked_at = self.state_checked_at = 0.0
         self.dirty = True  # a loop published a view since the last report
         self.ocpp_status: dict[str, Any] = {}
         self.rig: RigServer | None = None
@@ -103,22 +111,20 @@ class SafetyProcess:
                 self.bench.on_swipe = self._swiped
             rig = Rig(self.bench, self.status, list(self.channels), reader=sim_reader(config))
             try:
-                self.rig = RigServer(config.sim_socket, self.selector, rig.reply_to)
+                self.rig = RigServer(config.sim_socket, rig.reply_to)
             except (RigError, OSError) as exc:
                 raise DriverError(f"sim.socket: cannot listen on {config.sim_socket}: {exc}") from exc
         self.selector.register(link, selectors.EVENT_READ, self._read_link)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
-        signal.set_wakeup_fd(self._wake_w)
+        signal.set_wakeup_fd(self._wake_w)  # a signal wakes the loop, which acts on it
 
     # -- running ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        # SIGABRT too: systemd's watchdog sends it (WatchdogSignal=) to the whole service.
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGABRT):
-            signal.signal(sig, self._terminated)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the OCPP process's
         for control in self.loops:
             control.start()
+        if self.rig is not None:
+            self.rig.start()
         self._send("ready", pid=os.getpid())
         log.info("safety process %d running %d control loop(s)", os.getpid(), len(self.loops))
         try:
@@ -134,43 +140,64 @@ class SafetyProcess:
         return self.exit_code
 
     def _timeout(self) -> float:
-        """Until the next thing to do: at the latest when the silence rule would trip."""
-        if not self.heard or self.silent or self.orphaned_at is not None:
+        """Until the next thing to do: the next look at the OCPP process, at the latest."""
+        if self.orphaned_at is not None or self.signalled_at is not None or not self.heard:
             return REPORT_S / 2
-        return min(REPORT_S / 2, max(0.0, self.heard_at + wire.SILENCE_S - time.monotonic()) + 0.001)
-
-    def _terminated(self, signum: int, _frame: object) -> None:
-        # Contactors open now. A signal to the whole group (Ctrl-C, a service stop without
-        # KillMode=mixed) reached the OCPP process too: it still reads the final meter
-        # values through here, then says "exit"; alone, this process ends after SIGNAL_EXIT_S.
-        if self.signalled_at is None:
-            log.warning("safety process: signal %d; every contactor opened", signum)
-            self.signalled_at = time.monotonic()
-        self._lose_controller()
+        # Never 0: at real-time priority a loop that does not sleep starves the control loops.
+        return max(0.001, self.state_checked_at + STATE_CHECK_S - time.monotonic())
 
     def _housekeeping(self, now: float) -> None:
+        if self.signals and self.signalled_at is None:
+            # A signal to the whole group (Ctrl-C; systemd's stop or watchdog with
+            # KillMode=control-group) reached the OCPP process too: it still reads the
+            # final meter values through here, then says "exit"; alone, this process ends
+            # after SIGNAL_EXIT_S.
+            log.warning("safety process: signal %d; every contactor opened", self.signals[0])
+            self.signalled_at = now
+            self._lose_controller()
         if self.signalled_at is not None:
             self._stop_loops()
             if self.orphaned_at is not None or now - self.signalled_at > SIGNAL_EXIT_S:
                 self.exit_code = 0
-        elif self.orphaned_at is None and self.heard:
-            quiet = now - self.heard_at > wire.SILENCE_S
-            if quiet and not self.silent and self.signalled_at is None:
-                self.silent = True
-                self._lose_controller()
-                log.error(
-                    "the OCPP process has been silent for %.0f ms: charging stopped until it answers",
-                    (now - self.heard_at) * 1000,
-                )
-            elif not quiet and self.silent:
-                self.silent = False
-                for channel in self.channels.values():
-                    channel.controller_lost = False
-                log.warning("the OCPP process answers again")
+        elif self.orphaned_at is None and self.heard and now - self.state_checked_at >= STATE_CHECK_S:
+            self.state_checked_at = now
+            self._read_link(selectors.EVENT_READ)  # what waits counts as heard
+            self._watch_ocpp(time.monotonic())
         elif self.orphaned_at is not None and now - self.orphaned_at > ORPHAN_LINGER_S:
             self.exit_code = 0
         self._report(now)
         self._check_loops(now)
+
+    def _watch_ocpp(self, now: float) -> None:
+        """Stopped (SIGSTOP, a debugger: the kernel says so) or silent past SILENCE_S:
+        every controller lost at once. Heard again: its current permits are asked for,
+        and the controllers come back only with them."""
+        if self.orphaned_at is not None:
+            return
+        stopped = self.ocpp_state.stopped()
+        quiet = now - self.heard_at > wire.SILENCE_S
+        if (stopped or quiet) and not self.silent:
+            self.silent, self.resync_asked = True, False
+            for channel in self.channels.values():
+                channel.permit = (False, 0.0)  # never reused: fresh ones come with the resync
+            self._lose_controller()
+            if stopped:
+                log.error("the OCPP process is stopped: charging stopped until it runs again")
+            else:
+                log.error(
+                    "the OCPP process has been silent for %.0f ms: charging stopped until it answers",
+                    (now - self.heard_at) * 1000,
+                )
+        elif self.silent and not stopped and not quiet and not self.resync_asked:
+            self.resync_asked = self._send("resync")
+
+    def _synced(self) -> None:
+        """The OCPP process has sent every EVSE's current permit: control is back."""
+        if self.silent and self.orphaned_at is None and self.signalled_at is None:
+            self.silent = False
+            for channel in self.channels.values():
+                channel.controller_lost = False
+            log.warning("the OCPP process answers again")
 
     def _lose_controller(self) -> None:
         for channel in self.channels.values():
@@ -186,6 +213,7 @@ class SafetyProcess:
         if not stalled:
             return
         for control in stalled:  # it cannot open its contactor: do it from here
+            control.halt()  # should it resume, it stops rather than drive again
             for channel in control.channels:
                 channel.make_safe()
         names = ", ".join(c.name for c in stalled)
@@ -230,7 +258,7 @@ class SafetyProcess:
                 continue
             try:
                 self._handle(message)
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
                 log.error("safety channel: bad %s message: %r", message.get("t"), exc)
 
     def _handle(self, message: dict[str, Any]) -> None:
@@ -244,6 +272,8 @@ class SafetyProcess:
                 channel.meter = (bool(ok), None if current is None else float(current))
                 channel.max_current_a = float(message["cap"])
                 channel.unlock_waiters = int(message["unlock"])
+        elif kind == "synced":
+            self._synced()
         elif kind == "read":
             self._read_meter(message)
         elif kind == "status":
@@ -388,13 +418,34 @@ class SafetyProcess:
         return status
 
 
-def main(config: Config, link: socket.socket) -> int:
-    """The safety process's whole life; returns its exit status."""
+class _ProcessState:
+    """Whether a process is stopped, read from /proc/PID/stat through a file kept open."""
+
+    def __init__(self, pid: int) -> None:
+        try:
+            self.fd: int | None = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        except OSError:
+            self.fd = None  # no /proc: the heartbeat's silence rule alone
+
+    def stopped(self) -> bool:
+        if self.fd is None:
+            return False
+        try:
+            stat = os.pread(self.fd, 1024, 0)
+        except OSError:
+            return False  # gone: the channel's end closing says so
+        state = stat.rpartition(b")")[2][1:2]
+        return state in (b"T", b"t")
+
+
+def main(config: Config, link: socket.socket, signals: list[int]) -> int:
+    """The safety process's whole life; returns its exit status. ``signals``: what the
+    fork's handlers caught so far (they record, the main loop acts)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     realtime.name_process("evse-safety")
-    realtime.lock_memory()
     realtime.realtime_thread()  # before the loops start: they inherit it
     try:
-        process = SafetyProcess(config, link)
+        process = SafetyProcess(config, link, signals)
     except DriverError as exc:
         log.error("safety process cannot start: %s", exc)
         with contextlib.suppress(OSError):
