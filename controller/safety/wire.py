@@ -9,7 +9,7 @@ send that would block is retried with the newest state.
 
 The safety process withdraws every permit at once when the OCPP process dies (its end
 closes), is stopped (SIGSTOP or a debugger: the kernel's process state, looked at every
-20 ms) or is silent for ``SILENCE_S`` (hung, starved). Once it runs and is heard again,
+40 ms) or is silent for ``SILENCE_S`` (hung, starved). Once it runs and is heard again,
 the safety process asks for its current permits ("resync"), and control comes back only
 with them ("synced"): a permit from before the silence is never reused.
 """
@@ -21,7 +21,7 @@ import socket
 from typing import Any
 
 HEARTBEAT_S = 0.1
-# A stopped process is seen from its state within 20 ms; silence is for a process that
+# A stopped process is seen from its state within 40 ms; silence is for a process that
 # runs but cannot speak (a GIL held for long, starved), which a flood at a quarter core
 # can look like for tens of milliseconds: so it is judged over half a second.
 SILENCE_S = 0.5
