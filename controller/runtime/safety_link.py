@@ -39,7 +39,7 @@ SILENT_S = 1.0  # the safety process reports every 0.25 s: silent this long, it 
 SAFE_S = 0.7  # an orderly stop: its control loops stop within 0.5 s
 # The rig's OCPP fields go when the station changes and before each frame to the CSMS;
 # this often besides, for what changes otherwise (the link going down, the queue).
-STATUS_S = 0.25
+STATUS_S = 1.0
 
 
 class RemoteChannel:

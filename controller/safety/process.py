@@ -144,7 +144,15 @@ class SafetyProcess:
         if self.orphaned_at is not None or self.signalled_at is not None or not self.heard:
             return REPORT_S / 2
         # Never 0: at real-time priority a loop that does not sleep starves the control loops.
-        return max(0.001, self.state_checked_at + STATE_CHECK_S - time.monotonic())
+        return max(0.001, self.state_checked_at + self._check_period() - time.monotonic())
+
+    def _check_period(self) -> float:
+        """STATE_CHECK_S while a permit stands or a contactor is closed; otherwise a lost
+        OCPP process could switch nothing on, and a slower look saves the wake-ups."""
+        live = any(
+            c.permit[0] or (c.view is not None and c.view.contactor_closed) for c in self.channels.values()
+        )
+        return STATE_CHECK_S if live or self.silent else REPORT_S
 
     def _housekeeping(self, now: float) -> None:
         if self.signals and self.signalled_at is None:
@@ -159,7 +167,7 @@ class SafetyProcess:
             self._stop_loops()
             if self.orphaned_at is not None or now - self.signalled_at > SIGNAL_EXIT_S:
                 self.exit_code = 0
-        elif self.orphaned_at is None and self.heard and now - self.state_checked_at >= STATE_CHECK_S:
+        elif self.orphaned_at is None and self.heard and now - self.state_checked_at >= self._check_period():
             self.state_checked_at = now
             self._read_link(selectors.EVENT_READ)  # what waits counts as heard
             self._watch_ocpp(time.monotonic())
