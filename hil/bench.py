@@ -4,14 +4,17 @@
 
 Runs ``evse run`` as a subprocess on simulated hardware against the development CSMS
 over TLS (security profile 2), once per OCPP version, and measures from the outside, the
-way a test bench sees the station (``hil.outside``: the rig socket polled every 2 ms,
-``time.perf_counter`` of this process):
+way a test bench sees the station (``hil.outside``: the rig socket polled every 2 ms
+by a prober process of its own, real-time where allowed, so the GIL it waits for is never
+the one the bench's CSMS holds while it floods; ``time.perf_counter`` of that prober):
 
 - ``startup_s``: process start to BootNotification received by the CSMS, and
   ``safety_ready_s``: process start to the first rig status with the pilot at state A and
   the contactor open (medians of several starts);
-- ``rss_mb``, ``pss_mb`` (PSS of ``evse run`` and all its descendants together) and
-  ``cpu_idle_percent``: after ``idle_s`` connected and idle;
+- ``rss_mb``, ``pss_mb`` (PSS of ``evse run`` and all its descendants together),
+  ``cpu_idle_percent`` (the ``evse run`` process, which runs OCPP) and
+  ``cpu_idle_percent_safety`` (its descendants: the safety process), over the second half
+  of ``idle_s`` connected and idle, from the scheduler's nanosecond run times;
 - ``rss_mb_charging`` and ``cpu_charging_percent``: during a session with meter values
   every second;
 - ``rig_open_ms_<condition>_{p50,p99,max}``: from a rig ``suspend`` (the EV leaves state C)
@@ -23,8 +26,9 @@ way a test bench sees the station (``hil.outside``: the rig socket polled every 
   where the bench can create one (else ``skipped`` says why);
 - ``latency_ms_*``: under the flood, the pilot change to the contactor command as timed
   by the simulation inside the daemon (the rig's ``timing`` command), where it has one;
-- ``kill_open_ms_*``: from a SIGKILL of the ``evse run`` process while charging to the
-  first rig status showing the contactor open, over ``kill_runs`` runs; runs over 100 ms,
+- ``kill_open_ms_*``: from a SIGKILL of the ``evse run`` process while charging (sent by
+  the prober) to the first rig status showing the contactor open, over ``kill_runs`` runs;
+  runs over 100 ms,
   runs where the rig stopped answering first, and after each restart on the same storage
   whether the transaction ended exactly once, as PowerLoss, at the CSMS;
 - ``local_list_apply_s``: a SendLocalList (Full) of ``list_entries`` entries, sent to
@@ -44,13 +48,14 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,16 +64,12 @@ from controller.core.authorization import AuthCache, AuthSettings, IdTagInfo, Lo
 from hil import replay
 from hil.csms import CallErrorReply, CsmsThread
 from hil.outside import (
+    Inside,
     KillOutcome,
-    ReadyWatch,
     answers,
-    command_to,
     contactor_closed,
-    contactor_open,
     descendants,
-    kill_to_open,
-    percentile,
-    poll,
+    probe_command,
     quarter_core,
     spread,
     tree_pss_mb,
@@ -76,10 +77,11 @@ from hil.outside import (
 )
 from hil.pki import Pki, server_context
 from hil.rig import RigError
-from hil.simrig import RigReplyError, SimRig
+from hil.simrig import SimRig
 from hil.station import LocalStation, StationError
 from hil.view import CsmsView
 
+ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "04A1B2C3D4"
 PASSWORD = "bench-password-000001"  # profile 2: 16 to 40 characters
 VERSIONS = ("1.6", "2.0.1")
@@ -132,16 +134,53 @@ QUICK = Plan(
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, from /proc."""
+    """User plus system CPU time of a process, from /proc (in clock ticks: 10 ms steps)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_seconds(pid: int) -> dict[int, float]:
+    """Each thread's time on a CPU so far, from its schedstat (nanoseconds); empty
+    where the kernel keeps no schedstat."""
+    times: dict[int, float] = {}
+    for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            times[int(path.parent.name)] = int(path.read_text().split()[0]) / 1e9
+    return times
+
+
+def cpu_percents(pids: dict[str, list[int]], seconds: float) -> dict[str, float]:
+    """CPU use of each group of processes over the next ``seconds``, in percent of one core.
+
+    From the threads' nanosecond run times where the kernel has them: the ticks of
+    /proc/PID/stat are 10 ms, too coarse for a few seconds of a nearly idle process (one
+    tick in 3 s is 0.33 %). A thread that ends within the window loses its time in it."""
+    if not all(run_seconds(pid) for group in pids.values() for pid in group):
+        ticks = {name: [cpu_seconds(pid) for pid in group] for name, group in pids.items()}
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        elapsed = time.monotonic() - t0
+        return {
+            name: 100 * sum(cpu_seconds(pid) - b for pid, b in zip(group, ticks[name], strict=True)) / elapsed
+            for name, group in pids.items()
+        }
+    before = {pid: run_seconds(pid) for group in pids.values() for pid in group}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - t0
+    result = {}
+    for name, group in pids.items():
+        used = 0.0
+        for pid in group:
+            after = run_seconds(pid)
+            used += sum(ran - before[pid].get(tid, 0.0) for tid, ran in after.items())
+        result[name] = 100 * used / elapsed
+    return result
+
+
 def cpu_percent(pid: int, seconds: float) -> float:
     """CPU use of ``pid`` over the next ``seconds``, in percent of one core."""
-    before, t0 = cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)
-    return 100 * (cpu_seconds(pid) - before) / (time.monotonic() - t0)
+    return cpu_percents({"own": [pid]}, seconds)["own"]
 
 
 def machine() -> dict[str, Any]:
@@ -284,61 +323,37 @@ def flooding(csms: CsmsThread, version: str, entries: int) -> Iterator[Flood]:
         flood.stop()
 
 
-@dataclass
-class Inside:
-    """The same openings as the simulation inside the daemon timed them (the rig's
-    ``timing`` command: ``time.monotonic`` of this host), while the rig has that command."""
-
-    opened: list[float] = field(default_factory=list)
-    closed: list[float] = field(default_factory=list)
-    injected: list[float] = field(default_factory=list)
-    unavailable: str = ""
-
-    def note(self, rig: SimRig, sent: float, to_open: bool) -> None:
-        if self.unavailable:
-            return
-        try:
-            timing = rig.timing()
-            commanded = (timing["contactor_commanded_at"] - timing["cp_changed_at"]) * 1000
-        except (RigReplyError, KeyError, TypeError) as exc:
-            self.unavailable = f"the rig has no timing command: {exc!r}"
-            return
-        (self.opened if to_open else self.closed).append(commanded)
-        self.injected.append((timing["cp_changed_at"] - sent) * 1000)
-
-    def figures(self) -> dict[str, Any]:
-        if not self.opened:
-            return {"latency_skipped": self.unavailable or "no openings"}
-        return {
-            "latency_ms_p50": round(statistics.median(self.opened), 1),
-            "latency_ms_p99": round(percentile(self.opened, 0.99), 1),
-            "latency_ms_max": round(max(self.opened), 1),
-            "latency_openings": len(self.opened),
-            "close_latency_ms_max": round(max(self.closed), 1),
-            "rig_inject_ms_max": round(max(self.injected), 1),
-        }
+class ProbeError(RuntimeError):
+    """The prober process failed or gave no result."""
 
 
-def openings(rig: SimRig, count: int, inside: Inside | None = None) -> list[float]:
-    """``count`` openings timed from the rig, in ms: a ``suspend`` (the EV leaves state C)
-    sent, to the first status showing the contactor open; each followed by a ``charge``
-    and the contactor closed again."""
-    opened: list[float] = []
-    for _ in range(count):
-        for to_open in (True, False):
-            time.sleep(random.uniform(0.0, 0.05))  # any phase against the control loop's ticks
-            sent = time.monotonic()
-            if to_open:
-                opened.append(command_to(rig, rig.suspend, contactor_open, timeout=30))
-            else:
-                command_to(rig, rig.charge, contactor_closed, timeout=30)
-            if inside is not None:
-                inside.note(rig, sent, to_open)
-    return opened
+def probed(command: list[str], timeout: float) -> dict[str, Any]:
+    """Run a prober (``hil.outside``) to its end; its JSON result."""
+    try:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise ProbeError(f"{command[3]} prober still running after {timeout} s") from exc
+    lines = done.stdout.splitlines()
+    if done.returncode != 0 or not lines:
+        raise ProbeError(f"{command[3]} prober exited {done.returncode}: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def openings(socket_path: Path, count: int, inside: Inside | None = None) -> tuple[list[float], str]:
+    """``count`` openings timed from the rig by the prober, in ms (``hil.outside.openings``),
+    and the prober's scheduling policy; ``inside``, if given, gets the rig's own timing."""
+    options = ["--count", str(count)] + (["--inside"] if inside is not None else [])
+    result = probed(probe_command("openings", socket_path, *options), timeout=120 + count)
+    if inside is not None:
+        timed = result["inside"]
+        inside.opened, inside.closed = timed["opened"], timed["closed"]
+        inside.injected, inside.unavailable = timed["injected"], timed["unavailable"]
+    return result["opened_ms"], result["prober_policy"]
 
 
 def quarter_core_openings(
-    rig: SimRig, pid: int, csms: CsmsThread, version: str, plan: Plan
+    socket_path: Path, pid: int, csms: CsmsThread, version: str, plan: Plan
 ) -> dict[str, Any]:
     """Openings idle and under the flood with the OCPP process (``pid`` alone, not its
     children) held to a quarter of one core; skipped, with the reason, where the bench
@@ -360,10 +375,10 @@ def quarter_core_openings(
             "pids_inside": inside,
             "pids_outside": [kid for kid in descendants(pid) if kid not in inside],
         }
-        result.update(spread("rig_open_ms_quarter_idle", openings(rig, plan.openings)))
+        result.update(spread("rig_open_ms_quarter_idle", openings(socket_path, plan.openings)[0]))
         with flooding(csms, version, plan.flood_entries) as flood:
             try:
-                result.update(spread("rig_open_ms_quarter_flood", openings(rig, plan.openings)))
+                result.update(spread("rig_open_ms_quarter_flood", openings(socket_path, plan.openings)[0]))
                 result["quarter_core"]["throttled_periods"] = cgroup.throttled()
             finally:
                 cgroup.move_out(pid)  # before the flood winds down: it may be mid-call
@@ -383,15 +398,24 @@ def start(station: LocalStation, csms: CsmsThread, after: int) -> tuple[SimRig, 
     deadline = time.monotonic() + 10
     while answers(socket_path) and time.monotonic() < deadline:  # the last daemon's world winding down
         time.sleep(0.01)
-    watch = ReadyWatch(socket_path)
-    watch.start()
-    t0, m0 = time.perf_counter(), time.monotonic()
-    rig = station.start()
-    boot = csms.wait_for("BootNotification", timeout=30, after=after)
-    csms.wait_for("StatusNotification", timeout=30, after=after)
-    watch.join(10)
-    watch.stop()
-    return rig, boot.t - m0, None if watch.ready_at is None else watch.ready_at - t0
+    watch = subprocess.Popen(
+        probe_command("ready", socket_path), cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )  # fmt: skip
+    try:
+        assert watch.stdout is not None
+        if not watch.stdout.readline():  # {"polling": true}: it polls before the daemon starts
+            raise ProbeError(f"ready prober exited {watch.wait()} before polling")
+        m0 = time.monotonic()
+        rig = station.start()
+        boot = csms.wait_for("BootNotification", timeout=30, after=after)
+        csms.wait_for("StatusNotification", timeout=30, after=after)
+        found = json.loads(watch.communicate(timeout=40)[0].splitlines()[-1])
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    ready_at = found["ready_at"]
+    return rig, boot.t - m0, None if ready_at is None else ready_at - m0
 
 
 def kill_once(station: LocalStation, view: CsmsView) -> tuple[KillOutcome, str]:
@@ -405,13 +429,12 @@ def kill_once(station: LocalStation, view: CsmsView) -> tuple[KillOutcome, str]:
         rig.swipe(TOKEN)
         rig.charge()
         tx = view.started(after=mark, timeout=30)
-    with SimRig(path, timeout=1.0) as poller:
-        poll(poller, contactor_closed, timeout=30)
-        time.sleep(random.uniform(0.1, 0.3))  # charging a moment; any phase against the loop
-        if station.pid is None:
-            raise StationError("the daemon exited while charging")
-        children = descendants(station.pid)
-        outcome = kill_to_open(poller, station.pid)
+    if station.pid is None:
+        raise StationError("the daemon exited while charging")
+    children = descendants(station.pid)
+    # The prober waits for the contactor closed and a random moment, then kills and polls.
+    found = probed(probe_command("kill", path, "--pid", str(station.pid)), timeout=60)
+    outcome = KillOutcome(found["open_ms"], found["rig_gone"])
     station.stop()  # reaps it
     # The new daemon starts once the old one's children are gone: one world on the rig socket.
     if lingering := wait_gone(children, timeout=10.0):
@@ -434,7 +457,7 @@ def kill_runs(station: LocalStation, csms: CsmsThread, version: str, runs: int) 
     for n in range(runs):
         try:
             outcome, tx = kill_once(station, view)
-        except (TimeoutError, AssertionError, OSError, RigError, StationError) as exc:
+        except (TimeoutError, AssertionError, OSError, RigError, StationError, ProbeError) as exc:
             errors.append(f"run {n + 1}: {type(exc).__name__}: {exc}")
             break  # the station is in no known state: the remaining runs would say nothing
         outcomes.append(outcome)
@@ -495,7 +518,10 @@ def run_version(version: str, plan: Plan, work: Path, pki: Pki, log: Any) -> dic
             log(f"{version}: started in {result['startup_s']} s; idle {plan.idle_s:.0f} s")
 
             time.sleep(plan.idle_s / 2)
-            result["cpu_idle_percent"] = round(cpu_percent(station.pid, plan.idle_s / 2), 2)
+            idle = cpu_percents({"ocpp": [station.pid], "safety": descendants(station.pid)}, plan.idle_s / 2)
+            result["cpu_idle_percent"] = round(idle["ocpp"], 2)
+            result["cpu_idle_percent_safety"] = round(idle["safety"], 2)
+            result["cpu_idle_window_s"] = plan.idle_s / 2
             result["rss_mb"] = round(station.rss_mb() or 0.0, 1)
             pss = tree_pss_mb(station.pid)
             if pss is not None:
@@ -518,24 +544,25 @@ def run_version(version: str, plan: Plan, work: Path, pki: Pki, log: Any) -> dic
             ]
             result["meter_messages_per_s"] = round(len(meters) / (plan.charge_s + 2), 2)
 
-            with SimRig(sim_socket(station), timeout=5.0) as bench:  # the bench's own connection
-                log(f"{version}: {plan.openings} openings idle, then under the flood")
-                result.update(spread("rig_open_ms_idle", openings(bench, plan.openings)))
-                inside = Inside()
-                with flooding(csms, version, plan.flood_entries) as flood:
-                    result.update(spread("rig_open_ms_flood", openings(bench, plan.openings, inside)))
-                result["rig_openings"] = plan.openings
-                result["rig_open_p99_flood_over_idle_ms"] = round(
-                    result["rig_open_ms_flood_p99"] - result["rig_open_ms_idle_p99"], 1
-                )
-                result.update(inside.figures())
-                result["flood_answered"] = dict(flood.done)
-                if flood.errors:
-                    result["flood_errors"] = dict(flood.errors)
-                result["rss_mb_after_flood"] = round(station.rss_mb() or 0.0, 1)
-                log(f"{version}: {plan.openings} openings idle and under the flood, at a quarter core")
-                result.update(quarter_core_openings(bench, station.pid, csms, version, plan))
-                bench.unplug()
+            log(f"{version}: {plan.openings} openings idle, then under the flood")
+            opened, result["prober_policy"] = openings(sim_socket(station), plan.openings)
+            result.update(spread("rig_open_ms_idle", opened))
+            inside = Inside()
+            with flooding(csms, version, plan.flood_entries) as flood:
+                opened = openings(sim_socket(station), plan.openings, inside)[0]
+                result.update(spread("rig_open_ms_flood", opened))
+            result["rig_openings"] = plan.openings
+            result["rig_open_p99_flood_over_idle_ms"] = round(
+                result["rig_open_ms_flood_p99"] - result["rig_open_ms_idle_p99"], 1
+            )
+            result.update(inside.figures())
+            result["flood_answered"] = dict(flood.done)
+            if flood.errors:
+                result["flood_errors"] = dict(flood.errors)
+            result["rss_mb_after_flood"] = round(station.rss_mb() or 0.0, 1)
+            log(f"{version}: {plan.openings} openings idle and under the flood, at a quarter core")
+            result.update(quarter_core_openings(sim_socket(station), station.pid, csms, version, plan))
+            rig.unplug()
 
             log(f"{version}: SendLocalList of {plan.list_entries} entries, {LIST_SENDS} times")
             applied = []

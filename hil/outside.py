@@ -4,26 +4,45 @@ OCPP process to a quarter of one core.
 
 Times are ``time.perf_counter`` of this process: a rig command sent, the first status
 reply that shows what was waited for.
+
+The rig-side measurements run in a prober process of their own, so that nothing else
+(the bench's CSMS encoding a flood, say) holds the GIL while it polls:
+
+    python -m hil.outside openings --socket PATH --count N [--evse 1] [--inside]
+    python -m hil.outside kill --socket PATH --pid PID [--evse 1]
+    python -m hil.outside ready --socket PATH
+
+Each prints its result as one JSON line (``ready`` prints ``{"polling": true}`` first, once
+it polls). ``--realtime`` asks for SCHED_FIFO ``PROBER_PRIORITY`` for the prober, below the
+safety loop's priority; where that is not allowed it runs at normal priority.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
+import json
 import os
+import random
 import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.safety.realtime import SAFETY_PRIORITY, policy_name, realtime_thread
 from hil.rig import RigError
-from hil.simrig import SimRig
+from hil.simrig import RigReplyError, SimRig
 
 POLL_S = 0.002  # how often a bench asks the rig for its status
+# Above every normal process (the daemon's OCPP process, the bench's CSMS), below the
+# safety loop: the prober must never be what delays the loop it measures.
+PROBER_PRIORITY = SAFETY_PRIORITY - 10
 Status = dict[str, Any]
 
 
@@ -77,15 +96,6 @@ def poll(rig: SimRig, check: Callable[[Status], bool], timeout: float, evse: int
             time.sleep(next_at - now)
         else:  # a slow reply: the next request at once, no burst to catch up
             next_at = now
-
-
-def command_to(
-    rig: SimRig, command: Callable[[], None], check: Callable[[Status], bool], timeout: float
-) -> float:
-    """Milliseconds from sending ``command`` to the first status reply passing ``check``."""
-    sent = time.perf_counter()
-    command()
-    return (poll(rig, check, timeout) - sent) * 1000
 
 
 @dataclass(frozen=True)
@@ -393,3 +403,153 @@ def quarter_core(name: str) -> QuarterCore | str:
     except OSError as exc:
         return f"cannot create {cgroup.path}: {exc.strerror or exc}"
     return cgroup
+
+
+# -- openings, timed from the rig ----------------------------------------------------------
+
+
+@dataclass
+class Inside:
+    """The same openings as the simulation inside the daemon timed them (the rig's
+    ``timing`` command: ``time.monotonic`` of this host), while the rig has that command."""
+
+    opened: list[float] = field(default_factory=list)
+    closed: list[float] = field(default_factory=list)
+    injected: list[float] = field(default_factory=list)
+    unavailable: str = ""
+
+    def note(self, rig: SimRig, sent: float, to_open: bool) -> None:
+        """``sent``: ``time.monotonic`` when the command went out."""
+        if self.unavailable:
+            return
+        try:
+            timing = rig.timing()
+            commanded = (timing["contactor_commanded_at"] - timing["cp_changed_at"]) * 1000
+        except (RigReplyError, KeyError, TypeError) as exc:
+            self.unavailable = f"the rig has no timing command: {exc!r}"
+            return
+        (self.opened if to_open else self.closed).append(commanded)
+        self.injected.append((timing["cp_changed_at"] - sent) * 1000)
+
+    def figures(self) -> dict[str, Any]:
+        if not self.opened:
+            return {"latency_skipped": self.unavailable or "no openings"}
+        return {
+            "latency_ms_p50": round(percentile(self.opened, 0.5), 1),
+            "latency_ms_p99": round(percentile(self.opened, 0.99), 1),
+            "latency_ms_max": round(max(self.opened), 1),
+            "latency_openings": len(self.opened),
+            "close_latency_ms_max": round(max(self.closed), 1),
+            "rig_inject_ms_max": round(max(self.injected), 1),
+        }
+
+
+def openings(rig: SimRig, count: int, inside: Inside | None = None, evse: int = 1) -> list[float]:
+    """``count`` openings timed from the rig, in ms: a ``suspend`` (the EV leaves state C)
+    sent, to the first status showing the contactor open; each followed by a ``charge``
+    and the contactor closed again."""
+    opened: list[float] = []
+    for _ in range(count):
+        for to_open in (True, False):
+            time.sleep(random.uniform(0.0, 0.05))  # any phase against the control loop's ticks
+            sent_mono, sent = time.monotonic(), time.perf_counter()
+            if to_open:
+                rig.suspend(evse)
+                opened.append((poll(rig, contactor_open, 30, evse) - sent) * 1000)
+            else:
+                rig.charge(evse)
+                poll(rig, contactor_closed, 30, evse)
+            if inside is not None:
+                inside.note(rig, sent_mono, to_open)
+    return opened
+
+
+# -- the prober process ----------------------------------------------------------------------
+
+
+def probe_command(command: str, socket_path: Path, *options: str) -> list[str]:
+    """The command line that runs the prober ``command`` in a new process, real-time
+    where allowed."""
+    return [
+        sys.executable,
+        "-m",
+        "hil.outside",
+        command,
+        "--socket",
+        str(socket_path),
+        "--realtime",
+        *options,
+    ]
+
+
+def _emit(result: dict[str, Any]) -> None:
+    print(json.dumps(result), flush=True)
+
+
+def _probe_openings(args: argparse.Namespace) -> dict[str, Any]:
+    inside = Inside() if args.inside else None
+    with SimRig(args.socket, timeout=5.0) as rig:
+        opened = openings(rig, args.count, inside, args.evse)
+    result: dict[str, Any] = {"opened_ms": opened}
+    if inside is not None:
+        result["inside"] = {
+            "opened": inside.opened,
+            "closed": inside.closed,
+            "injected": inside.injected,
+            "unavailable": inside.unavailable,
+        }
+    return result
+
+
+def _probe_kill(args: argparse.Namespace) -> dict[str, Any]:
+    """Wait for the contactor closed, a random moment more (any phase against the loop),
+    then the kill and the polling, both here."""
+    with SimRig(args.socket, timeout=1.0) as rig:
+        poll(rig, contactor_closed, 30, args.evse)
+        time.sleep(random.uniform(0.1, 0.3))
+        outcome = kill_to_open(rig, args.pid, args.timeout, args.evse)
+    return {"open_ms": outcome.open_ms, "rig_gone": outcome.rig_gone}
+
+
+def _probe_ready(args: argparse.Namespace) -> dict[str, Any]:
+    """``ready_at``: ``time.monotonic`` (one clock for every process on the host) of the
+    first status with the pilot at A and the contactor open; None if none within the timeout."""
+    watch = ReadyWatch(args.socket, timeout=args.timeout)
+    watch.start()
+    _emit({"polling": True})
+    watch.join()
+    if watch.ready_at is None:
+        return {"ready_at": None}
+    return {"ready_at": time.monotonic() - (time.perf_counter() - watch.ready_at)}
+
+
+def probe(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hil.outside", description="The bench's rig prober.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("openings", "kill", "ready"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--socket", type=Path, required=True, help="the daemon's rig socket")
+        sub.add_argument("--evse", type=int, default=1)
+        sub.add_argument(
+            "--realtime", action="store_true", help=f"SCHED_FIFO {PROBER_PRIORITY} where allowed"
+        )
+        if name == "openings":
+            sub.add_argument("--count", type=int, required=True)
+            sub.add_argument("--inside", action="store_true", help="also the rig's timing of each")
+        elif name == "kill":
+            sub.add_argument("--pid", type=int, required=True)
+            sub.add_argument("--timeout", type=float, default=1.0)
+        else:
+            sub.add_argument("--timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    if args.realtime:
+        realtime_thread(PROBER_PRIORITY)  # before ReadyWatch starts: the thread inherits it
+    run = {"openings": _probe_openings, "kill": _probe_kill, "ready": _probe_ready}[args.command]
+    result = run(args)
+    result["prober_policy"] = policy_name()
+    _emit(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(probe())

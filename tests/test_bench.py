@@ -58,3 +58,17 @@ def test_quick_bench_prints_every_figure(tmp_path: Path) -> None:
         assert version["kill_open_ms_max"] >= version["kill_open_ms_p50"] > 0
     assert result["replay"]["queued_messages"] == 1000
     assert isinstance(result["targets_missed"], list) and result["machine"]["cores"]
+
+
+def test_cpu_percents_tell_a_busy_process_from_an_idle_one() -> None:
+    from hil.bench import cpu_percents
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = subprocess.Popen(["sleep", "30"])
+    try:
+        used = cpu_percents({"busy": [busy.pid], "idle": [idle.pid]}, 0.5)
+    finally:
+        for proc in (busy, idle):
+            proc.kill()
+            proc.wait()
+    assert used["busy"] > 20 and used["idle"] < 5

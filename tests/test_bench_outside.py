@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from hil.outside import (
+    PROBER_PRIORITY,
     CpuCgroups,
     QuarterCore,
     ReadyWatch,
@@ -24,6 +25,7 @@ from hil.outside import (
     descendants,
     kill_to_open,
     percentile,
+    probe_command,
     pss_kb,
     quarter_core,
     running,
@@ -32,6 +34,8 @@ from hil.outside import (
     wait_gone,
 )
 from hil.simrig import SimRig
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_percentile_is_the_nearest_rank() -> None:
@@ -157,12 +161,20 @@ def test_quarter_core_v1_writes_period_then_quota(tmp_path: Path) -> None:
 
 
 class StandInRig(threading.Thread):
-    """A rig socket answering ``status`` with ``closed()`` for the contactor; ``vanish``
-    stops it answering (the listening socket and every connection closed)."""
+    """A rig socket answering ``status`` with ``closed()`` for the contactor, and carrying
+    out ``commands``; ``vanish`` stops it answering (the listening socket and every
+    connection closed)."""
 
-    def __init__(self, path: Path, closed: Callable[[], bool], cp_state: str = "C") -> None:
+    def __init__(
+        self,
+        path: Path,
+        closed: Callable[[], bool],
+        cp_state: str = "C",
+        commands: dict[str, Callable[[], None]] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.path, self.closed, self.cp_state = path, closed, cp_state
+        self.commands = commands or {}
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
         self.server.listen()
@@ -183,8 +195,14 @@ class StandInRig(threading.Thread):
             for line in lines:
                 if self.gone.is_set():
                     return
-                json.loads(line)
-                reply = {"ok": True, "cp_state": self.cp_state, "contactor_closed": self.closed()}
+                command = json.loads(line)["cmd"]
+                reply: dict[str, object] = {"ok": True}
+                if command == "status":
+                    reply.update(cp_state=self.cp_state, contactor_closed=self.closed())
+                elif command in self.commands:
+                    self.commands[command]()
+                else:
+                    reply = {"ok": False, "error": f"unknown command {command}"}
                 conn.sendall(json.dumps(reply).encode() + b"\n")
 
     def vanish(self) -> None:
@@ -238,3 +256,53 @@ def test_ready_watch_sees_the_rig_once_it_answers_with_a_safe_status(tmp_path: P
     StandInRig(path, closed=lambda: False, cp_state="A").start()
     watch.join(5)
     assert watch.ready_at is not None
+
+
+# -- the prober, a process of its own ---------------------------------------------------------
+
+
+def run_prober(command: list[str]) -> dict[str, object]:
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    assert result["prober_policy"] in ("SCHED_OTHER", f"SCHED_FIFO {PROBER_PRIORITY}")
+    return result
+
+
+def test_the_prober_times_openings_and_closes_between_them(tmp_path: Path) -> None:
+    contactor = {"closed": True}
+    commands = {
+        "suspend": lambda: contactor.update(closed=False),
+        "charge": lambda: contactor.update(closed=True),
+    }
+    rig = StandInRig(tmp_path / "sim.sock", closed=lambda: contactor["closed"], commands=commands)
+    rig.start()
+    result = run_prober(probe_command("openings", rig.path, "--count", "3", "--inside"))
+    opened = result["opened_ms"]
+    assert isinstance(opened, list) and len(opened) == 3 and all(0 < ms < 1000 for ms in opened)
+    assert contactor["closed"]  # each opening closed again
+    inside = result["inside"]
+    assert isinstance(inside, dict) and "no timing command" in inside["unavailable"]
+    rig.vanish()
+
+
+def test_the_prober_kills_and_times_the_opening(tmp_path: Path, victim: subprocess.Popen[bytes]) -> None:
+    rig = StandInRig(tmp_path / "sim.sock", closed=lambda: victim.poll() is None)
+    rig.start()
+    result = run_prober(probe_command("kill", rig.path, "--pid", str(victim.pid)))
+    assert result["rig_gone"] is False
+    assert isinstance(result["open_ms"], float) and 0 < result["open_ms"] < 1000
+    assert victim.wait(5) == -9
+    rig.vanish()
+
+
+def test_the_ready_prober_polls_before_the_rig_exists(tmp_path: Path) -> None:
+    path = tmp_path / "sim.sock"
+    command = probe_command("ready", path, "--timeout", "10")
+    watch = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert watch.stdout is not None and json.loads(watch.stdout.readline()) == {"polling": True}
+    time.sleep(0.05)
+    before = time.monotonic()
+    StandInRig(path, closed=lambda: False, cp_state="A").start()
+    result = json.loads(watch.communicate(timeout=15)[0].splitlines()[-1])
+    assert before < result["ready_at"] < time.monotonic()
