@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from itertools import count
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from controller.config import Config
 from controller.runtime.safety_side import ChannelPort, Publish, StatusFn
@@ -33,6 +33,7 @@ from controller.safety.view import EvseView
 from drivers.base import DriverError, MeterDriver, MeterReading, RfidDriver
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READY_S = 5.0  # the safety process answers this soon after start (it is forked first)
 SILENT_S = 1.0  # the safety process reports every 0.25 s: silent this long, it is hung
@@ -42,15 +43,42 @@ SAFE_S = 0.7  # an orderly stop: its control loops stop within 0.5 s
 STATUS_S = 1.0
 
 
+class _Input(Generic[T]):
+    """An input of a remote control loop: written here, sent whole on every change."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = f"_{name}"
+
+    @overload
+    def __get__(self, channel: None, owner: type) -> _Input[T]: ...
+    @overload
+    def __get__(self, channel: RemoteChannel, owner: type) -> T: ...
+    def __get__(self, channel: RemoteChannel | None, owner: type) -> T | _Input[T]:
+        if channel is None:
+            return self
+        value: T = getattr(channel, self.attribute)
+        return value
+
+    def __set__(self, channel: RemoteChannel, value: T) -> None:
+        if value != getattr(channel, self.attribute):
+            setattr(channel, self.attribute, value)
+            channel.link.sync(channel)
+
+
 class RemoteChannel:
+    permit = _Input[tuple[bool, float]]()
+    meter = _Input[tuple[bool, float | None]]()
+    max_current_a = _Input[float]()
+    unlock_waiters = _Input[int]()
+
     def __init__(self, link: SafetyLink, evse_id: int, max_current_a: float, lock_fitted: bool) -> None:
-        self._link = link
+        self.link = link
         self.evse_id = evse_id
         self._lock_fitted = lock_fitted
         self._permit: tuple[bool, float] = (False, 0.0)
         self._meter: tuple[bool, float | None] = (True, None)
-        self._cap = max_current_a
-        self._unlock = 0
+        self._max_current_a = max_current_a
+        self._unlock_waiters = 0
         self.view: EvseView | None = None
         self.lock_state: tuple[bool, bool] = (False, False)
         self.contactor_test = ContactorTest.IDLE
@@ -60,54 +88,14 @@ class RemoteChannel:
     def lock_fitted(self) -> bool:
         return self._lock_fitted
 
-    @property
-    def permit(self) -> tuple[bool, float]:
-        return self._permit
-
-    @permit.setter
-    def permit(self, value: tuple[bool, float]) -> None:
-        if value != self._permit:
-            self._permit = value
-            self._link.sync(self)
-
-    @property
-    def meter(self) -> tuple[bool, float | None]:
-        return self._meter
-
-    @meter.setter
-    def meter(self, value: tuple[bool, float | None]) -> None:
-        if value != self._meter:
-            self._meter = value
-            self._link.sync(self)
-
-    @property
-    def max_current_a(self) -> float:
-        return self._cap
-
-    @max_current_a.setter
-    def max_current_a(self, value: float) -> None:
-        if value != self._cap:
-            self._cap = value
-            self._link.sync(self)
-
-    @property
-    def unlock_waiters(self) -> int:
-        return self._unlock
-
-    @unlock_waiters.setter
-    def unlock_waiters(self, value: int) -> None:
-        if value != self._unlock:
-            self._unlock = value
-            self._link.sync(self)
-
     def datagram(self) -> bytes:
         return wire.encode(
             "evse",
             evse=self.evse_id,
             permit=list(self._permit),
             meter=list(self._meter),
-            cap=self._cap,
-            unlock=self._unlock,
+            cap=self._max_current_a,
+            unlock=self._unlock_waiters,
         )
 
 
@@ -298,25 +286,13 @@ class SafetyLink:
     # -- receiving -------------------------------------------------------------------------
 
     def _readable(self) -> None:
-        while True:
-            try:
-                datagram = self.sock.recv(wire.MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                datagram = b""
-            if not datagram:
-                self._ended()
-                return
+        datagrams, closed = wire.drain(self.sock)
+        if datagrams:
             self.heard_at = time.monotonic()
-            message = wire.decode(datagram)
-            if message is None:
-                log.error("safety channel: unreadable message %r", datagram[:100])
-                continue
-            try:
-                self._handle(message)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.error("safety channel: bad %s message: %s", message.get("t"), exc)
+        for datagram in datagrams:
+            wire.dispatch(datagram, self._handle, log)
+        if closed:
+            self._ended()
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["t"]

@@ -247,27 +247,16 @@ class SafetyProcess:
     # -- the OCPP process --------------------------------------------------------------------
 
     def _read_link(self, _events: int) -> None:
-        while True:
-            try:
-                datagram = self.link.recv(wire.MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                datagram = b""
-            if not datagram:
-                self._orphaned()
-                return
+        if self.orphaned_at is not None:
+            return
+        datagrams, closed = wire.drain(self.link)
+        if datagrams:
             self.heard_at, self.heard = time.monotonic(), True
-            if datagram == wire.HEARTBEAT:
-                continue
-            message = wire.decode(datagram)
-            if message is None:
-                log.error("safety channel: unreadable message %r", datagram[:100])
-                continue
-            try:
-                self._handle(message)
-            except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-                log.error("safety channel: bad %s message: %r", message.get("t"), exc)
+        for datagram in datagrams:
+            if datagram != wire.HEARTBEAT:  # the commonest datagram is never parsed
+                wire.dispatch(datagram, self._handle, log)
+        if closed:
+            self._orphaned()
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["t"]

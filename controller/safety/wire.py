@@ -17,7 +17,9 @@ with them ("synced"): a permit from before the silence is never reused.
 from __future__ import annotations
 
 import json
+import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 HEARTBEAT_S = 0.2  # 2.5 beats per silence window; each costs the OCPP process ~0.2 ms here
@@ -59,3 +61,31 @@ def send(sock: socket.socket, datagram: bytes) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def drain(sock: socket.socket) -> tuple[list[bytes], bool]:
+    """Every datagram waiting, without blocking, and whether the other end has closed."""
+    datagrams: list[bytes] = []
+    while True:
+        try:
+            datagram = sock.recv(MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return datagrams, False
+        except OSError:
+            return datagrams, True
+        if not datagram:
+            return datagrams, True
+        datagrams.append(datagram)
+
+
+def dispatch(datagram: bytes, handle: Callable[[Message], None], log: logging.Logger) -> None:
+    """Hand one datagram to ``handle``; one that is not a message, or not a good one, is
+    logged and dropped: nothing on the channel ends a process."""
+    message = decode(datagram)
+    if message is None:
+        log.error("safety channel: unreadable message %r", datagram[:100])
+        return
+    try:
+        handle(message)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        log.error("safety channel: bad %s message: %r", message.get("t"), exc)
