@@ -145,3 +145,34 @@ def test_signals_during_start_up_neither_kill_nor_hang_the_daemon(config: Path) 
     early.proc.send_signal(signal.SIGHUP)
     early.proc.send_signal(signal.SIGTERM)
     assert stop(early) == 0
+
+
+def test_an_ev_swapped_while_the_ocpp_process_was_stopped_ends_the_first_session(station: Station) -> None:
+    """EV 1 leaves and EV 2 arrives while the OCPP process is stopped: once it runs again,
+    the first transaction ends (EV disconnected) and EV 2 gets a session of its own; a
+    permit given for EV 1 never closes the contactor for EV 2."""
+    first = charging(station)["transaction_id"]
+    os.kill(station.proc.pid, signal.SIGSTOP)
+    try:
+        station.rig.unplug()
+        time.sleep(0.3)
+        station.rig.charge(max_current_a=16)
+        time.sleep(0.3)
+        assert station.rig.status()["contactor_closed"] is False
+    finally:
+        os.kill(station.proc.pid, signal.SIGCONT)
+    station.wait_db([("EVDisconnected",)], "SELECT stop_reason FROM transactions WHERE id = ?", first)
+    again = station.rig.wait_until(lambda s: s["contactor_closed"] and s["transaction_id"], timeout=10)
+    assert again["transaction_id"] != first
+
+
+def test_an_over_long_rig_line_sent_in_pieces_gets_one_error(station: Station) -> None:
+    """CONTRACTS section 3: a bad line gets an error reply and the connection stays."""
+    from drivers.sim_rig import MAX_LINE
+
+    line = b'{"cmd": "status", "pad": "' + b"x" * (MAX_LINE + 4000) + b'"}'
+    station.rig.sock.sendall(line[: MAX_LINE - 10])
+    time.sleep(0.1)
+    reply = station.rig.send_line(line[MAX_LINE - 10 :])
+    assert reply["ok"] is False and "longer" in reply["error"]
+    assert station.rig.status()["ok"] is True

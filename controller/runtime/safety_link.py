@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from itertools import count
 from typing import Any, Generic, TypeVar, overload
 
@@ -83,6 +84,7 @@ class RemoteChannel:
         self.lock_state: tuple[bool, bool] = (False, False)
         self.contactor_test = ContactorTest.IDLE
         self.ticks = 0
+        self.departures = 0  # as the safety process counts them; echoed with the permit
 
     @property
     def lock_fitted(self) -> bool:
@@ -96,6 +98,7 @@ class RemoteChannel:
             meter=list(self._meter),
             cap=self._max_current_a,
             unlock=self._unlock_waiters,
+            departures=self.departures,
         )
 
 
@@ -145,6 +148,7 @@ class SafetyLink:
         self._readings: dict[int, asyncio.Future[MeterReading]] = {}
         self._ids = count(1)
         self._unsent = False
+        self._synced_pending = False  # a resync answered but "synced" not yet sent
         self._status_sent: dict[str, Any] | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._status: StatusFn | None = None
@@ -195,7 +199,10 @@ class SafetyLink:
         self._status_task = asyncio.create_task(self._send_status(), name="rig status")
 
     def failure(self) -> str | None:
-        self._readable()  # what waits on the socket counts: the event loop may have been busy
+        try:
+            self._readable()  # what waits on the socket counts: the event loop may have been busy
+        except Exception:
+            log.exception("safety channel: handling a message failed")
         if self.reason is None and time.monotonic() - self.heard_at > SILENT_S:
             self._failed(f"the safety process {self.child.pid} has been silent for over {SILENT_S:.0f} s")
         if self.reason is None and self._status_task is not None and self._status_task.done():
@@ -241,6 +248,8 @@ class SafetyLink:
         self._unsent = False
         for channel in self._channels.values():
             self.sync(channel)
+        if self._synced_pending and not self._unsent:  # only once every input has gone
+            self._synced_pending = not self._send(wire.encode("synced"))
 
     def _heartbeat(self) -> None:
         """On a thread of its own: the safety process hears from a busy event loop too."""
@@ -303,10 +312,17 @@ class SafetyLink:
             channel.lock_state = (bool(locked), bool(engaged))
             channel.contactor_test = ContactorTest(message["test"])
             channel.ticks = int(message["ticks"])
-            if view != channel.view:
-                channel.view = view
-                if self._publish is not None:
-                    self._publish(channel.evse_id, view)
+            departures = int(message["departures"])
+            if departures != channel.departures:
+                channel.departures = departures  # before the station moves: its permit is for now
+                if view.cp is not CpState.A and channel.view is not None:
+                    # The EV left and another came while the views in between were lost
+                    # (a long stop): the station must end the session it knew first.
+                    self._seen(channel, replace(view, cp=CpState.A, contactor_closed=False))
+                self._seen(channel, view)
+                self.sync(channel)  # the permit, for this connection
+            elif view != channel.view:
+                self._seen(channel, view)
         elif kind == "reading":
             future = self._readings.get(message["id"])
             if future is not None and not future.done():
@@ -326,9 +342,11 @@ class SafetyLink:
         elif kind == "hb":
             self.figures = message
         elif kind == "resync":  # after a silence: every EVSE's current inputs, then "synced"
+            self._synced_pending = True
             for channel in self._channels.values():
                 self.sync(channel)
-            self._send(wire.encode("synced"))
+            if not self._unsent:
+                self._synced_pending = not self._send(wire.encode("synced"))
         elif kind == "ready":
             self.ready.set()
         elif kind == "safe":
@@ -336,11 +354,16 @@ class SafetyLink:
         elif kind == "failed":
             self._failed(str(message["reason"]))
 
+    def _seen(self, channel: RemoteChannel, view: EvseView) -> None:
+        channel.view = view
+        if self._publish is not None:
+            self._publish(channel.evse_id, view)
+
     def _ended(self) -> None:
         with contextlib.suppress(ValueError, OSError):
             asyncio.get_running_loop().remove_reader(self.sock)
         self.ended.set()
-        status = self.child.exit_status(0.0)  # never waited for on the event loop
+        status = self.child.exit_status(0.05)  # a moment for the exit status, the only clue
         self._failed(f"the safety process {self.child.pid} has ended (exit status {status})")
 
     def _failed(self, reason: str) -> None:

@@ -102,6 +102,11 @@ class EvseChannel:
         self.lock_state: tuple[bool, bool] = (False, False)
         self.contactor_test = ContactorTest.IDLE
         self.ticks = 0
+        # How many times the EV has left (the pilot confirmed in A from another state): a
+        # permit given for one connection is never applied to the next (the safety process
+        # checks the count the OCPP process echoes).
+        self.departures = 0
+        self._last_cp = CpState.A
         self.view: EvseView | None = None
         self._applied_pilot: tuple[PilotMode, float] | None = None
         self._applied_contactor: bool | None = None
@@ -163,6 +168,9 @@ class EvseChannel:
         self.lock_state = (out.lock, engaged)
         self.contactor_test = out.contactor_test
         self.ticks += 1
+        if out.cp is CpState.A and self._last_cp is not CpState.A:
+            self.departures += 1
+        self._last_cp = out.cp
         if self.watchdog is not None and read_ok and self._hardware_ok:
             # Fed only after a tick that read and drove everything: a hung, dead or
             # failing loop stops it and the board drops the contactor in hardware.

@@ -52,6 +52,7 @@ ORPHAN_LINGER_S = 2.0  # connected rig clients are answered this long after the 
 STOP_S = 0.5  # every control loop together, at an orderly stop
 SIGNAL_EXIT_S = 3.0  # after SIGTERM or SIGINT, unless the OCPP process says "exit" sooner
 STATE_CHECK_S = 0.04  # how often the OCPP process's state and silence are looked at (~0.1 ms a look)
+RESYNC_S = 1.0  # a resync not answered by then is asked for again
 SWITCH_INTERVAL_S = 0.001  # a busy rig thread hands the GIL on within a millisecond
 REPORT_S = 0.25  # a heartbeat to the OCPP process, with the loops' figures
 EX_SOFTWARE = 70
@@ -95,7 +96,7 @@ class SafetyProcess:
         self.loops = [ControlLoop([c], config.sample_hz, self._published) for c in self.channels.values()]
         self.heard_at = time.monotonic()
         self.silent = False  # the OCPP process stopped or went silent: every controller lost
-        self.resync_asked = False  # heard again: its current permits are asked for
+        self.resync_asked_at = float("-inf")  # heard again: its current permits are asked for
         self.orphaned_at: float | None = None
         self.signalled_at: float | None = None
         self.heard = False  # the silence rule applies once the OCPP process has spoken
@@ -170,6 +171,7 @@ class SafetyProcess:
         elif self.orphaned_at is None and self.heard and now - self.state_checked_at >= self._check_period():
             self.state_checked_at = now
             self._read_link(selectors.EVENT_READ)  # what waits counts as heard
+            self._report(now)  # the views go before a resync: it is answered after them
             self._watch_ocpp(time.monotonic())
         elif self.orphaned_at is not None and now - self.orphaned_at > ORPHAN_LINGER_S:
             self.exit_code = 0
@@ -185,7 +187,7 @@ class SafetyProcess:
         stopped = self.ocpp_state.stopped()
         quiet = now - self.heard_at > wire.SILENCE_S
         if (stopped or quiet) and not self.silent:
-            self.silent, self.resync_asked = True, False
+            self.silent, self.resync_asked_at = True, float("-inf")
             for channel in self.channels.values():
                 channel.permit = (False, 0.0)  # never reused: fresh ones come with the resync
             self._lose_controller()
@@ -196,8 +198,8 @@ class SafetyProcess:
                     "the OCPP process has been silent for %.0f ms: charging stopped until it answers",
                     (now - self.heard_at) * 1000,
                 )
-        elif self.silent and not stopped and not quiet and not self.resync_asked:
-            self.resync_asked = self._send("resync")
+        elif self.silent and not (stopped or quiet) and now - self.resync_asked_at > RESYNC_S:
+            self.resync_asked_at = now if self._send("resync") else self.resync_asked_at
 
     def _synced(self) -> None:
         """The OCPP process has sent every EVSE's current permit: control is back."""
@@ -265,7 +267,10 @@ class SafetyProcess:
             if channel is not None:
                 on, limit = message["permit"]
                 ok, current = message["meter"]
-                channel.permit = (bool(on), float(limit))
+                # A permit given before the EV left (the OCPP process has not yet seen it
+                # go) is no permit for whatever is plugged in now.
+                current_connection = int(message.get("departures", -1)) == channel.departures
+                channel.permit = (bool(on), float(limit)) if current_connection else (False, 0.0)
                 channel.meter = (bool(ok), None if current is None else float(current))
                 channel.max_current_a = float(message["cap"])
                 channel.unlock_waiters = int(message["unlock"])
@@ -331,6 +336,7 @@ class SafetyProcess:
                 view,
                 channel.lock_state,
                 channel.contactor_test,
+                channel.departures,
                 channel.ticks if channel.unlock_waiters else None,
             )
             if view is None or state == self.reported.get(evse_id):
@@ -342,9 +348,10 @@ class SafetyProcess:
                 lock=list(channel.lock_state),
                 test=channel.contactor_test.value,
                 ticks=channel.ticks,
+                departures=channel.departures,
             ):
                 self.reported[evse_id] = state
-        if due:
+        if due and not self.silent:  # a stopped process's buffer would only fill up
             self.reported_at = now
             self._send(
                 "hb",
