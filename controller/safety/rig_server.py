@@ -66,6 +66,10 @@ class RigServer(threading.Thread):
         self._requests: set[str] = set()  # "stop listening", "close": from other threads
 
     def run(self) -> None:
+        # Not at the safety loops' real-time priority: a client streaming requests must not
+        # take a core from everything else.
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         try:
             while "close" not in self._requests:
                 for key, events in self.selector.select(0.5):
@@ -148,7 +152,9 @@ class RigServer(threading.Thread):
                     self._queue(client, {"ok": False, "error": f"line longer than {MAX_LINE} bytes"})
                 return
             client.inbox = rest
-            if line.strip():
+            if len(line) > MAX_LINE:
+                self._queue(client, {"ok": False, "error": f"line longer than {MAX_LINE} bytes"})
+            elif line.strip():
                 self._queue(client, self.reply(line))
 
     def _queue(self, client: _Client, reply: dict[str, Any]) -> None:
@@ -210,6 +216,7 @@ def _alive(path: Path) -> bool:
     except FileNotFoundError:
         return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(0.2)  # a listener with a full backlog blocks a connect
     try:
         probe.connect(str(path))
     except ConnectionRefusedError:

@@ -86,10 +86,10 @@ def spawn(config: Config) -> SafetyChild:
     pid = os.fork()
     if pid == 0:  # the safety process
         code = 1
+        early = _Held()  # what is logged before the journal is set up
         try:
             ocpp_end.close()
             signals = _record_signals()
-            early = _Held()  # what is logged before the journal is set up
             logging.getLogger().addHandler(early)
             logging.getLogger().setLevel(logging.DEBUG)
             from controller.safety import realtime
@@ -106,6 +106,13 @@ def spawn(config: Config) -> SafetyChild:
             code = process.main(config, safety_end, signals)
         except BaseException:
             logging.getLogger(__name__).critical("safety process crashed", exc_info=True)
+            root = logging.getLogger()
+            if early in root.handlers:  # it crashed before the journal was set up: stderr
+                root.removeHandler(early)
+                last = logging.lastResort
+                for record in early.records:
+                    if last is not None and record.levelno >= logging.WARNING:
+                        last.handle(record)
         finally:
             atexit._run_exitfuncs()  # the log listener writes what is queued
             os._exit(code)  # never return into the OCPP process's stack
