@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Mapping
 
@@ -15,14 +14,12 @@ from controller.config import Config
 from controller.io.rig import Rig, RigError, serve
 from controller.runtime.safety_side import ChannelPort, Publish, StatusFn
 from controller.runtime.startup import StartupError
-from controller.safety.control import ControlLoop, EvseChannel
-from controller.safety.process import STALL_S, STOP_S, make_channel, sim_reader
+from controller.safety.control import ControlLoop, EvseChannel, abandon_stalled, stop_all
+from controller.safety.process import make_channel, sim_reader
 from controller.safety.view import EvseView
 from drivers.base import DriverError, MeterDriver, RfidDriver
 from drivers.registry import build_safety, make_bench
 from drivers.sim import SimBench, SimMeter, SimRfid
-
-log = logging.getLogger(__name__)
 
 
 class LocalSafety:
@@ -80,27 +77,11 @@ class LocalSafety:
         pass  # the rig asks this process
 
     def failure(self) -> str | None:
-        now = time.monotonic()
-        stalled = [c for c in self.loops if not c.is_alive() or now - c.stats.last_tick > STALL_S]
-        if not stalled:
-            return None
-        for control in stalled:  # it cannot open its contactor: do it from here
-            for channel in control.channels:
-                channel.make_safe()
-        names = ", ".join(c.name for c in stalled)
-        log.critical(
-            "control loop %s stalled for over %.1f s; contactor opened from the event loop", names, STALL_S
-        )
-        return f"control loop {names} stalled"
+        names = abandon_stalled(self.loops, time.monotonic())
+        return None if names is None else f"control loop {names} stalled"
 
     async def make_safe(self) -> None:
-        # All asked at once and waited for against one deadline: several EVSEs (or one
-        # hung driver) cost the stop budget once.
-        for control in self.loops:
-            control.halt()
-        deadline = time.monotonic() + STOP_S
-        for control in self.loops:
-            control.stop(max(0.0, deadline - time.monotonic()))
+        stop_all(self.loops)
         if not self.loops:  # never started: the drivers are still to be left safe
             for channel in self._channels.values():
                 channel.make_safe()

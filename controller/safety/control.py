@@ -396,3 +396,35 @@ class ControlLoop(threading.Thread):
             log.critical("control loop %s did not stop; making its hardware safe from here", self.name)
             for channel in self.channels:
                 channel.make_safe()
+
+
+STALL_S = 1.0  # a control loop silent this long is stalled
+STOP_S = 0.5  # every control loop of a process together, at an orderly stop
+
+
+def stop_all(loops: list[ControlLoop], within_s: float = STOP_S) -> None:
+    """Stop every loop (each opens its contactors, stops its PWM): all asked at once and
+    waited for against one deadline, so several EVSEs or one hung driver cost it once."""
+    for control in loops:
+        control.halt()
+    deadline = time.monotonic() + within_s
+    for control in loops:
+        control.stop(max(0.0, deadline - time.monotonic()))
+
+
+def abandon_stalled(loops: list[ControlLoop], now: float) -> str | None:
+    """Loops that died or have not ticked for STALL_S cannot open their contactors: that
+    is done from the calling thread, and they are told to stop should they resume. Their
+    names, or None when every loop ticks."""
+    stalled = [c for c in loops if not c.is_alive() or now - c.stats.last_tick > STALL_S]
+    if not stalled:
+        return None
+    for control in stalled:
+        control.halt()
+        for channel in control.channels:
+            channel.make_safe()
+    names = ", ".join(c.name for c in stalled)
+    log.critical(
+        "control loop %s stalled for over %.1f s; contactor opened from another thread", names, STALL_S
+    )
+    return names

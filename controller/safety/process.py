@@ -35,7 +35,7 @@ from typing import Any
 from controller.config import Config, EvseConfig
 from controller.io import logs
 from controller.safety import realtime, wire
-from controller.safety.control import ControlLoop, EvseChannel
+from controller.safety.control import ControlLoop, EvseChannel, abandon_stalled, stop_all
 from controller.safety.pilot import PilotMode, current_for_duty
 from controller.safety.rig_server import RigServer
 from controller.safety.supervisor import Supervisor
@@ -47,9 +47,7 @@ from drivers.sim_rig import Rig, RigError
 
 log = logging.getLogger(__name__)
 
-STALL_S = 1.0  # a control loop silent this long is stalled
 ORPHAN_LINGER_S = 2.0  # connected rig clients are answered this long after the OCPP process died
-STOP_S = 0.5  # every control loop together, at an orderly stop
 SIGNAL_EXIT_S = 3.0  # after SIGTERM or SIGINT, unless the OCPP process says "exit" sooner
 STATE_CHECK_S = 0.04  # how often the OCPP process's state and silence are looked at (~0.1 ms a look)
 RESYNC_S = 1.0  # a resync not answered by then is asked for again
@@ -219,15 +217,9 @@ class SafetyProcess:
         if self.stopped or now - self.checked_at < REPORT_S / 2:
             return
         self.checked_at = now
-        stalled = [c for c in self.loops if not c.is_alive() or now - c.stats.last_tick > STALL_S]
-        if not stalled:
+        names = abandon_stalled(self.loops, now)
+        if names is None:
             return
-        for control in stalled:  # it cannot open its contactor: do it from here
-            control.halt()  # should it resume, it stops rather than drive again
-            for channel in control.channels:
-                channel.make_safe()
-        names = ", ".join(c.name for c in stalled)
-        log.critical("control loop %s stalled for over %.1f s; contactor opened; exiting", names, STALL_S)
         self._send("failed", reason=f"control loop {names} stalled")
         self.exit_code = EX_SOFTWARE
 
@@ -235,11 +227,7 @@ class SafetyProcess:
         if self.stopped:
             return
         self.stopped = True
-        for control in self.loops:
-            control.halt()
-        deadline = time.monotonic() + STOP_S
-        for control in self.loops:
-            control.stop(max(0.0, deadline - time.monotonic()))
+        stop_all(self.loops)
 
     def _save(self) -> None:
         if self.bench is not None:
