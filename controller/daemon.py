@@ -124,7 +124,7 @@ class Daemon:
             # the CSMS flooded the station.
             gc.collect()
             gc.freeze()
-            await safety.start(services.evse_seen, services.status)
+            await safety.start(services.evse_seen, services.report)
             services.changed = safety.push_status
             if self.host is not None:
                 self.host.client.link.before_send = safety.push_status

@@ -7,6 +7,7 @@ import asyncio
 import socket
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from controller.config import load
 from controller.runtime.safety_link import SafetyLink
@@ -49,8 +50,8 @@ def test_a_departure_the_views_never_showed_is_told_to_the_station_first() -> No
     seen: list[tuple[int, CpState]] = []
 
     async def run() -> None:
-        empty = {"evses": [], "ocpp": {}}
-        await link.start(lambda evse, v: seen.append((evse, v.cp)), lambda _evse: empty)
+        report = SimpleNamespace(ocpp_fields=lambda _evse: {}, link=lambda: {})
+        await link.start(lambda evse, v: seen.append((evse, v.cp)), report)  # type: ignore[arg-type]
         link._handle(view_message(view(CpState.C, closed=True), departures=0))
         link._handle(view_message(view(CpState.B), departures=1))
 

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 
 from controller.config import Config
 from controller.io.rig import Rig, RigError, serve
-from controller.runtime.safety_side import ChannelPort, Publish, StatusFn
+from controller.runtime.safety_side import ChannelPort, Publish
 from controller.runtime.startup import StartupError
+from controller.runtime.status import StatusReport
 from controller.safety.control import ControlLoop, EvseChannel, abandon_stalled, stop_all
 from controller.safety.process import make_channel, sim_reader
 from controller.safety.view import EvseView
@@ -53,7 +54,7 @@ class LocalSafety:
     async def open(self) -> None:
         pass
 
-    async def start(self, publish: Publish, status: StatusFn) -> None:
+    async def start(self, publish: Publish, report: StatusReport) -> None:
         loop = asyncio.get_running_loop()
 
         def published(evse_id: int, view: EvseView) -> None:  # on a control thread
@@ -64,7 +65,7 @@ class LocalSafety:
             control.start()
         path = self.config.sim_socket
         if path is not None:
-            rig = Rig(self.bench, status, list(self._channels), reader=sim_reader(self.config))
+            rig = Rig(self.bench, report.status, list(self._channels), reader=sim_reader(self.config))
             try:
                 self.server = await serve(rig, path)
             except (RigError, OSError) as exc:

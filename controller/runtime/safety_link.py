@@ -24,8 +24,9 @@ from itertools import count
 from typing import Any, Generic, TypeVar, overload
 
 from controller.config import Config
-from controller.runtime.safety_side import ChannelPort, Publish, StatusFn
+from controller.runtime.safety_side import ChannelPort, Publish
 from controller.runtime.startup import StartupError
+from controller.runtime.status import StatusReport
 from controller.safety import wire
 from controller.safety.pilot import CpState, PilotMode
 from controller.safety.spawn import SafetyChild
@@ -151,7 +152,7 @@ class SafetyLink:
         self._synced_pending = False  # a resync answered but "synced" not yet sent
         self._status_sent: dict[str, Any] | None = None
         self._status_task: asyncio.Task[None] | None = None
-        self._status: StatusFn | None = None
+        self._report: StatusReport | None = None
         self._stop_beat = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name="safety-heartbeat", daemon=True)
 
@@ -190,12 +191,12 @@ class SafetyLink:
         for task in pending:
             task.cancel()
 
-    async def start(self, publish: Publish, status: StatusFn) -> None:
+    async def start(self, publish: Publish, report: StatusReport) -> None:
         self._publish = publish
         for evse_id, channel in self._channels.items():
             if channel.view is not None:
                 publish(evse_id, channel.view)
-        self._status = status
+        self._report = report
         self._status_task = asyncio.create_task(self._send_status(), name="rig status")
 
     def failure(self) -> str | None:
@@ -268,11 +269,11 @@ class SafetyLink:
 
     def push_status(self) -> None:
         """Send the rig's OCPP fields (connector status, transaction, link) if they changed."""
-        if self._status is None or self.reason is not None:
+        report = self._report
+        if report is None or self.reason is not None:
             return
-        full = self._status(None)
-        evses = {str(e["evse"]): {k: e[k] for k in OCPP_FIELDS} for e in full["evses"]}
-        message = {"evses": evses, "ocpp": full["ocpp"]}
+        evses = {str(evse_id): report.ocpp_fields(evse_id) for evse_id in self._channels}
+        message = {"evses": evses, "ocpp": report.link()}
         if message != self._status_sent and self._send(wire.encode("status", **message)):
             self._status_sent = message
 
@@ -383,6 +384,3 @@ class SafetyLink:
             channel.view = view
             if self._publish is not None:
                 self._publish(evse_id, view)
-
-
-OCPP_FIELDS = ("power_w", "energy_wh", "connector_status", "error_code", "transaction_id")

@@ -5,14 +5,16 @@ the in-process test bench, in this process (``LocalSafety``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from controller.safety.supervisor import ContactorTest
 from controller.safety.view import EvseView
 from drivers.base import MeterDriver, RfidDriver
 
+if TYPE_CHECKING:
+    from controller.runtime.status import StatusReport
+
 Publish = Callable[[int, EvseView], None]
-StatusFn = Callable[[int | None], dict[str, Any]]
 
 
 class ChannelPort(Protocol):
@@ -43,8 +45,8 @@ class SafetySide(Protocol):
     async def open(self) -> None:
         """Before anything reads a meter: the safety side answers (or StartupError)."""
 
-    async def start(self, publish: Publish, status: StatusFn) -> None:
-        """Views go to ``publish`` from now on; the rig answers ``status``."""
+    async def start(self, publish: Publish, report: StatusReport) -> None:
+        """Views go to ``publish`` from now on; the rig's status comes from ``report``."""
 
     def set_logging(self, level: str, modules: Mapping[str, str]) -> None:
         """A reload's log levels, for the safety side too."""

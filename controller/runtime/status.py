@@ -12,7 +12,7 @@ from controller.io.storage import StorageError
 from controller.ocpp.v16 import words
 from controller.runtime.ocpp_ref import OcppRef
 from controller.runtime.safety_side import ChannelPort
-from controller.safety.pilot import PilotMode
+from controller.safety.view import physical_status
 from drivers.base import MeterReading
 
 
@@ -38,15 +38,7 @@ class StatusReport:
 
     def status(self, evse_id: int | None) -> dict[str, Any]:
         if evse_id is None:
-            client = self.ocpp.client
-            return {
-                "evses": [self._evse_status(i) for i in self.channels],
-                "ocpp": {
-                    "connected": self.ocpp.online,
-                    "version": client.connected_version if client else None,
-                    "queued": self.outbox_count,
-                },
-            }
+            return {"evses": [self._evse_status(i) for i in self.channels], "ocpp": self.link()}
         return self._evse_status(evse_id)
 
     def _reported_status(self, status: ConnectorStatus) -> str:
@@ -55,26 +47,30 @@ class StatusReport:
         return client.reported_status(status) if client is not None else words.STATUSES[status]
 
     def _evse_status(self, evse_id: int) -> dict[str, Any]:
-        view = self.channels[evse_id].view
+        return {"evse": evse_id, **physical_status(self.channels[evse_id].view), **self.ocpp_fields(evse_id)}
+
+    def ocpp_fields(self, evse_id: int) -> dict[str, Any]:
+        """The status fields this process knows (the rest are the control loop's)."""
         state = self.station.evses[evse_id]
         reading: MeterReading | None = state.reading
         tx = state.tx
         return {
-            "evse": evse_id,
-            "cp_state": view.cp.value if view else "A",
-            "pwm": bool(view and view.pilot is PilotMode.PWM),
-            "duty_percent": view.duty_percent if view else 100.0,
-            "offered_a": round(view.offered_a, 1) if view else 0.0,
-            "contactor_closed": bool(view and view.contactor_closed),
             "power_w": round(reading.power_w, 1) if reading else 0.0,
             "energy_wh": round(reading.energy_wh, 3) if reading else 0.0,
             "connector_status": self._reported_status(
                 state.status[0] if state.status else ConnectorStatus.AVAILABLE
             ),
             "error_code": words.status_words(state.status)[1],
-            "faults": sorted(f.value for f in view.faults) if view else [],
             "ocpp_connected": self.ocpp.online,
             "transaction_id": (self.csms_ids.get(tx.id, tx.id)) if tx and tx.persisted else None,
+        }
+
+    def link(self) -> dict[str, Any]:
+        client = self.ocpp.client
+        return {
+            "connected": self.ocpp.online,
+            "version": client.connected_version if client else None,
+            "queued": self.outbox_count,
         }
 
     def line(self) -> str:
