@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
+from controller.safety.rig_server import listen
 from drivers.sim_rig import MAX_LINE, Rig, RigError
 
 __all__ = ["Rig", "RigError", "serve"]
@@ -54,19 +53,7 @@ async def _discard_line(reader: asyncio.StreamReader) -> None:
 
 
 async def serve(rig: Rig, path: Path) -> asyncio.AbstractServer:
-    """Listen on ``path``, replacing a stale socket a killed daemon left behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(path.lstat().st_mode):
-            try:
-                _, probe = await asyncio.open_unix_connection(str(path))
-            except OSError:
-                path.unlink()  # nobody listens: left by a killed daemon
-            else:
-                probe.close()
-                raise RigError(f"another daemon is already listening on {path}")
-    server = await asyncio.start_unix_server(
-        lambda r, w: _serve_client(rig, r, w), path=str(path), limit=MAX_LINE
-    )
-    os.chmod(path, 0o660)
-    return server
+    """Listen on ``path`` as the safety process does (``rig_server.listen``: a stale socket
+    is replaced, a live one is an error)."""
+    sock = await asyncio.to_thread(listen, path)
+    return await asyncio.start_unix_server(lambda r, w: _serve_client(rig, r, w), sock=sock, limit=MAX_LINE)

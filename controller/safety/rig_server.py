@@ -55,7 +55,7 @@ class RigServer(threading.Thread):
         self.reply = reply
         self.selector = selectors.DefaultSelector()
         self.clients: dict[int, _Client] = {}
-        self.listener = _listen(path)
+        self.listener = listen(path)
         self.listener.setblocking(False)
         self.listening = True
         self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
@@ -189,7 +189,7 @@ class RigServer(threading.Thread):
         client.sock.close()
 
 
-def _listen(path: Path) -> socket.socket:
+def listen(path: Path) -> socket.socket:
     """Listen on ``path``, replacing a stale socket a killed daemon left behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + GONE_WAIT_S
