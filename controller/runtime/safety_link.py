@@ -144,7 +144,6 @@ class SafetyLink:
         self.ended = asyncio.Event()
         self.reason: str | None = None  # why the safety process failed, if it did
         self.heard_at = time.monotonic()
-        self.figures: dict[str, Any] = {}  # the control loops' ticks and lateness, last reported
         self._publish: Publish | None = None
         self._readings: dict[int, asyncio.Future[MeterReading]] = {}
         self._ids = count(1)
@@ -341,7 +340,7 @@ class SafetyLink:
         elif kind == "swipe":
             self.swipes.put_nowait(str(message["id"]))
         elif kind == "hb":
-            self.figures = message
+            pass  # heard: that is all it says
         elif kind == "resync":  # after a silence: every EVSE's current inputs, then "synced"
             self._synced_pending = True
             for channel in self._channels.values():

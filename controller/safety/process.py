@@ -341,12 +341,7 @@ class SafetyProcess:
                 self.reported[evse_id] = state
         if due and not self.silent:  # a stopped process's buffer would only fill up
             self.reported_at = now
-            self._send(
-                "hb",
-                ticks=[c.stats.ticks for c in self.loops],
-                late=[c.stats.late_ticks for c in self.loops],
-                lateness_ms=max((c.stats.max_lateness_s * 1000 for c in self.loops), default=0.0),
-            )
+            self._send("hb")
 
     def _read_meter(self, message: dict[str, Any]) -> None:
         request, evse_id = message.get("id"), message.get("evse", 0)
